@@ -1,0 +1,33 @@
+"""``connectomics``: the console command. Each subcommand lives in the module that does the work."""
+
+from __future__ import annotations
+
+import sys
+
+from shared.cli import Subcommand, run_subcommands
+
+DESCRIPTION = """STAR neuron segmentation for electron-microscopy volumes.
+
+A typical session:
+  connectomics simulate sim.zarr --source A --shape 64,256,256 --seed 0
+  connectomics fit --config configs/connectomics/gammanet.yaml
+  connectomics predict model.ckpt sim.zarr/raw pred.zarr/affs --block 32,128,128 --context 8,32,32
+  connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7
+  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels"""
+
+SUBCOMMANDS = {
+    "simulate": Subcommand("connectomics.simulate:cli", "write a simulated EM volume (OME-Zarr raw + labels)"),
+    "fit": Subcommand("connectomics.train:cli", "train an affinity model (LightningCLI: fit/validate/test)"),
+    "star": Subcommand("connectomics.star:cli", "leave-one-source-out STAR protocol, results table"),
+    "predict": Subcommand("connectomics.predict:cli", "blockwise affinity prediction over a volume"),
+    "segment": Subcommand("connectomics.segment:cli", "watershed + agglomeration + stitching to uint64 ids"),
+    "evaluate": Subcommand("connectomics.metrics:cli", "adapted Rand error, VOI and CREMI score"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_subcommands("connectomics", DESCRIPTION, SUBCOMMANDS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
