@@ -5,12 +5,17 @@
 >>> "unet3d" in list_models()
 True
 
-Every model shares the forward signature documented in :mod:`shared.backbones.base`.
+Every model shares the forward signature documented in :mod:`shared.backbones.base`. Recurrent models
+(``hgru``, ``fgru2d``, ``fgru3d``, ``gammanet2d``, ``gammanet3d``) are built from the cells in
+:mod:`shared.backbones.cells` and trained by BPTT, truncated BPTT or C-RBP through
+:mod:`shared.recurrence`.
 """
 
-from shared.backbones import resnet, unet  # noqa: F401  (importing a module registers its models)
+from shared.backbones import fgru, gammanet, hgru, resnet, unet  # noqa: F401  (importing registers models)
 from shared.backbones.base import Backbone, BackboneOutput
+from shared.backbones.cells import FGRUCell, HGRUCell
+from shared.backbones.recurrent import RecurrentBackbone, RecurrentConfig
 from shared.backbones.registry import ModelInfo, create, list_models, model_info, register_backbone
 
-__all__ = ["Backbone", "BackboneOutput", "ModelInfo", "create", "list_models", "model_info",
-           "register_backbone"]
+__all__ = ["Backbone", "BackboneOutput", "FGRUCell", "HGRUCell", "ModelInfo", "RecurrentBackbone",
+           "RecurrentConfig", "create", "list_models", "model_info", "register_backbone"]

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.backbones.base import Backbone, BackboneOutput
-from shared.backbones.layers import conv_nd, make_norm
+from shared.backbones.layers import make_norm
 from shared.backbones.registry import register_backbone
 
 

@@ -1,0 +1,94 @@
+"""The hGRU backbone (2D): a convolutional front end, one hGRU layer, a dense readout at input resolution.
+
+Follows the Pathfinder model of Linsley et al. (NeurIPS 2018): a 7x7 front end (published: 25
+Gabor-initialised filters, squared) drives one hGRU with a large horizontal kernel (published 15x15, T 8);
+the cell is the C-RBP-era form of :class:`shared.backbones.cells.HGRUCell` (separate inhibitory and
+excitatory kernels, softplus, zero initial state). Classification heads (global pooling) belong to the
+task, e.g. :mod:`shared.pathfinder`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from shared.backbones.cells import HGRUCell
+from shared.backbones.layers import conv_nd
+from shared.backbones.recurrent import RecurrentBackbone, RecurrentConfig, RecurrentNorm
+from shared.backbones.registry import register_backbone
+
+
+@dataclass
+class HGRUConfig(RecurrentConfig):
+    """hGRU backbone (see :class:`shared.backbones.recurrent.RecurrentConfig` for the shared keys).
+
+    hidden_channels : K, the front-end and hGRU channels (published 25).
+    frontend_kernel : odd size of the front-end convolution (published 7).
+    frontend : front-end nonlinearity: ``"square"`` (the published energy model) or ``"relu"``.
+    kernel_size : odd horizontal kernel size (published 15).
+    share_kernel : one horizontal kernel for inhibition and excitation (the 2018 cell) instead of two.
+    nonlinearity : ``"softplus"`` (C-RBP cell) or ``"relu"`` (hgru-pytorch).
+    norm : default ``"batch"`` (the C-RBP cell normalises C1 and C2 with BatchNorm).
+    """
+
+    hidden_channels: int = 25
+    frontend_kernel: int = 7
+    frontend: Literal["square", "relu"] = "square"
+    kernel_size: int = 15
+    share_kernel: bool = False
+    nonlinearity: Literal["softplus", "relu"] = "softplus"
+    norm: RecurrentNorm = "batch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden_channels < 1:
+            raise ValueError(f"hidden_channels must be >= 1, got {self.hidden_channels}")
+        for name in ("frontend_kernel", "kernel_size"):
+            value = getattr(self, name)
+            if value < 1 or value % 2 == 0:
+                raise ValueError(f"{name} must be a positive odd integer, got {value}")
+
+
+class HGRUNet(RecurrentBackbone):
+    """Front end -> hGRU for T steps -> optional 1x1 readout; output (batch, out_channels, row, column)."""
+
+    def __init__(self, cfg: HGRUConfig) -> None:
+        super().__init__(cfg, 2)
+        k = cfg.hidden_channels
+        self.frontend = conv_nd(2, cfg.in_channels, k, cfg.frontend_kernel)
+        self.square = cfg.frontend == "square"
+        self.cell = HGRUCell(k, kernel_size=cfg.kernel_size, timesteps=cfg.timesteps, norm=cfg.norm,
+                             share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity)
+        self.head = conv_nd(2, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
+        self.out_channels = cfg.out_channels or k
+
+    def make_drive(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.frontend(x)
+        return y * y if self.square else torch.relu(y)
+
+    def initial_state(self, drive: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(drive)
+
+    def step(self, drive: torch.Tensor, h: torch.Tensor, t: int) -> torch.Tensor:
+        return self.cell(drive, h, t)
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(h)
+
+
+@register_backbone("hgru", HGRUConfig, spatial_dims=2, recurrent=True,
+                   description="2D hGRU: conv front end, one hGRU layer, dense readout")
+def hgru(cfg: HGRUConfig) -> HGRUNet:
+    """Create an :class:`HGRUNet`.
+
+    Examples
+    --------
+    >>> from shared.backbones import create
+    >>> net = create("hgru", hidden_channels=4, kernel_size=5, timesteps=3)
+    >>> net(torch.rand(2, 1, 16, 16)).shape
+    torch.Size([2, 4, 16, 16])
+    """
+    return HGRUNet(cfg)
