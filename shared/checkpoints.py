@@ -44,7 +44,8 @@ def load_lightning_module(cls: type[M], path: str | Path, map_location: str | to
     ckpt = load_checkpoint(path, map_location=map_location)
     if "state_dict" not in ckpt:
         raise ValueError(f"checkpoint {path} has no 'state_dict'; is it a Lightning checkpoint?")
-    hparams = dict(ckpt.get("hyper_parameters", {}))
+    # LightningCLI adds private bookkeeping keys such as ``_instantiator`` / ``_class_path``: not arguments
+    hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
     model = cls(**hparams)
     model.load_state_dict(ckpt["state_dict"], strict=True)
     model.eval()

@@ -52,7 +52,8 @@ class _Tiny(torch.nn.Module):
 def test_load_lightning_module_roundtrip(tmp_path):
     model = _Tiny(4)
     path = tmp_path / "m.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"width": 4}}, path)
+    hparams = {"width": 4, "_instantiator": "lightning.pytorch.cli.instantiate_module"}  # as LightningCLI saves
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams}, path)
     loaded = checkpoints.load_lightning_module(_Tiny, path)
     assert torch.equal(loaded.lin.weight, model.lin.weight)
     assert not loaded.training

@@ -1,0 +1,7 @@
+"""``python -m phenotypic`` is the ``phenotypic`` console command."""
+
+import sys
+
+from phenotypic.cli import main
+
+sys.exit(main())
