@@ -1,0 +1,251 @@
+"""Pathfinder classification around any registered backbone: backbone -> readout -> cross-entropy.
+
+The readout follows the hGRU Pathfinder model (Linsley et al. 2018): BatchNorm -> 1x1 conv to 2 class
+maps -> global max pool -> BatchNorm -> dense 2 (``readout="reference"``). ``readout="pool_mlp"`` is a small
+alternative head (global average + max pool -> hidden layer -> 2 logits) for feature-rich backbones.
+
+Recurrent backbones report their recurrence statistics (:class:`shared.recurrence.RecurrenceStats`) on
+every forward pass; they are logged under ``<stage>/recurrence/...``. In C-RBP mode the contraction
+(Lipschitz) penalty exposed by the recurrence engine is added to the loss, weighted by
+``lipschitz_weight``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from shared.backbones import BackboneOutput, create, model_info
+
+READOUTS = ("reference", "pool_mlp")
+_PENALTY_NAMES = ("penalty", "lipschitz_penalty")
+
+
+class ReferenceReadout(nn.Module):
+    """BN -> 1x1 conv (C -> 2) -> global max pool -> BN -> dense 2, as in the hGRU Pathfinder model.
+
+    ``class_maps(features)`` gives the (batch, 2, rows, columns) maps before pooling (for figures).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels)
+        self.to_classes = nn.Conv2d(channels, 2, kernel_size=1)
+        self.pooled_norm = nn.BatchNorm1d(2)
+        self.dense = nn.Linear(2, 2)
+
+    def class_maps(self, features: torch.Tensor) -> torch.Tensor:
+        return self.to_classes(self.norm(features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = self.class_maps(features).amax(dim=(2, 3))
+        return self.dense(self.pooled_norm(pooled))
+
+
+class PoolMLPReadout(nn.Module):
+    """Global average and max pool -> Linear -> ReLU -> Linear(2)."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.head = nn.Sequential(nn.Linear(2 * channels, hidden), nn.ReLU(inplace=True),
+                                  nn.Linear(hidden, 2))
+
+    def class_maps(self, features: torch.Tensor) -> torch.Tensor:
+        """The head applied to each pixel as if it were the whole image: (batch, 2, rows, columns)."""
+        per_pixel = features.permute(0, 2, 3, 1)
+        return self.head(torch.cat([per_pixel, per_pixel], dim=-1)).permute(0, 3, 1, 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
+
+
+def recurrence_metrics(stats: Any) -> dict[str, float]:
+    """Flatten recurrence statistics into scalars for logging.
+
+    Numbers are logged as they are, booleans as 0/1, per-step sequences (e.g. residuals) as their last
+    value (``<name>_final``) and their mean; strings and ``None`` (e.g. Neumann fields before backward) are
+    skipped. Works on any dataclass or object with public attributes, so it follows
+    :class:`shared.recurrence.RecurrenceStats` as it evolves.
+    """
+    if stats is None:
+        return {}
+    if dataclasses.is_dataclass(stats):
+        items = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
+    elif isinstance(stats, dict):
+        items = dict(stats)
+    else:
+        items = {k: v for k, v in vars(stats).items() if not k.startswith("_")}
+    out: dict[str, float] = {}
+    for name, value in items.items():
+        if name in _PENALTY_NAMES or value is None:
+            continue  # the penalty is logged with the loss
+        if isinstance(value, torch.Tensor):
+            value = value.detach().float().flatten().cpu().tolist()
+        if isinstance(value, bool):
+            out[name] = float(value)
+        elif isinstance(value, (int, float)):
+            if math.isfinite(value):
+                out[name] = float(value)
+        elif isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            if len(value) == 1:
+                out[name] = float(value[0])
+            else:
+                out[f"{name}_final"] = float(value[-1])
+                out[f"{name}_mean"] = float(sum(value) / len(value))
+    return out
+
+
+def lipschitz_penalty(stats: Any) -> torch.Tensor | None:
+    """The differentiable C-RBP contraction penalty carried by the statistics, if the engine exposes one."""
+    for name in _PENALTY_NAMES:
+        value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
+        if isinstance(value, torch.Tensor) and value.requires_grad:
+            return value
+    return None
+
+
+class PathfinderClassifier(L.LightningModule):
+    """Pathfinder classifier wrapping a registered backbone by name.
+
+    Parameters
+    ----------
+    backbone : a name from :func:`shared.backbones.list_models` (2D models).
+    backbone_config : keyword config for :func:`shared.backbones.create`; ``in_channels`` defaults to 1.
+    readout : ``"reference"`` (1x1 conv to 2, global max pool, as published) or ``"pool_mlp"``.
+    readout_hidden : hidden units of the ``pool_mlp`` head.
+    lr, weight_decay : Adam(W) settings (published: Adam, lr 1e-3).
+    lipschitz_weight : weight of the C-RBP contraction penalty when the backbone reports one (the
+        reference Pathfinder setting is 10).
+
+    Examples
+    --------
+    >>> model = PathfinderClassifier("resnet_small", {"widths": [8, 16]})
+    >>> model(torch.zeros(2, 1, 32, 32)).shape
+    torch.Size([2, 2])
+    """
+
+    def __init__(self, backbone: str = "hgru", backbone_config: dict[str, Any] | None = None,
+                 readout: str = "reference", readout_hidden: int = 32, lr: float = 1e-3,
+                 weight_decay: float = 0.0, lipschitz_weight: float = 10.0) -> None:
+        super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(map(repr, READOUTS))}; got {readout!r}")
+        if lr <= 0 or weight_decay < 0 or lipschitz_weight < 0:
+            raise ValueError("lr must be > 0 and weight_decay, lipschitz_weight >= 0")
+        config = dict(backbone_config or {})
+        info = model_info(backbone)
+        if info.spatial_dims != 2:
+            raise ValueError(f"Pathfinder images are 2D; backbone {backbone!r} is {info.spatial_dims}D")
+        if "in_channels" in {f.name for f in dataclasses.fields(info.config_class)}:
+            config.setdefault("in_channels", 1)
+        self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "readout": readout,
+                                   "readout_hidden": readout_hidden, "lr": lr, "weight_decay": weight_decay,
+                                   "lipschitz_weight": lipschitz_weight})
+        self.backbone = create(backbone, **config)
+        self.recurrent = bool(info.recurrent)
+        self._train_stats: Any = None
+        channels = self.backbone.out_channels
+        self.readout = ReferenceReadout(channels) if readout == "reference" else PoolMLPReadout(channels,
+                                                                                               readout_hidden)
+        # ModuleDict keys may not shadow nn.Module attributes such as ``train``
+        self.accuracy = nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes=2)
+                                       for stage in ("train", "val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (batch, 2) for images (batch, 1, rows, columns)."""
+        return self.readout(self.backbone(x))
+
+    def forward_with_steps(self, x: torch.Tensor) -> tuple[torch.Tensor, BackboneOutput]:
+        """Logits (batch, 2) and the backbone's :class:`BackboneOutput` (per-step states and statistics)."""
+        out = self.backbone(x, return_steps=True)
+        return self.readout(out.output), out
+
+    @torch.no_grad()
+    def timestep_readouts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-timestep hidden-state energy, class-1 evidence maps and P(connected), for figures.
+
+        Returns
+        -------
+        dict with ``state_energy`` (steps, batch, rows', columns') mean |state| over channels,
+        ``evidence`` (steps, batch, rows', columns') class-1 minus class-0 map of the readout, and
+        ``probability`` (steps, batch) the readout's P(label 1) applied to each step's state.
+        """
+        was_training = self.training
+        self.eval()
+        out = self.backbone(x, return_steps=True)
+        steps = out.steps or [out.output]
+        energy, evidence, prob = [], [], []
+        for state in steps:
+            energy.append(state.abs().mean(dim=1))
+            maps = self.readout.class_maps(state)
+            evidence.append(maps[:, 1] - maps[:, 0])
+            prob.append(self.readout(state).softmax(dim=1)[:, 1])
+        self.train(was_training)
+        return {"state_energy": torch.stack(energy), "evidence": torch.stack(evidence),
+                "probability": torch.stack(prob)}
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        if self.recurrent:
+            logits, out = self.forward_with_steps(x)
+            stats = out.stats
+        else:
+            logits, stats = self(x), None
+        loss = F.cross_entropy(logits, y)
+        total = loss
+        penalty = lipschitz_penalty(stats) if stats is not None and stage == "train" else None
+        if penalty is not None:
+            total = loss + self.hparams.lipschitz_weight * penalty
+            self.log(f"{stage}/lipschitz_penalty", penalty.detach(), on_step=False, on_epoch=True)
+        on_step = stage == "train"
+        if stage == "train":
+            self._train_stats = stats  # its C-RBP Neumann fields are filled in by backward()
+        else:
+            self._log_stats(stats, stage)
+        accuracy = self.accuracy[f"{stage}_acc"]
+        accuracy(logits.detach(), y)
+        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True,
+                 sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return total
+
+    def _log_stats(self, stats: Any, stage: str) -> None:
+        for name, value in recurrence_metrics(stats).items():
+            self.log(f"{stage}/recurrence/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Log the training step's recurrence statistics after backward (the Neumann fields exist now)."""
+        if self._train_stats is not None:
+            self._log_stats(self._train_stats, "train")
+            self._train_stats = None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """P(label 1) per image, shape (batch,)."""
+        return self(batch[0]).softmax(dim=1)[:, 1]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters of a module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
