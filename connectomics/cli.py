@@ -9,15 +9,16 @@ from shared.cli import Subcommand, run_subcommands
 DESCRIPTION = """STAR neuron segmentation for electron-microscopy volumes.
 
 A typical session:
-  connectomics simulate sim.zarr --source A --shape 64,256,256 --seed 0
+  connectomics simulate sim.zarr --source sstem --shape 64,256,256 --seed 0
   connectomics fit --config configs/connectomics/gammanet.yaml
   connectomics predict model.ckpt sim.zarr/raw pred.zarr/affs --block 32,128,128 --context 8,32,32
   connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7
-  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels"""
+  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels
+  connectomics star --config configs/connectomics/star.yaml    # gamma-Net vs U-Net, held-out source"""
 
 SUBCOMMANDS = {
     "simulate": Subcommand("connectomics.simulate:cli", "write a simulated EM volume (OME-Zarr raw + labels)"),
-    "fit": Subcommand("connectomics.train:cli", "train an affinity model (LightningCLI: fit/validate/test)"),
+    "fit": Subcommand("connectomics.train:cli", "train an affinity model (LightningCLI YAML; --ckpt_path resumes)"),
     "star": Subcommand("connectomics.star:cli", "leave-one-source-out STAR protocol, results table"),
     "predict": Subcommand("connectomics.predict:cli", "blockwise affinity prediction over a volume"),
     "segment": Subcommand("connectomics.segment:cli", "watershed + agglomeration + stitching to uint64 ids"),

@@ -63,7 +63,13 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
     seeding on by default, and no subclass magic. ``args`` lets tests and scripts call it in-process."""
     from lightning.pytorch.cli import LightningCLI
 
+    class _SafeCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser) -> None:
+            # resuming (`--ckpt_path`) reads checkpoints weights-only unless the user explicitly says otherwise
+            if any(getattr(a, "dest", None) == "weights_only" for a in parser._actions):
+                parser.set_defaults({"weights_only": True})
+
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
     kwargs.setdefault("seed_everything_default", 0)
-    return LightningCLI(model_class, datamodule_class, args=None if args is None else list(args), run=run,
+    return _SafeCLI(model_class, datamodule_class, args=None if args is None else list(args), run=run,
                         **kwargs)

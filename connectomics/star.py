@@ -1,0 +1,241 @@
+"""The STAR protocol: train on some EM sources, segment a held-out source, compare gamma-Net with U-Net.
+
+STAR (source- and tissue-agnostic reconstruction, arXiv 1811.11356) asks whether a model trained on some
+volumes segments a volume from another source or tissue. Here, on simulated sources
+(:data:`connectomics.simulate.SOURCES`):
+
+1. simulate one training volume per training source, one *in-source* test volume (first training source,
+   new seed; it also selects the agglomeration threshold) and one *held-out* test volume;
+2. for each model (gamma-Net 3D and U-Net 3D at a matched parameter budget) and each data fraction (100 %
+   and 10 % of every training volume), train an :class:`~connectomics.train.AffinityModel` with Lightning;
+3. predict affinities on the test volumes, segment them (:func:`connectomics.segment.segment_in_memory`:
+   seeded watershed + mean-affinity agglomeration), choose the threshold with the best in-source adapted
+   Rand error, and score both test volumes at that threshold (ARAND, VOI, CREMI score);
+4. write ``results.csv``, ``results.json`` and ``results.md`` (one row per model x fraction).
+
+Each run lives in ``out_dir/<model>_f<fraction>/``; a run with a ``result.json`` is skipped and a run with a
+``last.ckpt`` is resumed, so an interrupted protocol continues where it stopped.
+
+``connectomics star --config configs/connectomics/star.yaml [--steps 200] [--out_dir ...]``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from connectomics.affinities import DEFAULT_OFFSETS
+from connectomics.io import normalize_raw, open_volume
+from connectomics.metrics import evaluate_segmentation
+from connectomics.train import AffinityModel
+
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "gammanet": {"backbone": "gammanet3d",
+                 "backbone_config": {"features": [12, 20], "downsample": [[1, 2, 2]],
+                                     "kernel_sizes": [[1, 5, 5], [3, 3, 3]], "timesteps": 4, "norm": "instance"}},
+    "unet": {"backbone": "unet3d",
+             "backbone_config": {"features": [8, 16, 32], "downsample": [[1, 2, 2], [1, 2, 2]],
+                                 "kernel_size": [1, 3, 3], "norm": "group"}},
+}
+
+
+def simulate_star_volumes(data_dir: Path, train_sources: list[str], held_out: str, shape: list[int],
+                          test_shape: list[int], seed: int) -> dict[str, Any]:
+    """Simulate (if missing) the training, in-source test and held-out test volumes; return their paths."""
+    from connectomics.simulate import simulate_to_zarr
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if held_out in train_sources:
+        raise ValueError(f"held-out source {held_out!r} is also a training source {train_sources}")
+
+    def make(name: str, source: str, vol_shape: list[int], vol_seed: int) -> str:
+        path = data_dir / f"{name}.zarr"
+        if not (path / "simulate.json").exists() or not any((path / ".simulate_done").iterdir()):
+            simulate_to_zarr(path, source, vol_shape, seed=vol_seed, chunks=vol_shape, progress=False,
+                             resume=path.exists())
+        return str(path)
+
+    train = [make(f"train_{s}_{seed + i}", s, shape, seed + i) for i, s in enumerate(train_sources)]
+    in_source = make(f"test_{train_sources[0]}_{seed + 100}", train_sources[0], test_shape, seed + 100)
+    held = make(f"test_{held_out}_{seed + 200}", held_out, test_shape, seed + 200)
+    return {"train": train, "in_source": in_source, "held_out": held}
+
+
+@torch.no_grad()
+def predict_volume(model: torch.nn.Module, raw: np.ndarray, device: torch.device) -> np.ndarray:
+    """Affinity probabilities (channel, plane, row, column) of a whole (small) raw volume, in float32.
+
+    float32 on purpose: a recurrent state can overflow float16, and the comparison should not depend on it.
+    """
+    x = torch.from_numpy(normalize_raw(raw))[None, None].to(device)
+    probabilities = torch.sigmoid(model(x).float())[0].cpu().numpy()
+    if not np.isfinite(probabilities).all():
+        raise ValueError("the model predicts NaN/inf affinities (diverged training?)")
+    return probabilities
+
+
+def score_volume(model: torch.nn.Module, container: str, device: torch.device, thresholds: list[float],
+                 voxel_size: tuple[float, ...]) -> dict[float, dict[str, float]]:
+    """Predict, segment at every threshold, and evaluate against the container's labels."""
+    from connectomics.segment import segment_in_memory
+
+    raw = open_volume(f"{container}/raw").data.compute()
+    gt = open_volume(f"{container}/labels").data.compute()
+    affs = predict_volume(model, raw, device)
+    segs = segment_in_memory(affs, model.offsets, thresholds=thresholds,
+                             sampling=tuple(v / min(voxel_size) for v in voxel_size))
+    return {t: evaluate_segmentation(seg, gt) for t, seg in segs.items()}
+
+
+def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[str, Any], run_dir: Path, *,
+              steps: int, crop_shape: list[int], batch_size: int, lr: float, seed: int,
+              num_workers: int = 0, precision: str | None = None) -> Path:
+    """Train one model on the training volumes (resuming from ``last.ckpt``); return the checkpoint path."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from connectomics.train import AffinityDataModule
+    from shared.devices import lightning_precision
+
+    L.seed_everything(seed, workers=True)
+    model = AffinityModel(spec["backbone"], spec.get("backbone_config"), offsets=DEFAULT_OFFSETS, lr=lr)
+    data = AffinityDataModule(train=volumes["train"], val=[volumes["in_source"]], crop_shape=crop_shape,
+                              batch_size=batch_size, samples_per_epoch=max(steps // 4, 1) * batch_size,
+                              val_samples=2, data_fraction=fraction, seed=seed, num_workers=num_workers)
+    ckpt_dir = run_dir / "checkpoints"
+    trainer = L.Trainer(max_steps=steps, accelerator="auto", devices=1, precision=precision or lightning_precision(),
+                        default_root_dir=run_dir, logger=CSVLogger(run_dir, name="logs"),
+                        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+                        log_every_n_steps=5, enable_model_summary=False, num_sanity_val_steps=0,
+                        enable_progress_bar=sys.stderr.isatty())
+    last = ckpt_dir / "last.ckpt"
+    trainer.fit(model, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    return last
+
+
+def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/connectomics/star",
+             train_sources: list[str] | None = None, held_out: str = "retina",
+             volume_shape: list[int] | None = None, test_shape: list[int] | None = None,
+             models: dict[str, dict[str, Any]] | None = None, fractions: list[float] | None = None,
+             steps: int = 60, crop_shape: list[int] | None = None, batch_size: int = 2, lr: float = 3e-3,
+             thresholds: list[float] | None = None, max_param_ratio: float = 1.5, seed: int = 0,
+             num_workers: int = 0, precision: str | None = None) -> pd.DataFrame:
+    """Run the STAR protocol and write the results table.
+
+    Parameters
+    ----------
+    out_dir : where runs and the results table go.
+    data_dir : where the simulated volumes go (reused when present).
+    train_sources, held_out : simulator sources to train on and the one held out.
+    volume_shape, test_shape : training and test volume shapes (plane, row, column).
+    models : name -> ``{"backbone": ..., "backbone_config": {...}}``; default gamma-Net vs U-Net.
+    fractions : training-data fractions (1.0 and 0.1: the sample-efficiency comparison).
+    steps, crop_shape, batch_size, lr : training budget per run (identical for every model).
+    thresholds : agglomeration thresholds tried; the best on the in-source test volume is used.
+    max_param_ratio : refuse to compare models whose parameter counts differ by more than this factor.
+    seed : seeds the volumes and the training.
+    num_workers : data-loader worker processes (crops are cut and augmented on the CPU).
+    precision : Lightning precision; default ``shared.devices.lightning_precision()`` (16-mixed on CUDA).
+
+    Returns
+    -------
+    DataFrame with one row per model x fraction (also written as CSV, JSON and markdown).
+    """
+    from connectomics.predict import load_affinity_model
+    from shared.devices import default_device
+
+    train_sources = train_sources or ["sstem", "sbem", "fib"]
+    models = models or DEFAULT_MODELS
+    fractions = fractions or [1.0, 0.1]
+    thresholds = thresholds or [0.3, 0.5, 0.7, 0.9]
+    crop_shape = crop_shape or [8, 48, 48]
+    out, data_root = Path(out_dir), Path(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, spec in models.items():
+        counts[name] = AffinityModel(spec["backbone"], spec.get("backbone_config")).num_parameters
+    ratio = max(counts.values()) / max(min(counts.values()), 1)
+    if ratio > max_param_ratio:
+        raise ValueError(f"parameter budgets differ by {ratio:.2f}x ({counts}); adjust the model configs or "
+                         f"raise max_param_ratio")
+    volumes = simulate_star_volumes(data_root, train_sources, held_out, volume_shape or [24, 160, 160],
+                                    test_shape or [24, 160, 160], seed)
+    device = default_device()
+    rows = []
+    for fraction in fractions:
+        for name, spec in models.items():
+            run_dir = out / f"{name}_f{fraction:g}"
+            result_path = run_dir / "result.json"
+            if result_path.exists():
+                rows.append(json.loads(result_path.read_text()))
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            ckpt = train_one(name, spec, fraction, volumes, run_dir, steps=steps, crop_shape=crop_shape,
+                             batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers,
+                             precision=precision)
+            train_s = time.perf_counter() - started
+            model = load_affinity_model(ckpt).to(device)
+            voxel = open_volume(f"{volumes['held_out']}/raw").voxel_size
+            in_voxel = open_volume(f"{volumes['in_source']}/raw").voxel_size
+            in_scores = score_volume(model, volumes["in_source"], device, thresholds, in_voxel)
+            best = min(in_scores, key=lambda t: in_scores[t]["arand"])
+            held_scores = score_volume(model, volumes["held_out"], device, thresholds, voxel)
+            row = {"model": name, "backbone": spec["backbone"], "parameters": counts[name],
+                   "data_fraction": fraction, "threshold": best, "steps": steps,
+                   "in_source_arand": in_scores[best]["arand"], "in_source_voi": in_scores[best]["voi"],
+                   "held_out_arand": held_scores[best]["arand"],
+                   "held_out_voi_split": held_scores[best]["voi_split"],
+                   "held_out_voi_merge": held_scores[best]["voi_merge"],
+                   "held_out_cremi": held_scores[best]["cremi_score"],
+                   "held_out_best_arand_any_threshold": min(s["arand"] for s in held_scores.values()),
+                   "train_seconds": round(train_s, 1), "device": device.type}
+            result_path.write_text(json.dumps(row, indent=2))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "results.csv", index=False)
+    (out / "results.json").write_text(json.dumps({"held_out": held_out, "train_sources": train_sources,
+                                                  "volumes": volumes, "rows": rows}, indent=2))
+    (out / "results.md").write_text(results_markdown(table, held_out, train_sources))
+    return table
+
+
+def results_markdown(table: pd.DataFrame, held_out: str, train_sources: list[str]) -> str:
+    """The results as a markdown table with a one-line protocol summary."""
+    cols = ["model", "parameters", "data_fraction", "threshold", "in_source_arand", "held_out_arand",
+            "held_out_voi_split", "held_out_voi_merge", "held_out_cremi", "train_seconds"]
+    lines = [f"STAR: trained on {', '.join(train_sources)}; held out: {held_out}. Lower is better.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        cells = [f"{r[c]:.4f}" if isinstance(r[c], float) and not math.isnan(r[c]) and c not in
+                 ("data_fraction", "threshold", "train_seconds") else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cli(argv: list[str]) -> int:
+    """``connectomics star --config configs/connectomics/star.yaml``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog="connectomics star", description=__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML with any of the options below")
+    parser.add_function_arguments(run_star)
+    args = parser.parse_args(argv)
+    kwargs = {k: v for k, v in vars(args).items() if k != "config"}
+    try:
+        table = run_star(**kwargs)
+    except (ValueError, FileExistsError) as err:
+        print(f"connectomics star: {err}", file=sys.stderr)
+        return 2
+    print(results_markdown(table, kwargs["held_out"], kwargs["train_sources"] or ["sstem", "sbem", "fib"]))
+    print(f"wrote {Path(kwargs['out_dir']) / 'results.csv'}, results.json, results.md")
+    return 0

@@ -1,0 +1,106 @@
+"""Run a diagnosis's cells: serially, on a local dask cluster, or on a running dask scheduler.
+
+Parallelism comes from ``dask.distributed``, not a home-made scheduler: a ``LocalCluster`` of worker
+*processes* (one thread each; procgen is not fork-safe and leaks memory when envs are destroyed, both of
+which separate worker processes contain), or ``Client(scheduler_address)`` for a cluster started with
+``dask scheduler`` / ``dask worker`` (workers must have recurrent-vision installed and see ``out_dir``).
+
+Resumability lives in the cells (:func:`rldiag.diagnose.is_done`): finished cells are skipped before
+submission, so re-running the same command continues an interrupted sweep. Each ``bc`` cell is submitted
+with its ``pix`` cell's future as an argument, so dask runs it after the expert exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from rldiag.diagnose import Cell, DiagnoseConfig, is_done, plan_cells, run_cell
+
+
+def run_diagnosis(
+    cfg: DiagnoseConfig,
+    out_dir: str | Path,
+    *,
+    workers: int = 0,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every unfinished cell of ``cfg`` and return all cell results.
+
+    Parameters
+    ----------
+    cfg : DiagnoseConfig
+    out_dir : path
+        Results go to ``out_dir/cells/*.json`` (atomic), runs to ``out_dir/runs/<cell>/``.
+    workers : int
+        0 runs cells serially in this process (debuggable); N > 0 starts a dask ``LocalCluster`` with N
+        single-threaded worker processes. Ignored when ``scheduler`` is given.
+    scheduler : str, optional
+        Address of a running dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
+    progress : bool
+        Show a tqdm bar over cells.
+    """
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_dict = dataclasses.asdict(cfg)
+    cells = plan_cells(cfg)
+    todo = [c for c in cells if not is_done(out_dir, c, cfg)]
+    bar = tqdm(
+        total=len(cells),
+        initial=len(cells) - len(todo),
+        desc="rldiag cells",
+        unit="cell",
+        disable=not progress,
+    )
+    if not todo:
+        bar.close()
+        return [run_cell(cfg_dict, c, out_dir) for c in cells]
+    if scheduler is None and workers == 0:
+        for cell in todo:  # plan order: pix and simp before bc
+            bar.set_postfix_str(cell.key)
+            run_cell(cfg_dict, cell, out_dir)
+            bar.update()
+    else:
+        _run_on_dask(cfg_dict, todo, out_dir, workers=workers, scheduler=scheduler, bar=bar)
+    bar.close()
+    return [run_cell(cfg_dict, c, out_dir) for c in cells]
+
+
+def _run_on_dask(
+    cfg_dict: dict[str, Any], todo: list[Cell], out_dir: Path, *, workers: int, scheduler: str | None, bar
+) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    if scheduler is not None:
+        client, cluster = Client(scheduler), None
+    else:
+        # Each worker process runs one cell at a time with one torch thread.
+        os.environ.setdefault("RLDIAG_TORCH_THREADS", "1")
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+        )
+        client = Client(cluster)
+    try:
+        futures, pix_futures = [], {}
+        for cell in todo:
+            deps = []
+            if cell.condition == "bc" and cfg_dict["expert_checkpoint"] is None:
+                pix = pix_futures.get((cell.game, cell.seed))
+                deps = [pix] if pix is not None else []
+            future = client.submit(run_cell, cfg_dict, cell, str(out_dir), *deps, key=f"rldiag-{cell.key}", pure=False)
+            if cell.condition == "pix":
+                pix_futures[(cell.game, cell.seed)] = future
+            futures.append(future)
+        for future in as_completed(futures):
+            future.result()  # re-raise a cell's error here, with its traceback
+            bar.update()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

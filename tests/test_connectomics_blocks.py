@@ -1,0 +1,111 @@
+"""Block geometry, done-markers, manifest and the dask engine, on small ROIs with hand-counted blocks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectomics.blocks import (
+    DoneMarkers,
+    Roi,
+    block_grid,
+    check_chunk_aligned,
+    check_or_write_manifest,
+    parse_coordinate,
+    run_blockwise,
+)
+
+
+def test_roi_operations():
+    roi = Roi((2, 0, 4), (3, 5, 6))
+    assert roi.end == (5, 5, 10) and roi.size == 90
+    assert roi.grow((1, 1, 1)) == Roi((1, -1, 3), (5, 7, 8))
+    assert roi.intersect(Roi((0, 0, 0), (4, 4, 4))) == Roi((2, 0, 4), (2, 4, 0))
+    assert roi.intersect(Roi((0, 0, 0), (4, 4, 4))).empty()
+    assert roi.to_slices(relative_to=Roi((1, 0, 0), (9, 9, 9))) == (slice(1, 4), slice(0, 5), slice(4, 10))
+    assert Roi.parse("0:4,10:20,5:6") == Roi((0, 10, 5), (4, 10, 1))
+    with pytest.raises(ValueError, match="empty"):
+        Roi.parse("4:4,0:1,0:1")
+    with pytest.raises(ValueError, match="z0:z1"):
+        Roi.parse("0-4")
+    assert parse_coordinate("8", name="--block") == (8, 8, 8)
+    with pytest.raises(ValueError, match="3 values"):
+        parse_coordinate("1,2", name="--block")
+
+
+def test_1d_tiling_hand_counted():
+    # volume [0, 10), blocks of 4, context 1: write [0,4) [4,8) [8,10); reads clipped to the volume
+    blocks = block_grid(Roi((0,), (10,)), (4,), 1)
+    assert [(b.block_id, b.write_roi.begin[0], b.write_roi.end[0]) for b in blocks] == [
+        (0, 0, 4), (1, 4, 8), (2, 8, 10)]
+    assert [(b.read_roi.begin[0], b.read_roi.end[0]) for b in blocks] == [(0, 5), (3, 9), (7, 10)]
+    # ROI [3, 9) inside the volume: the grid stays anchored at 0, ids stay those of the full grid
+    blocks = block_grid(Roi((3,), (6,)), (4,), 2, volume_roi=Roi((0,), (10,)))
+    assert [(b.block_id, b.write_roi.begin[0], b.write_roi.end[0]) for b in blocks] == [
+        (0, 3, 4), (1, 4, 8), (2, 8, 9)]
+    assert [(b.read_roi.begin[0], b.read_roi.end[0]) for b in blocks] == [(1, 6), (2, 10), (6, 10)]
+
+
+def test_3d_tiling_covers_each_voxel_once():
+    total = Roi((0, 0, 0), (5, 7, 9))
+    blocks = block_grid(total, (2, 4, 4), (1, 2, 2))
+    assert len(blocks) == 3 * 2 * 3
+    assert sorted(b.block_id for b in blocks) == list(range(18))
+    assert sum(b.write_roi.size for b in blocks) == total.size
+    for b in blocks:
+        assert total.contains(b.read_roi) and b.read_roi.contains(b.write_roi)
+    with pytest.raises(ValueError, match="not inside the volume"):
+        block_grid(Roi((0, 0, 0), (6, 7, 9)), (2, 4, 4), volume_roi=total)
+
+
+def test_chunk_alignment_check():
+    check_chunk_aligned((32, 128, 128), (16, 64, 64), what="out")
+    with pytest.raises(ValueError, match=r"e\.g\. \(32, 128, 192\)"):
+        check_chunk_aligned((32, 128, 130), (16, 64, 64), what="out")
+
+
+def test_manifest_and_markers(tmp_path):
+    manifest = tmp_path / "job" / "manifest.json"
+    assert check_or_write_manifest(manifest, {"block": (4, 4, 4), "dtype": "uint8"}, job="predict") is False
+    assert json.loads(manifest.read_text())["block"] == [4, 4, 4]
+    assert check_or_write_manifest(manifest, {"block": [4, 4, 4], "dtype": "uint8"}, job="predict") is True
+    with pytest.raises(ValueError, match=r"dtype: was 'uint8', now 'float32'"):
+        check_or_write_manifest(manifest, {"block": [4, 4, 4], "dtype": "float32"}, job="predict")
+    manifest.write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        check_or_write_manifest(manifest, {}, job="predict")
+    markers = DoneMarkers(tmp_path / "done")
+    assert markers.done_ids() == set()
+    markers.mark(7)
+    assert markers.is_done(7) and markers.done_ids() == {7}
+
+
+class Recorder:
+    """A picklable process function that fails on one block id."""
+
+    def __init__(self, folder, fail_on: int) -> None:
+        self.folder, self.fail_on = folder, fail_on
+
+    def __call__(self, block) -> None:
+        if block.block_id == self.fail_on:
+            raise OSError("disk full")
+        (self.folder / f"wrote-{block.block_id}").write_text("")
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "synchronous"])
+def test_engine_skips_done_and_contains_failures(tmp_path, scheduler):
+    blocks = block_grid(Roi((0, 0, 0), (4, 4, 4)), (2, 2, 2))
+    markers = DoneMarkers(tmp_path / "done")
+    markers.mark(0)
+    result = run_blockwise(Recorder(tmp_path, fail_on=3), blocks, markers, scheduler=scheduler,
+                           progress=False)
+    assert result.n_blocks == 8 and result.n_already_done == 1 and result.n_processed == 6
+    assert list(result.failed) == [3] and "disk full" in result.failed[3]
+    assert not (tmp_path / "wrote-0").exists()  # skipped: already done
+    assert markers.done_ids() == {0, 1, 2, 4, 5, 6, 7}  # the failed block has no marker
+    with pytest.raises(RuntimeError, match="1 of 8 blocks failed"):
+        result.raise_for_failures("test")
+    again = run_blockwise(Recorder(tmp_path, fail_on=-1), blocks, markers, scheduler=scheduler,
+                          progress=False)
+    assert again.n_processed == 1 and not again.failed

@@ -1,0 +1,219 @@
+"""Volume IO: every format opens with its geometry, OME-Zarr round-trips, every bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from connectomics.io import (
+    add_multiscale_levels,
+    check_role,
+    check_same_geometry,
+    create_ome_zarr_array,
+    downsample_block,
+    normalize_raw,
+    open_volume,
+    parse_volume_path,
+    write_ome_zarr,
+)
+
+
+@pytest.fixture
+def raw() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, size=(6, 20, 24), dtype=np.uint8)
+
+
+def test_parse_volume_path():
+    assert parse_volume_path("vol.zarr/raw") == (Path("vol.zarr"), "raw")
+    assert parse_volume_path("/d/vol.zarr/a/b") == (Path("/d/vol.zarr"), "a/b")
+    assert parse_volume_path("vol.zarr") == (Path("vol.zarr"), None)
+    assert parse_volume_path("file.h5:volumes/raw") == (Path("file.h5"), "volumes/raw")
+    assert parse_volume_path("sample_A.hdf:/volumes/labels/neuron_ids") == (Path("sample_A.hdf"),
+                                                                             "volumes/labels/neuron_ids")
+    assert parse_volume_path("stack.tif") == (Path("stack.tif"), None)
+    assert parse_volume_path("stack.TIFF") == (Path("stack.TIFF"), None)
+
+
+def test_ome_zarr_roundtrip_metadata_and_levels(tmp_path, raw):
+    path = tmp_path / "v.zarr" / "raw"
+    write_ome_zarr(path, raw, axes=("z", "y", "x"), voxel_size=(40, 4, 4), chunks=(3, 10, 12),
+                   offset=(80, 8, 8), n_levels=3)
+    vol = open_volume(f"{tmp_path}/v.zarr/raw")
+    assert vol.axes == ("z", "y", "x") and vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
+    np.testing.assert_array_equal(vol.data.compute(), raw)
+    assert vol.data.chunksize == (3, 10, 12)
+    meta = json.loads((tmp_path / "v.zarr" / "raw" / "zarr.json").read_text())["attributes"]["ome"]
+    assert meta["version"] == "0.5"
+    ms = meta["multiscales"][0]
+    assert [d["path"] for d in ms["datasets"]] == ["0", "1", "2"]
+    assert [a["name"] for a in ms["axes"]] == ["z", "y", "x"] and ms["axes"][0]["unit"] == "nanometer"
+    level1 = open_volume(f"{tmp_path}/v.zarr/raw", level=1)
+    assert level1.voxel_size == (40.0, 8.0, 8.0) and level1.shape == (6, 10, 12)
+    expected = raw.reshape(6, 10, 2, 12, 2).astype(float).mean(axis=(2, 4))
+    np.testing.assert_array_equal(level1.data.compute(), np.rint(expected).astype(np.uint8))
+    with pytest.raises(ValueError, match="has 3 scale level"):
+        open_volume(f"{tmp_path}/v.zarr/raw", level=3)
+
+
+def test_label_levels_use_mode_and_keep_ids(tmp_path):
+    labels = np.zeros((2, 4, 4), np.uint64)
+    labels[:, :3, :3] = 7
+    labels[:, 3, :] = 2**40
+    write_ome_zarr(tmp_path / "l.zarr" / "labels", labels, axes="zyx", voxel_size=(8, 8, 8), chunks=(2, 4, 4))
+    add_multiscale_levels(tmp_path / "l.zarr" / "labels", 1, method="mode")
+    small = open_volume(f"{tmp_path}/l.zarr/labels", level=1).data.compute()
+    assert small.dtype == np.uint64 and small.shape == (1, 2, 2)  # isotropic: z halves too
+    assert set(np.unique(small)) <= {0, 7, 2**40}
+    assert small[0, 0, 0] == 7
+    assert downsample_block(np.array([[1, 1], [2, 3]]), (2, 2), "mode").item() == 1
+
+
+def test_ngff_04_zarr_v2_group(tmp_path, raw):
+    group = zarr.open_group(str(tmp_path / "o.zarr"), mode="w", zarr_format=2)
+    group.create_array("s0", data=raw, chunks=(2, 10, 12))
+    group.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+        "datasets": [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [0.03, 0.006, 0.006]},
+                                                                  {"type": "translation",
+                                                                   "translation": [0.03, 0, 0]}]}]}]
+    vol = open_volume(tmp_path / "o.zarr")
+    assert vol.voxel_size == pytest.approx((30.0, 6.0, 6.0)) and vol.offset == pytest.approx((30.0, 0, 0))
+    np.testing.assert_array_equal(vol.data.compute(), raw)
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_plain_zarr_arrays_with_funlib_attributes(tmp_path, raw, zarr_format):
+    root = zarr.open_group(str(tmp_path / "f.zarr"), mode="w", zarr_format=zarr_format)
+    arr = root.create_array("volumes/raw", data=raw, chunks=(2, 10, 12))
+    arr.attrs.update({"resolution": [40, 4, 4], "offset": [0, 40, 40]})
+    vol = open_volume(f"{tmp_path}/f.zarr/volumes/raw")
+    assert vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (0.0, 40.0, 40.0)
+    np.testing.assert_array_equal(vol.data.compute(), raw)
+    affs = root.create_array("affs", data=np.zeros((3, 6, 20, 24), np.float32), chunks=(3, 2, 10, 12))
+    assert affs is not None
+    assert open_volume(f"{tmp_path}/f.zarr/affs").axes == ("c", "z", "y", "x")
+
+
+def test_cremi_hdf5(tmp_path, raw):
+    path = tmp_path / "sample_A_20160501.hdf"
+    with h5py.File(path, "w") as f:
+        f.attrs["file_format"] = "0.2"
+        f.create_dataset("volumes/raw", data=raw).attrs["resolution"] = [40.0, 4.0, 4.0]
+        labels = f.create_dataset("volumes/labels/neuron_ids", data=raw.astype(np.uint64))
+        labels.attrs["resolution"] = [40.0, 4.0, 4.0]
+        labels.attrs["offset"] = [0.0, 80.0, 80.0]
+    vol = open_volume(f"{path}:volumes/raw", role="raw")
+    assert vol.voxel_size == (40.0, 4.0, 4.0)
+    np.testing.assert_array_equal(vol.data.compute(), raw)
+    lab = open_volume(f"{path}:volumes/labels/neuron_ids", role="labels")
+    assert lab.offset == (0.0, 80.0, 80.0) and lab.dtype == np.uint64
+    with pytest.raises(KeyError, match=r"no dataset 'volumes/nope'.*volumes/labels/neuron_ids .*volumes/raw"):
+        open_volume(f"{path}:volumes/nope")
+    with pytest.raises(ValueError, match="name a dataset inside the HDF5 file"):
+        open_volume(path)
+
+
+def test_tiff_stack_with_imagej_spacing(tmp_path, raw):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, raw, imagej=True, resolution=(1 / 0.004, 1 / 0.004),
+                     metadata={"spacing": 0.04, "unit": "um", "axes": "ZYX"})
+    vol = open_volume(path)
+    assert vol.voxel_size == pytest.approx((40.0, 4.0, 4.0))
+    assert vol.data.chunksize == (1, 20, 24)
+    np.testing.assert_array_equal(vol.data.compute(), raw)
+    np.testing.assert_array_equal(vol.data[2:4, 3:5].compute(), raw[2:4, 3:5])
+
+
+def test_missing_dataset_lists_what_is_there(tmp_path, raw):
+    write_ome_zarr(tmp_path / "v.zarr" / "raw", raw, axes="zyx", voxel_size=(1, 1, 1), chunks=(6, 20, 24))
+    with pytest.raises(KeyError, match=r"no dataset 'labels' in .*it holds: raw/0 \(6, 20, 24\) uint8"):
+        open_volume(f"{tmp_path}/v.zarr/labels")
+    with pytest.raises(ValueError, match="group without OME-Zarr 'multiscales' metadata; name one of its arrays"):
+        open_volume(f"{tmp_path}/v.zarr")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_volume(f"{tmp_path}/nothing.zarr/raw")
+
+
+def test_wrong_number_of_axes_and_dtype(tmp_path):
+    root = zarr.open_group(str(tmp_path / "b.zarr"), mode="w")
+    root.create_array("flat", data=np.zeros((5, 5), np.uint8))
+    root.create_array("complex", data=np.zeros((2, 3, 3), np.complex64))
+    root.create_array("float_labels", data=np.zeros((2, 3, 3), np.float32))
+    root.create_array("affs3d", data=np.zeros((2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"has 2 axes; expected 3 \(plane, row, column\)"):
+        open_volume(f"{tmp_path}/b.zarr/flat")
+    with pytest.raises(TypeError, match="has dtype complex64; expected an integer"):
+        open_volume(f"{tmp_path}/b.zarr/complex")
+    with pytest.raises(TypeError, match="labels volume .* must have an integer dtype"):
+        open_volume(f"{tmp_path}/b.zarr/float_labels", role="labels")
+    with pytest.raises(ValueError, match="affinities volume .* must have 4 axes"):
+        open_volume(f"{tmp_path}/b.zarr/affs3d", role="affinities")
+
+
+def test_nan_in_raw_and_shape_mismatch(tmp_path):
+    data = np.zeros((2, 4, 4), np.float32)
+    data[1, 2, 3] = np.nan
+    root = zarr.open_group(str(tmp_path / "n.zarr"), mode="w")
+    root.create_array("raw", data=data, chunks=(1, 4, 4))
+    root.create_array("labels", data=np.zeros((2, 4, 5), np.uint64))
+    with pytest.raises(ValueError, match="contains 1 NaN voxel"):
+        open_volume(f"{tmp_path}/n.zarr/raw", role="raw")
+    raw = open_volume(f"{tmp_path}/n.zarr/raw")
+    labels = open_volume(f"{tmp_path}/n.zarr/labels")
+    with pytest.raises(ValueError, match=r"must have the same shape .* \(2, 4, 4\) and \(2, 4, 5\)"):
+        check_same_geometry(raw, labels)
+    with pytest.raises(ValueError, match="role must be"):
+        check_role(raw, "segmentation")
+    with pytest.raises(ValueError, match="NaN"):
+        normalize_raw(data)
+
+
+def test_corrupt_and_partial_zarr(tmp_path, raw):
+    write_ome_zarr(tmp_path / "c.zarr" / "raw", raw, axes="zyx", voxel_size=(1, 1, 1), chunks=(3, 10, 12))
+    chunk = next(p for p in (tmp_path / "c.zarr" / "raw" / "0" / "c").rglob("*") if p.is_file())
+    chunk.write_bytes(b"not a compressed chunk")
+    vol = open_volume(f"{tmp_path}/c.zarr/raw")
+    with pytest.raises(OSError, match="corrupt or unreadable chunk in .*c.zarr/raw"):
+        vol.data.compute()
+    (tmp_path / "c.zarr" / "zarr.json").write_text("{ broken")
+    with pytest.raises(ValueError, match="not a readable zarr container"):
+        open_volume(f"{tmp_path}/c.zarr/raw")
+    # metadata that lists a level whose array was never written (an interrupted writer)
+    write_ome_zarr(tmp_path / "p.zarr" / "raw", raw, axes="zyx", voxel_size=(1, 1, 1), chunks=(6, 20, 24))
+    group = zarr.open_group(str(tmp_path / "p.zarr" / "raw"), mode="r+")
+    ome = dict(group.attrs["ome"])
+    ome["multiscales"][0]["datasets"].append({"path": "1", "coordinateTransformations": [
+        {"type": "scale", "scale": [1, 2, 2]}]})
+    group.attrs["ome"] = ome
+    with pytest.raises(ValueError, match="array is missing \\(partial write\\?\\)"):
+        open_volume(f"{tmp_path}/p.zarr/raw", level=1)
+
+
+def test_create_never_erases(tmp_path):
+    kw = {"shape": (4, 8, 8), "dtype": np.float32, "chunks": (2, 8, 8), "axes": "zyx", "voxel_size": (1, 1, 1)}
+    arr = create_ome_zarr_array(tmp_path / "o.zarr" / "affs", **kw)
+    arr[0:2] = 1.0
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        create_ome_zarr_array(tmp_path / "o.zarr" / "affs", **kw)
+    again = create_ome_zarr_array(tmp_path / "o.zarr" / "affs", exists_ok=True, **kw)
+    assert again[0:2].min() == 1.0 and again[2:].max() == 0.0
+    with pytest.raises(ValueError, match=r"exists with shape \(4, 8, 8\).*requested shape \(4, 8, 9\)"):
+        create_ome_zarr_array(tmp_path / "o.zarr" / "affs", exists_ok=True, **{**kw, "shape": (4, 8, 9)})
+    # a sibling image in the same container leaves the first untouched
+    create_ome_zarr_array(tmp_path / "o.zarr" / "seg", **{**kw, "dtype": np.uint64})
+    assert open_volume(f"{tmp_path}/o.zarr/affs").data[0].compute().min() == 1.0
+    with pytest.raises(ValueError, match="expected \\('z', 'y', 'x'\\)"):
+        create_ome_zarr_array(tmp_path / "o.zarr" / "bad", **{**kw, "axes": "xyz"})
+
+
+def test_normalize_raw():
+    assert normalize_raw(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
+    assert normalize_raw(np.array([65535], np.uint16)).tolist() == [1.0]
+    assert normalize_raw(np.array([0.5], np.float64)).dtype == np.float32

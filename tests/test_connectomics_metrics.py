@@ -1,0 +1,183 @@
+"""Metrics: brute-force pair references to 1e-9, skimage's documented differences, blockwise tables, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import skimage.metrics
+import zarr
+
+from connectomics.io import write_ome_zarr
+from connectomics.metrics import (
+    adapted_rand_error,
+    cli,
+    contingency_table,
+    contingency_table_blockwise,
+    cremi_score,
+    evaluate_segmentation,
+    merge_tables,
+    variation_of_information,
+)
+
+
+def brute_force_rand(seg: np.ndarray, gt: np.ndarray, seg_zero: str, self_pairs: bool = True
+                     ) -> tuple[float, float, float]:
+    """SNEMI3D adapted Rand by counting ordered voxel pairs (self-pairs included) over GT foreground.
+
+    A pair "shares a segment" when both voxels carry the same segment id > 0; with ``seg_zero="label"``
+    0 is an ordinary id. A seg-0 voxel paired with itself is a singleton pair, counted with weight 1/n
+    (n = all voxels) in the reference (cremi_python) formula; that weight is applied here explicitly.
+    ``self_pairs=False`` counts only pairs of distinct voxels (skimage's convention).
+    """
+    s, g = seg.ravel(), gt.ravel()
+    n = s.size
+    fg = np.flatnonzero(g != 0)
+    same_gt = same_seg = same_both = 0.0
+    for i in fg:
+        for j in fg:
+            if i == j and not self_pairs:
+                continue
+            sg = g[i] == g[j]
+            if seg_zero == "label":
+                ss, w = s[i] == s[j], 1.0
+            elif s[i] == 0:
+                ss, w = i == j, 1.0 / n
+            else:
+                ss, w = s[i] == s[j], 1.0
+            same_gt += sg
+            same_seg += w * ss
+            same_both += w * (ss and sg)
+    precision, recall = same_both / same_seg, same_both / same_gt
+    return 1 - 2 * precision * recall / (precision + recall), precision, recall
+
+
+def brute_force_voi(seg: np.ndarray, gt: np.ndarray, seg_zero: str) -> tuple[float, float]:
+    """H(seg|gt), H(gt|seg) in bits from explicit probability tables over GT-foreground voxels."""
+    keep = gt.ravel() != 0
+    g = gt.ravel()[keep]
+    s = seg.ravel()[keep].astype(np.int64)
+    if seg_zero == "singletons":  # each seg-0 voxel its own segment (negative ids never collide)
+        zero = s == 0
+        s[zero] = -np.arange(1, zero.sum() + 1)
+    n = len(g)
+
+    def entropy(labels: np.ndarray) -> float:
+        _, c = np.unique(labels, return_counts=True)
+        p = c / n
+        return float(-(p * np.log2(p)).sum())
+
+    joint = entropy(np.stack([g, s], 1).view([("a", g.dtype), ("b", s.dtype)]).ravel())
+    return joint - entropy(g), joint - entropy(s)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seg_zero", ["singletons", "label"])
+def test_metrics_match_brute_force(seed, seg_zero):
+    rng = np.random.default_rng(seed)
+    gt = rng.integers(0, 4, size=(3, 5, 6)).astype(np.uint64)
+    seg = rng.integers(0, 5, size=(3, 5, 6)).astype(np.uint32)
+    ref = brute_force_rand(seg, gt, seg_zero)
+    got = adapted_rand_error(seg, gt, seg_zero=seg_zero)
+    assert got.error == pytest.approx(ref[0], abs=1e-9)
+    assert got.precision == pytest.approx(ref[1], abs=1e-9)
+    assert got.recall == pytest.approx(ref[2], abs=1e-9)
+    split, merge = brute_force_voi(seg, gt, seg_zero)
+    voi = variation_of_information(seg, gt, seg_zero=seg_zero)
+    assert voi.split == pytest.approx(split, abs=1e-9) and voi.merge == pytest.approx(merge, abs=1e-9)
+    assert cremi_score(seg, gt, seg_zero=seg_zero) == pytest.approx(math.sqrt(ref[0] * (split + merge)), abs=1e-9)
+    distinct = brute_force_rand(seg, gt, seg_zero, self_pairs=False)
+    got = adapted_rand_error(seg, gt, seg_zero=seg_zero, self_pairs=False)
+    assert (got.error, got.precision, got.recall) == pytest.approx(distinct, abs=1e-9)
+
+
+def test_hand_computed_cases():
+    gt = np.array([[1, 1, 2, 2, 0, 0]])
+    perfect = adapted_rand_error(np.array([[5, 5, 7, 7, 9, 3]]), gt)
+    assert perfect.error == 0.0 and perfect.precision == 1.0 and perfect.recall == 1.0
+    merge = adapted_rand_error(np.array([[5, 5, 5, 5, 0, 0]]), gt)  # P = 8/16, R = 1
+    assert (merge.precision, merge.recall) == (0.5, 1.0)
+    assert merge.error == pytest.approx(1 / 3)
+    split = variation_of_information(np.array([[1, 2, 3, 4, 0, 0]]), gt)
+    assert (split.split, split.merge) == (1.0, 0.0)
+    assert evaluate_segmentation(np.array([[5, 5, 5, 5, 1, 1]]), gt)["voi_merge"] == pytest.approx(1.0)
+
+
+def test_skimage_differences_are_the_documented_ones():
+    rng = np.random.default_rng(7)
+    gt = rng.integers(0, 6, size=(4, 9, 9))
+    seg_nozero = rng.integers(1, 8, size=(4, 9, 9))
+    ours = adapted_rand_error(seg_nozero, gt, self_pairs=False)  # skimage counts distinct pairs only
+    err, sk_prec, sk_rec = skimage.metrics.adapted_rand_error(gt, seg_nozero)
+    assert err == pytest.approx(ours.error, abs=1e-12)
+    assert abs(err - adapted_rand_error(seg_nozero, gt).error) > 1e-4
+    # skimage swaps precision and recall relative to SNEMI3D
+    assert sk_prec == pytest.approx(ours.recall, abs=1e-12) and sk_rec == pytest.approx(ours.precision, abs=1e-12)
+    # with segmentation 0 present, skimage treats 0 as a label: it equals our seg_zero="label" only
+    seg = rng.integers(0, 8, size=(4, 9, 9))
+    err0, _, _ = skimage.metrics.adapted_rand_error(gt, seg)
+    assert err0 == pytest.approx(adapted_rand_error(seg, gt, seg_zero="label", self_pairs=False).error,
+                                 abs=1e-12)
+    assert abs(err0 - adapted_rand_error(seg, gt, self_pairs=False).error) > 1e-4
+    # skimage VOI ignores nothing by default; ignore_labels=[0] with image0=gt gives our (split, merge)
+    voi = variation_of_information(seg, gt, seg_zero="label")
+    sk_split, sk_merge = skimage.metrics.variation_of_information(gt, seg, ignore_labels=[0])
+    assert sk_merge == pytest.approx(voi.merge, abs=1e-9) and sk_split == pytest.approx(voi.split, abs=1e-9)
+    sk_default = skimage.metrics.variation_of_information(gt, seg)
+    assert abs(sk_default[1] - voi.merge) > 1e-4
+
+
+def test_contingency_table_is_sparse_and_blockwise_equal():
+    rng = np.random.default_rng(1)
+    gt = rng.integers(0, 50, size=(8, 30, 30)).astype(np.uint64) + np.uint64(2**62)
+    gt[0] = 0
+    seg = rng.integers(0, 70, size=(8, 30, 30)).astype(np.uint64)
+    whole = contingency_table(seg, gt)
+    assert len(whole.count) <= gt.size and whole.count.sum() == gt.size
+    matrix, gt_ids, seg_ids = whole.to_sparse()
+    assert matrix.nnz == len(whole.count) and matrix.sum() == gt.size and gt_ids[-1] > 2**62
+    blocks = contingency_table_blockwise(seg, gt, block_shape=(3, 7, 11), progress=False)
+    assert evaluate_segmentation(table=blocks) == evaluate_segmentation(table=whole)
+    halves = merge_tables([contingency_table(seg[:4], gt[:4]), contingency_table(seg[4:], gt[4:])])
+    assert adapted_rand_error(table=halves).error == pytest.approx(adapted_rand_error(seg, gt).error, abs=1e-12)
+
+
+def test_bad_inputs():
+    gt = np.ones((2, 3, 3), np.uint64)
+    with pytest.raises(ValueError, match=r"seg and gt must have the same shape, got \(2, 3, 4\) and \(2, 3, 3\)"):
+        adapted_rand_error(np.ones((2, 3, 4), np.uint64), gt)
+    with pytest.raises(TypeError, match="seg must have an integer dtype, got float32"):
+        variation_of_information(np.ones((2, 3, 3), np.float32), gt)
+    with pytest.raises(ValueError, match="seg contains negative labels"):
+        contingency_table(-np.ones((2, 3, 3), np.int64), gt)
+    with pytest.raises(ValueError, match="ground truth has no foreground"):
+        adapted_rand_error(gt, np.zeros_like(gt))
+    with pytest.raises(ValueError, match="seg_zero must be 'singletons' or 'label'"):
+        adapted_rand_error(gt, gt, seg_zero="ignore")
+
+
+def test_evaluate_cli_reads_chunks_and_writes_json(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    gt = rng.integers(0, 9, size=(6, 20, 20)).astype(np.uint64)
+    seg = (gt // 2).astype(np.uint64)
+    write_ome_zarr(tmp_path / "gt.zarr" / "labels", gt, axes="zyx", voxel_size=(40, 4, 4), chunks=(2, 10, 10))
+    write_ome_zarr(tmp_path / "seg.zarr" / "seg", seg, axes="zyx", voxel_size=(40, 4, 4), chunks=(3, 20, 20))
+    out = tmp_path / "scores.json"
+    code = cli([f"{tmp_path}/seg.zarr/seg", f"{tmp_path}/gt.zarr/labels", "--json", str(out), "--block",
+                "2,10,10", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "arand" in printed and "voi_split" in printed and "cremi_score" in printed
+    scores = json.loads(out.read_text())
+    assert scores["arand"] == pytest.approx(adapted_rand_error(seg, gt).error, abs=1e-12)
+    assert scores["voi_merge"] == pytest.approx(variation_of_information(seg, gt).merge, abs=1e-12)
+    # shape mismatch and float labels are refused with the reason
+    root = zarr.open_group(str(tmp_path / "bad.zarr"), mode="w")
+    root.create_array("small", data=np.zeros((6, 20, 19), np.uint64))
+    root.create_array("float", data=np.zeros((6, 20, 20), np.float32))
+    assert cli([f"{tmp_path}/bad.zarr/small", f"{tmp_path}/gt.zarr/labels", "--quiet"]) == 2
+    assert "must have the same shape" in capsys.readouterr().err
+    assert cli([f"{tmp_path}/bad.zarr/float", f"{tmp_path}/gt.zarr/labels", "--quiet"]) == 2
+    assert "must have an integer dtype" in capsys.readouterr().err

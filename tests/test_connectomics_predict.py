@@ -1,0 +1,198 @@
+"""Blockwise prediction: equality with whole-volume inference, tiling modes, resume, refusal, distributed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import distributed
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from connectomics.blocks import Roi
+from connectomics.io import create_ome_zarr_array, open_volume
+from connectomics.predict import bump_weights, predict_blockwise, window_starts, windows_for
+
+OFFSETS = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
+LOADER = "test_connectomics_predict:load_tiny_model"
+SHAPE = (12, 40, 40)
+
+
+class TinyAffinityNet(torch.nn.Module):
+    """Two 3x3x3 convolutions (receptive-field radius 2): output depends only on its receptive field."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.offsets = OFFSETS
+        self.delay = delay
+        self.net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Tanh(),
+                                       torch.nn.Conv3d(4, 3, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.delay:
+            time.sleep(self.delay)
+        return self.net(x) * 3.0
+
+
+def load_tiny_model(checkpoint: str) -> torch.nn.Module:
+    """Loader used by the tests (and their subprocesses): weights-only checkpoint of TinyAffinityNet."""
+    from shared.checkpoints import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = TinyAffinityNet(delay=float(ckpt["delay"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": TinyAffinityNet().state_dict(), "delay": 0.0}, ckpt)
+    raw = (np.random.default_rng(0).random(SHAPE) * 255).astype(np.uint8)
+    arr = create_ome_zarr_array(tmp_path / "vol.zarr/raw", shape=SHAPE, dtype="uint8", chunks=(4, 16, 16),
+                                axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    arr[...] = raw
+    return tmp_path, ckpt, raw
+
+
+def whole_volume(ckpt: Path, raw: np.ndarray) -> np.ndarray:
+    model = load_tiny_model(str(ckpt))
+    with torch.no_grad():
+        x = torch.from_numpy(raw.astype(np.float32) / 255.0)[None, None]
+        return torch.sigmoid(model(x))[0].numpy()
+
+
+def read(path: Path) -> np.ndarray:
+    return np.asarray(open_volume(str(path)).data.compute())
+
+
+def test_valid_mode_equals_whole_volume_with_roi_border_blocks(setup):
+    tmp, ckpt, raw = setup
+    result = predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "out.zarr/affs"),
+                               block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    assert result.n_blocks == 3 * 3 * 3 and result.n_processed == 27  # 40 = 16 + 16 + 8 (cropped)
+    out = read(tmp / "out.zarr/affs")
+    assert out.shape == (3,) + SHAPE
+    assert np.abs(out - whole_volume(ckpt, raw)).max() <= 1e-4
+    assert zarr.open_group(str(tmp / "out.zarr"), mode="r")["affs"].attrs["ome"]["multiscales"]
+    # an ROI writes only its voxels; border blocks of the ROI are cropped, the rest stays 0
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "roi.zarr/affs"), block_shape=(4, 16, 16),
+                      context=2, roi=Roi.parse("2:9,10:30,0:40"), loader=LOADER, progress=False,
+                      dtype="uint8")
+    roi_out = read(tmp / "roi.zarr/affs")
+    assert roi_out.dtype == np.uint8
+    inside = np.zeros(SHAPE, bool)
+    inside[2:9, 10:30] = True
+    assert not roi_out[:, ~inside].any()
+    assert np.abs(roi_out[:, inside] / 255.0 - whole_volume(ckpt, raw)[:, inside]).max() <= 0.5 / 255 + 1e-6
+
+
+def test_too_small_context_differs_and_misaligned_blocks_are_refused(setup):
+    tmp, ckpt, raw = setup
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "c0.zarr/affs"), block_shape=(4, 16, 16),
+                      context=0, loader=LOADER, progress=False)
+    assert np.abs(read(tmp / "c0.zarr/affs") - whole_volume(ckpt, raw)).max() > 1e-3  # seams without context
+    with pytest.raises(ValueError, match="not a multiple of the storage chunks"):
+        predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "bad.zarr/affs"),
+                          block_shape=(4, 12, 12),
+                          chunks=(4, 8, 8), loader=LOADER, progress=False)
+
+
+def test_blend_mode_blockwise_equals_single_block(setup):
+    tmp, ckpt, raw = setup
+    common = dict(blend=True, window=(6, 16, 16), overlap=(2, 8, 8), loader=LOADER, progress=False)
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "b1.zarr/affs"), block_shape=(4, 16, 16),
+                      **common)
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "b2.zarr/affs"), block_shape=(12, 40, 40),
+                      **common)
+    a, b = read(tmp / "b1.zarr/affs"), read(tmp / "b2.zarr/affs")
+    assert np.abs(a - b).max() <= 1e-5
+    assert a.min() >= 0 and a.max() <= 1  # no value/weight mismatch at faces
+
+
+def test_window_grid_and_bump_hand_counted():
+    assert window_starts(0, 10, 4, 2) == [0, 2, 4, 6]
+    assert window_starts(0, 11, 4, 2) == [0, 2, 4, 6, 7]
+    assert window_starts(3, 5, 4, 2) == [3]
+    total = Roi((0,), (11,))
+    # windows [0,4) [2,6) [4,8) [6,10) [7,11); block [4,8) overlaps [2,6) [4,8) [6,10) [7,11)
+    assert [w.begin[0] for w in windows_for(Roi((4,), (4,)), total, (4,), (2,))] == [2, 4, 6, 7]
+    w = bump_weights((5, 7))
+    assert w.shape == (5, 7) and w.dtype == np.float32
+    assert w[2, 3] == pytest.approx(1.0) and w[0, 0] < w[1, 1] < w[2, 3] and w.min() >= 1e-4
+
+
+def test_manifest_refuses_other_settings_and_keeps_data(setup):
+    tmp, ckpt, raw = setup
+    out = str(tmp / "out.zarr/affs")
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2, loader=LOADER,
+                      progress=False)
+    before = read(tmp / "out.zarr/affs")
+    for kwargs in ({"context": 1}, {"dtype": "float16"}):
+        settings = dict(block_shape=(4, 16, 16), context=2) | kwargs
+        with pytest.raises(ValueError, match="refusing to resume"):
+            predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), out, loader=LOADER, progress=False, **settings)
+    other = tmp / "other.ckpt"
+    torch.save({"state_dict": TinyAffinityNet().state_dict(), "delay": 0.0}, other)
+    with pytest.raises(ValueError, match="checkpoint_sha256"):
+        predict_blockwise(other, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2,
+                          loader=LOADER, progress=False)
+    np.testing.assert_array_equal(read(tmp / "out.zarr/affs"), before)
+    again = predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2,
+                              loader=LOADER, progress=False)
+    assert again.n_already_done == 27 and again.n_processed == 0
+
+
+def test_mask_skips_empty_blocks(setup):
+    tmp, ckpt, raw = setup
+    mask = create_ome_zarr_array(tmp / "vol.zarr/mask", shape=SHAPE, dtype="uint8", chunks=(4, 16, 16),
+                                 axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    mask[:, :20, :20] = 1
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "m.zarr/affs"), block_shape=(4, 16, 16),
+                      context=2, mask_path=str(tmp / "vol.zarr/mask"), loader=LOADER, progress=False)
+    out = read(tmp / "m.zarr/affs")
+    assert not out[:, :, 20:].any() and not out[:, :, :, 20:].any()
+    np.testing.assert_allclose(out[:, :, :20, :20], whole_volume(ckpt, raw)[:, :, :20, :20], atol=1e-4)
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(setup):
+    tmp, ckpt, raw = setup
+    slow = tmp / "slow.ckpt"
+    torch.save({"state_dict": load_tiny_model(str(ckpt)).state_dict(), "delay": 0.15}, slow)
+    script = (
+        "import sys; from connectomics.predict import predict_blockwise; "
+        f"predict_blockwise({str(slow)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(tmp / 'k.zarr/affs')!r}, "
+        f"block_shape=(4, 16, 16), context=2, loader={LOADER!r}, workers=1, progress=False)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
+                                                       str(Path(__file__).parents[1])]))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    done = tmp / "k.zarr.blockwise/affs/done"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not done.is_dir() or len(os.listdir(done)) < 5):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    n_before = len(os.listdir(done))
+    assert 5 <= n_before < 27, "the run should have been killed midway"
+    result = predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "k.zarr/affs"),
+                               block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    assert result.n_already_done == n_before and result.n_processed == 27 - n_before
+    predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "u.zarr/affs"), block_shape=(4, 16, 16),
+                      context=2, loader=LOADER, progress=False)
+    np.testing.assert_array_equal(read(tmp / "k.zarr/affs"), read(tmp / "u.zarr/affs"))
+
+
+def test_distributed_local_cluster_matches_threads(setup):
+    tmp, ckpt, raw = setup
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:
+        predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "d.zarr/affs"), block_shape=(4, 16, 16),
+                          context=2, loader=LOADER, progress=False, scheduler=cluster.scheduler_address)
+    assert np.abs(read(tmp / "d.zarr/affs") - whole_volume(ckpt, raw)).max() <= 1e-4

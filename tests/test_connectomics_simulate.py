@@ -1,0 +1,132 @@
+"""EM simulator: deterministic, identical whatever the chunking, neuron-like, distinct sources, OME-Zarr."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from connectomics.io import open_volume
+from connectomics.simulate import (
+    SOURCES,
+    cli,
+    get_source,
+    section_defects,
+    simulate_block,
+    simulate_to_zarr,
+    simulate_volume,
+)
+
+
+@pytest.fixture(scope="module")
+def volume() -> tuple[np.ndarray, np.ndarray]:
+    return simulate_volume("sstem", (12, 96, 96), seed=5, threads=1)
+
+
+def test_deterministic_by_seed():
+    a = simulate_volume("fib", (4, 40, 40), seed=1, threads=1)
+    b = simulate_volume("fib", (4, 40, 40), seed=1, threads=1)
+    c = simulate_volume("fib", (4, 40, 40), seed=2, threads=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_blocks_equal_the_whole_volume():
+    shape = (7, 50, 44)
+    raw, labels = simulate_volume("sbem", shape, seed=3, threads=1)
+    raw_b, labels_b = np.zeros_like(raw), np.zeros_like(labels)
+    for z in range(0, shape[0], 3):
+        for y in range(0, shape[1], 16):
+            for x in range(0, shape[2], 20):
+                size = tuple(min(c, s - b) for b, c, s in zip((z, y, x), (3, 16, 20), shape))
+                r, lab = simulate_block("sbem", 3, shape, (z, y, x), size)
+                sl = tuple(slice(b, b + s) for b, s in zip((z, y, x), size))
+                raw_b[sl], labels_b[sl] = r, lab
+    np.testing.assert_array_equal(labels_b, labels)
+    np.testing.assert_array_equal(raw_b, raw)
+
+
+def test_ground_truth_is_neuron_like(volume):
+    raw, labels = volume
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    assert len(ids) >= 15
+    assert 0.0 < (labels == 0).mean() < 0.3  # some extracellular space, mostly neuropil
+    # processes touch: many voxels have a different non-zero label as in-plane neighbour
+    touching = (labels[:, :, 1:] != labels[:, :, :-1]) & (labels[:, :, 1:] > 0) & (labels[:, :, :-1] > 0)
+    assert touching.mean() > 0.005
+    # elongated: some objects run through most planes
+    planes = [len(np.unique(np.nonzero(labels == i)[0])) for i in ids[np.argsort(counts)[-10:]]]
+    assert max(planes) >= 10
+    # varied calibre: in-plane cross-section areas span a wide range
+    areas = np.array([np.sum(labels[6] == i) for i in np.unique(labels[6]) if i > 0])
+    assert areas.max() > 8 * np.median(areas[areas > 20]) or areas.max() / areas.min() > 20
+
+
+def test_membranes_are_dark(volume):
+    raw, labels = volume
+    boundary = np.zeros(labels.shape, bool)
+    for axis in (1, 2):
+        diff = np.diff(labels, axis=axis) != 0
+        pad = [(0, 0)] * 3
+        pad[axis] = (0, 1)
+        boundary |= np.pad(diff, pad)
+    interior = ndimage.binary_erosion(~boundary, iterations=3) & (labels > 0)
+    ok = raw.mean(axis=(1, 2)) > 5  # skip missing (black) sections
+    assert raw[ok][boundary[ok]].mean() < raw[ok][interior[ok]].mean() - 40
+
+
+def test_sources_differ_and_unknown_source_fails():
+    assert len(SOURCES) >= 4
+    assert len({s.voxel_size for s in SOURCES.values()}) == len(SOURCES)
+    assert len({(s.noise, s.contrast) for s in SOURCES.values()}) == len(SOURCES)
+    with pytest.raises(ValueError, match="unknown source 'cremi'; choose from sstem, sbem, fib, retina"):
+        get_source("cremi")
+    with pytest.raises(ValueError, match="shape must be 3 positive ints"):
+        simulate_volume("fib", (0, 10, 10))
+
+
+def test_section_defects_are_drawn_per_section():
+    spec = get_source("sstem")
+    defects = section_defects(spec, 0, 400)
+    assert defects.missing.any() and np.abs(np.diff(defects.shift_nm, axis=0)).max() > 0
+    assert defects.shift_nm.shape == (400, 2)
+    raw, _ = simulate_volume(spec, (12, 32, 32), seed=0, threads=1)
+    missing = section_defects(spec, 0, 12).missing
+    assert (raw[missing] == 0).all()
+
+
+def test_simulate_to_zarr_writes_ome_zarr_and_resumes(tmp_path):
+    path = tmp_path / "sim.zarr"
+    simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
+    raw = open_volume(f"{path}/raw", role="raw")
+    labels = open_volume(f"{path}/labels", role="labels")
+    assert raw.dtype == np.uint8 and labels.dtype == np.uint64
+    assert raw.voxel_size == SOURCES["retina"].voxel_size and raw.data.chunksize == (3, 20, 20)
+    ref_raw, ref_labels = simulate_volume("retina", (6, 40, 40), seed=4, threads=1)
+    np.testing.assert_array_equal(raw.data.compute(), ref_raw)
+    np.testing.assert_array_equal(labels.data.compute(), ref_labels)
+    assert open_volume(f"{path}/labels", level=1).shape == (6, 20, 20)
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False)
+    # an interrupted run: drop two done-markers and a chunk, resume regenerates exactly those blocks
+    markers = sorted((path / ".simulate_done").iterdir())
+    for marker in markers[:2]:
+        marker.unlink()
+    chunk = path / "raw" / "0" / "c" / "0" / "0" / "0"
+    chunk.unlink()
+    simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, resume=True)
+    np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), ref_raw)
+    with pytest.raises(ValueError, match="written with other settings"):
+        simulate_to_zarr(path, "retina", (6, 40, 40), seed=5, chunks=(3, 20, 20), progress=False, resume=True)
+    assert json.loads((path / "simulate.json").read_text())["seed"] == 4
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "c.zarr"
+    assert cli([str(out), "--source", "fib", "--shape", "4,32,32", "--chunks", "4,16,16", "--quiet"]) == 0
+    assert open_volume(f"{out}/raw").shape == (4, 32, 32)
+    assert cli([str(out), "--shape", "4,32,32", "--quiet"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err

@@ -1,0 +1,250 @@
+"""rldiag.diagnose, rldiag.taxonomy, rldiag.sweep, rldiag.normalization and the rldiag CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rldiag.cli import main
+from rldiag.diagnose import (
+    Cell,
+    DiagnoseConfig,
+    bc_curve_scores,
+    bootstrap_challenges,
+    challenge_scores,
+    config_from_preset,
+    normalized_auc,
+    plan_cells,
+    rl_curve,
+)
+from rldiag.envs import GAMES
+from rldiag.normalization import RETURN_RANGES, SOURCE, normalize_return, return_range
+from rldiag.sweep import run_diagnosis
+from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, write_taxonomy
+
+
+def test_normalisation_table_covers_all_games_with_its_source():
+    assert set(RETURN_RANGES) == set(GAMES)
+    assert return_range("starpilot", "hard") == (1.5, 35.0)
+    assert return_range("fruitbot", "easy") == (-1.5, 32.4)
+    assert "train-procgen" in SOURCE
+    np.testing.assert_allclose(normalize_return([2.5, 33.25, 100.0], "starpilot"), [0.0, 0.5, 1.0])
+    assert normalize_return([100.0], "starpilot", clip=False)[0] > 1
+    with pytest.raises(ValueError, match="must be one of 'easy', 'hard'"):
+        return_range("coinrun", "memory")
+
+
+def test_normalized_auc_by_hand():
+    assert normalized_auc([0, 50, 100], [0.0, 1.0, 1.0], 100) == pytest.approx(0.75)
+    assert normalized_auc([50], [0.4], 100) == pytest.approx(0.4)  # held flat both ways
+    assert normalized_auc([25, 75], [0.0, 1.0], 100) == pytest.approx(0.5)
+    assert math.isnan(normalized_auc([], [], 100))
+    with pytest.raises(ValueError, match="increasing"):
+        normalized_auc([60, 50], [0.0, 1.0], 100)
+
+
+def test_rl_curve_bins_episodes_by_iteration():
+    episodes = [(30, 5.0, 10), (60, 10.0, 10), (100, 7.5, 10)]
+    xs, ys = rl_curve(episodes, iteration_steps=64, budget=128, game="coinrun", distribution_mode="easy")
+    assert xs == [64, 128] and ys == pytest.approx([0.5, 0.5])
+
+
+def test_challenge_scores_and_bc_chance_correction():
+    s = challenge_scores(0.2, 0.6, 0.7)
+    assert s == pytest.approx({"RLC": 0.4, "PLC_gap": 0.4, "PLC_bc": 0.3, "PLC": 0.35})
+    assert challenge_scores(0.8, 0.6, 0.7, plc="gap")["PLC"] == 0.0  # pixels easier: no gap
+    assert bc_curve_scores([0.5, 0.75, 1.0], 0.5) == pytest.approx([0.0, 0.5, 1.0])
+    assert math.isnan(bc_curve_scores([0.3], 1.0)[0])  # a constant expert says nothing about perception
+    with pytest.raises(ValueError, match="plc must be one of"):
+        challenge_scores(0, 0, 0, plc="max")
+
+
+def test_bootstrap_intervals_over_seeds():
+    aucs = {
+        "pix": np.array([0.1, 0.2, 0.3]),
+        "simp": np.array([0.5, 0.6, 0.7]),
+        "bc": np.array([0.4, 0.5, 0.6]),
+    }
+    out = bootstrap_challenges(aucs, n_boot=500, seed=1)
+    assert out["estimate"]["RLC"] == pytest.approx(0.4)
+    for k in ("PLC", "RLC"):
+        assert out["low"][k] <= out["estimate"][k] <= out["high"][k]
+        assert out["high"][k] - out["low"][k] > 0.05
+    assert out["samples"].shape == (500, 2)
+    same = bootstrap_challenges({k: np.full(3, 0.5) for k in aucs}, n_boot=100)
+    assert same["low"]["RLC"] == same["high"]["RLC"] == 0.5
+    gap_only = bootstrap_challenges({**aucs, "bc": np.array([np.nan])}, n_boot=100)
+    assert gap_only["estimate"]["PLC"] == gap_only["estimate"]["PLC_gap"] == pytest.approx(0.4)
+    assert math.isnan(gap_only["low"]["PLC_bc"])
+    with pytest.raises(ValueError, match="condition"):
+        bootstrap_challenges({**aucs, "bc": np.array([np.nan])}, plc="bc")
+    with pytest.raises(ValueError, match="condition"):
+        bootstrap_challenges({**aucs, "simp": np.array([])})
+
+
+def _write_cell(out, game, cond, seed, auc, fingerprint="f"):
+    path = out / "cells" / f"{game}__{cond}__s{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "game": game,
+                "condition": cond,
+                "seed": seed,
+                "auc": auc,
+                "x": [1],
+                "y": [auc],
+                "fingerprint": fingerprint,
+            }
+        )
+    )
+
+
+def test_taxonomy_labels_quadrants_and_clusters(tmp_path):
+    # solved-ish coinrun, RL-limited heist, perception-limited maze (pix and bc much worse than simp)
+    spec = {"coinrun": (0.9, 0.95, 0.9), "heist": (0.1, 0.12, 0.9), "maze": (0.1, 0.9, 0.05)}
+    for game, (pix, simp, bc) in spec.items():
+        for seed, jitter in enumerate((-0.02, 0.0, 0.02)):
+            for cond, v in zip(("pix", "simp", "bc"), (pix, simp, bc)):
+                _write_cell(tmp_path, game, cond, seed, v + jitter)
+    table = build_taxonomy(tmp_path, n_boot=300).set_index("game")
+    assert table.loc["coinrun", "quadrant"] == "solved"
+    assert table.loc["heist", "quadrant"] == "RL-limited"
+    assert table.loc["maze", "quadrant"] == "perception-limited"
+    assert (table["stability"] > 0.9).all()
+    assert table["cluster"].nunique() == 3
+    assert axis_label(0.4, 0.6, 0.5) == "uncertain" and axis_label(0.6, 0.7, 0.5) == "high"
+    assert cluster_games(np.array([[0.1, 0.1], [0.12, 0.1], [0.9, 0.9]]), 2).tolist() in (
+        [1, 1, 2],
+        [2, 2, 1],
+    )
+    median = build_taxonomy(tmp_path, threshold="median", n_boot=100)
+    assert median.attrs["rlc_threshold"] == pytest.approx(float(median["RLC"].median()))
+
+
+def test_config_presets_and_validation():
+    cfg = config_from_preset(["coinrun"], "cpu-smoke", budget=4096)
+    assert cfg.encoder == "nature" and cfg.profile == "cpu-smoke" and cfg.bc_frames == 1024
+    assert [c.condition for c in plan_cells(DiagnoseConfig(games=["coinrun"], seeds=[0]))] == [
+        "pix",
+        "simp",
+        "bc",
+    ]
+    with pytest.raises(ValueError, match="less than one PPO rollout"):
+        config_from_preset(["coinrun"], "gpu-full", budget=1000)
+    with pytest.raises(ValueError, match="game must be one of"):
+        config_from_preset(["pong"], "cpu-smoke", budget=4096)
+    with pytest.raises(ValueError, match=r"ppo overrides \['seed'\] are not allowed"):
+        config_from_preset(["coinrun"], "cpu-smoke", budget=4096, ppo={"seed": 3})
+    assert config_from_preset(["coinrun"], "cpu-smoke", budget=4096, ppo={"ent_coef": 0.02}).ppo == {"ent_coef": 0.02}
+
+
+def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
+    cfg = config_from_preset(
+        ["starpilot"],
+        "cpu-smoke",
+        budget=256,
+        seeds=[0, 1],
+        num_envs=4,
+        num_steps=32,
+        bc_frames=64,
+        encoder_config={"hidden": 32},
+    )
+    results = run_diagnosis(cfg, tmp_path, workers=0, progress=False)
+    assert len(results) == 6
+    assert {(r["condition"], r["seed"]) for r in results} == {(c, s) for c in ("pix", "simp", "bc") for s in (0, 1)}
+    for r in results:
+        assert r["normalization_source"] == SOURCE
+        informative = r["condition"] != "bc" or r["majority_rate"] < 1.0
+        assert 0.0 <= r["auc"] <= 1.0 if informative else math.isnan(r["auc"])
+    bc = next(r for r in results if r["condition"] == "bc")
+    assert bc["expert"].endswith("starpilot__pix__s0/checkpoint.pt") or bc["expert"].endswith(
+        "starpilot__pix__s1/checkpoint.pt"
+    )
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
+    (tmp_path / "cells" / f"{Cell('starpilot', 'simp', 1).key}.json").unlink()  # an "interrupted" sweep
+    run_diagnosis(cfg, tmp_path, workers=0, progress=False)
+    for p, t in stamps.items():
+        if "simp__s1" not in p.name:
+            assert p.stat().st_mtime_ns == t  # finished cells are skipped
+    assert (tmp_path / "cells" / "starpilot__simp__s1.json").exists()
+    changed = config_from_preset(
+        ["starpilot"],
+        "cpu-smoke",
+        budget=384,
+        seeds=[0, 1],
+        num_envs=4,
+        num_steps=32,
+        bc_frames=64,
+        encoder_config={"hidden": 32},
+    )
+    with pytest.raises(ValueError, match="different diagnose config"):
+        run_diagnosis(changed, tmp_path, workers=0, progress=False)
+    paths = write_taxonomy(tmp_path, n_boot=100)
+    assert all(p.stat().st_size > 0 for p in paths.values())
+    saved = json.loads(paths["json"].read_text())
+    assert saved["games"][0]["game"] == "starpilot" and "not the published" in saved["note"]
+
+
+def test_diagnose_on_a_dask_local_cluster(tmp_path):
+    cfg = config_from_preset(
+        ["coinrun"],
+        "cpu-smoke",
+        budget=128,
+        seeds=[0],
+        num_envs=2,
+        num_steps=64,
+        bc_frames=32,
+        encoder_config={"hidden": 16},
+    )
+    results = run_diagnosis(cfg, tmp_path, workers=2, progress=False)
+    assert sorted(r["condition"] for r in results) == ["bc", "pix", "simp"]
+
+
+def test_cli_help_games_and_errors(tmp_path, capsys):
+    assert main([]) == 2
+    assert main(["--help"]) == 0
+    assert "diagnose" in capsys.readouterr().out
+    assert main(["games"]) == 0
+    assert "train-procgen" in capsys.readouterr().out
+    assert main(["diagnose", "--games", "pong", "--budget", "4096", "--out", str(tmp_path)]) == 2
+    assert "game must be one of" in capsys.readouterr().err
+    assert main(["taxonomy", str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit):
+        main(["train", "--run-dir", str(tmp_path), "--encoder-config", "[1]"])
+
+
+def test_cli_train_then_distill(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = [
+        "--game",
+        "coinrun",
+        "--encoder",
+        "nature",
+        "--encoder-config",
+        '{"hidden": 32}',
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "16",
+        "--num-minibatches",
+        "2",
+        "--update-epochs",
+        "1",
+        "--no-tensorboard",
+    ]
+    assert main(["train", "--run-dir", str(run), "--total-timesteps", "64", *common]) == 0
+    assert "64 steps" in capsys.readouterr().out
+    # same command, larger budget: resumes from the checkpoint
+    assert main(["train", "--run-dir", str(run), "--total-timesteps", "128", *common]) == 0
+    with open(run / "progress.csv") as f:
+        assert [line.split(",")[0] for line in f.read().splitlines()[1:]] == ["64", "128"]
+    assert main(["train", "--run-dir", str(run), "--total-timesteps", "192", *common[:-1]]) == 2
+    assert "tensorboard" in capsys.readouterr().err
+    out = tmp_path / "bc.json"
+    args = ["distill", str(run / "checkpoint.pt"), "--frames", "64", "--num-envs", "4", "--out", str(out)]
+    assert main(args) == 0
+    curve = json.loads(out.read_text())
+    assert curve["samples"][0] == 0 and len(curve["agreement"]) == len(curve["samples"])
+    assert main(["distill", str(tmp_path / "missing.pt")]) == 2
