@@ -56,7 +56,7 @@ def run_demo(out_dir: Path, report: Report) -> None:
                         enable_checkpointing=False, accelerator="auto", devices=1)
     trainer.fit(model, datamodule=data)
     ckpt = out_dir / "model.ckpt"
-    trainer.save_checkpoint(ckpt)
+    trainer.save_checkpoint(ckpt, weights_only=False)  # full checkpoint; loading is always weights-only
     timings["train"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,8 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
             if any(getattr(a, "dest", None) == "weights_only" for a in parser._actions):
                 parser.set_defaults({"weights_only": True})
 
+    # console commands forward their own argv here, so Lightning's "args and sys.argv both given" warning is noise
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
     kwargs.setdefault("seed_everything_default", 0)
     return _SafeCLI(model_class, datamodule_class, args=None if args is None else list(args), run=run,
