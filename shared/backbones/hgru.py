@@ -28,6 +28,12 @@ class HGRUConfig(RecurrentConfig):
     hidden_channels : K, the front-end and hGRU channels (published 25).
     frontend_kernel : odd size of the front-end convolution (published 7).
     frontend : front-end nonlinearity: ``"square"`` (the published energy model) or ``"relu"``.
+    frontend_bias : give the front-end convolution a bias. Default False: the published front end is a
+        bank of Gabor filters (no bias), and with ``frontend="square"`` a bias b turns into a constant
+        drive b^2 everywhere, plus a 2bw cross term, which floods the background and swamps the contours.
+    frontend_padding : ``"reflect"`` (default) or ``"zeros"``. With zero padding the front end sees an
+        artificial edge at the image border that the square turns into strong drive, and the hGRU then
+        spreads and integrates that frame instead of the contours (visible in ``return_steps`` figures).
     kernel_size : odd horizontal kernel size (published 15).
     share_kernel : one horizontal kernel for inhibition and excitation (the 2018 cell) instead of two.
     nonlinearity : ``"softplus"`` (C-RBP cell) or ``"relu"`` (hgru-pytorch).
@@ -37,6 +43,8 @@ class HGRUConfig(RecurrentConfig):
     hidden_channels: int = 25
     frontend_kernel: int = 7
     frontend: Literal["square", "relu"] = "square"
+    frontend_bias: bool = False
+    frontend_padding: Literal["reflect", "zeros"] = "reflect"
     kernel_size: int = 15
     share_kernel: bool = False
     nonlinearity: Literal["softplus", "relu"] = "softplus"
@@ -46,6 +54,8 @@ class HGRUConfig(RecurrentConfig):
         super().__post_init__()
         if self.hidden_channels < 1:
             raise ValueError(f"hidden_channels must be >= 1, got {self.hidden_channels}")
+        if self.frontend_padding not in ("reflect", "zeros"):
+            raise ValueError(f"frontend_padding must be 'reflect' or 'zeros', got {self.frontend_padding!r}")
         for name in ("frontend_kernel", "kernel_size"):
             value = getattr(self, name)
             if value < 1 or value % 2 == 0:
@@ -58,7 +68,8 @@ class HGRUNet(RecurrentBackbone):
     def __init__(self, cfg: HGRUConfig) -> None:
         super().__init__(cfg, 2)
         k = cfg.hidden_channels
-        self.frontend = conv_nd(2, cfg.in_channels, k, cfg.frontend_kernel)
+        self.frontend = nn.Conv2d(cfg.in_channels, k, cfg.frontend_kernel, padding=cfg.frontend_kernel // 2,
+                                  bias=cfg.frontend_bias, padding_mode=cfg.frontend_padding)
         self.square = cfg.frontend == "square"
         self.cell = HGRUCell(k, kernel_size=cfg.kernel_size, timesteps=cfg.timesteps, norm=cfg.norm,
                              share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity)
