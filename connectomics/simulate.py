@@ -48,6 +48,7 @@ Example
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -545,9 +546,9 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
         marker.touch()  # only after both chunks are written
 
     with ThreadPoolExecutor(max_workers=max(int(workers), 1)) as pool:
-        for _ in tqdm(pool.map(work, starts), total=len(starts), desc=f"simulate {spec.name}", unit="block",
-                      disable=not progress):
-            pass
+        # consume the results as they finish so the bar advances and a failed block raises here
+        collections.deque(tqdm(pool.map(work, starts), total=len(starts), desc=f"simulate {spec.name}",
+                               unit="block", disable=not progress), maxlen=0)
     if levels > 1:
         add_multiscale_levels(path / "raw", levels - 1, method="mean")
         add_multiscale_levels(path / "labels", levels - 1, method="mode")

@@ -53,7 +53,7 @@ def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with the house formatting (defaults shown, description kept as written)."""
 
     class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-        pass
+        """Show defaults and keep the description's own line breaks (examples stay readable)."""
 
     return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
 

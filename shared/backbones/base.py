@@ -58,9 +58,6 @@ class Backbone(nn.Module):
         out = self.forward_steps(x, return_steps=return_steps)
         return out if return_steps else out.output
 
-    def forward_steps(self, x: torch.Tensor, return_steps: bool) -> BackboneOutput:  # pragma: no cover
-        raise NotImplementedError(f"{type(self).__name__} must implement forward_steps")
-
     def check_input(self, x: torch.Tensor) -> None:
         axes = "(batch, channel, row, column)" if self.spatial_dims == 2 else "(batch, channel, plane, row, column)"
         name = f"input to {self.model_name or type(self).__name__}"
