@@ -207,3 +207,24 @@ def test_running_longer_than_trained_and_model_stats():
         net.timesteps = 7
         out = net(torch.rand(1, 1, 10, 10), return_steps=True)
     assert len(out.steps) == 7 and out.stats.penalty is None and not out.output.requires_grad
+
+
+@pytest.mark.parametrize("name", list_models(recurrent=True))
+def test_hidden_state_stays_in_float16_range_at_initialisation(name):
+    # Before the circuits' norms started at scale 0.1 (as in the published cells), gamma-Net's state grew
+    # ~1e9-fold in 6 steps at initialisation, which overflows float16 under AMP (NaN affinities on a GPU).
+    torch.manual_seed(0)
+    config, shape = tiny(name)
+    config["timesteps"] = 12
+    net = create(name, **config)
+    shape = shape[:-2] + (32, 32)
+    states = net.forward_states(torch.rand(shape), timesteps=12)
+    peak = max(float(t.abs().max()) for step in states for t in (step if isinstance(step, tuple) else (step,)))
+    assert math.isfinite(peak) and peak < 1e3
+
+
+def test_circuit_norms_start_at_the_published_scale():
+    cell = FGRUCell(2, 4, kernel_size=3, timesteps=4, norm="instance")
+    assert torch.allclose(cell.norm_exc.norms[0].weight, torch.full((4,), 0.1))
+    hgru_cell = HGRUCell(4, kernel_size=3, timesteps=4)
+    assert torch.allclose(hgru_cell.norm_inh.norms[0].weight, torch.full((4,), 0.1))

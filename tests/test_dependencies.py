@@ -10,7 +10,7 @@ import pytest
 MODULES = [
     "torch", "lightning", "jsonargparse", "numpy", "scipy", "zarr", "dask.array", "distributed", "skimage",
     "sklearn", "rdkit.Chem", "pandas", "pyarrow", "pyarrow.parquet", "gymnasium", "matplotlib", "tqdm", "h5py",
-    "tifffile", "pycytominer", "captum", "tensorboard",
+    "tifffile", "pycytominer", "captum", "tensorboard", "numba", "threadpoolctl",
     # dev extra: notebook runner and the peers tests/benchmarks compare against
     "nbclient", "nbformat", "copairs", "waterz", "stable_baselines3",
 ]

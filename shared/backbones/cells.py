@@ -120,16 +120,30 @@ def chrono_bias_(bias: torch.Tensor, timesteps: int, *, sign: float) -> torch.Te
 
 
 class StepNorm(nn.Module):
-    """A normalisation called as ``norm(x, t)``: one shared map, or one BatchNorm per timestep."""
+    """A normalisation called as ``norm(x, t)``: one shared map, or one BatchNorm per timestep.
 
-    def __init__(self, kind: str, channels: int, dims: int, timesteps: int) -> None:
+    ``init_scale`` (when given) makes the norm affine with its scale initialised to that value and its
+    shift to 0. The published cells start every norm inside the circuit at scale 0.1 (TF hGRU: scale-only
+    BN at 0.1; the gamma-Net PyTorch port: affine instance norms at 0.1): with unit-variance maps the
+    quadratic excitation ``omega . H1 . C2`` multiplies the state by O(1) per step, and gamma-Net's state
+    then grows ~1e9-fold in 6 steps at initialisation (overflowing float16 under AMP).
+    """
+
+    def __init__(self, kind: str, channels: int, dims: int, timesteps: int, *,
+                 init_scale: float | None = None) -> None:
         super().__init__()
         if kind not in CELL_NORMS:
             raise ValueError(f"norm must be one of {', '.join(map(repr, CELL_NORMS))}; got {kind!r}")
         self.per_step = kind == "batch_per_step"
         bn = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         self.norms = nn.ModuleList(
-            [bn(channels) for _ in range(timesteps)] if self.per_step else [make_norm(kind, channels, dims)])
+            [bn(channels) for _ in range(timesteps)] if self.per_step
+            else [make_norm(kind, channels, dims, affine=init_scale is not None)])
+        if init_scale is not None:
+            for norm in self.norms:
+                if getattr(norm, "weight", None) is not None:
+                    nn.init.constant_(norm.weight, init_scale)
+                    nn.init.zeros_(norm.bias)
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         return self.norms[min(t, len(self.norms) - 1) if self.per_step else 0](x)
@@ -202,6 +216,7 @@ class HGRUCell(_GatedCell):
     norm : see :data:`CELL_NORMS`.
     share_kernel : one W for both horizontal convolutions.
     nonlinearity : ``"softplus"`` (C-RBP) or ``"relu"`` (hgru-pytorch).
+    norm_scale : initial scale of the C1/C2 norms (TF hGRU: 0.1; see :class:`StepNorm`).
 
     Examples
     --------
@@ -212,15 +227,16 @@ class HGRUCell(_GatedCell):
     """
 
     def __init__(self, channels: int, *, kernel_size: int | Sequence[int] = 15, timesteps: int = 8,
-                 norm: str = "batch", share_kernel: bool = False, nonlinearity: str = "softplus") -> None:
+                 norm: str = "batch", share_kernel: bool = False, nonlinearity: str = "softplus",
+                 norm_scale: float = 0.1) -> None:
         super().__init__(2, channels, timesteps)
         if nonlinearity not in ("softplus", "relu"):
             raise ValueError(f"nonlinearity must be 'softplus' or 'relu', got {nonlinearity!r}")
         self.act = F.softplus if nonlinearity == "softplus" else F.relu
         self.inh = SymmetricConv(2, channels, kernel_size)
         self.exc = self.inh if share_kernel else SymmetricConv(2, channels, kernel_size)
-        self.norm_inh = StepNorm(norm, channels, 2, timesteps)
-        self.norm_exc = StepNorm(norm, channels, 2, timesteps)
+        self.norm_inh = StepNorm(norm, channels, 2, timesteps, init_scale=norm_scale)
+        self.norm_exc = StepNorm(norm, channels, 2, timesteps, init_scale=norm_scale)
         self.alpha = _channel_param(channels, 2, 0.1)
         self.mu = _channel_param(channels, 2, 1.0)
         self.gamma = _channel_param(channels, 2, 1.0)
@@ -264,6 +280,7 @@ class FGRUCell(_GatedCell):
     kernel_size : odd horizontal kernel size per spatial axis.
     timesteps : T, for the chrono initialisation and ``batch_per_step``.
     norm : see :data:`CELL_NORMS` (gamma-Net: ``"instance"``).
+    norm_scale : initial scale of the four norms (gamma-Net PyTorch port: 0.1; see :class:`StepNorm`).
 
     Examples
     --------
@@ -274,14 +291,14 @@ class FGRUCell(_GatedCell):
     """
 
     def __init__(self, dims: int, channels: int, *, kernel_size: int | Sequence[int] = 3, timesteps: int = 8,
-                 norm: str = "instance") -> None:
+                 norm: str = "instance", norm_scale: float = 0.1) -> None:
         super().__init__(dims, channels, timesteps)
         self.inh = SymmetricConv(dims, channels, kernel_size)
         self.exc = SymmetricConv(dims, channels, kernel_size)
-        self.norm_gain = StepNorm(norm, channels, dims, timesteps)
-        self.norm_inh = StepNorm(norm, channels, dims, timesteps)
-        self.norm_mix = StepNorm(norm, channels, dims, timesteps)
-        self.norm_exc = StepNorm(norm, channels, dims, timesteps)
+        self.norm_gain = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
+        self.norm_inh = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
+        self.norm_mix = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
+        self.norm_exc = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
         self.alpha = _channel_param(channels, dims, 1.0)
         self.mu = _channel_param(channels, dims, 0.0)
         self.kappa = _channel_param(channels, dims, 0.0)

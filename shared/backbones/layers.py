@@ -30,12 +30,12 @@ def conv_nd(dims: int, in_ch: int, out_ch: int, kernel_size: int | Sequence[int]
     return conv(in_ch, out_ch, k, padding=tuple(s // 2 for s in k), bias=bias)
 
 
-def make_norm(kind: str, channels: int, dims: int) -> nn.Module:
+def make_norm(kind: str, channels: int, dims: int, *, affine: bool = False) -> nn.Module:
     """A normalisation layer that computes the same map at every call.
 
     ``batch`` is BatchNorm (running statistics), ``group`` is GroupNorm with up to 8 groups, ``instance`` is
-    parameter-free instance normalisation, ``none`` is the identity. None of them keeps per-timestep state,
-    which is what C-RBP requires.
+    instance normalisation (parameter-free unless ``affine``), ``none`` is the identity. None of them keeps
+    per-timestep state, which is what C-RBP requires. BatchNorm and GroupNorm are always affine.
     """
     if kind == "batch":
         return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
@@ -43,7 +43,7 @@ def make_norm(kind: str, channels: int, dims: int) -> nn.Module:
         groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
     if kind == "instance":
-        return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=False)
+        return (nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d)(channels, affine=affine)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}; got {kind!r}")
