@@ -4,11 +4,11 @@ The pipeline (lsd/volara-style, four stages, each resumable):
 
 1. **fragments**, per block (:func:`watershed_fragments`): boundary map ``1 - min`` of the six
    nearest-neighbour affinities of each voxel; seeds are the local maxima of the distance transform of
-   ``boundary < seed_threshold``; a watershed of the negative distance from the seeds fills the interior, and
-   the boundary voxels left join the neighbour they are most strongly linked to (edge-aware growth). It runs
-   over the block's read ROI (write ROI + context, so seeds and basins just outside the block shape the
-   fragments inside it) and is cropped to the write ROI. Fragment ids are globally unique uint64:
-   ``block_id * read_voxels + local id``.
+   ``boundary < seed_threshold``; the seeds grow by a seeded watershed on the affinity edge graph
+   (:func:`edge_watershed`: a priority flood in decreasing affinity, i.e. Prim/maximin order), so a voxel
+   next to a cut joins the object its strongest edge leads to. It runs over the block's read ROI (write
+   ROI + context, so seeds and basins just outside the block shape the fragments inside it) and is cropped
+   to the write ROI. Fragment ids are globally unique uint64: ``block_id * read_voxels + local id``.
 2. **region graph**, per block: for every nearest-neighbour voxel pair owned by the block (the voxel storing
    the affinity lies in the write ROI; its partner may lie in the neighbouring block, which is how pairs
    across block faces enter), the affinity is added to the edge between the two fragments (sum, count),
@@ -17,7 +17,9 @@ The pipeline (lsd/volara-style, four stages, each resumable):
    ``OneMinus<MeanAffinity>`` score ``1 - mean affinity``): the edge with the lowest score is merged next,
    merged edges pool their sums and counts, and the partition is recorded each time the next score reaches
    a threshold (several thresholds in one run, as waterz does). Segments smaller than ``min_size`` voxels
-   (dust) become background 0. The result is a lookup table fragment -> segment per threshold.
+   (dust) become background 0. The result is a lookup table fragment -> segment per threshold. The merge
+   loop is compiled with numba (:func:`_merge_regions`; the first call in a fresh install compiles it and
+   caches the machine code).
 4. **relabel**, per block: the lookup table is applied to the fragments, giving ``seg_<threshold>``.
 
 Because fragments are cut on a fixed block grid and everything after them is a function of the global
@@ -45,9 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
 
 from connectomics.blocks import (
     Block,
@@ -131,62 +133,140 @@ def boundary_map(affs_nn: np.ndarray) -> np.ndarray:
     return 1.0 - lowest
 
 
-def grow_along_affinities(labels: np.ndarray, affs_nn: np.ndarray, max_iterations: int = 64,
-                          levels: Sequence[float] = (0.5, -1.0)) -> np.ndarray:
-    """Label the unlabelled (0) voxels from their labelled neighbours, following the strongest affinity.
+AFFINITY_LEVELS = 256
+"""Quantisation of the affinities for the bucketed priority queue of :func:`edge_watershed` (uint8 exact)."""
 
-    Each iteration, every unlabelled voxel with a labelled neighbour takes the label of the neighbour it is
-    linked to by the highest affinity. Unlike a node watershed on a boundary map (where both sides of a
-    cut look alike), this looks at the edge itself, so a membrane voxel joins the object it belongs to.
-    Growth runs in ``levels``: first only across links above 0.5 (until nothing changes), then across any
-    link, a two-level approximation of an edge-weighted (maximin) watershed, so a thin process without
-    its own seed is reached through its own object rather than across a cut.
+
+@numba.njit(cache=True)
+def _queue_neighbours(v, labels, flat_levels, shape, strides, queued, head, tail, nxt, item, used, top):
+    """Queue the unlabelled neighbours of voxel ``v`` at the level of their edge to it (FIFO buckets)."""
+    z = v // strides[0]
+    y = (v - z * strides[0]) // strides[1]
+    coords = (z, y, v - z * strides[0] - y * strides[1])
+    for a in range(3):
+        for step in (-1, 1):
+            if (step < 0 and coords[a] == 0) or (step > 0 and coords[a] == shape[a] - 1):
+                continue
+            w = v + step * strides[a]
+            if labels[w] != 0:
+                continue
+            level = np.int64(flat_levels[a, v] if step < 0 else flat_levels[a, w])
+            if level <= queued[w]:
+                continue
+            queued[w] = level
+            if used == len(item):  # grow the entry pool (rarely: it starts at two entries per voxel)
+                nxt = np.concatenate((nxt, np.empty(len(item), np.int64)))
+                item = np.concatenate((item, np.empty(len(item), np.int64)))
+            nxt[used], item[used] = -1, w
+            if tail[level] < 0:
+                head[level] = used
+            else:
+                nxt[tail[level]] = used
+            tail[level] = used
+            used += 1
+            top = max(top, level)
+    return nxt, item, used, top
+
+
+@numba.njit(cache=True)
+def _flood(labels, levels, n_levels):  # pragma: no cover - compiled
+    """Grow ``labels`` (flat, 0 = unlabelled) in place in decreasing edge level (bucketed Prim order).
+
+    ``levels[a, v]`` (int64, 0..n_levels-1) is the quantised affinity between voxel ``v`` and its
+    predecessor along axis ``a``. A voxel is queued at the level of its strongest edge to a labelled voxel
+    (again when a stronger one appears); when popped it takes the label of the labelled neighbour it is most
+    strongly linked to. Buckets are FIFO, so plateaus fill breadth-first from the seeds.
+    """
+    shape = levels.shape[1:]
+    n = labels.size
+    strides = (np.int64(shape[1] * shape[2]), np.int64(shape[2]), np.int64(1))
+    flat_levels = levels.reshape(3, n)
+    head = np.full(n_levels, -1, np.int64)
+    tail = np.full(n_levels, -1, np.int64)
+    nxt = np.empty(max(1024, 2 * n), np.int64)
+    item = np.empty(max(1024, 2 * n), np.int64)
+    queued = np.full(n, -1, np.int64)  # the highest level each voxel has been queued at
+    used, top = np.int64(0), np.int64(-1)
+    for v in range(n):
+        if labels[v] != 0:
+            nxt, item, used, top = _queue_neighbours(v, labels, flat_levels, shape, strides, queued, head,
+                                                     tail, nxt, item, used, top)
+    while top >= 0:
+        entry = head[top]
+        if entry < 0:
+            top -= 1
+            continue
+        head[top] = nxt[entry]
+        if head[top] < 0:
+            tail[top] = -1
+        v = item[entry]
+        if labels[v] != 0:
+            continue
+        z = v // strides[0]
+        y = (v - z * strides[0]) // strides[1]
+        coords = (z, y, v - z * strides[0] - y * strides[1])
+        best, best_label = np.int64(-1), labels[v]
+        for a in range(3):
+            for step in (-1, 1):
+                if (step < 0 and coords[a] == 0) or (step > 0 and coords[a] == shape[a] - 1):
+                    continue
+                w = v + step * strides[a]
+                level = np.int64(flat_levels[a, v] if step < 0 else flat_levels[a, w])
+                if labels[w] != 0 and level > best:
+                    best, best_label = level, labels[w]
+        labels[v] = best_label
+        nxt, item, used, top = _queue_neighbours(v, labels, flat_levels, shape, strides, queued, head, tail,
+                                                 nxt, item, used, top)
+
+
+def edge_watershed(seeds: np.ndarray, affs_nn: np.ndarray) -> np.ndarray:
+    """Seeded watershed on the affinity edge graph: every voxel joins the seed of its maximin path.
+
+    A priority flood from the seeds in decreasing affinity (Prim's order on the six-connected voxel graph
+    whose edge weights are the nearest-neighbour affinities): the unlabelled voxel with the strongest edge to
+    a labelled one is labelled next, from the neighbour at the other end of that edge. Unlike a node
+    watershed on a boundary map, where both voxels beside a cut look alike, the decision is made on the
+    edge itself, so each voxel next to a cut stays with its own object. Affinities are quantised to
+    :data:`AFFINITY_LEVELS` levels (a bucketed queue, O(voxels)); equal levels fill breadth-first.
 
     Parameters
     ----------
-    labels : ndarray of shape (plane, row, column), int; 0 = unlabelled. Not modified.
-    affs_nn : ndarray of shape (3, plane, row, column), float32 nearest-neighbour affinities.
+    seeds : ndarray of shape (plane, row, column), int; 0 = unlabelled. Not modified.
+    affs_nn : ndarray of shape (3, plane, row, column), float32 nearest-neighbour affinities in [0, 1]
+        (offsets (-1,0,0), (0,-1,0), (0,0,-1)).
 
     Returns
     -------
-    ndarray like ``labels``; voxels with no labelled voxel within ``max_iterations`` steps stay 0.
+    ndarray of shape (plane, row, column), int64; every voxel connected to a seed is labelled (all of them
+    when there is at least one seed).
+
+    Examples
+    --------
+    >>> affs = np.ones((3, 1, 1, 6), np.float32)
+    >>> affs[2, 0, 0, 3] = 0.0  # a cut between voxels 2 and 3
+    >>> seeds = np.zeros((1, 1, 6), np.int64); seeds[0, 0, 0], seeds[0, 0, 5] = 1, 2
+    >>> edge_watershed(seeds, affs)[0, 0].tolist()
+    [1, 1, 1, 2, 2, 2]
     """
-    labels = labels.copy()
-    for level in levels:
-        for _ in range(max_iterations):
-            unlabelled = labels == 0
-            if not unlabelled.any():
-                return labels
-            best = np.full(labels.shape, np.float32(level), np.float32)
-            taken = np.zeros_like(labels)
-            for axis in range(3):
-                later, earlier = _pairs(axis)
-                link = affs_nn[axis][later]  # between v (later) and v - 1 (earlier)
-                for dst, src in ((later, earlier), (earlier, later)):
-                    better = (labels[src] > 0) & unlabelled[dst] & (link > best[dst])
-                    best[dst][better] = link[better]
-                    taken[dst][better] = labels[src][better]
-            if not taken.any():
-                break
-            labels[unlabelled] = taken[unlabelled]
+    if affs_nn.shape != (3,) + seeds.shape:
+        raise ValueError(f"affinities of shape {affs_nn.shape} do not match seeds of shape {seeds.shape}")
+    levels = np.rint(np.clip(affs_nn, 0.0, 1.0) * (AFFINITY_LEVELS - 1)).astype(np.uint8)
+    labels = np.ascontiguousarray(seeds, dtype=np.int64).copy()
+    _flood(labels.reshape(-1), np.ascontiguousarray(levels), AFFINITY_LEVELS)
     return labels
 
 
 def watershed_fragments(affs_nn: np.ndarray, *, seed_threshold: float = 0.5, seed_radius: int = 4,
                         min_seed_distance: float = 2.0,
                         sampling: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
-    """Seeded watershed of the boundary map into fragments.
+    """Fragments: seeds from the distance transform of the boundary map, grown on the affinity edges.
 
     1. interior = ``boundary_map(affs_nn) < seed_threshold``; its Euclidean distance transform (in nm when
        ``sampling`` is the voxel size);
     2. seeds = local maxima of the distance within a (1, 2r+1, 2r+1) neighbourhood, at least
        ``min_seed_distance`` (in voxels of the finest axis) from the boundary, so noise bridges between
        touching objects (distance about 1) do not seed fragments that span both;
-    3. watershed of the negative distance from the seeds inside the interior (thin bridges between
-       touching objects have small distances, so basins split there; lsd's fragment step);
-    4. the boundary voxels left are grown into along the strongest affinity
-       (:func:`grow_along_affinities`); any voxel still unreached (no interior nearby) joins a fragment by a
-       plain watershed of the boundary map.
+    3. the seeds grow over the whole region by :func:`edge_watershed` (maximin order on the affinities).
 
     Parameters
     ----------
@@ -205,11 +285,7 @@ def watershed_fragments(affs_nn: np.ndarray, *, seed_threshold: float = 0.5, see
     seeds, n_seeds = ndimage.label(maxima)
     if n_seeds == 0:  # no interior at all: one fragment for the whole region
         return np.ones(boundary.shape, np.int64)
-    labels = watershed(-distance, seeds, mask=interior).astype(np.int64, copy=False)
-    labels = grow_along_affinities(labels, affs_nn)
-    if not labels.all():
-        labels = watershed(boundary, labels).astype(np.int64, copy=False)
-    return labels
+    return edge_watershed(seeds, affs_nn)
 
 
 def block_fragments(affs_nn: np.ndarray, block: Block, *, block_voxels: int, seed_threshold: float,
@@ -277,6 +353,133 @@ class RegionGraph:
         return RegionGraph(pairs[:, 0].copy(), pairs[:, 1].copy(), sums, counts, frags, sizes)
 
 
+@numba.njit(cache=True)
+def _hash_slot(key, bits):  # pragma: no cover - compiled
+    """Fibonacci hashing of an integer key (int64 >= 0 or uint64) to ``bits`` bits."""
+    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+
+
+@numba.njit(cache=True)
+def _rehash(keys, bits):  # pragma: no cover - compiled
+    """An open-addressing table (keys, slots) of ``2**bits`` entries holding ``keys[i] -> i``."""
+    table_keys, table_slots = np.full(1 << bits, -1, np.int64), np.empty(1 << bits, np.int64)
+    for i in range(len(keys)):
+        h = _hash_slot(keys[i], bits)
+        while table_keys[h] >= 0:
+            h = (h + 1) & ((1 << bits) - 1)
+        table_keys[h], table_slots[h] = keys[i], i
+    return table_keys, table_slots
+
+
+@numba.njit(cache=True)
+def _region_graph_kernel(fragments, origin, affs, offsets):  # pragma: no cover - compiled
+    """Edges (u < v, affinity sum, pair count; in order of appearance) and fragment sizes of one block.
+
+    ``fragments`` covers the block's write ROI (starting at ``origin`` inside it) plus partners; the voxel
+    ``p`` of the write ROI is paired, for each axis ``a``, with ``p + offsets[a]`` when that lies inside
+    ``fragments``, with affinity ``affs[a][p]``. Fragment ids are first numbered densely (a hash map
+    consulted once per run of equal ids along a row), so pairs are keyed by one int64.
+    """
+    flat = fragments.reshape(-1)
+    dense = np.empty(flat.size, np.int32)
+    bits = 10
+    id_keys, id_slots = np.zeros(1 << bits, fragments.dtype), np.full(1 << bits, -1, np.int64)
+    ids = np.empty(flat.size, fragments.dtype)
+    n_ids, zero_index, last, last_index = 0, -1, flat[0], -1
+    for i in range(flat.size):
+        if flat[i] != last or last_index < 0:  # runs of one id along rows: look up once per run
+            last = flat[i]
+            if last == 0:  # 0 marks empty table entries, so it has its own slot
+                if zero_index < 0:
+                    zero_index, ids[n_ids] = n_ids, last
+                    n_ids += 1
+                last_index = zero_index
+            else:
+                h = _hash_slot(last, bits)
+                while id_keys[h] != last and id_keys[h] != 0:
+                    h = (h + 1) & ((1 << bits) - 1)
+                if id_keys[h] == last:
+                    last_index = id_slots[h]
+                else:
+                    last_index, ids[n_ids] = n_ids, last
+                    id_keys[h], id_slots[h] = last, n_ids
+                    n_ids += 1
+                    if 2 * n_ids > (1 << bits):  # keep the load below one half
+                        bits += 1
+                        id_keys, id_slots = np.zeros(1 << bits, fragments.dtype), np.full(1 << bits, -1, np.int64)
+                        for j in range(n_ids):
+                            if ids[j] != 0:
+                                h = _hash_slot(ids[j], bits)
+                                while id_keys[h] != 0:
+                                    h = (h + 1) & ((1 << bits) - 1)
+                                id_keys[h], id_slots[h] = ids[j], j
+        dense[i] = last_index
+    dense = dense.reshape(fragments.shape)
+    shape = affs.shape[1:]
+    sizes = np.zeros(n_ids, np.int64)
+    # open-addressing hash map key -> slot (numba's dict is several times slower for this inner loop)
+    table_bits = 12
+    table_keys, table_slots = np.full(1 << table_bits, -1, np.int64), np.empty(1 << table_bits, np.int64)
+    capacity = 1024
+    pairs = np.empty(capacity, np.int64)
+    sums, counts = np.zeros(capacity), np.zeros(capacity, np.int64)
+    n = 0
+    for z in range(shape[0]):
+        for y in range(shape[1]):
+            for x in range(shape[2]):
+                sizes[dense[z + origin[0], y + origin[1], x + origin[2]]] += 1
+    for axis in range(3):
+        cached_key, cached_slot = np.int64(-1), np.int64(-1)  # pairs along a face repeat: skip the map
+        for z in range(shape[0]):
+            p0 = z + origin[0]
+            q0 = p0 + offsets[axis, 0]
+            if q0 < 0 or q0 >= fragments.shape[0]:
+                continue  # partners outside the volume have no edge
+            for y in range(shape[1]):
+                p1 = y + origin[1]
+                q1 = p1 + offsets[axis, 1]
+                if q1 < 0 or q1 >= fragments.shape[1]:
+                    continue
+                for x in range(shape[2]):
+                    p2 = x + origin[2]
+                    q2 = p2 + offsets[axis, 2]
+                    if q2 < 0 or q2 >= fragments.shape[2]:
+                        continue
+                    a, b = np.int64(dense[p0, p1, p2]), np.int64(dense[q0, q1, q2])
+                    if a == b:
+                        continue
+                    key = min(a, b) * n_ids + max(a, b)
+                    if key == cached_key:
+                        k = cached_slot
+                    else:
+                        h = _hash_slot(key, table_bits)
+                        while table_keys[h] != key and table_keys[h] >= 0:
+                            h = (h + 1) & ((1 << table_bits) - 1)
+                        if table_keys[h] == key:
+                            k = table_slots[h]
+                        else:
+                            k = n
+                            if n == capacity:
+                                capacity *= 2
+                                pairs = np.concatenate((pairs, np.empty(n, np.int64)))
+                                sums = np.concatenate((sums, np.zeros(n)))
+                                counts = np.concatenate((counts, np.zeros(n, np.int64)))
+                            pairs[k] = key
+                            n += 1
+                            table_keys[h], table_slots[h] = key, k
+                            if 2 * n > (1 << table_bits):  # keep the load below one half
+                                table_bits += 1
+                                table_keys, table_slots = _rehash(pairs[:n], table_bits)
+                    cached_key, cached_slot = key, k
+                    sums[k] += affs[axis, z, y, x]
+                    counts[k] += 1
+    u, v = ids[pairs[:n] // n_ids], ids[pairs[:n] % n_ids]
+    swap = u > v  # dense numbering follows the scan, not the ids: restore u < v
+    u, v = np.where(swap, v, u), np.where(swap, u, v)
+    own = sizes > 0
+    return u, v, sums[:n], counts[:n], ids[:n_ids][own], sizes[own]
+
+
 def block_region_graph(fragments: np.ndarray, affs_nn: np.ndarray, write_roi: Roi, fragments_roi: Roi,
                        nn: Sequence[tuple[int, tuple[int, int, int]]]) -> RegionGraph:
     """The region graph of the voxel pairs owned by one block.
@@ -288,32 +491,14 @@ def block_region_graph(fragments: np.ndarray, affs_nn: np.ndarray, write_roi: Ro
     affs_nn : ndarray of shape (3, *write_roi.shape), float32 nearest-neighbour affinities.
     nn : (channel, offset) per axis from :func:`nearest_neighbour_channels`.
     """
-    own = fragments[write_roi.to_slices(relative_to=fragments_roi)]
-    us, vs, values = [], [], []
-    for axis, (_, offset) in enumerate(nn):
-        partner_roi = write_roi.shift(offset)
-        valid = partner_roi.intersect(fragments_roi)  # partners outside the volume have no edge
-        if valid.empty():
-            continue
-        mine = valid.shift([-o for o in offset])
-        a = fragments[mine.to_slices(relative_to=fragments_roi)]
-        b = fragments[valid.to_slices(relative_to=fragments_roi)]
-        aff = affs_nn[axis][mine.to_slices(relative_to=write_roi)]
-        cut = a != b
-        us.append(np.minimum(a[cut], b[cut]))
-        vs.append(np.maximum(a[cut], b[cut]))
-        values.append(aff[cut].astype(np.float64))
-    frags, sizes = np.unique(own, return_counts=True)
-    u, v, val = np.concatenate(us), np.concatenate(vs), np.concatenate(values)
-    if len(u):
-        ids = np.unique(np.concatenate([u, v]))
-        iu, iv = np.searchsorted(ids, u).astype(np.int64), np.searchsorted(ids, v).astype(np.int64)
-        key, kinv = np.unique(iu * len(ids) + iv, return_inverse=True)
-        sums = np.bincount(kinv, val, len(key))
-        counts = np.bincount(kinv, minlength=len(key)).astype(np.int64)
-        u, v = ids[key // len(ids)], ids[key % len(ids)]
-    else:
-        sums, counts = np.zeros(0), np.zeros(0, np.int64)
+    origin = np.array(write_roi.offset, np.int64) - np.array(fragments_roi.offset, np.int64)
+    offsets = np.array([offset for _, offset in nn], np.int64)
+    u, v, sums, counts, frags, sizes = _region_graph_kernel(np.ascontiguousarray(fragments), origin,
+                                                            np.ascontiguousarray(affs_nn, np.float32), offsets)
+    order = np.lexsort((v, u))  # sorted by (u, v) so the graph does not depend on the scan order
+    u, v, sums, counts = u[order], v[order], sums[order], counts[order]
+    order = np.argsort(frags)
+    frags, sizes = frags[order], sizes[order]
     return RegionGraph(u.astype(np.uint64), v.astype(np.uint64), sums, counts, frags.astype(np.uint64),
                        sizes.astype(np.int64))
 
@@ -322,9 +507,122 @@ def block_region_graph(fragments: np.ndarray, affs_nn: np.ndarray, write_roi: Ro
 # stage 3: agglomeration
 
 
+@numba.njit(cache=True)
+def _merge_regions(index_u, index_v, affinity_sum, count, sizes, thresholds):  # pragma: no cover - compiled
+    """The mean-affinity merge loop; returns the root of every fragment and the root sizes per threshold.
+
+    Parameters
+    ----------
+    index_u, index_v : int64 (n_edges,) fragment indices of each edge, distinct pairs.
+    affinity_sum : float64 (n_edges,); count : int64 (n_edges,).
+    sizes : int64 (n_fragments,) voxels per fragment.
+    thresholds : float64 (n_thresholds,), increasing.
+
+    Returns
+    -------
+    roots : int64 (n_thresholds, n_fragments); root_sizes : int64 (n_thresholds, n_fragments), the size of
+    each root (meaningful at roots only).
+
+    Edges live in a hash map keyed by their (smaller, larger) endpoint pair and in a linked incidence list
+    per region. Merging region ``b`` into ``a`` (``b`` has the shorter list) moves each edge ``b - w`` to
+    ``a - w``, pooling sum and count with an existing ``a - w`` edge (whose score changes, so it is queued
+    again; the older queue entry goes stale and is skipped when popped) and appends ``b``'s list to ``a``'s.
+    """
+    n, n_edges = len(sizes), len(index_u)
+    ends_u, ends_v = index_u.copy(), index_v.copy()
+    sums, counts = affinity_sum.copy(), count.copy()
+    alive = np.ones(n_edges, np.bool_)
+    size = sizes.copy()
+    parent = np.arange(n)
+    edge_of = dict()
+    for e in range(n_edges):
+        edge_of[min(ends_u[e], ends_v[e]) * n + max(ends_u[e], ends_v[e])] = e
+    # incidence lists: entry 2e (in u's list) and 2e + 1 (in v's list) stand for edge e
+    first = np.full(n, -1, np.int64)
+    last = np.full(n, -1, np.int64)
+    nxt = np.full(2 * n_edges, -1, np.int64)
+    length = np.zeros(n, np.int64)
+    for entry in range(2 * n_edges):
+        node = ends_u[entry // 2] if entry % 2 == 0 else ends_v[entry // 2]
+        if first[node] < 0:
+            first[node] = entry
+        else:
+            nxt[last[node]] = entry
+        last[node] = entry
+        length[node] += 1
+    # only edges that can merge at the highest threshold are queued now; an edge whose score later drops
+    # (by pooling with a merged neighbour) is queued again at that merge
+    highest = thresholds[-1] if len(thresholds) else 0.0
+    heap = [(np.float64(1.0), np.int64(0)) for _ in range(0)]
+    for e in range(n_edges):
+        score = 1.0 - sums[e] / max(counts[e], 1)
+        if score < highest:
+            heap.append((score, np.int64(e)))
+    heapq.heapify(heap)
+    roots = np.empty((len(thresholds), n), np.int64)
+    root_sizes = np.empty((len(thresholds), n), np.int64)
+    for k in range(len(thresholds)):
+        while len(heap) and heap[0][0] < thresholds[k]:
+            score, e = heapq.heappop(heap)
+            if not alive[e] or 1.0 - sums[e] / counts[e] != score:
+                continue  # merged away or pooled since it was queued
+            a, b = ends_u[e], ends_v[e]
+            if length[a] < length[b]:
+                a, b = b, a  # move the shorter incidence list
+            alive[e] = False
+            del edge_of[min(a, b) * n + max(a, b)]
+            parent[b] = a
+            size[a] += size[b]
+            entry = first[b]
+            while entry >= 0:
+                g = entry // 2
+                entry_next = nxt[entry]
+                if alive[g]:
+                    w = ends_v[g] if ends_u[g] == b else ends_u[g]
+                    del edge_of[min(b, w) * n + max(b, w)]
+                    key = min(a, w) * n + max(a, w)
+                    if key in edge_of:
+                        f = edge_of[key]
+                        sums[f] += sums[g]
+                        counts[f] += counts[g]
+                        alive[g] = False
+                        pooled = 1.0 - sums[f] / counts[f]
+                        if pooled < highest:
+                            heapq.heappush(heap, (pooled, f))
+                    else:
+                        if ends_u[g] == b:
+                            ends_u[g] = a
+                        else:
+                            ends_v[g] = a
+                        edge_of[key] = g
+                entry = entry_next
+            if first[b] >= 0:
+                if first[a] < 0:
+                    first[a] = first[b]
+                else:
+                    nxt[last[a]] = first[b]
+                last[a] = last[b]
+            length[a] += length[b]
+        for i in range(n):
+            root = i
+            while parent[root] != root:
+                root = parent[root]
+            node = i
+            while parent[node] != root:  # path compression
+                parent[node], node = root, parent[node]
+            roots[k, i] = root
+        root_sizes[k] = size
+    return roots, root_sizes
+
+
 def agglomerate(graph: RegionGraph, thresholds: Sequence[float], *,
                 min_size: int = 0) -> dict[float, np.ndarray]:
     """Mean-affinity hierarchical agglomeration of a region graph to several thresholds.
+
+    The lowest-score edge (score ``1 - sum / count`` of its affinities) is merged next; edges that become
+    parallel pool their sums and counts. One compiled run (:func:`_merge_regions`) serves all thresholds,
+    so the segmentations are nested: each segment at a higher threshold is a union of segments at a
+    lower one.
 
     Parameters
     ----------
@@ -337,65 +635,22 @@ def agglomerate(graph: RegionGraph, thresholds: Sequence[float], *,
     -------
     dict threshold -> ndarray of shape (n_fragments,), uint64 segment id of each fragment of
     ``graph.fragments`` (ids 1..k numbered by first fragment, 0 for dust).
+
+    Examples
+    --------
+    >>> graph = RegionGraph(u=np.array([1, 2], np.uint64), v=np.array([2, 3], np.uint64),
+    ...                     affinity_sum=np.array([0.9, 0.2]), count=np.array([1, 1]),
+    ...                     fragments=np.array([1, 2, 3], np.uint64), sizes=np.array([4, 4, 4]))
+    >>> {t: lut.tolist() for t, lut in agglomerate(graph, [0.5, 0.9]).items()}
+    {0.5: [1, 1, 2], 0.9: [1, 1, 1]}
     """
-    n = len(graph.fragments)
-    index_u = np.searchsorted(graph.fragments, graph.u)
-    index_v = np.searchsorted(graph.fragments, graph.v)
-    parent = list(range(n))
-    size = graph.sizes.astype(np.int64).tolist()
-    adjacency: list[dict[int, list[float]]] = [{} for _ in range(n)]
-    edges = zip(index_u.tolist(), index_v.tolist(), graph.affinity_sum.tolist(), graph.count.tolist())
-    for a, b, s, c in edges:
-        adjacency[a][b] = adjacency[b][a] = [s, c]
-    # only edges that can merge at the highest threshold enter the queue now; any edge whose score later
-    # drops (by pooling with a merged neighbour) is queued again at that merge
-    scores = 1.0 - graph.affinity_sum / np.maximum(graph.count, 1)
-    below = np.flatnonzero(scores < max(thresholds, default=0.0))
-    heap = list(zip(scores[below].tolist(), index_u[below].tolist(), index_v[below].tolist()))
-    heapq.heapify(heap)
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    results: dict[float, np.ndarray] = {}
-    for threshold in sorted(float(t) for t in thresholds):
-        while heap and heap[0][0] < threshold:
-            score, a, b = heapq.heappop(heap)
-            if parent[a] != a or parent[b] != b:
-                continue  # an endpoint was merged away: the edge lives on under its root
-            stats = adjacency[a].get(b)
-            if stats is None or 1.0 - stats[0] / stats[1] != score:
-                continue  # stale entry: the edge's score changed since it was queued
-            if len(adjacency[a]) < len(adjacency[b]):
-                a, b = b, a  # merge the smaller neighbourhood into the larger
-            parent[b] = a
-            size[a] += size[b]
-            del adjacency[a][b]
-            for w, (s, c) in _pop_items(adjacency, b):
-                if w == a:
-                    continue
-                del adjacency[w][b]
-                merged = adjacency[a].get(w)
-                if merged is None:
-                    merged = adjacency[a][w] = adjacency[w][a] = [s, c]
-                else:
-                    merged[0] += s
-                    merged[1] += c
-                heapq.heappush(heap, (1.0 - merged[0] / merged[1], min(a, w), max(a, w)))
-        roots = np.fromiter((find(i) for i in range(n)), np.int64, n)
-        results[threshold] = _number_segments(roots, np.asarray(size, np.int64), min_size)
-    return results
-
-
-def _pop_items(adjacency: list[dict[int, list[float]]], node: int) -> list[tuple[int, list[float]]]:
-    items = list(adjacency[node].items())
-    adjacency[node] = {}
-    return items
+    order = sorted({float(t) for t in thresholds})
+    roots, root_sizes = _merge_regions(
+        np.searchsorted(graph.fragments, graph.u).astype(np.int64),
+        np.searchsorted(graph.fragments, graph.v).astype(np.int64),
+        np.asarray(graph.affinity_sum, np.float64), np.asarray(graph.count, np.int64),
+        np.asarray(graph.sizes, np.int64), np.asarray(order, np.float64))
+    return {t: _number_segments(roots[k], root_sizes[k], min_size) for k, t in enumerate(order)}
 
 
 def _number_segments(roots: np.ndarray, root_sizes: np.ndarray, min_size: int) -> np.ndarray:
@@ -409,9 +664,57 @@ def _number_segments(roots: np.ndarray, root_sizes: np.ndarray, min_size: int) -
     return ids[inverse.ravel()]
 
 
+@numba.njit(cache=True)
+def _relabel_kernel(fragments, fragment_ids, segment_ids, out):  # pragma: no cover - compiled
+    """``out[i] = segment_ids[j]`` with ``fragment_ids[j] == fragments[i]``.
+
+    The ids of one block span a short range (``block_id * block_voxels + local id``), so a direct table over
+    that range is used when it is at most four times the voxels; otherwise a binary search per new id.
+    """
+    lo, hi = fragments.min(), fragments.max()
+    if np.int64(hi - lo) < 4 * len(fragments):
+        first = np.searchsorted(fragment_ids, lo)
+        table = np.zeros(np.int64(hi - lo) + 1, segment_ids.dtype)
+        for j in range(first, len(fragment_ids)):
+            if fragment_ids[j] > hi:
+                break
+            table[fragment_ids[j] - lo] = segment_ids[j]
+        for i in range(len(fragments)):
+            out[i] = table[fragments[i] - lo]
+        return
+    last, value = fragments[0], segment_ids[np.searchsorted(fragment_ids, fragments[0])]
+    for i in range(len(fragments)):
+        if fragments[i] != last:
+            last = fragments[i]
+            low, high = 0, len(fragment_ids)  # binary search: first index with fragment_ids[j] >= last
+            while low < high:
+                middle = (low + high) >> 1
+                if fragment_ids[middle] < last:
+                    low = middle + 1
+                else:
+                    high = middle
+            value = segment_ids[low]
+        out[i] = value
+
+
 def relabel(fragments: np.ndarray, fragment_ids: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
-    """Map fragment ids to segment ids through a lookup table (``fragment_ids`` sorted)."""
-    return segment_ids[np.searchsorted(fragment_ids, fragments)]
+    """Map fragment ids to segment ids through a lookup table.
+
+    Parameters
+    ----------
+    fragments : ndarray of any shape, uint64 fragment ids, each one of ``fragment_ids``.
+    fragment_ids : ndarray of shape (n_fragments,), uint64, sorted.
+    segment_ids : ndarray of shape (n_fragments,), the segment of each fragment.
+
+    Returns
+    -------
+    ndarray of the shape of ``fragments``, dtype of ``segment_ids``.
+    """
+    out = np.empty(fragments.shape, segment_ids.dtype)
+    if fragments.size:
+        fragments = np.ascontiguousarray(fragments, fragment_ids.dtype).reshape(-1)
+        _relabel_kernel(fragments, fragment_ids, segment_ids, out.reshape(-1))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------

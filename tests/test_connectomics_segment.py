@@ -1,4 +1,5 @@
-"""Blockwise segmentation: equality with the in-memory and whole-volume results, thresholds, dust, resume."""
+"""Segmentation: edge watershed, compiled agglomeration against a brute-force reference, nesting across
+thresholds, blockwise = in-memory = whole volume, dust, resume."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from skimage.segmentation import watershed
 
 from connectomics.affinities import NEAREST_OFFSETS, compute_affinities
 from connectomics.io import create_ome_zarr_array, open_volume
@@ -16,7 +18,8 @@ from connectomics.segment import (
     agglomerate,
     boundary_map,
     cli,
-    grow_along_affinities,
+    edge_watershed,
+    relabel,
     segment_blockwise,
     segment_in_memory,
 )
@@ -127,10 +130,100 @@ def test_agglomeration_hand_computed():
     assert luts[0.6].tolist() == [1, 1, 1]  # score 0.55 < 0.6 merges all
 
 
-def test_boundary_and_growth_follow_the_edges():
-    labels = np.zeros((1, 1, 6), np.int64)
-    affs = np.ones((3, 1, 1, 6), np.float32)
-    affs[2, 0, 0, 3] = 0.0  # cut between voxels 2 and 3
-    assert boundary_map(affs)[0, 0].tolist() == [0, 0, 1, 1, 0, 0]
-    labels[0, 0, 0], labels[0, 0, 5] = 1, 2
-    assert grow_along_affinities(labels, affs)[0, 0].tolist() == [1, 1, 1, 2, 2, 2]
+def test_edge_watershed_keeps_cut_voxels_where_the_node_watershed_fails():
+    # row 1: A = columns 0..4, B = 5..9 (cut between 4 and 5); row 0: C above A's columns 3..4, so A's
+    # voxel (1, 3) also touches a cut and A's last voxels sit on the boundary plateau like B's first ones
+    gt = np.array([[1, 1, 1, 3, 3, 2, 2, 2, 2, 2], [1, 1, 1, 1, 1, 2, 2, 2, 2, 2]])[None]
+    affs = np.ones((3,) + gt.shape, np.float32)
+    affs[1, :, 1:] = gt[:, 1:] == gt[:, :-1]
+    affs[2, :, :, 1:] = gt[:, :, 1:] == gt[:, :, :-1]
+    seeds = np.zeros(gt.shape, np.int64)
+    seeds[0, 1, 0], seeds[0, 1, 6], seeds[0, 0, 3] = 1, 2, 3
+    boundary = boundary_map(affs)
+    assert boundary[0, 1].tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 0, 0]
+    node = watershed(boundary, seeds)  # both sides of the cut look alike: B floods A's voxel (1, 4)
+    assert node[0, 1, 4] == 2
+    np.testing.assert_array_equal(edge_watershed(seeds, affs), gt)
+    assert seeds[0, 1, 4] == 0  # the input is not modified
+
+
+def test_edge_watershed_follows_maximin_paths():
+    rng = np.random.default_rng(3)
+    affs = rng.integers(0, 256, size=(3, 3, 4, 5)).astype(np.float32) / 255  # distinct levels matter
+    seeds = np.zeros((3, 4, 5), np.int64)
+    seeds[0, 0, 0], seeds[2, 3, 4], seeds[1, 2, 0] = 1, 2, 3
+    labels = edge_watershed(seeds, affs)
+    # reference: each voxel takes the seed with the widest (maximin) path, by Floyd-Warshall on bottlenecks
+    shape, n = seeds.shape, seeds.size
+    width = np.full((n, n), -1.0)
+    np.fill_diagonal(width, 2.0)
+    for axis in range(3):
+        for v in np.ndindex(shape):
+            if v[axis] > 0:
+                w = list(v)
+                w[axis] -= 1
+                i, j = np.ravel_multi_index(v, shape), np.ravel_multi_index(tuple(w), shape)
+                width[i, j] = width[j, i] = affs[(axis,) + v]
+    for k in range(n):
+        width = np.maximum(width, np.minimum(width[:, k, None], width[None, k, :]))
+    seed_index = np.flatnonzero(seeds.ravel())
+    best = width[:, seed_index].max(axis=1)
+    for v in range(n):
+        reachable = seeds.ravel()[seed_index[width[v, seed_index] == best[v]]]
+        assert labels.ravel()[v] in reachable  # ties between seeds may go either way
+
+
+def reference_agglomeration(graph: RegionGraph, threshold: float) -> list[int]:
+    """Brute force: repeatedly merge the pair of segments with the lowest pooled score below threshold."""
+    index = {int(f): i for i, f in enumerate(graph.fragments)}
+    segment = list(range(len(graph.fragments)))
+    while True:
+        pooled: dict[tuple[int, int], list[float]] = {}
+        for u, v, s, c in zip(graph.u, graph.v, graph.affinity_sum, graph.count):
+            a, b = segment[index[int(u)]], segment[index[int(v)]]
+            if a != b:
+                stats = pooled.setdefault((min(a, b), max(a, b)), [0.0, 0])
+                stats[0] += s
+                stats[1] += c
+        if not pooled:
+            break
+        (a, b), (s, c) = min(pooled.items(), key=lambda item: 1 - item[1][0] / item[1][1])
+        if 1 - s / c >= threshold:
+            break
+        segment = [a if x == b else x for x in segment]
+    return segment
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compiled_agglomeration_equals_brute_force_and_nests(seed):
+    rng = np.random.default_rng(seed)
+    n = 12
+    u, v = np.triu_indices(n, 1)
+    keep = rng.random(len(u)) < 0.4
+    count = rng.integers(1, 5, keep.sum())
+    graph = RegionGraph(u=(u[keep] * 10 + 10).astype(np.uint64), v=(v[keep] * 10 + 10).astype(np.uint64),
+                        affinity_sum=rng.random(keep.sum()) * count, count=count,
+                        fragments=(np.arange(n) * 10 + 10).astype(np.uint64), sizes=rng.integers(1, 9, n))
+    thresholds = [0.2, 0.4, 0.6, 0.8, 1.01]
+    luts = agglomerate(graph, thresholds)
+    for t in thresholds:
+        reference = np.array(reference_agglomeration(graph, t))
+        same_ref = reference[:, None] == reference[None, :]
+        same_ours = luts[t][:, None] == luts[t][None, :]
+        np.testing.assert_array_equal(same_ours, same_ref)  # the same partition
+    assert len(np.unique(luts[0.2])) > len(np.unique(luts[1.01]))
+    for low, high in zip(thresholds, thresholds[1:]):  # nested: a segment never splits at a higher threshold
+        for segment in np.unique(luts[low]):
+            assert len(np.unique(luts[high][luts[low] == segment])) == 1
+
+
+@pytest.mark.parametrize("spread", [1, 10**12])  # dense ids (direct table) and sparse ids (binary search)
+def test_relabel_matches_a_lookup(spread):
+    rng = np.random.default_rng(0)
+    fragment_ids = np.unique(rng.integers(1, 1000, 50)).astype(np.uint64) * np.uint64(spread)
+    segment_ids = rng.integers(0, 9, len(fragment_ids)).astype(np.uint64)
+    fragments = fragment_ids[rng.integers(0, len(fragment_ids), (3, 5, 7))]
+    expected = {int(f): int(s) for f, s in zip(fragment_ids, segment_ids)}
+    out = relabel(fragments, fragment_ids, segment_ids)
+    assert out.shape == fragments.shape and out.dtype == np.uint64
+    assert out.ravel().tolist() == [expected[int(f)] for f in fragments.ravel()]
