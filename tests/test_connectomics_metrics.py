@@ -144,6 +144,58 @@ def test_contingency_table_is_sparse_and_blockwise_equal():
     assert adapted_rand_error(table=halves).error == pytest.approx(adapted_rand_error(seg, gt).error, abs=1e-12)
 
 
+def reference_table(seg: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gt ids, seg ids, counts) of every pair, sorted, by ``np.unique`` over stacked uint64 ids."""
+    pairs = np.stack([gt.ravel().astype(np.uint64), seg.ravel().astype(np.uint64)], axis=1)
+    uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+    return uniq[:, 0], uniq[:, 1], counts
+
+
+def test_contingency_table_any_ids_dtypes_and_layouts():
+    rng = np.random.default_rng(3)
+    top = np.iinfo(np.uint64).max  # ids beyond int64 (and far beyond int32) are hashed, not compacted
+    gt = rng.choice(np.array([0, 1, 2**40, top - 1, top], np.uint64), size=(5, 12, 13))
+    seg = rng.integers(0, 10**6, size=(5, 12, 13)).astype(np.uint64)  # ~780 distinct pairs: the table grows
+    seg[:, :, :4] = top  # long runs of one pair
+    cases = {"C order": (seg, gt), "F order": (np.asfortranarray(seg), np.asfortranarray(gt)),
+             "strided views": (seg[:, ::2, 1:], gt[:, ::2, 1:]), "mixed order": (np.asfortranarray(seg), gt),
+             "small signed and unsigned dtypes": ((seg % 100).astype(np.int8), (gt % 1000).astype(np.uint16))}
+    for name, (s, g) in cases.items():
+        table = contingency_table(s, g)
+        ref_gt, ref_seg, ref_count = reference_table(s, g)
+        assert table.gt.dtype == table.seg.dtype == np.uint64 and table.count.dtype == np.int64, name
+        np.testing.assert_array_equal(table.gt, ref_gt, err_msg=name)
+        np.testing.assert_array_equal(table.seg, ref_seg, err_msg=name)
+        np.testing.assert_array_equal(table.count, ref_count, err_msg=name)
+        assert table.n_voxels == s.size
+    assert contingency_table(seg, gt).gt.max() == top
+    # merging the tables of two halves gives the whole table, exactly
+    halves = merge_tables([contingency_table(seg[:2], gt[:2]), contingency_table(seg[2:], gt[2:])])
+    whole = contingency_table(seg, gt)
+    for field in ("gt", "seg", "count"):
+        np.testing.assert_array_equal(getattr(halves, field), getattr(whole, field))
+
+
+def test_empty_and_single_label_volumes():
+    empty = contingency_table(np.zeros((0, 4, 4), np.uint64), np.zeros((0, 4, 4), np.uint64))
+    assert (len(empty.count), empty.n_voxels) == (0, 0)
+    assert len(merge_tables([]).count) == 0 and merge_tables([empty, empty]).n_voxels == 0
+    with pytest.raises(ValueError, match="ground truth has no foreground"):
+        variation_of_information(table=empty)
+    one = np.full((3, 4, 4), 7, np.uint64)
+    table = contingency_table(one, one)
+    assert (table.gt.tolist(), table.seg.tolist(), table.count.tolist()) == ([7], [7], [48])
+    assert adapted_rand_error(one, one).error == 0.0
+    assert variation_of_information(one, one).total == 0.0
+    # everything unlabelled in the segmentation: all singletons (pure split) or one label (pure merge)
+    unlabelled = np.zeros_like(one)
+    # the reference code weighs the 48 singletons as 48 / n (n = 48 voxels here), not 48: recall 1 / 48^2
+    assert adapted_rand_error(unlabelled, one).recall == pytest.approx(1 / 48**2)
+    assert adapted_rand_error(unlabelled, one, self_pairs=False).error == pytest.approx(1.0)
+    assert variation_of_information(unlabelled, one).split == pytest.approx(np.log2(48))
+    assert adapted_rand_error(unlabelled, one, seg_zero="label").error == 0.0
+
+
 def test_bad_inputs():
     gt = np.ones((2, 3, 3), np.uint64)
     with pytest.raises(ValueError, match=r"seg and gt must have the same shape, got \(2, 3, 4\) and \(2, 3, 3\)"):
@@ -152,6 +204,12 @@ def test_bad_inputs():
         variation_of_information(np.ones((2, 3, 3), np.float32), gt)
     with pytest.raises(ValueError, match="seg contains negative labels"):
         contingency_table(-np.ones((2, 3, 3), np.int64), gt)
+    late_negative = np.arange(18, dtype=np.int64).reshape(2, 3, 3)
+    late_negative[1, 2, 1] = -5  # found in the middle of the sweep, reported with the minimum
+    with pytest.raises(ValueError, match=r"gt contains negative labels \(min -5\)"):
+        contingency_table(gt, late_negative)
+    with pytest.raises(ValueError, match=r"seg and gt must have the same shape"):
+        contingency_table(np.ones(18, np.uint64), gt)
     with pytest.raises(ValueError, match="ground truth has no foreground"):
         adapted_rand_error(gt, np.zeros_like(gt))
     with pytest.raises(ValueError, match="seg_zero must be 'singletons' or 'label'"):
