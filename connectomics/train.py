@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 from connectomics.affinities import DEFAULT_OFFSETS, compute_affinities, validate_offsets
 from connectomics.augment import AugmentConfig, augment_crop
 from connectomics.io import Volume, check_role, check_same_geometry, normalize_raw, open_volume
-from shared.backbones import create, model_info
+from connectomics.model import affinity_backbone
+from shared.backbones import model_info
 
 _PENALTY_NAMES = ("penalty", "lipschitz_penalty")
 
@@ -89,23 +90,14 @@ class AffinityModel(L.LightningModule):
                  offsets: list[list[int]] | None = None, lr: float = 1e-3, weight_decay: float = 1e-4,
                  balance: bool = True, penalty_weight: float = 1.0) -> None:
         super().__init__()
-        offsets = validate_offsets(offsets if offsets is not None else DEFAULT_OFFSETS)
-        info = model_info(backbone)
-        if info.spatial_dims != 3:
-            raise ValueError(f"backbone {backbone!r} is {info.spatial_dims}D; affinity models need a 3D "
-                             f"backbone such as gammanet3d or unet3d")
-        config = dict(backbone_config or {})
-        config.setdefault("in_channels", 1)
-        config.setdefault("out_channels", len(offsets))
-        if config["out_channels"] != len(offsets):
-            raise ValueError(f"backbone_config.out_channels is {config['out_channels']} but there are "
-                             f"{len(offsets)} offsets; leave it out to match the offsets")
+        # the network is built exactly as connectomics.model.AffinityNet builds it (same ``backbone.*``
+        # state-dict keys), so inference can load these checkpoints without importing Lightning
+        self.backbone, config, offsets = affinity_backbone(backbone, backbone_config, offsets)
         self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "offsets": offsets,
                                    "lr": float(lr), "weight_decay": float(weight_decay), "balance": bool(balance),
                                    "penalty_weight": float(penalty_weight)})
-        self.backbone = create(backbone, **config)
         self.offsets = offsets
-        self.recurrent = bool(getattr(self.backbone, "recurrent", False) or info.recurrent)
+        self.recurrent = bool(getattr(self.backbone, "recurrent", False) or model_info(backbone).recurrent)
 
     @property
     def num_parameters(self) -> int:

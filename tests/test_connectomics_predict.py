@@ -196,3 +196,39 @@ def test_distributed_local_cluster_matches_threads(setup):
         predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "d.zarr/affs"), block_shape=(4, 16, 16),
                           context=2, loader=LOADER, progress=False, scheduler=cluster.scheduler_address)
     assert np.abs(read(tmp / "d.zarr/affs") - whole_volume(ckpt, raw)).max() <= 1e-4
+
+
+def test_cli_default_loader_rebuilds_affinity_model_without_lightning(setup):
+    """A checkpoint written like `connectomics fit` writes it runs through `connectomics predict` in a process
+    that never imports Lightning, and gives the trained LightningModule's probabilities."""
+    from connectomics.model import load_affinity_net
+    from connectomics.train import AffinityModel
+
+    tmp, tiny_ckpt, raw = setup
+    torch.manual_seed(1)
+    model = AffinityModel("unet3d", {"features": [4], "kernel_size": [3, 3, 3], "norm": "none"}, lr=0.01)
+    ckpt = tmp / "affinity.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, ckpt)
+    out = tmp / "cli.zarr/affs"
+    script = ("import sys; from connectomics.predict import cli; "
+              f"code = cli([{str(ckpt)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(out)!r}, '--block', '4,16,16', "
+              "'--context', '2', '--dtype', 'uint8', '--workers', '2', '--no-progress']); "
+              "assert 'lightning' not in sys.modules and 'pytorch_lightning' not in sys.modules, 'Lightning imported'; "
+              "sys.exit(code)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.eval()(torch.from_numpy(raw.astype(np.float32) / 255.0)[None, None]))[0]
+    got = read(out)
+    assert got.dtype == np.uint8 and got.shape == (12,) + SHAPE
+    assert np.abs(got / 255.0 - expected.numpy()).max() <= 0.5 / 255 + 1e-6
+    assert zarr.open_array(str(tmp / "cli.zarr"), path="affs/0", mode="r").attrs["affinity_offsets"] == model.offsets
+    # what is not an affinity-model checkpoint is refused with the reason
+    with pytest.raises(ValueError, match="not an affinity-model checkpoint"):
+        load_affinity_net(tiny_ckpt)
+    broken = tmp / "broken.ckpt"
+    torch.save({"state_dict": model.state_dict(),
+                "hyper_parameters": dict(model.hparams) | {"backbone_config": {"features": [8], "norm": "none"}}},
+               broken)
+    with pytest.raises(ValueError, match="does not match its own hyper-parameters"):
+        load_affinity_net(broken)
