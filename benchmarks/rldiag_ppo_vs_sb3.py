@@ -12,12 +12,16 @@ Throughput is reported twice: per wall-clock second, and per CPU second of this 
 the CPU-time figure does not, so the ratio is taken from it (use ``--threads 1``: with several threads
 OpenMP's spin-waiting also counts as CPU time).
 
-    python benchmarks/rldiag_ppo_vs_sb3.py --game starpilot --steps 32768 --seeds 0,1,2
+``--cpu-bf16`` adds a third run per seed: ours with the opt-in ``PPOConfig.cpu_bf16`` (bfloat16 autocast,
+not the float32 default), reported as its own row with its own learning check against SB3 (float32).
+
+    python benchmarks/rldiag_ppo_vs_sb3.py --game starpilot --steps 32768 --seeds 0,1,2 [--cpu-bf16]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 
@@ -159,6 +163,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--last", type=int, default=30, help="episodes averaged for the final return")
+    p.add_argument("--cpu-bf16", action="store_true", help="also run ours with opt-in bfloat16 autocast")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(
@@ -181,7 +186,7 @@ def main() -> None:
     )
     run_ours(PPOConfig(**warm))
     run_sb3(PPOConfig(**warm))
-    rows = []
+    rows, bf16_rows = [], []
     for seed in (int(s) for s in args.seeds.split(",")):
         cfg = PPOConfig(
             game=args.game,
@@ -198,6 +203,15 @@ def main() -> None:
         )
         ours_wall, ours_cpu, ours_eps = run_ours(cfg)
         sb3_wall, sb3_cpu, sb3_eps = run_sb3(cfg)
+        if args.cpu_bf16:
+            bf16_wall, bf16_cpu, bf16_eps = run_ours(dataclasses.replace(cfg, cpu_bf16=True))
+            bf16_score, sb3_score = final_score(bf16_eps, args), final_score(sb3_eps, args)
+            bf16_rows.append((seed, bf16_wall, sb3_wall, bf16_cpu, sb3_cpu, bf16_score, sb3_score))
+            print(
+                f"seed {seed}: ours cpu_bf16 per wall s {bf16_wall:6.0f} ({bf16_wall / sb3_wall:4.2f}x SB3), "
+                f"per CPU s {bf16_cpu:6.0f} ({bf16_cpu / sb3_cpu:4.2f}x SB3); "
+                f"final normalised return {bf16_rows[-1][5]:.3f}"
+            )
         rows.append(
             (
                 seed,
@@ -215,12 +229,19 @@ def main() -> None:
             f"per CPU s ours {ours_cpu:6.0f} SB3 {sb3_cpu:6.0f} ({ours_cpu / sb3_cpu:4.2f}x); "
             f"final normalised return ours {rows[-1][5]:.3f} SB3 {rows[-1][6]:.3f}"
         )
+    summarize("ours (float32, default)", rows, args)
+    if bf16_rows:
+        summarize("ours with cpu_bf16 (opt-in)", bf16_rows, args)
+
+
+def summarize(label: str, rows: list[tuple], args: argparse.Namespace) -> None:
+    """Throughput ratio and the learning check over seeds for one of our variants against SB3."""
     arr = np.array(rows)
     n = len(arr)
     diff = arr[:, 5] - arr[:, 6]
     se = np.sqrt(arr[:, 5].var(ddof=1) / n + arr[:, 6].var(ddof=1) / n) if n > 1 else float("nan")
     print(
-        f"\nthroughput ratio ours/SB3, per CPU second: {arr[:, 3].sum() / arr[:, 4].sum():.2f} "
+        f"\n{label}: throughput ratio ours/SB3, per CPU second: {arr[:, 3].sum() / arr[:, 4].sum():.2f} "
         "(target >= 1.5); "
         f"per wall second: {arr[:, 1].sum() / arr[:, 2].sum():.2f}"
     )

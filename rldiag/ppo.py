@@ -15,7 +15,9 @@ Differences from CleanRL, on purpose:
 * **Checkpoint and resume** (CleanRL has none, cleanrl#400): ``checkpoint.pt`` holds the model, optimiser,
   AMP scaler, reward normaliser, RNG and (for procgen) the env's own state, so a resumed run continues the
   same trajectories. Written atomically; loaded with ``weights_only=True``.
-* Rollout frames stay uint8 until the encoder; AMP (float16) on CUDA.
+* Rollout frames stay uint8 until the encoder; AMP (float16) on CUDA. On the CPU the default is float32;
+  ``cpu_bf16`` opts in to bfloat16 autocast (the encoder's convolutions then run about twice as fast on CPUs
+  with AVX-512-BF16 or AMX; numerics change, so it is off by default and recorded in the config).
 
 Example (a CPU smoke run; 25M steps need a GPU)::
 
@@ -68,6 +70,10 @@ class PPOConfig:
     num_steps: int = field(default=256, metadata={"help": "rollout length per env and iteration"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA if present), cpu or cuda[:i]"})
     amp: bool = field(default=True, metadata={"help": "float16 autocast + grad scaling on CUDA"})
+    cpu_bf16: bool = field(
+        default=False,
+        metadata={"help": "opt-in bfloat16 autocast on the CPU (~2x faster CNN with AVX-512-BF16; not float32-exact)"},
+    )
     torch_deterministic: bool = field(default=True, metadata={"help": "cudnn.deterministic"})
     # --- optimisation
     learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
@@ -330,6 +336,11 @@ def train(
     device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
     use_amp = cfg.amp and device.type == "cuda"
 
+    def mixed_precision() -> Any:  # float16 on CUDA (cfg.amp); bfloat16 on the CPU only when cfg.cpu_bf16
+        if cfg.cpu_bf16 and device.type == "cpu":
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        return autocast(device, enabled=use_amp)
+
     # ---- environments
     envs = envs if envs is not None else make_env(cfg)
     assert isinstance(envs.single_action_space, Discrete), "only discrete action spaces are supported"
@@ -398,7 +409,7 @@ def train(
         for step in range(cfg.num_steps):
             global_step += cfg.num_envs
             obs[step] = next_obs
-            with torch.inference_mode(), autocast(device, enabled=use_amp):
+            with torch.inference_mode(), mixed_precision():
                 action, logprob, _, value = agent.get_action_and_value(next_obs)
             values[step], actions[step], logprobs[step] = value, action, logprob
 
@@ -407,7 +418,7 @@ def train(
             reward = reward_normalizer(reward, ended) if cfg.normalize_reward else reward
             if truncated.any() and "final_obs" in infos:  # bootstrap time-outs when the env can
                 final = torch.as_tensor(np.stack(infos["final_obs"][truncated]), device=device)
-                with torch.inference_mode(), autocast(device, enabled=use_amp):
+                with torch.inference_mode(), mixed_precision():
                     reward = reward.copy()
                     reward[truncated] += cfg.gamma * agent.get_value(final).float().cpu().numpy()
             rewards[step] = torch.as_tensor(reward, device=device, dtype=torch.float32)
@@ -420,7 +431,7 @@ def train(
                     logger.episode(*ep)
 
         # ---- advantages
-        with torch.inference_mode(), autocast(device, enabled=use_amp):
+        with torch.inference_mode(), mixed_precision():
             last_value = agent.get_value(next_obs).float()
         advantages, returns = compute_gae(rewards, values, episode_ends, last_value, cfg.gamma, cfg.gae_lambda)
 
@@ -434,7 +445,7 @@ def train(
             b_inds = torch.randperm(cfg.batch_size, device=device)
             for start in range(0, cfg.batch_size, cfg.minibatch_size):
                 mb = b_inds[start : start + cfg.minibatch_size]
-                with autocast(device, enabled=use_amp):
+                with mixed_precision():
                     _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb], b_actions[mb])
                 loss, stats = ppo_loss(
                     newlogprob,
@@ -553,9 +564,10 @@ def load_agent(
 def check_resume_config(cfg: PPOConfig, saved: dict[str, Any]) -> None:
     """Refuse to resume a run under a different config (``total_timesteps`` may grow)."""
     current = dataclasses.asdict(cfg)
-    differing = sorted(k for k in current if k != "total_timesteps" and saved.get(k) != current[k])
+    saved = {**dataclasses.asdict(PPOConfig()), **saved}  # a field added since the checkpoint has its default
+    differing = sorted(k for k in current if k != "total_timesteps" and saved[k] != current[k])
     if differing:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current[k]!r}" for k in differing)
+        details = "; ".join(f"{k}: checkpoint {saved[k]!r} vs now {current[k]!r}" for k in differing)
         raise ValueError(
             f"cannot resume: config differs from the checkpoint's ({details}). Use a new run "
             "directory or the checkpoint's settings."

@@ -235,3 +235,16 @@ def test_config_is_a_plain_dataclass_of_hyperparameters():
     assert {"gamma", "gae_lambda", "clip_coef", "ent_coef", "vf_coef", "normalize_reward", "encoder"} <= names
     assert "batch_size" not in names  # derived sizes are properties, never flags
     assert PPOConfig(num_envs=4, num_steps=8).batch_size == 32
+
+
+def test_cpu_bfloat16_is_opt_in_and_changes_numerics_only_slightly(tmp_path):
+    assert PPOConfig().cpu_bf16 is False  # the default stays float32-exact
+    f32 = train(_tiny_cfg(total_timesteps=64), tmp_path / "f32")
+    bf16 = train(_tiny_cfg(total_timesteps=64, cpu_bf16=True), tmp_path / "bf16")
+    assert bf16.global_step == 64 and load_agent(tmp_path / "bf16" / "checkpoint.pt")[1].cpu_bf16
+    deltas = [
+        (v - w).abs().max().item() for v, w in zip(f32.agent.state_dict().values(), bf16.agent.state_dict().values())
+    ]
+    assert 0 < max(deltas) < 1e-2  # one Adam step at lr 5e-4 moves a weight by at most ~5e-4 per step
+    with pytest.raises(ValueError, match="cpu_bf16: checkpoint True vs now False"):
+        train(_tiny_cfg(total_timesteps=128), tmp_path / "bf16")
