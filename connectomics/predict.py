@@ -57,6 +57,7 @@ from connectomics.blocks import (
     open_output,
     parse_coordinate,
     read_region,
+    return_freed_buffers_to_os,
     run_blockwise,
 )
 from shared.devices import autocast, default_device
@@ -422,27 +423,6 @@ def _count_channels(model: torch.nn.Module, offsets: list[list[int]] | None) -> 
 
 # --------------------------------------------------------------------------------------------------------
 # command line
-
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def return_freed_buffers_to_os(threshold: int = 1 << 20) -> bool:
-    """Serve allocations of ``threshold`` bytes or more with ``mmap`` (glibc), so freed block buffers leave.
-
-    glibc raises its mmap threshold dynamically (up to 32 MiB) after a large buffer is freed, so later block
-    buffers come from per-thread heaps that fragment and are rarely given back: with two worker threads the
-    process kept ~300 MiB of freed tensors and arrays. A fixed threshold turns that off (the same setting
-    as ``MALLOC_MMAP_THRESHOLD_``). Process-wide, so only the command line calls it. Returns False where the
-    C library is not glibc (nothing changed).
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
-    except (OSError, AttributeError):
-        return False
-
 
 DESCRIPTION = """Blockwise affinity prediction over a volume of any size.
 

@@ -65,6 +65,7 @@ from connectomics.blocks import (
     parse_coordinate,
     read_region,
     run_blockwise,
+    trim_free_memory,
 )
 
 NEAREST_NEIGHBOUR_OFFSETS = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
@@ -978,6 +979,7 @@ def segment_blockwise(
 
     lut_path = folder / "lut.npz"
     if not lut_path.exists():
+        trim_free_memory()  # the global graph should not sit on top of the block stages' freed buffers
         parts = []
         for block in blocks:
             with np.load(edges / f"{block.block_id}.npz") as part:
