@@ -342,16 +342,16 @@ class RegionGraph:
     @staticmethod
     def merge(parts: Sequence[RegionGraph]) -> RegionGraph:
         """Pool the graphs of several blocks: sums and counts of the same edge or fragment are added."""
-        u = np.concatenate([p.u for p in parts])
-        v = np.concatenate([p.v for p in parts])
-        pairs, inverse = np.unique(np.stack([u, v], axis=1), axis=0, return_inverse=True)
-        inverse = inverse.ravel()
-        sums = np.bincount(inverse, np.concatenate([p.affinity_sum for p in parts]), len(pairs))
-        counts = np.bincount(inverse, np.concatenate([p.count for p in parts]), len(pairs)).astype(np.int64)
         frags, finv = np.unique(np.concatenate([p.fragments for p in parts]), return_inverse=True)
-        sizes = np.bincount(finv.ravel(), np.concatenate([p.sizes for p in parts]), len(frags))
-        sizes = sizes.astype(np.int64)
-        return RegionGraph(pairs[:, 0].copy(), pairs[:, 1].copy(), sums, counts, frags, sizes)
+        sizes = np.bincount(finv.ravel(), np.concatenate([p.sizes for p in parts]), len(frags)).astype(np.int64)
+        # one int64 key per edge from the fragments' indices: far less memory than np.unique over pairs
+        n = np.int64(len(frags))
+        keys = np.searchsorted(frags, np.concatenate([p.u for p in parts])).astype(np.int64) * n
+        keys += np.searchsorted(frags, np.concatenate([p.v for p in parts]))
+        keys, inverse = np.unique(keys, return_inverse=True)
+        sums = np.bincount(inverse, np.concatenate([p.affinity_sum for p in parts]), len(keys))
+        counts = np.bincount(inverse, np.concatenate([p.count for p in parts]), len(keys)).astype(np.int64)
+        return RegionGraph(frags[keys // n], frags[keys % n], sums, counts, frags, sizes)
 
 
 @numba.njit(cache=True)
@@ -985,6 +985,7 @@ def segment_blockwise(
             with np.load(edges / f"{block.block_id}.npz") as part:
                 parts.append(RegionGraph(**{k: part[k] for k in part.files}))
         graph = RegionGraph.merge(parts)
+        del parts  # the per-block graphs are not needed during the agglomeration
         luts = agglomerate(graph, thresholds, min_size=min_size)
         tmp = folder / ".lut.tmp.npz"
         np.savez(tmp, fragments=graph.fragments, n_edges=np.int64(len(graph.u)),
