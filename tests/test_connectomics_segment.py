@@ -15,6 +15,8 @@ from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.metrics import adapted_rand_error
 from connectomics.segment import (
     RegionGraph,
+    _delete_slot,
+    _find_slot,
     agglomerate,
     boundary_map,
     cli,
@@ -117,6 +119,26 @@ def test_dust_removal_and_cli(volume, capsys):
     assert code == 0
     np.testing.assert_array_equal(read(tmp / "mem.zarr/seg_0.5"), seg)
     assert cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 1
+
+
+def test_edge_table_matches_a_dict_under_inserts_and_deletes():
+    # the merge loop's linear-probing table with backward-shift deletion, on tiny tables where probe runs
+    # collide and wrap around the end
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        bits = int(rng.integers(2, 6))
+        keys, slots, reference = np.full(1 << bits, -1, np.int64), np.empty(1 << bits, np.int64), {}
+        for step, key in enumerate(rng.integers(0, 40, 150).tolist()):
+            h = _find_slot(keys, key, bits)
+            if key in reference:
+                assert (keys[h], slots[h]) == (key, reference[key])
+                if rng.random() < 0.6:
+                    _delete_slot(keys, slots, h, bits)
+                    del reference[key]
+            elif len(reference) < (1 << bits) - 1:
+                assert keys[h] == -1
+                keys[h], slots[h], reference[key] = key, step, step
+            assert {int(k): int(v) for k, v in zip(keys, slots) if k >= 0} == reference
 
 
 def test_agglomeration_hand_computed():
