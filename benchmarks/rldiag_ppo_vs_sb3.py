@@ -1,7 +1,8 @@
 """PPO throughput and learning: rldiag.ppo vs Stable-Baselines3's PPO on the same Procgen game, CPU.
 
-Both agents get the same game, encoder architecture (Nature CNN by default; ``--encoder impala`` uses our
-IMPALA CNN inside SB3 as a features extractor), number of envs, rollout length, minibatches, epochs and
+Both agents get the same game, encoder architecture (the IMPALA CNN by default, Procgen's standard encoder
+and ``rldiag``'s default, given to SB3 as a features extractor; ``--encoder nature`` uses SB3's own
+``NatureCNN`` against ours), number of envs, rollout length, minibatches, epochs and
 every PPO coefficient (value clipping, entropy, reward normalisation by the return's std with the same
 gamma and clip), the same env adapter (:class:`rldiag.envs.ProcgenVectorEnv`, behind a thin SB3 ``VecEnv``)
 and the same seeds. Prints steps/s per run, the ratio ours/SB3 (target >= 1.5) and the mean normalised
@@ -15,7 +16,11 @@ OpenMP's spin-waiting also counts as CPU time).
 ``--cpu-bf16`` adds a third run per seed: ours with the opt-in ``PPOConfig.cpu_bf16`` (bfloat16 autocast,
 not the float32 default), reported as its own row with its own learning check against SB3 (float32).
 
-    python benchmarks/rldiag_ppo_vs_sb3.py --game starpilot --steps 32768 --seeds 0,1,2 [--cpu-bf16]
+SB3 is used as a user gets it: its ``VecTransposeImage`` turns frames into contiguous NCHW float32, while
+ours keeps uint8 NHWC frames whose permuted view reaches the convolutions channels-last (see
+:func:`rldiag.encoders.frames_to_tensor`); that layout is most of the difference in the network pass.
+
+    python benchmarks/rldiag_ppo_vs_sb3.py --game starpilot --steps 16384 --seeds 0,1,2 [--encoder nature]
 """
 
 from __future__ import annotations
@@ -156,8 +161,8 @@ def run_ours(cfg: PPOConfig) -> tuple[float, float, list[float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--game", default="starpilot")
-    p.add_argument("--encoder", default="nature", choices=["nature", "impala"])
-    p.add_argument("--steps", type=int, default=32768)
+    p.add_argument("--encoder", default="impala", choices=["impala", "nature"])
+    p.add_argument("--steps", type=int, default=16384)
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--num-steps", type=int, default=64)
     p.add_argument("--seeds", default="0,1,2")
