@@ -16,7 +16,9 @@ OpenMP's spin-waiting also counts as CPU time).
 ``--cpu-bf16`` adds a third run per seed: ours with the opt-in ``PPOConfig.cpu_bf16`` (bfloat16 autocast,
 not the float32 default), reported as its own row with its own learning check against SB3 (float32).
 
-SB3 is used as a user gets it: its ``VecTransposeImage`` turns frames into contiguous NCHW float32, while
+With the IMPALA CNN both agents start from the same encoder weights (SB3's orthogonal re-initialisation of
+the extractor is undone; its heads keep SB3's own orthogonal init, gains 0.01 and 1, as ours). SB3 is
+otherwise used as a user gets it: its ``VecTransposeImage`` turns frames into contiguous NCHW float32, while
 ours keeps uint8 NHWC frames whose permuted view reaches the convolutions channels-last (see
 :func:`rldiag.encoders.frames_to_tensor`); that layout is most of the difference in the network pass.
 
@@ -35,7 +37,7 @@ import torch
 
 from rldiag.envs import ProcgenVectorEnv, _procgen_env_class
 from rldiag.normalization import normalize_return
-from rldiag.ppo import PPOConfig, train
+from rldiag.ppo import PPOConfig, make_agent, train
 
 _procgen_env_class()  # import gym quietly before SB3 does
 
@@ -141,6 +143,13 @@ def run_sb3(cfg: PPOConfig) -> tuple[float, float, list[float]]:
         device="cpu",
         verbose=0,
     )
+    if cfg.encoder == "impala":
+        # SB3 re-initialises a features extractor orthogonally; start from the same encoder weights as
+        # ours instead (train() seeds torch, then builds the agent first), so learning compares the algorithms
+        torch.manual_seed(cfg.seed)
+        obs_shape = base.observation_space.shape
+        initial = make_agent(cfg, obs_shape, int(base.action_space.n)).encoder.state_dict()
+        model.policy.features_extractor.net.load_state_dict(initial)
     venv.seed(cfg.seed)
     steps = cfg.num_iterations * cfg.batch_size
     start, cpu_start = time.perf_counter(), time.process_time()
