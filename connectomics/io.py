@@ -20,6 +20,8 @@ exists_ok=False) -> zarr.Array``
 ``create_label_image(image_path, name, *, dtype, chunks, ...) -> zarr.Array`` / ``write_label_image(...)``
     NGFF label images ``<image>/labels/<name>`` (segmentations, ground truth, masks) that OME-Zarr viewers
     show as labels over the image; ``match_image_levels`` gives them the parent image's scale levels.
+``create_segmentation_image(container, name, *, shape, dtype, chunks, source_image=None, ...)``
+    A segmentation in its own container (``seg.zarr/seg_0.5``) read as a label image of ``source_image``.
 
 Label images (NGFF 0.5, https://ngff.openmicroscopy.org/0.5/#labels-md)
 ------------------------------------------------------------------------
@@ -733,8 +735,10 @@ def _check_label_name(name: str) -> None:
 
 
 def _image_label_metadata(colors: Mapping[int, Sequence[int]] | None,
-                          properties: Mapping[int, Mapping[str, Any]] | None) -> dict[str, Any]:
-    """The NGFF 0.5 ``image-label`` object: colours (label 0 transparent unless given), properties, source."""
+                          properties: Mapping[int, Mapping[str, Any]] | None,
+                          source: str | None = "../../") -> dict[str, Any]:
+    """The NGFF 0.5 ``image-label`` object: colours (label 0 transparent unless given), properties, source
+    (a path relative to the label image; None: no source)."""
     palette = {0: BACKGROUND_COLOR, **(colors or {})}
     entries = []
     for value, rgba in sorted(palette.items()):
@@ -745,7 +749,8 @@ def _image_label_metadata(colors: Mapping[int, Sequence[int]] | None,
     meta: dict[str, Any] = {"colors": entries}
     if properties:
         meta["properties"] = [{"label-value": int(v), **dict(p)} for v, p in sorted(properties.items())]
-    meta["source"] = {"image": "../../"}
+    if source is not None:
+        meta["source"] = {"image": source}
     return meta
 
 
@@ -893,6 +898,67 @@ def write_label_image(image_path: str | Path, name: str, data: np.ndarray | da.A
     src = data if isinstance(data, da.Array) else da.from_array(data, chunks=array.chunks)
     src.rechunk(array.chunks).store(array, lock=False)
     match_image_levels(image_path, name)
+    return array
+
+
+def create_segmentation_image(container: str | Path, name: str, *, shape: Sequence[int], dtype: Any,
+                              chunks: Sequence[int], source_image: str | Path | None = None,
+                              voxel_size: Sequence[float] | None = None, offset: Sequence[float] | None = None,
+                              colors: Mapping[int, Sequence[int]] | None = None,
+                              exists_ok: bool = False) -> zarr.Array:
+    """Create an empty segmentation ``<container>/<name>`` that OME-Zarr readers open as a label image.
+
+    For outputs written into their own container (``connectomics segment`` -> ``seg.zarr/seg_0.5``), whose
+    image lives elsewhere (``sim.zarr/raw``): an NGFF 0.5 multiscale image (level ``"0"``, add levels with
+    :func:`add_multiscale_levels` ``method="mode"``) with ``image-label`` metadata whose ``source.image`` is
+    the relative path from the segmentation to ``source_image``, so ``ome_zarr``/napari open the raw image
+    underneath it. The source container is never written to. It is not listed in a ``labels`` group
+    (that would mean writing into the input); use :func:`create_label_image` when the image and its labels
+    share a container.
+
+    Parameters
+    ----------
+    container : output zarr container, e.g. ``seg.zarr``.
+    name : dataset name, e.g. ``"seg_0.5"``.
+    shape, chunks : (plane, row, column).
+    dtype : integer dtype of the ids; prefer unsigned (neuroglancer does not read int64).
+    source_image : address of the image segmented (an OME-Zarr image group), or None. When given, its shape
+        must equal ``shape`` and its voxel size and offset are the defaults.
+    voxel_size, offset : nm along (plane, row, column); required without ``source_image``.
+    colors : label value -> RGBA (4 ints 0-255); label 0 is transparent unless given.
+    exists_ok : as in :func:`create_ome_zarr_array` (resuming a blockwise job).
+
+    Returns
+    -------
+    zarr.Array of shape (plane, row, column), ready for chunkwise writes.
+
+    Examples
+    --------
+    >>> seg = create_segmentation_image("seg.zarr", "seg_0.5", shape=(64, 512, 512), dtype="uint64",
+    ...                                 chunks=(32, 256, 256), source_image="sim.zarr/raw")  # doctest: +SKIP
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"segmentation {name} must have an integer dtype, got {dtype}")
+    _check_label_name(name.split("/")[-1])
+    shape = tuple(int(s) for s in shape)
+    path = Path(container) / name
+    source = None
+    if source_image is not None:
+        image = open_volume(source_image)
+        if image.spatial_shape != shape:
+            raise ValueError(f"segmentation {path} of shape {shape} does not match its image {source_image} of "
+                             f"shape {image.spatial_shape}")
+        voxel_size = image.voxel_size if voxel_size is None else voxel_size
+        offset = image.offset if offset is None else offset
+        image_dir = Path(str(source_image).rstrip("/"))
+        source = os.path.relpath(image_dir.resolve(), path.resolve()) + "/"
+    if voxel_size is None:
+        raise ValueError(f"segmentation {path}: pass voxel_size (nm) or a source_image to take it from")
+    array = create_ome_zarr_array(path, shape=shape, dtype=dtype, chunks=chunks, axes=SPATIAL_AXES,
+                                  voxel_size=voxel_size, offset=offset, exists_ok=exists_ok)
+    group = _open_image_group(path, create=False)
+    group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, None, source)}
     return array
 
 

@@ -18,6 +18,7 @@ from connectomics.io import (
     check_same_geometry,
     create_label_image,
     create_ome_zarr_array,
+    create_segmentation_image,
     downsample_block,
     normalize_raw,
     open_volume,
@@ -333,3 +334,56 @@ def test_alias_keeps_a_moved_address_readable(tmp_path, raw):
     np.testing.assert_array_equal(open_volume(f"{tmp_path}/v.zarr/labels").data.compute(), raw)
     with pytest.raises(KeyError, match="no dataset 'other'"):
         open_volume(f"{tmp_path}/v.zarr/other")
+
+
+def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    image = _image_with_levels(tmp_path / "sim.zarr" / "raw", raw, n_levels=1)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*"))
+    seg = create_segmentation_image(tmp_path / "seg.zarr", "seg_0.5", shape=raw.shape, dtype=np.uint64,
+                                    chunks=(6, 20, 24), source_image=image)
+    seg[...] = raw // 50
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*")) == before  # input untouched
+    vol = open_volume(f"{tmp_path}/seg.zarr/seg_0.5", role="labels")
+    assert vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
+    meta = ImageLabel.from_zarr(zarr.open_group(f"{tmp_path}/seg.zarr/seg_0.5", mode="r")).ome_attributes
+    assert meta.image_label.source.image == "../../sim.zarr/raw/"
+    nodes = list(Reader(parse_url(f"{tmp_path}/seg.zarr/seg_0.5"))())
+    assert [Path(str(n.zarr.path)).name for n in nodes] == ["raw", "seg_0.5"]  # the image, then the labels
+    assert Label in {type(s) for s in nodes[1].specs}
+    np.testing.assert_array_equal(np.asarray(nodes[1].data[0]), raw // 50)
+    # without a source image the voxel size must be given; the shape must match the image's
+    plain = create_segmentation_image(tmp_path / "seg.zarr", "fragments", shape=raw.shape, dtype=np.uint32,
+                                      chunks=(6, 20, 24), voxel_size=(40, 4, 4))
+    assert "source" not in zarr.open_group(f"{tmp_path}/seg.zarr/fragments", mode="r").attrs["ome"]["image-label"]
+    assert plain.dtype == np.uint32
+    with pytest.raises(ValueError, match="pass voxel_size"):
+        create_segmentation_image(tmp_path / "seg.zarr", "x", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24))
+    with pytest.raises(ValueError, match="does not match its image"):
+        create_segmentation_image(tmp_path / "seg.zarr", "y", shape=(6, 20, 25), dtype=np.uint64, chunks=(6, 20, 25),
+                                  source_image=image)
+    with pytest.raises(TypeError, match="integer dtype"):
+        create_segmentation_image(tmp_path / "seg.zarr", "z", shape=raw.shape, dtype=np.float32, chunks=(6, 20, 24),
+                                  source_image=image)
+
+
+def test_simulated_container_is_an_image_with_label_images(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v05.image import Image
+
+    from connectomics.simulate import simulate_to_zarr
+
+    path = tmp_path / "sim.zarr"
+    simulate_to_zarr(path, "retina", (4, 32, 32), seed=1, chunks=(4, 16, 16), levels=2, progress=False)
+    nodes = list(Reader(parse_url(f"{path}/raw"))())
+    labels = [n for n in nodes if Label in {type(s) for s in n.specs}]
+    assert [Path(str(n.zarr.path)).name for n in labels] == ["neuron_ids"]
+    assert [d.shape for d in labels[0].data] == [d.shape for d in nodes[0].data]
+    Image.from_zarr(zarr.open_group(f"{path}/raw", mode="r"))  # validates, label levels included
+    ids = open_volume(f"{path}/raw/labels/neuron_ids", role="labels")
+    assert ids.dtype == np.uint64
+    np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ids.data.compute())
