@@ -54,8 +54,11 @@ cremi_python, where masked voxels stay in the volume). A voxel is excluded when
   is edge-padded); every pixel whose Euclidean distance to a boundary pixel is ``<= distance / res_y``
   pixels is excluded, the boundary pixels included, on both sides of each boundary. Ground-truth 0 is an
   ordinary id for this purpose. The default distance, :data:`CREMI_BORDER_NM` = 200 nm, is the
-  ``threshold = 200  # in nm`` of cremi_python's ``example_evaluation.py``; the value the CREMI
-  leaderboard used is not published (not found; unverified). Two deliberate differences: a section with
+  ``threshold = 200  # in nm`` of cremi_python's ``example_evaluation.py`` (where the same variable also
+  sets the cleft false-positive/negative distance); the value the CREMI leaderboard used is not published
+  (not found; unverified). Mind the scale: the band is excluded on both sides of every boundary, so at
+  200 nm objects thinner than about 400 nm (most axons, spine necks) are not scored at all; the evaluate
+  command reports ``n_scored`` next to ``n_voxels``. Two deliberate differences: a section with
   no boundary masks nothing (cremi_python calls ``distance_transform_edt`` on an all-True image there,
   which scipy measures from a virtual corner pixel and so masks the section's first rows), and
   x/y voxel sizes may differ (distances are measured in nm; cremi_python asserts they are equal).
