@@ -946,6 +946,9 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     source = None
     if source_image is not None:
         image = open_volume(source_image)
+        if image.axes != SPATIAL_AXES:
+            raise ValueError(f"segmentation {path}: its source image must be (plane, row, column), e.g. the raw "
+                             f"volume; {source_image} has axes {image.axes}")
         if image.spatial_shape != shape:
             raise ValueError(f"segmentation {path} of shape {shape} does not match its image {source_image} of "
                              f"shape {image.spatial_shape}")

@@ -368,6 +368,11 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     with pytest.raises(TypeError, match="integer dtype"):
         create_segmentation_image(tmp_path / "seg.zarr", "z", shape=raw.shape, dtype=np.float32, chunks=(6, 20, 24),
                                   source_image=image)
+    write_ome_zarr(tmp_path / "pred.zarr" / "affs", np.zeros((3, *raw.shape), np.float32), axes="czyx",
+                   voxel_size=(40, 4, 4), chunks=(3, 6, 20, 24))
+    with pytest.raises(ValueError, match="source image must be \\(plane, row, column\\)"):
+        create_segmentation_image(tmp_path / "seg.zarr", "a", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24),
+                                  source_image=f"{tmp_path}/pred.zarr/affs")
 
 
 def test_simulated_container_is_an_image_with_label_images(tmp_path):
