@@ -481,7 +481,8 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
 def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int], *, seed: int = 0,
                      chunks: Sequence[int] = (32, 128, 128), workers: int = 1, levels: int = 1,
                      progress: bool = True, resume: bool = False) -> Path:
-    """Write a simulated volume as OME-Zarr ``path/raw`` (uint8) and ``path/labels`` (uint64), chunk by chunk.
+    """Write a simulated volume as OME-Zarr, chunk by chunk: image ``path/raw`` (uint8) and its NGFF label
+    image ``path/raw/labels/neuron_ids`` (uint64; also readable as ``path/labels``, see connectomics.io).
 
     Parameters
     ----------
@@ -502,7 +503,13 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
 
     from tqdm.auto import tqdm
 
-    from connectomics.io import add_multiscale_levels, create_ome_zarr_array
+    from connectomics.io import (
+        add_alias,
+        add_multiscale_levels,
+        create_label_image,
+        create_ome_zarr_array,
+        match_image_levels,
+    )
 
     spec = get_source(source)
     shape = _check_shape(shape)
@@ -526,7 +533,8 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
               "exists_ok": resume}
     raw = create_ome_zarr_array(path / "raw", dtype=np.uint8, **common)
-    labels = create_ome_zarr_array(path / "labels", dtype=np.uint64, **common)
+    labels = create_label_image(path / "raw", "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=resume)
+    add_alias(path, "labels", "raw/labels/neuron_ids")
     import zarr
 
     zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
@@ -551,7 +559,7 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
                                unit="block", disable=not progress), maxlen=0)
     if levels > 1:
         add_multiscale_levels(path / "raw", levels - 1, method="mean")
-        add_multiscale_levels(path / "labels", levels - 1, method="mode")
+    match_image_levels(path / "raw", "neuron_ids")
     return path
 
 
