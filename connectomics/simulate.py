@@ -63,6 +63,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from connectomics.morphology import MORPHOLOGIES, Morphology, neuron_labels
+
+__all__ = ["MORPHOLOGIES", "SOURCES", "Morphology", "Source", "neuron_labels", "section_defects",
+           "simulate_block", "simulate_to_zarr", "simulate_volume"]
+
 CELL_NM = 1000.0
 K_NEAREST = 6
 _MAX_IDS_PER_CELL = 4096
