@@ -28,7 +28,10 @@ Training modes
     ``CRBPConfig(penalty=True)`` computes the same LCP in ``bptt`` (and ``truncated``) mode, on the last
     step's Jacobian ``J = d h_T / d h_{T-1}`` taken on the BPTT graph, and returns it as ``stats.penalty``:
     the C-RBP paper's comparison arm. Unlike C-RBP, h_{T-1} is not detached, so the penalty's gradient
-    also reaches the earlier steps. Plain BPTT (the default, ``penalty=None``) computes no penalty.
+    also reaches the earlier steps; this is what the ``bptt`` branch of c-rbp/pathfinder_experiments
+    ``models/hgrucleanSEG.py`` does (``autograd.grad(last_state, state_2nd_last, ones, create_graph=True)``
+    on the undetached BPTT states; its ``BPTT_penmain14SEG.sh`` runs it). Plain BPTT (the default,
+    ``penalty=None``) computes no penalty.
 
 Every call returns :class:`RecurrenceStats`: the relative residual ``||h_t - h_{t-1}|| / ||h_t||`` per step
 and, after ``backward()`` in C-RBP mode, the number of Neumann terms used, which stopping rule fired and
