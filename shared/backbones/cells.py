@@ -1,7 +1,7 @@
 """hGRU and fGRU cells: one step ``cell(drive, h, t) -> h`` of a circuit with horizontal connections.
 
-All cells follow ONE gate convention, the one of the PyTorch ports (hgru-pytorch, c-rbp, gammanet_pytorch)
-and of gamma-Net::
+All cells follow ONE gate convention, the one of the PyTorch ports (hgru-pytorch, c-rbp, gammanet_pytorch's
+``fGRUCell2``) and of gamma-Net::
 
     H[t] = (1 - G2) . H[t-1] + G2 . H~          (G2: the "mix" gate, 0 keeps the old state)
 
@@ -15,8 +15,10 @@ and share these construction rules:
 * **Chrono gate-bias initialisation with the real T** (Tallec & Ollivier 2018): ``b = log U[1, T - 1]``.
   Gain gate ``b_gain = -log U`` and mix gate ``b_mix = -log U`` (under our convention a negative mix bias
   starts the cell near keeping its state, which is what TF's ``b2 = +log U`` does under the TF
-  convention). The bias tensor is overwritten in place; the PyTorch ports discard a non-in-place
-  ``.log()`` and hard-code T = 8, so their chrono init is a no-op.
+  convention). The bias tensor is overwritten in place; the hGRU PyTorch ports (hgru-pytorch, c-rbp)
+  discard a non-in-place ``.log()`` and hard-code T = 8, so their chrono init is a no-op.
+  gammanet_pytorch's ``fGRUCell2`` applies it (gain ``+log U``, mix ``-log U``, T = 8 because its
+  ``BaseGN`` never passes ``timesteps``), but before the gate norm, where it cancels (see below).
 * **Time-invariant normalisation** (``norm``): ``"batch"`` (one BatchNorm shared by all steps, running
   statistics at test time), ``"batch_stats"`` (BatchNorm with batch statistics in training and testing,
   c-rbp's choice), ``"group"``, ``"instance"`` (per-sample statistics, gammanet_pytorch's choice) or
