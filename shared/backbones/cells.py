@@ -369,8 +369,8 @@ class FGRUCell(_GatedCell):
     ``C2 = W_exc * N(S)``, this cell's earlier form); ``gate_bias="after_norm"`` adds the gate biases after
     the gate norms (``sigma(N(A(H)) + b_gain)``). With the default ``"before_norm"`` and a norm that
     subtracts a per-channel mean (instance, batch, batch_stats), the bias is cancelled by the norm, so the
-    chrono initialisation has no effect and the gates start at ``sigma(norm shift) = 0.5``; this is what
-    the reference computes.
+    chrono initialisation has no effect and the gates start close to ``sigma(0) = 0.5`` (norm scale 0.1);
+    this is what the reference computes.
 
     A *horizontal* fGRU carries H across time (its kernel is spatial, e.g. 1x9x9, 3x7x7, 3x5x5). A
     *top-down* fGRU (kernel 1) is called once per step with Z = the low-level state and H = the upsampled
