@@ -32,8 +32,8 @@ Facts the adapter encodes (openai/procgen 0.10.7; see the project reference ``rl
   ``info["level_seed"]``, ``info["prev_level_seed"]`` and ``info["prev_level_complete"]`` come from
   procgen, each with its gymnasium mask (``info["_level_seed"]``, ...).
 * **Rendering.** ``render_mode="rgb_array"``: :meth:`ProcgenVectorEnv.render` returns each sub-env's
-  current 64 x 64 observation frame (procgen's own 512 x 512 renderer reportedly drops throughput from ~5k to ~400 steps/s, #62;
-  unverified here).
+  current 64 x 64 observation frame (procgen's own 512 x 512 renderer reportedly drops throughput
+  from ~5k to ~400 steps/s, openai/procgen#62; unverified here).
 * **State.** :meth:`ProcgenVectorEnv.get_state` / :meth:`~ProcgenVectorEnv.set_state` save and restore
   every sub-env (procgen's serialised game state, 21-37 KB of bytes each, plus the adapter's episode
   counters); a restored env replays identically.
