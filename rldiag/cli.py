@@ -165,6 +165,8 @@ def taxonomy(argv: list[str]) -> int:
 Place the games of a diagnosis folder on the PLC x RLC plane with bootstrap intervals, label each axis
 high/low/uncertain against a threshold, give quadrants with their bootstrap stability, cluster the games
 (hierarchical, average linkage) and write DIR/taxonomy.png, taxonomy.csv, taxonomy.json and curves.png.
+A game needs >= 2 seeds with a finite AUC in every condition its PLC uses (pix, simp; bc unless --plc gap);
+otherwise it is reported as "insufficient data", never placed in a quadrant.
 The labels are ours (LCD-style), not the published paper's taxonomy.""",
     )
     p.add_argument("dir", help="folder written by rldiag diagnose")
@@ -211,9 +213,8 @@ The labels are ours (LCD-style), not the published paper's taxonomy.""",
             .round(3)
             .to_string(index=False)
         )
-    incomplete = json.loads(paths["json"].read_text())["incomplete_games"]
-    if incomplete:
-        print(f"not placed (a condition unfinished or without any finished episode): {', '.join(incomplete)}")
+    for game, note in json.loads(paths["json"].read_text())["insufficient data"].items():
+        print(f"{game}: insufficient data ({note}); not placed in a quadrant")
     print("wrote " + ", ".join(str(v) for v in paths.values()))
     return 0
 

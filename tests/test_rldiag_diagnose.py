@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rldiag.cli import main
@@ -21,7 +22,7 @@ from rldiag.diagnose import (
 from rldiag.envs import GAMES
 from rldiag.normalization import RETURN_RANGES, SOURCE, normalize_return, return_range
 from rldiag.sweep import run_diagnosis
-from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, write_taxonomy
+from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, place_labels, write_taxonomy
 
 
 def test_normalisation_table_covers_all_games_with_its_source():
@@ -121,6 +122,66 @@ def test_taxonomy_labels_quadrants_and_clusters(tmp_path):
     )
     median = build_taxonomy(tmp_path, threshold="median", n_boot=100)
     assert median.attrs["rlc_threshold"] == pytest.approx(float(median["RLC"].median()))
+
+
+def test_taxonomy_says_insufficient_data_instead_of_a_quadrant(tmp_path, capsys):
+    # coinrun: the README smoke run's situation, one seed with a finished episode and bc uninformative;
+    # starpilot: three seeds but bc NaN everywhere; heist: a clear RL-limited game; maze: simp never finished
+    nan = float("nan")
+    for seed in (0, 1, 2):
+        for cond, auc in (("pix", 0.1), ("simp", 0.12), ("bc", 0.9)):
+            _write_cell(tmp_path, "heist", cond, seed, auc + 0.01 * seed)
+        for cond, auc in (("pix", 0.2), ("simp", 0.6), ("bc", nan)):
+            _write_cell(tmp_path, "starpilot", cond, seed, auc + 0.01 * seed)
+    for seed, auc in ((0, 0.0), (1, nan)):
+        for cond in ("pix", "simp"):
+            _write_cell(tmp_path, "coinrun", cond, seed, auc)
+        _write_cell(tmp_path, "coinrun", "bc", seed, nan)
+    _write_cell(tmp_path, "maze", "pix", 0, 0.3)
+    table = build_taxonomy(tmp_path, n_boot=200).set_index("game")
+    assert table.loc["heist", "quadrant"] == "RL-limited" and table.loc["heist", "note"] == ""
+    for game in ("coinrun", "starpilot", "maze"):
+        assert table.loc[game, "quadrant"] == table.loc[game, "PLC_axis"] == "insufficient data"
+        assert math.isnan(table.loc[game, "stability"]) and pd.isna(table.loc[game, "cluster"])
+    assert "1 seed" in table.loc["coinrun", "note"] and math.isnan(table.loc["coinrun", "RLC_low"])
+    assert "bc AUC NaN" in table.loc["starpilot", "note"] and "--plc gap" in table.loc["starpilot", "note"]
+    assert "simp" in table.loc["maze", "note"]
+    # with PLC from the pix/simp gap alone, three seeds suffice for starpilot; one still does not for coinrun
+    gap = build_taxonomy(tmp_path, plc="gap", n_boot=200).set_index("game")
+    assert gap.loc["starpilot", "quadrant"] != "insufficient data"
+    assert gap.loc["coinrun", "quadrant"] == "insufficient data"
+    assert main(["taxonomy", str(tmp_path), "--n-boot", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "coinrun: insufficient data (1 seed" in printed and "RL-limited" in printed
+    saved = json.loads((tmp_path / "taxonomy.json").read_text())
+    assert set(saved["insufficient data"]) == {"coinrun", "starpilot", "maze"}
+    assert saved["incomplete_games"] == ["maze"]
+    coinrun = next(g for g in saved["games"] if g["game"] == "coinrun")
+    assert coinrun["quadrant"] == "insufficient data" and coinrun["cluster"] is None
+    assert pd.read_csv(tmp_path / "taxonomy.csv").set_index("game").loc["coinrun", "quadrant"] == "insufficient data"
+
+
+def test_taxonomy_labels_never_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    ax.set(xlim=(-0.05, 1.05), ylim=(-0.14, 1.14))
+    rng = np.random.default_rng(0)
+    points = np.vstack([0.3 + rng.normal(0, 0.005, (12, 2)), [[0.9, 0.9], [0.91, 0.9]]])
+    labels = [f"game{i}" for i in range(len(points))]
+    annotations = place_labels(ax, points, labels)
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for ann in annotations:
+        ann.update_positions(renderer)
+        boxes.append(Text.get_window_extent(ann, renderer))
+    overlaps = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert overlaps == []
+    plt.close(fig)
 
 
 def test_config_presets_and_validation():
