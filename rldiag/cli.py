@@ -124,6 +124,7 @@ Explicit options override the preset.""",
     p.add_argument("--workers", type=int, default=0, help="dask LocalCluster worker processes (0: serial)")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler (tcp://host:8786)")
     p.add_argument("--no-taxonomy", action="store_true", help="skip writing the taxonomy at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (over cells, or inside each cell)")
     p.add_argument("--plc", default="mean", choices=PLC_MODES, help="how PLC combines PLC_gap and PLC_bc")
     args = p.parse_args(argv)
     games = list(GAMES) if args.games == ["all"] else args.games
@@ -149,7 +150,7 @@ Explicit options override the preset.""",
         return 2
     from rldiag.sweep import run_diagnosis
 
-    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler)
+    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     print(f"diagnosis in {args.out} ({len(cfg.games)} games x 3 conditions x {len(cfg.seeds)} seeds)")
     if not args.no_taxonomy:
         return taxonomy([args.out, "--plc", args.plc])

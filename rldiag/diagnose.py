@@ -393,11 +393,14 @@ def ppo_config_for(cfg: DiagnoseConfig, game: str, condition: str, seed: int):
     )
 
 
-def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_dependencies: Any) -> dict[str, Any]:
+def run_cell(
+    cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_dependencies: Any, progress: bool = False
+) -> dict[str, Any]:
     """Run one cell unless its result file exists; return the result (also written atomically).
 
     Module-level and taking plain values so dask workers can run it. ``_dependencies`` lets a scheduler
     order ``bc`` after its ``pix`` expert. An interrupted PPO cell resumes from its run's checkpoint.
+    ``progress`` shows a PPO cell's own tqdm bar (env steps, steps/s, recent return) under the sweep's.
     """
     import torch
 
@@ -422,7 +425,9 @@ def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_depend
         from rldiag.ppo import train
 
         ppo_cfg = ppo_config_for(cfg, cell.game, cell.condition, cell.seed)
-        run = train(ppo_cfg, out_dir / "runs" / cell.key)
+        run = train(
+            ppo_cfg, out_dir / "runs" / cell.key, progress=progress, progress_label=cell.key, progress_position=1
+        )
         xs, ys = rl_curve(run.episodes, ppo_cfg.batch_size, cfg.budget, cell.game, cfg.distribution_mode)
         result.update(
             x=xs,

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -201,7 +202,7 @@ def test_config_presets_and_validation():
     assert config_from_preset(["coinrun"], "cpu-smoke", budget=4096, ppo={"ent_coef": 0.02}).ppo == {"ent_coef": 0.02}
 
 
-def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
+def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path, capsys):
     cfg = config_from_preset(
         ["starpilot"],
         "cpu-smoke",
@@ -225,7 +226,12 @@ def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
     )
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
     (tmp_path / "cells" / f"{Cell('starpilot', 'simp', 1).key}.json").unlink()  # an "interrupted" sweep
-    run_diagnosis(cfg, tmp_path, workers=0, progress=False)
+    shutil.rmtree(tmp_path / "runs" / Cell("starpilot", "simp", 1).key)  # ... before its first checkpoint
+    capsys.readouterr()
+    run_diagnosis(cfg, tmp_path, workers=0, progress=True)
+    bars = capsys.readouterr().err
+    # the sweep's bar, and the re-run PPO cell's own bar (env steps, steps/s, recent return)
+    assert "rldiag cells" in bars and "starpilot__simp__s1" in bars and "recent return" in bars
     for p, t in stamps.items():
         if "simp__s1" not in p.name:
             assert p.stat().st_mtime_ns == t  # finished cells are skipped
