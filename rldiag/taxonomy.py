@@ -321,6 +321,8 @@ def plot_learning_curves(out_dir: str | Path, path: str | Path) -> Path:
             auc = f"AUC {r['auc']:.2f}" if np.isfinite(r["auc"]) else "AUC n/a"
             y = np.asarray(r["y"], dtype=np.float64)
             has_points[panel] |= bool(np.isfinite(y).any())
+            if r.get("budget"):  # the whole budget, also for a panel with nothing to draw
+                axes[gi, panel].set_xlim(0, r["budget"])
             axes[gi, panel].plot(
                 r["x"], y, "-o", ms=3, color=color, alpha=0.8, label=f"{label} (seed {r['seed']}, {auc})"
             )
