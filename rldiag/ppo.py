@@ -353,7 +353,8 @@ def train(
     if autoreset != AutoresetMode.SAME_STEP:
         raise ValueError(
             f"PPO needs an env with SAME_STEP autoreset, got {autoreset}; build gymnasium envs with "
-            "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}"
+            "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}, and rldiag/<game>-v0 or "
+            "ProcgenVectorEnv with autoreset_mode=AutoresetMode.SAME_STEP, episode_statistics=True"
         )
     if envs.num_envs != cfg.num_envs:
         raise ValueError(f"envs has {envs.num_envs} sub-envs but cfg.num_envs = {cfg.num_envs}")

@@ -219,3 +219,22 @@ def test_cleanrl_style_loop_on_the_registered_vector_env():
     assert np.isfinite(loss.item()) and stats["approx_kl"] == pytest.approx(0.0, abs=1e-6)
     assert envs.episode_count == len(returns_logged) > 0
     envs.close()
+
+
+def test_next_step_state_round_trip_keeps_a_pending_reset():
+    env = ProcgenVectorEnv("leaper", 2, distribution_mode="easy", seed=4, autoreset_mode=AutoresetMode.NEXT_STEP)
+    env.reset()
+    rng = np.random.default_rng(3)
+    for _ in range(400):
+        *_, terminated, truncated, _ = env.step(rng.integers(0, 15, 2))
+        if (terminated | truncated).any():
+            break
+    assert (terminated | truncated).any()
+    state = env.get_state()  # taken while the next step is a reset step
+    actions = rng.integers(0, 15, (20, 2))
+    first = [env.step(a)[:2] for a in actions]
+    env.set_state(state)
+    second = [env.step(a)[:2] for a in actions]
+    for (o1, r1), (o2, r2) in zip(first, second):
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(r1, r2)
