@@ -27,8 +27,10 @@ Scores (:func:`normalized_auc`, :func:`challenge_scores`):
   how hard it is to learn to see the expert's decisions with perfect credit assignment.
   ``PLC = mean(PLC_gap, PLC_bc)`` (``plc="mean"``, default), or either alone (``"gap"``, ``"bc"``).
   A ``bc`` cell whose expert always takes the same action (a barely trained expert: common at smoke
-  budgets) is uninformative: its AUC is NaN and the mean falls back to ``PLC_gap`` (``PLC_basis``).
-* Intervals: percentile bootstrap over seeds, resampling each condition's seeds independently.
+  budgets) is uninformative: its AUC is NaN and the mean falls back to ``PLC_gap`` (``PLC_basis``); the
+  taxonomy then reports the game as "insufficient data" unless ``plc="gap"`` (:mod:`rldiag.taxonomy`).
+* Intervals: percentile bootstrap over seeds, resampling each condition's seeds independently (a single
+  seed gives a zero-width interval; the taxonomy needs >= 2 seeds with a finite AUC per condition).
 
 Caveat: ``simp`` still learns from pixels, so RLC overstates pure RL difficulty (procgen exposes no
 parsed state: :data:`rldiag.envs.PRIVILEGED_STATE_GAMES` is empty).

@@ -140,7 +140,7 @@ def test_sb3_ppo_learns_on_the_adapter_and_on_the_registered_env():
     model.learn(256)
     assert model.num_timesteps == 256
     # SB3's episode buffer (what its logger reports) holds exactly the adapter's finished episodes
-    assert [e["r"] for e in model.ep_info_buffer] == venv.episodes
+    assert venv.episodes and [e["r"] for e in model.ep_info_buffer] == venv.episodes
     venv.close()
     with pytest.raises(ValueError, match="SAME_STEP"):
         ProcgenSB3VecEnv(ProcgenVectorEnv("starpilot", 2, autoreset_mode="NextStep"))
