@@ -402,7 +402,8 @@ def run_cell(
 
     Module-level and taking plain values so dask workers can run it. ``_dependencies`` lets a scheduler
     order ``bc`` after its ``pix`` expert. An interrupted PPO cell resumes from its run's checkpoint.
-    ``progress`` shows a PPO cell's own tqdm bar (env steps, steps/s, recent return) under the sweep's.
+    ``progress`` shows the cell's own tqdm bar under the sweep's: env steps, steps/s and recent return
+    for PPO; expert frames, then training samples and held-out agreement for bc.
     """
     import torch
 
@@ -440,14 +441,14 @@ def run_cell(
             raw_returns=[r for _, r, _ in run.episodes],
         )
     else:
-        result.update(_run_bc_cell(cfg, cell, out_dir))
+        result.update(_run_bc_cell(cfg, cell, out_dir, progress=progress))
     result["auc"] = normalized_auc(result["x"], result["y"], result["budget"])
     result["seconds"] = time.perf_counter() - started
     _write_json_atomic(path, result)
     return result
 
 
-def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path) -> dict[str, Any]:
+def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
     from rldiag.distill import agreement_curve, collect_expert_frames
     from rldiag.envs import ProcgenVectorEnv
     from rldiag.ppo import load_agent
@@ -471,12 +472,25 @@ def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path) -> dict[str, An
         num_levels=cfg.num_levels,
         start_level=cfg.start_level,
     )
-    data = collect_expert_frames(expert, envs, cfg.bc_frames, seed=10_000 + cell.seed)
+    from tqdm.auto import tqdm
+
+    # one bar for the cell: expert frames collected, then training samples with the held-out agreement
+    bar = tqdm(
+        total=cfg.bc_frames, desc=cell.key, unit="frame", unit_scale=True, position=1, leave=False, disable=not progress
+    )
+    data = collect_expert_frames(expert, envs, cfg.bc_frames, seed=10_000 + cell.seed, progress_bar=bar)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    bar.set_description(f"{cell.key} cloning")
     curve = agreement_curve(
-        data, encoder=cfg.encoder, encoder_config=cfg.encoder_config, epochs=cfg.bc_epochs, seed=cell.seed
+        data,
+        encoder=cfg.encoder,
+        encoder_config=cfg.encoder_config,
+        epochs=cfg.bc_epochs,
+        seed=cell.seed,
+        progress_bar=bar,
     )
+    bar.close()
     return {
         "x": curve["samples"],
         "y": bc_curve_scores(curve["agreement"], curve["majority_rate"]),

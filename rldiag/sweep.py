@@ -41,8 +41,9 @@ def run_diagnosis(
     scheduler : str, optional
         Address of a running dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
     progress : bool
-        Show a tqdm bar over cells and, when cells run serially in this process, one bar inside each PPO
-        cell (env steps, steps/s, mean return of the last 20 episodes). dask workers run without bars.
+        Show a tqdm bar over cells and, when cells run serially in this process, one bar inside each cell
+        (PPO: env steps, steps/s, mean return of the last 20 episodes; bc: expert frames, then training
+        samples and held-out agreement). dask workers run without bars.
     """
     from tqdm.auto import tqdm
 
