@@ -17,7 +17,8 @@ Facts the adapter encodes (openai/procgen 0.10.7; see the project reference ``rl
     that ends an episode returns the episode's *last rendered frame* (the one the final action was taken
     on; the terminal state itself is never rendered); the next step ignores that sub-env's action and
     returns the new episode's first frame with reward 0 (the sub-env's procgen state is restored after the
-    shared ``act``, so the new episode starts exactly where procgen started it).
+    shared ``act``, so the new episode starts exactly where procgen started it; one sub-env state save and
+    restore per episode end, about 0.5 ms on the 2-core development VM).
 
 * **terminated vs truncated.** procgen reports only "episode over". An episode that reaches the game's step
   limit (:data:`TIMEOUTS`) without completing the level is *truncated*; every other end is *terminated*.
