@@ -124,6 +124,7 @@ Explicit options override the preset.""",
     p.add_argument("--workers", type=int, default=0, help="dask LocalCluster worker processes (0: serial)")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler (tcp://host:8786)")
     p.add_argument("--no-taxonomy", action="store_true", help="skip writing the taxonomy at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (over cells, or inside each cell)")
     p.add_argument("--plc", default="mean", choices=PLC_MODES, help="how PLC combines PLC_gap and PLC_bc")
     args = p.parse_args(argv)
     games = list(GAMES) if args.games == ["all"] else args.games
@@ -149,7 +150,7 @@ Explicit options override the preset.""",
         return 2
     from rldiag.sweep import run_diagnosis
 
-    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler)
+    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     print(f"diagnosis in {args.out} ({len(cfg.games)} games x 3 conditions x {len(cfg.seeds)} seeds)")
     if not args.no_taxonomy:
         return taxonomy([args.out, "--plc", args.plc])
@@ -165,6 +166,8 @@ def taxonomy(argv: list[str]) -> int:
 Place the games of a diagnosis folder on the PLC x RLC plane with bootstrap intervals, label each axis
 high/low/uncertain against a threshold, give quadrants with their bootstrap stability, cluster the games
 (hierarchical, average linkage) and write DIR/taxonomy.png, taxonomy.csv, taxonomy.json and curves.png.
+A game needs >= 2 seeds with a finite AUC in every condition its PLC uses (pix, simp; bc unless --plc gap);
+otherwise it is reported as "insufficient data", never placed in a quadrant.
 The labels are ours (LCD-style), not the published paper's taxonomy.""",
     )
     p.add_argument("dir", help="folder written by rldiag diagnose")
@@ -211,9 +214,8 @@ The labels are ours (LCD-style), not the published paper's taxonomy.""",
             .round(3)
             .to_string(index=False)
         )
-    incomplete = json.loads(paths["json"].read_text())["incomplete_games"]
-    if incomplete:
-        print(f"not placed (a condition unfinished or without any finished episode): {', '.join(incomplete)}")
+    for game, note in json.loads(paths["json"].read_text())["insufficient data"].items():
+        print(f"{game}: insufficient data ({note}); not placed in a quadrant")
     print("wrote " + ", ".join(str(v) for v in paths.values()))
     return 0
 

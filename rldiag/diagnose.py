@@ -27,8 +27,10 @@ Scores (:func:`normalized_auc`, :func:`challenge_scores`):
   how hard it is to learn to see the expert's decisions with perfect credit assignment.
   ``PLC = mean(PLC_gap, PLC_bc)`` (``plc="mean"``, default), or either alone (``"gap"``, ``"bc"``).
   A ``bc`` cell whose expert always takes the same action (a barely trained expert: common at smoke
-  budgets) is uninformative: its AUC is NaN and the mean falls back to ``PLC_gap`` (``PLC_basis``).
-* Intervals: percentile bootstrap over seeds, resampling each condition's seeds independently.
+  budgets) is uninformative: its AUC is NaN and the mean falls back to ``PLC_gap`` (``PLC_basis``); the
+  taxonomy then reports the game as "insufficient data" unless ``plc="gap"`` (:mod:`rldiag.taxonomy`).
+* Intervals: percentile bootstrap over seeds, resampling each condition's seeds independently (a single
+  seed gives a zero-width interval; the taxonomy needs >= 2 seeds with a finite AUC per condition).
 
 Caveat: ``simp`` still learns from pixels, so RLC overstates pure RL difficulty (procgen exposes no
 parsed state: :data:`rldiag.envs.PRIVILEGED_STATE_GAMES` is empty).
@@ -393,11 +395,15 @@ def ppo_config_for(cfg: DiagnoseConfig, game: str, condition: str, seed: int):
     )
 
 
-def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_dependencies: Any) -> dict[str, Any]:
+def run_cell(
+    cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_dependencies: Any, progress: bool = False
+) -> dict[str, Any]:
     """Run one cell unless its result file exists; return the result (also written atomically).
 
     Module-level and taking plain values so dask workers can run it. ``_dependencies`` lets a scheduler
     order ``bc`` after its ``pix`` expert. An interrupted PPO cell resumes from its run's checkpoint.
+    ``progress`` shows the cell's own tqdm bar under the sweep's: env steps, steps/s and recent return
+    for PPO; expert frames, then training samples and held-out agreement for bc.
     """
     import torch
 
@@ -422,7 +428,9 @@ def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_depend
         from rldiag.ppo import train
 
         ppo_cfg = ppo_config_for(cfg, cell.game, cell.condition, cell.seed)
-        run = train(ppo_cfg, out_dir / "runs" / cell.key)
+        run = train(
+            ppo_cfg, out_dir / "runs" / cell.key, progress=progress, progress_label=cell.key, progress_position=1
+        )
         xs, ys = rl_curve(run.episodes, ppo_cfg.batch_size, cfg.budget, cell.game, cfg.distribution_mode)
         result.update(
             x=xs,
@@ -433,14 +441,14 @@ def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_depend
             raw_returns=[r for _, r, _ in run.episodes],
         )
     else:
-        result.update(_run_bc_cell(cfg, cell, out_dir))
+        result.update(_run_bc_cell(cfg, cell, out_dir, progress=progress))
     result["auc"] = normalized_auc(result["x"], result["y"], result["budget"])
     result["seconds"] = time.perf_counter() - started
     _write_json_atomic(path, result)
     return result
 
 
-def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path) -> dict[str, Any]:
+def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
     from rldiag.distill import agreement_curve, collect_expert_frames
     from rldiag.envs import ProcgenVectorEnv
     from rldiag.ppo import load_agent
@@ -464,12 +472,25 @@ def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path) -> dict[str, An
         num_levels=cfg.num_levels,
         start_level=cfg.start_level,
     )
-    data = collect_expert_frames(expert, envs, cfg.bc_frames, seed=10_000 + cell.seed)
+    from tqdm.auto import tqdm
+
+    # one bar for the cell: expert frames collected, then training samples with the held-out agreement
+    bar = tqdm(
+        total=cfg.bc_frames, desc=cell.key, unit="frame", unit_scale=True, position=1, leave=False, disable=not progress
+    )
+    data = collect_expert_frames(expert, envs, cfg.bc_frames, seed=10_000 + cell.seed, progress_bar=bar)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    bar.set_description(f"{cell.key} cloning")
     curve = agreement_curve(
-        data, encoder=cfg.encoder, encoder_config=cfg.encoder_config, epochs=cfg.bc_epochs, seed=cell.seed
+        data,
+        encoder=cfg.encoder,
+        encoder_config=cfg.encoder_config,
+        epochs=cfg.bc_epochs,
+        seed=cell.seed,
+        progress_bar=bar,
     )
+    bar.close()
     return {
         "x": curve["samples"],
         "y": bc_curve_scores(curve["agreement"], curve["majority_rate"]),

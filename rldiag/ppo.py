@@ -317,12 +317,17 @@ def train(
     envs: VectorEnv | None = None,
     resume: bool = True,
     progress: bool = False,
+    progress_label: str | None = None,
+    progress_position: int | None = None,
 ) -> PPOResult:
     """Train PPO for ``cfg.total_timesteps`` env steps, logging and checkpointing under ``run_dir``.
 
     ``envs`` replaces the procgen env the config describes (any gymnasium vector env with uint8 image
     observations, discrete actions and ``SAME_STEP`` autoreset). With ``resume`` an existing
     ``run_dir/checkpoint.pt`` is continued; its config must match except ``total_timesteps``.
+    ``progress`` shows a tqdm bar in env steps with steps/s and the mean return of the last 20 episodes
+    (``progress_label`` names it, ``progress_position`` stacks it under another bar and removes it at
+    the end).
     """
     cfg.validate()
     run_dir = Path(run_dir)
@@ -348,7 +353,8 @@ def train(
     if autoreset != AutoresetMode.SAME_STEP:
         raise ValueError(
             f"PPO needs an env with SAME_STEP autoreset, got {autoreset}; build gymnasium envs with "
-            "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}"
+            "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}, and rldiag/<game>-v0 or "
+            "ProcgenVectorEnv with autoreset_mode=AutoresetMode.SAME_STEP, episode_statistics=True"
         )
     if envs.num_envs != cfg.num_envs:
         raise ValueError(f"envs has {envs.num_envs} sub-envs but cfg.num_envs = {cfg.num_envs}")
@@ -389,18 +395,20 @@ def train(
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     start_time, start_step = time.perf_counter(), global_step
-    iterations = range(start_iteration, cfg.num_iterations + 1)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterations = tqdm(
-            iterations,
-            desc=f"PPO {cfg.game}",
-            unit="it",
-            initial=start_iteration - 1,
-            total=cfg.num_iterations,
+        bar = tqdm(
+            desc=progress_label or f"PPO {cfg.game}",
+            unit="step",
+            unit_scale=True,
+            initial=global_step,
+            total=cfg.num_iterations * cfg.batch_size,
+            position=progress_position,
+            leave=progress_position is None,
         )
-    for iteration in iterations:
+    for iteration in range(start_iteration, cfg.num_iterations + 1):
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - (iteration - 1.0) / cfg.num_iterations)
 
@@ -490,6 +498,11 @@ def train(
             },
         )
         episodes.extend(iteration_episodes)
+        if bar is not None:
+            recent = [r for _, r, _ in episodes[-20:]]
+            # tqdm shows env steps and steps/s itself
+            bar.set_postfix_str("recent return " + (f"{np.mean(recent):.2f}" if recent else "n/a"), refresh=False)
+            bar.update(cfg.batch_size)
         if cfg.video_every and iteration % cfg.video_every == 0:
             write_gif(obs[:, 0].cpu().numpy(), run_dir / "videos" / f"iteration_{iteration:06d}.gif")
 
@@ -508,6 +521,8 @@ def train(
                 episodes,
             )
     logger.close()
+    if bar is not None:
+        bar.close()
     return PPOResult(agent, episodes, run_dir, global_step, time.perf_counter() - start_time)
 
 

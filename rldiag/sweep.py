@@ -41,7 +41,9 @@ def run_diagnosis(
     scheduler : str, optional
         Address of a running dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
     progress : bool
-        Show a tqdm bar over cells.
+        Show a tqdm bar over cells and, when cells run serially in this process, one bar inside each cell
+        (PPO: env steps, steps/s, mean return of the last 20 episodes; bc: expert frames, then training
+        samples and held-out agreement). dask workers run without bars.
     """
     from tqdm.auto import tqdm
 
@@ -64,7 +66,7 @@ def run_diagnosis(
     if scheduler is None and workers == 0:
         for cell in todo:  # plan order: pix and simp before bc
             bar.set_postfix_str(cell.key)
-            run_cell(cfg_dict, cell, out_dir)
+            run_cell(cfg_dict, cell, out_dir, progress=progress)
             bar.update()
     else:
         _run_on_dask(cfg_dict, todo, out_dir, workers=workers, scheduler=scheduler, bar=bar)

@@ -2,8 +2,10 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rldiag.cli import main
@@ -21,7 +23,7 @@ from rldiag.diagnose import (
 from rldiag.envs import GAMES
 from rldiag.normalization import RETURN_RANGES, SOURCE, normalize_return, return_range
 from rldiag.sweep import run_diagnosis
-from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, write_taxonomy
+from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, place_labels, write_taxonomy
 
 
 def test_normalisation_table_covers_all_games_with_its_source():
@@ -123,6 +125,66 @@ def test_taxonomy_labels_quadrants_and_clusters(tmp_path):
     assert median.attrs["rlc_threshold"] == pytest.approx(float(median["RLC"].median()))
 
 
+def test_taxonomy_says_insufficient_data_instead_of_a_quadrant(tmp_path, capsys):
+    # coinrun: the README smoke run's situation, one seed with a finished episode and bc uninformative;
+    # starpilot: three seeds but bc NaN everywhere; heist: a clear RL-limited game; maze: simp never finished
+    nan = float("nan")
+    for seed in (0, 1, 2):
+        for cond, auc in (("pix", 0.1), ("simp", 0.12), ("bc", 0.9)):
+            _write_cell(tmp_path, "heist", cond, seed, auc + 0.01 * seed)
+        for cond, auc in (("pix", 0.2), ("simp", 0.6), ("bc", nan)):
+            _write_cell(tmp_path, "starpilot", cond, seed, auc + 0.01 * seed)
+    for seed, auc in ((0, 0.0), (1, nan)):
+        for cond in ("pix", "simp"):
+            _write_cell(tmp_path, "coinrun", cond, seed, auc)
+        _write_cell(tmp_path, "coinrun", "bc", seed, nan)
+    _write_cell(tmp_path, "maze", "pix", 0, 0.3)
+    table = build_taxonomy(tmp_path, n_boot=200).set_index("game")
+    assert table.loc["heist", "quadrant"] == "RL-limited" and table.loc["heist", "note"] == ""
+    for game in ("coinrun", "starpilot", "maze"):
+        assert table.loc[game, "quadrant"] == table.loc[game, "PLC_axis"] == "insufficient data"
+        assert math.isnan(table.loc[game, "stability"]) and pd.isna(table.loc[game, "cluster"])
+    assert "1 seed" in table.loc["coinrun", "note"] and math.isnan(table.loc["coinrun", "RLC_low"])
+    assert "bc AUC NaN" in table.loc["starpilot", "note"] and "--plc gap" in table.loc["starpilot", "note"]
+    assert "simp" in table.loc["maze", "note"]
+    # with PLC from the pix/simp gap alone, three seeds suffice for starpilot; one still does not for coinrun
+    gap = build_taxonomy(tmp_path, plc="gap", n_boot=200).set_index("game")
+    assert gap.loc["starpilot", "quadrant"] != "insufficient data"
+    assert gap.loc["coinrun", "quadrant"] == "insufficient data"
+    assert main(["taxonomy", str(tmp_path), "--n-boot", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "coinrun: insufficient data (1 seed" in printed and "RL-limited" in printed
+    saved = json.loads((tmp_path / "taxonomy.json").read_text())
+    assert set(saved["insufficient data"]) == {"coinrun", "starpilot", "maze"}
+    assert saved["incomplete_games"] == ["maze"]
+    coinrun = next(g for g in saved["games"] if g["game"] == "coinrun")
+    assert coinrun["quadrant"] == "insufficient data" and coinrun["cluster"] is None
+    assert pd.read_csv(tmp_path / "taxonomy.csv").set_index("game").loc["coinrun", "quadrant"] == "insufficient data"
+
+
+def test_taxonomy_labels_never_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    ax.set(xlim=(-0.05, 1.05), ylim=(-0.14, 1.14))
+    rng = np.random.default_rng(0)
+    points = np.vstack([0.3 + rng.normal(0, 0.005, (12, 2)), [[0.9, 0.9], [0.91, 0.9]]])
+    labels = [f"game{i}" for i in range(len(points))]
+    annotations = place_labels(ax, points, labels)
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for ann in annotations:
+        ann.update_positions(renderer)
+        boxes.append(Text.get_window_extent(ann, renderer))
+    overlaps = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert overlaps == []
+    plt.close(fig)
+
+
 def test_config_presets_and_validation():
     cfg = config_from_preset(["coinrun"], "cpu-smoke", budget=4096)
     assert cfg.encoder == "nature" and cfg.profile == "cpu-smoke" and cfg.bc_frames == 1024
@@ -140,7 +202,7 @@ def test_config_presets_and_validation():
     assert config_from_preset(["coinrun"], "cpu-smoke", budget=4096, ppo={"ent_coef": 0.02}).ppo == {"ent_coef": 0.02}
 
 
-def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
+def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path, capsys):
     cfg = config_from_preset(
         ["starpilot"],
         "cpu-smoke",
@@ -164,7 +226,12 @@ def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
     )
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
     (tmp_path / "cells" / f"{Cell('starpilot', 'simp', 1).key}.json").unlink()  # an "interrupted" sweep
-    run_diagnosis(cfg, tmp_path, workers=0, progress=False)
+    shutil.rmtree(tmp_path / "runs" / Cell("starpilot", "simp", 1).key)  # ... before its first checkpoint
+    capsys.readouterr()
+    run_diagnosis(cfg, tmp_path, workers=0, progress=True)
+    bars = capsys.readouterr().err
+    # the sweep's bar, and the re-run PPO cell's own bar (env steps, steps/s, recent return)
+    assert "rldiag cells" in bars and "starpilot__simp__s1" in bars and "recent return" in bars
     for p, t in stamps.items():
         if "simp__s1" not in p.name:
             assert p.stat().st_mtime_ns == t  # finished cells are skipped
