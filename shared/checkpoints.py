@@ -118,12 +118,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4 detected": we refuse or load anyway
             ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" in str(err).lower():
+        if "GLOBAL" in str(err):  # the weights-only reader met a class or function reference
             raise CheckpointError(
-                f"refused checkpoint {p}: it holds pickled Python objects besides tensors and plain containers, "
+                f"refused checkpoint {p} (read with weights_only=True): it holds pickled Python objects besides tensors and plain containers, "
                 "which could run code when loaded; it was not loaded. Save weights (a state_dict) instead"
             ) from err
-        raise CheckpointError(f"checkpoint {p} is not a PyTorch checkpoint ({err})") from err
+        detail = next((line for line in str(err).splitlines() if line.startswith("Unsupported")), "unreadable")
+        raise CheckpointError(f"checkpoint {p} is not a PyTorch checkpoint (weights-only reader: {detail}); it "
+                              "was not loaded") from err
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError) as err:
         what = "truncated or corrupt" if zipped else "not a PyTorch checkpoint"
         raise CheckpointError(f"checkpoint {p} is {what} ({size} bytes; torch says: "

@@ -72,6 +72,7 @@ __all__ = [
     "config_fingerprint",
     "file_sha256",
     "open_job",
+    "reopen_job",
 ]
 
 BOOKKEEPING = ".job"
@@ -602,3 +603,21 @@ def open_job(root: str | Path, command: str, config: Mapping[str, Any], *, overw
         ``overwrite`` is False.
     """
     return Job(root, command, config, overwrite=overwrite).open(wait=wait, poll_s=poll_s, timeout_s=timeout_s)
+
+
+def reopen_job(root: str | Path, command: str, *, wait: bool = False) -> Job:
+    """Open the ``command`` job that already lives in ``root`` with its recorded settings, e.g. to redo a
+    cheap final step (fits, plots) without repeating the settings on the command line.
+
+    Raises
+    ------
+    JobConfigError : ``root`` holds no job, or another command's.
+    """
+    path = Path(root) / BOOKKEEPING / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError) as err:
+        raise JobConfigError(f"{root} holds no `{command}` output ({path} is missing or unreadable)") from err
+    if manifest.get("command") != command:
+        raise JobConfigError(f"{root} holds the output of `{manifest.get('command')}`, not of `{command}`")
+    return open_job(root, command, manifest["config"], wait=wait)

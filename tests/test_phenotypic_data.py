@@ -123,7 +123,7 @@ def test_remote_prefix_maps_to_local_root():
 def test_validation_errors(release):
     df = load_jump_profiles(release, progress=False)
     feat = [c for c in df.columns if not c.startswith("Metadata_")][0]
-    with pytest.raises(ProfileError, match="share a"):
+    with pytest.raises(ProfileError, match="rows for 1 repeated wells"):
         validate_profiles(pd.concat([df, df.iloc[:1]]))
     no_ctrl = df[~((df["Metadata_Plate"] == df["Metadata_Plate"].iloc[0]) & (df["Metadata_pert_type"] == "negcon"))]
     with pytest.raises(ProfileError, match="no negative-control"):
