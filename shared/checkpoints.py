@@ -120,8 +120,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     except pickle.UnpicklingError as err:
         if "GLOBAL" in str(err):  # the weights-only reader met a class or function reference
             raise CheckpointError(
-                f"refused checkpoint {p} (read with weights_only=True): it holds pickled Python objects besides tensors and plain containers, "
-                "which could run code when loaded; it was not loaded. Save weights (a state_dict) instead"
+                f"refused checkpoint {p} (read with weights_only=True): it holds pickled Python objects besides "
+                "tensors and plain containers, which could run code when loaded; it was not loaded. Save weights "
+                "(a state_dict) instead"
             ) from err
         detail = next((line for line in str(err).splitlines() if line.startswith("Unsupported")), "unreadable")
         raise CheckpointError(f"checkpoint {p} is not a PyTorch checkpoint (weights-only reader: {detail}); it "
