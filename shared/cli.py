@@ -242,6 +242,17 @@ def dataclass_from_args(cls: type, args: argparse.Namespace | dict) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ LightningCLI
+def _option_value(args: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag VALUE`` or ``flag=VALUE`` in ``args`` (the last one wins), else None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
 def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str] | None = None,
                   run: bool = True, **kwargs: Any):
     """LightningCLI with the project's defaults: YAML configs, the resolved config saved beside the logs,
@@ -260,4 +271,9 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
     kwargs.setdefault("seed_everything_default", 0)
     args = None if args is None else [a for a in args if a != VERBOSE_FLAG]
+    resume_from = _option_value(args or [], "--ckpt_path")
+    if resume_from is not None and resume_from not in ("best", "last", "hpc", "registry"):
+        from shared.checkpoints import load_checkpoint
+
+        load_checkpoint(resume_from)  # an empty, truncated or hostile file fails here, in one line
     return _SafeCLI(model_class, datamodule_class, args=args, run=run, **kwargs)

@@ -557,6 +557,7 @@ class Job:
         ----------
         keys : unit keys (file-name safe; stable across reruns, e.g. from grid positions).
         work : writes the unit's outputs (through :meth:`claim` / ``write_*``); its return value is ignored.
+            A refused claim (:class:`OutputExistsError`) stops the run instead of failing the unit.
         stop_after : stop after this many failures in a row with no success in this run (a broken setup
             should not burn the whole grid); ``None`` never stops.
         progress : optional wrapper for the pending keys, e.g. ``tqdm``.
@@ -575,6 +576,8 @@ class Job:
         for i, key in enumerate(progress(pending) if progress else pending):
             try:
                 work(key)
+            except (OutputExistsError, JobConfigError, JobLockedError):
+                raise  # about the whole output, not this unit: stop and tell the user
             except Exception as err:  # contained: recorded, retried on the next run
                 report.failed[key] = self.mark_failed(key, err)
                 streak += 1

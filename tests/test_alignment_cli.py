@@ -1,9 +1,9 @@
 """``python -m shared.alignment score`` on a real Lightning checkpoint and folders of maps/images."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import numpy as np

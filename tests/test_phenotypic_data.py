@@ -176,3 +176,59 @@ def test_normalisation_matches_pycytominer_and_whitening(release):
     np.testing.assert_allclose(z.std(0, ddof=1), 1, rtol=1e-3)
     with pytest.raises(ValueError, match="NaN"):
         fit_whitening(np.array([[np.nan, 1.0], [1.0, 2.0]]))
+
+
+def _stamps(root):
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and ".job" not in p.parts}
+
+
+def test_simulate_never_replaces_a_release_it_did_not_make(tmp_path, capsys):
+    import shutil
+
+    from phenotypic.cli import main
+
+    root = tmp_path / "rel"
+    argv = ["simulate", "--out", str(root), "--n-compounds", "30", "--plates-per-batch", "1", "--n-features", "20"]
+    assert main(argv) == 0
+    before = _stamps(root)
+    compound = (root / "metadata" / "compound.csv.gz").read_bytes()
+    assert main(argv) == 0  # the same command: its own job, already finished; nothing is rewritten
+    assert _stamps(root) == before
+    assert main([*argv, "--seed", "1"]) == 2
+    assert "other settings (seed: 0 -> 1); choose another output folder, or pass --overwrite" in capsys.readouterr().err
+    shutil.rmtree(root / ".job")  # a release made before the job layer, or copied without its bookkeeping
+    assert main([*argv, "--seed", "1"]) == 2
+    assert "exists and was not written by this `phenotypic simulate` job" in capsys.readouterr().err
+    assert _stamps(root) == before
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (root / "metadata" / "compound.csv.gz").read_bytes() != compound
+    (tmp_path / "file").write_text("x")
+    assert main(["simulate", "--out", str(tmp_path / "file")]) == 2
+    assert main(["simulate", "--out", str(tmp_path / "new"), "--n-features", "100000"]) == 2
+    assert "n_features must be <=" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_repeated_wells_and_empty_tables_are_named(release, tmp_path):
+    import shutil
+
+    copy = tmp_path / "rel"
+    shutil.copytree(release, copy, ignore=shutil.ignore_patterns("images"))
+    plate = sorted(copy.rglob("SIM*.parquet"))[0]
+    frame = pd.read_parquet(plate)
+    pd.concat([frame, frame.head(2)]).to_parquet(plate)  # keeps a repeated index: used to be InvalidIndexError
+    with pytest.raises(ProfileError, match=rf"{plate.stem}: wells A01, A24\); each \(source, plate, well\)"):
+        load_jump_profiles(copy, progress=False)
+    frame.to_parquet(plate, index=False)
+    well = copy / "metadata" / "well.csv.gz"
+    table = pd.read_csv(well, dtype=str)
+    pd.concat([table, table.head(1)]).to_csv(well, index=False)
+    with pytest.raises(ProfileError, match=r"the well table \(well.csv.gz\) has 2 rows for 1 repeated wells"):
+        load_jump_profiles(copy, progress=False)
+    table.to_csv(well, index=False)
+    compound = copy / "metadata" / "compound.csv.gz"
+    pd.read_csv(compound, dtype=str).head(0).to_csv(compound, index=False)
+    with pytest.raises(ProfileError, match="compound.csv.gz has a header but no rows"):
+        load_jump_profiles(copy, progress=False)
+    compound.write_bytes(b"")
+    with pytest.raises(ProfileError, match=r"compound.csv.gz is empty \(not even a header\)"):
+        load_jump_profiles(copy, progress=False)

@@ -292,3 +292,10 @@ def test_user_errors_are_one_line_with_exit_code_2(capsys):
     with pytest.raises(KeyError):  # a bug keeps its traceback
         run_guarded("prog sub", _bug, [])
     assert "--verbose" in subcommand_parser("p", "d").format_help()
+
+
+def test_a_refused_claim_stops_the_run_instead_of_failing_a_unit(tmp_path):
+    (tmp_path / "b.txt").write_text("user data")
+    with jobs.open_job(tmp_path, "test", {}) as job, pytest.raises(jobs.OutputExistsError):
+        job.run_units(["a", "b", "c"], lambda k: job.write_text(f"{k}.txt", k))
+    assert job.done_units() == {"a"} and job.failed_units() == {} and not (tmp_path / "c.txt").exists()
