@@ -141,15 +141,15 @@ def add_output_arguments(parser: argparse.ArgumentParser, *, wait: bool = True) 
 # ------------------------------------------------------------------------------------------ dataclasses
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass (``x: int = 1`` then ``\"\"\"help\"\"\"``), searched
-    through its bases; a field's ``metadata["help"]`` wins.
+    """The docstring under each field of a dataclass (``x: int = 1`` then ``\"\"\"help\"\"\"``, read from the
+    class's source file, through its bases); a field's ``metadata["help"]`` wins (and is the only source for
+    classes without a source file).
 
     Examples
     --------
     >>> @dataclass
     ... class Config:
-    ...     steps: int = 10
-    ...     \"\"\"optimiser steps\"\"\"
+    ...     steps: int = dataclasses.field(default=10, metadata={"help": "optimiser steps"})
     >>> field_docs(Config)
     {'steps': 'optimiser steps'}
     """
