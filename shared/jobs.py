@@ -290,11 +290,11 @@ class _Lock:
             os.fsync(f.fileno())
         return True
 
-    def _holder(self) -> tuple[str, dict]:
+    def _holder(self) -> tuple[str | None, dict]:
         try:
             text = self.path.read_text()
         except FileNotFoundError:
-            return "", {}
+            return None, {}
         try:
             return text, json.loads(text)
         except json.JSONDecodeError:  # a holder still writing it, or a crash between create and write
@@ -318,11 +318,19 @@ class _Lock:
         announced = False
         while not self._try_create():
             text, holder = self._holder()
-            if not text:
+            if text is None:  # released in between: try again
+                continue
+            if not holder:  # being written by a starting run, or left empty by one that died doing so
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - self.path.stat().st_mtime > 10:
+                        warnings.warn(f"taking over the unreadable lock {self.path}", stacklevel=3)
+                        self._break_stale(text)
+                time.sleep(0.05)
                 continue
             who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} "
-                   f"({holder.get('command')})") if holder else "a run that is starting"
-            if holder and holder.get("host") == socket.gethostname() and not _pid_alive(int(holder["pid"])):
+                   f"({holder.get('command')})")
+            pid = holder.get("pid")
+            if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
                 warnings.warn(f"taking over the lock {self.path} left by {who}, which is no longer running",
                               stacklevel=3)
                 self._break_stale(text)

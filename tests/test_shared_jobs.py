@@ -299,3 +299,12 @@ def test_a_refused_claim_stops_the_run_instead_of_failing_a_unit(tmp_path):
     with jobs.open_job(tmp_path, "test", {}) as job, pytest.raises(jobs.OutputExistsError):
         job.run_units(["a", "b", "c"], lambda k: job.write_text(f"{k}.txt", k))
     assert job.done_units() == {"a"} and job.failed_units() == {} and not (tmp_path / "c.txt").exists()
+
+
+def test_an_empty_lock_left_by_a_crash_is_taken_over(tmp_path):
+    lock = tmp_path / ".job" / "lock"
+    lock.parent.mkdir()
+    lock.write_text("")  # died between creating the lock and writing its holder
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    with pytest.warns(UserWarning, match="unreadable lock"), jobs.open_job(tmp_path, "test", {}):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
