@@ -16,6 +16,11 @@ Every command that writes results goes through here, so "nothing lost, nothing c
 * **Resumable units that fail independently** (:meth:`Job.run_units`): a done-marker is written only after
   a unit's outputs are in place (daisy's ``check_function`` with the cheap marker of its tutorial); a unit
   that raises is recorded under ``failed/`` and retried on the next run, counted apart from done ones.
+  volara keeps the same kind of marker (a ``blocks_done`` zarr, one chunk per finished block) in a meta
+  folder beside its logs; ours lives in the output so it travels with it.
+
+Inside a zarr container, give each array its own job (``root`` = the array's folder): zarr 3 warns about a
+``.job`` folder at group level ("not recognized as a component of a Zarr hierarchy") but not inside an array.
 
 Examples
 --------
