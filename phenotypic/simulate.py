@@ -337,13 +337,16 @@ def _write_plate(job: Job, cfg: SimulationConfig, plate: dict, render: bool) -> 
 
     source, batch, name = plate["source"], plate["batch"], plate["plate"]
     ext = ".parquet" if cfg.profile_format == "parquet" else ".csv.gz"
-    job.write_table(Path("cpg0016-jump") / source / "workspace" / "profiles" / batch / name / f"{name}{ext}",
-                    plate["frame"])
+    tree = Path("cpg0016-jump") / source
+    profile = tree / "workspace" / "profiles" / batch / name / f"{name}{ext}"
+    img_dir, ill_dir = tree / "images" / batch / "images" / name, tree / "images" / batch / "illum" / name
+    load_data = tree / "workspace" / "load_data_csv" / batch / name / "load_data_with_illum.csv"
+    job.claim(profile, *((img_dir, ill_dir, load_data) if render else ()))  # one fsynced record for all
+    job.write_table(profile, plate["frame"])
     if not render:
         return
     rng = np.random.default_rng([cfg.seed, 1, *plate["position"]])
-    img_dir = job.claim(Path("cpg0016-jump") / source / "images" / batch / "images" / name)
-    ill_dir = job.claim(Path("cpg0016-jump") / source / "images" / batch / "illum" / name)
+    img_dir, ill_dir = job.root / img_dir, job.root / ill_dir
     img_dir.mkdir(parents=True, exist_ok=True)
     ill_dir.mkdir(parents=True, exist_ok=True)
     fields = {ch: _illum_field(cfg.image_size, rng) for ch in CHANNELS}
@@ -365,8 +368,7 @@ def _write_plate(job: Job, cfg: SimulationConfig, plate: dict, render: bool) -> 
                 row[f"FileName_Illum{ch}"] = f"{name}_Illum{ch}.npy"
                 row[f"PathName_Illum{ch}"] = f"{remote}/illum/{name}/"
             rows.append(row)
-    job.write_table(Path("cpg0016-jump") / source / "workspace" / "load_data_csv" / batch / name
-                    / "load_data_with_illum.csv", pd.DataFrame(rows))
+    job.write_table(load_data, pd.DataFrame(rows))
 
 
 def simulate_release(

@@ -232,3 +232,36 @@ def test_repeated_wells_and_empty_tables_are_named(release, tmp_path):
     compound.write_bytes(b"")
     with pytest.raises(ProfileError, match=r"compound.csv.gz is empty \(not even a header\)"):
         load_jump_profiles(copy, progress=False)
+
+
+def test_interrupted_simulation_resumes_to_the_same_release(tmp_path, monkeypatch):
+    import gzip
+
+    import phenotypic.simulate as sim
+    from shared.jobs import JobIncompleteError
+
+    settings = dict(n_compounds=30, plates_per_batch=2, n_features=20, images=True, image_plates=1, image_size=32,
+                    progress=False)
+    write_plate = sim._write_plate
+
+    def flaky(job, cfg, plate, render):
+        write_plate(job, cfg, plate, render)
+        if plate["plate"].endswith("001"):  # fails after writing its files: the rerun may replace them
+            raise OSError("disk full")
+
+    monkeypatch.setattr(sim, "_write_plate", flaky)
+    with pytest.raises(JobIncompleteError, match=r"1 of 2 units failed .*plate-SIM101001: OSError: disk full"):
+        simulate_release(tmp_path / "resumed", **settings)
+    assert not (tmp_path / "resumed" / "metadata").exists()  # metadata waits for every plate
+    monkeypatch.setattr(sim, "_write_plate", write_plate)
+    simulate_release(tmp_path / "resumed", **settings)  # retries the failed plate only
+    simulate_release(tmp_path / "whole", **settings)
+    for path in sorted((tmp_path / "whole").rglob("*")):
+        if path.is_file() and ".job" not in path.parts:
+            twin = tmp_path / "resumed" / path.relative_to(tmp_path / "whole")
+            if path.suffix == ".parquet":
+                pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(twin))
+            elif path.suffix == ".gz":  # the gzip header holds a time stamp
+                assert gzip.decompress(path.read_bytes()) == gzip.decompress(twin.read_bytes()), path
+            else:
+                assert path.read_bytes() == twin.read_bytes(), path
