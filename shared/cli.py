@@ -123,8 +123,19 @@ def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
         """Show defaults and keep the description's own line breaks (examples stay readable)."""
 
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
-    parser.add_argument(VERBOSE_FLAG, action="store_true", help="on an error, also print the traceback")
+    parser.add_argument(VERBOSE_FLAG, action=_ReadByRunGuarded, help="on an error, also print the traceback")
     return parser
+
+
+class _ReadByRunGuarded(argparse.Action):
+    """Accept a flag that :func:`run_guarded` reads from argv, without adding it to the parsed namespace
+    (subcommands that turn the namespace into a config never see it)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        """Nothing to store."""
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, wait: bool = True) -> None:

@@ -308,3 +308,9 @@ def test_an_empty_lock_left_by_a_crash_is_taken_over(tmp_path):
     os.utime(lock, (time.time() - 60, time.time() - 60))
     with pytest.warns(UserWarning, match="unreadable lock"), jobs.open_job(tmp_path, "test", {}):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+
+def test_verbose_is_accepted_but_not_part_of_the_options():
+    parser = subcommand_parser("p", "d")
+    parser.add_argument("--steps", type=int, default=1)
+    assert vars(parser.parse_args(["--verbose", "--steps", "2"])) == {"steps": 2}
