@@ -192,20 +192,19 @@ def scaling(argv: list[str]) -> int:
         raise ValueError(f"--n-boot must be >= 0 and --target-accuracy in (0, 1), got {args.n_boot} and "
                          f"{args.target_accuracy}")
     out = Path(args.out)
-    if args.fit_only:
-        results = pd.read_csv(out / "results.csv")
-    else:
+    if not args.fit_only:
         cfg = dataclass_from_args(GridConfig, args)
-        results = run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait)
-    front = frontier(results, x="n_train_wells", y="ibp_probe_top1")
-    fits = fit_scaling_laws(
-        front["n_train_wells"],
-        front["ibp_probe_top1"],
-        n_boot=args.n_boot,
-        target_accuracy=args.target_accuracy,
-        seed=args.seed,
-    )
+        run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait)
     with reopen_job(out, "phenotypic scaling", wait=args.wait) as job:  # fits and plot belong to the grid job
+        results = pd.read_csv(out / "results.csv")
+        front = frontier(results, x="n_train_wells", y="ibp_probe_top1")
+        fits = fit_scaling_laws(
+            front["n_train_wells"],
+            front["ibp_probe_top1"],
+            n_boot=args.n_boot,
+            target_accuracy=args.target_accuracy,
+            seed=args.seed,
+        )
         job.write_json("fits.json", fits)
         plot_scaling(results, fits, job.claim("scaling.png"))
     summary = (
