@@ -76,4 +76,14 @@ def neurite_tubes(morphology: str, shape: tuple[int, int, int], *, seed: int = 0
     distance, nearest = ndimage.distance_transform_edt(skeleton == 0, sampling=voxel, return_indices=True)
     inside = distance <= radius[tuple(nearest)]
     labels[inside] = skeleton[tuple(nearest)][inside].astype(np.uint64)
+    # a neuron is one connected process: pieces cut off by other tubes become extracellular space (no
+    # nearest-neighbour affinity could join them)
+    for label, box in enumerate(ndimage.find_objects(labels.astype(np.int64)), start=1):
+        if box is None:
+            continue
+        mine = labels[box] == label
+        pieces, n = ndimage.label(mine)
+        if n > 1:
+            largest = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+            labels[box][mine & (pieces != largest)] = 0
     return labels

@@ -200,7 +200,7 @@ def segment_blockwise(
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape[1:]))
     folder = Path(f"{output_path}.blockwise")
     config = {"job": "segment", "affinities": str(affs_path), "shape": list(volume.data.shape),
-              "offsets": offsets, "chunks": list(chunks), "settings": settings.to_manifest()}
+              "offsets": offsets, "chunks": list(chunks), **settings.to_manifest()}
     check_or_write_manifest(folder / "manifest.json", config, job="segment")
     blocks = block_grid(volume_roi, block_shape, settings.context, origin=(0, 0, 0))
 
