@@ -8,7 +8,6 @@ in one run, as waterz does). Segments smaller than ``min_size`` voxels (dust) be
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 import numba
@@ -17,6 +16,41 @@ import numpy as np
 from connectomics.hashtable import delete_slot, find_slot
 from connectomics.segment.region_graph import RegionGraph
 from connectomics.segment.settings import SegmentSettings, resolve
+
+
+@numba.njit(cache=True)
+def _before(scores, edges, i, j):  # pragma: no cover - compiled
+    """Heap order: lower score first, then lower edge index (deterministic ties)."""
+    return scores[i] < scores[j] or (scores[i] == scores[j] and edges[i] < edges[j])
+
+
+@numba.njit(cache=True)
+def _sift_down(scores, edges, size, i):  # pragma: no cover - compiled
+    """Restore the heap below entry ``i`` of a binary min-heap held in two arrays."""
+    while True:
+        smallest, left = i, 2 * i + 1
+        if left < size and _before(scores, edges, left, smallest):
+            smallest = left
+        if left + 1 < size and _before(scores, edges, left + 1, smallest):
+            smallest = left + 1
+        if smallest == i:
+            return
+        scores[i], scores[smallest] = scores[smallest], scores[i]
+        edges[i], edges[smallest] = edges[smallest], edges[i]
+        i = smallest
+
+
+@numba.njit(cache=True)
+def _push(scores, edges, size, score, edge):  # pragma: no cover - compiled
+    """Add (score, edge) to the heap of ``size`` entries; returns the new size."""
+    i = size
+    scores[i], edges[i] = score, edge
+    while i > 0 and _before(scores, edges, i, (i - 1) // 2):
+        parent = (i - 1) // 2
+        scores[i], scores[parent] = scores[parent], scores[i]
+        edges[i], edges[parent] = edges[parent], edges[i]
+        i = parent
+    return size + 1
 
 
 @numba.njit(cache=True)
@@ -97,17 +131,24 @@ def _merge_regions(index_u, index_v, affinity_sum, count, links, histogram, quan
     # only edges that can merge at the highest threshold are queued now; an edge whose score later drops
     # (by pooling with a merged neighbour) is queued again at that merge
     highest = thresholds[-1] if len(thresholds) else 0.0
-    heap = [(np.float64(1.0), np.int64(0)) for _ in range(0)]
+    # binary min-heap in two arrays (numba's heapq on a list of tuples took 2x longer); each pooling pushes
+    # one entry and removes one edge, so 2 * n_edges entries always suffice
+    heap_scores, heap_edges, queued = np.empty(2 * n_edges + 1), np.empty(2 * n_edges + 1, np.int64), 0
     for e in range(n_edges):
         score = _score(e, sums, counts, links, histogram, quantile)
         if score < highest:
-            heap.append((score, np.int64(e)))
-    heapq.heapify(heap)
+            heap_scores[queued], heap_edges[queued] = score, e
+            queued += 1
+    for i in range(queued // 2 - 1, -1, -1):
+        _sift_down(heap_scores, heap_edges, queued, i)
     roots = np.empty((len(thresholds), n), np.int64)
     root_sizes = np.empty((len(thresholds), n), np.int64)
     for k in range(len(thresholds)):
-        while len(heap) and heap[0][0] < thresholds[k]:
-            score, e = heapq.heappop(heap)
+        while queued and heap_scores[0] < thresholds[k]:
+            score, e = heap_scores[0], heap_edges[0]
+            queued -= 1
+            heap_scores[0], heap_edges[0] = heap_scores[queued], heap_edges[queued]
+            _sift_down(heap_scores, heap_edges, queued, 0)
             if not alive[e] or _score(e, sums, counts, links, histogram, quantile) != score:
                 continue  # merged away or pooled since it was queued
             a, b = ends_u[e], ends_v[e]
@@ -135,7 +176,7 @@ def _merge_regions(index_u, index_v, affinity_sum, count, links, histogram, quan
                         alive[g] = False
                         pooled = _score(f, sums, counts, links, histogram, quantile)
                         if pooled < highest:
-                            heapq.heappush(heap, (pooled, f))
+                            queued = _push(heap_scores, heap_edges, queued, pooled, f)
                     else:
                         if ends_u[g] == b:
                             ends_u[g] = a
@@ -200,19 +241,29 @@ def agglomerate(graph: RegionGraph, settings: SegmentSettings | None = None,
         np.asarray(graph.affinity_sum, np.float64), np.asarray(graph.count, np.int64),
         np.array(graph.links, np.int64), np.array(histogram, np.uint32), np.int64(settings.quantile),
         np.asarray(graph.sizes, np.int64), np.asarray(settings.thresholds, np.float64))
-    return {t: _number_segments(roots[k], root_sizes[k], settings.min_size)
+    return {t: _number_segments(roots[k], root_sizes[k], np.int64(settings.min_size))
             for k, t in enumerate(settings.thresholds)}
 
 
-def _number_segments(roots: np.ndarray, root_sizes: np.ndarray, min_size: int) -> np.ndarray:
-    """Segment ids 1..k in order of each segment's first fragment; dust (size < min_size) -> 0."""
-    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-    order = np.argsort(np.argsort(first))  # rank of each root by its first fragment
-    keep = root_sizes[roots[first]] >= min_size
-    ids = np.zeros(len(first), np.uint64)
-    ranks = order[keep]
-    ids[keep] = (np.argsort(np.argsort(ranks)) + 1).astype(np.uint64)
-    return ids[inverse.ravel()]
+@numba.njit(cache=True)
+def _number_segments(roots, root_sizes, min_size):  # pragma: no cover - compiled
+    """Segment ids 1..k in order of each segment's first fragment; dust (root size < min_size) -> 0.
+
+    ``roots`` (int64, n_fragments) holds each fragment's root, a fragment index; ``root_sizes`` the voxels
+    of each root.
+    """
+    ids = np.zeros(len(roots), np.uint64)  # id of each root, 0 until its first fragment is met
+    out = np.zeros(len(roots), np.uint64)
+    next_id = np.uint64(1)
+    for i in range(len(roots)):
+        root = roots[i]
+        if root_sizes[root] < min_size:
+            continue
+        if ids[root] == 0:
+            ids[root] = next_id
+            next_id += np.uint64(1)
+        out[i] = ids[root]
+    return out
 
 
 @numba.njit(cache=True)

@@ -68,4 +68,8 @@ def segment_in_memory(affs: np.ndarray, offsets: Sequence[Sequence[int]] = NEARE
              for block in blocks]
     graph = RegionGraph.merge(parts) if len(parts) > 1 else parts[0]
     luts = agglomerate(graph, settings)
-    return {t: relabel(fragments, graph.fragments, lut) for t, lut in luts.items()}
+    # one lookup of each voxel's fragment index serves every threshold; background (not in the graph) gets
+    # the extra last entry, segment 0
+    index = relabel(fragments, graph.fragments, np.arange(len(graph.fragments), dtype=np.int64))
+    index[fragments == 0] = len(graph.fragments)
+    return {t: np.append(lut, np.uint64(0))[index] for t, lut in luts.items()}
