@@ -63,6 +63,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from connectomics.morphology import MORPHOLOGIES, Morphology, neuron_labels
+
+__all__ = ["MORPHOLOGIES", "SOURCES", "Morphology", "Source", "neuron_labels", "section_defects",
+           "simulate_block", "simulate_to_zarr", "simulate_volume"]
+
 CELL_NM = 1000.0
 K_NEAREST = 6
 _MAX_IDS_PER_CELL = 4096
@@ -481,7 +486,8 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
 def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int], *, seed: int = 0,
                      chunks: Sequence[int] = (32, 128, 128), workers: int = 1, levels: int = 1,
                      progress: bool = True, resume: bool = False) -> Path:
-    """Write a simulated volume as OME-Zarr ``path/raw`` (uint8) and ``path/labels`` (uint64), chunk by chunk.
+    """Write a simulated volume as OME-Zarr, chunk by chunk: image ``path/raw`` (uint8) and its NGFF label
+    image ``path/raw/labels/neuron_ids`` (uint64; also readable as ``path/labels``, see connectomics.io).
 
     Parameters
     ----------
@@ -502,7 +508,13 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
 
     from tqdm.auto import tqdm
 
-    from connectomics.io import add_multiscale_levels, create_ome_zarr_array
+    from connectomics.io import (
+        add_alias,
+        add_multiscale_levels,
+        create_label_image,
+        create_ome_zarr_array,
+        match_image_levels,
+    )
 
     spec = get_source(source)
     shape = _check_shape(shape)
@@ -526,7 +538,8 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
               "exists_ok": resume}
     raw = create_ome_zarr_array(path / "raw", dtype=np.uint8, **common)
-    labels = create_ome_zarr_array(path / "labels", dtype=np.uint64, **common)
+    labels = create_label_image(path / "raw", "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=resume)
+    add_alias(path, "labels", "raw/labels/neuron_ids")
     import zarr
 
     zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
@@ -551,7 +564,7 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
                                unit="block", disable=not progress), maxlen=0)
     if levels > 1:
         add_multiscale_levels(path / "raw", levels - 1, method="mean")
-        add_multiscale_levels(path / "labels", levels - 1, method="mode")
+    match_image_levels(path / "raw", "neuron_ids")
     return path
 
 

@@ -10,9 +10,11 @@ from scipy import ndimage
 
 from connectomics.io import open_volume
 from connectomics.simulate import (
+    MORPHOLOGIES,
     SOURCES,
     cli,
     get_source,
+    neuron_labels,
     section_defects,
     simulate_block,
     simulate_to_zarr,
@@ -130,3 +132,16 @@ def test_cli(tmp_path, capsys):
     assert open_volume(f"{out}/raw").shape == (4, 32, 32)
     assert cli([str(out), "--shape", "4,32,32", "--quiet"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- neuron morphologies
+@pytest.mark.parametrize("morphology", list(MORPHOLOGIES))
+def test_neuron_labels_deterministic_with_many_thin_objects(morphology):
+    shape = (8, 64, 64)
+    labels = neuron_labels(morphology, shape, seed=2)
+    assert labels.dtype == np.uint64 and labels.shape == shape
+    np.testing.assert_array_equal(labels, neuron_labels(morphology, shape, seed=2))
+    assert not np.array_equal(labels, neuron_labels(morphology, shape, seed=3))
+    # thin objects: in-plane cross-sections of at most ~300 nm diameter (8 nm pixels) are frequent
+    areas = np.concatenate([np.unique(labels[z][labels[z] > 0], return_counts=True)[1] for z in range(shape[0])])
+    assert np.sum(areas * 64.0 < np.pi * 150.0 ** 2) >= 10, np.sort(areas)

@@ -13,6 +13,7 @@ MODULES = [
     "tifffile", "pycytominer", "captum", "tensorboard", "numba", "threadpoolctl",
     # dev extra: notebook runner and the peers tests/benchmarks compare against
     "nbclient", "nbformat", "copairs", "waterz", "stable_baselines3",
+    "ome_zarr.reader", "ome_zarr_models",
 ]
 
 

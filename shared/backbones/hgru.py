@@ -35,8 +35,13 @@ class HGRUConfig(RecurrentConfig):
         artificial edge at the image border that the square turns into strong drive, and the hGRU then
         spreads and integrates that frame instead of the contours (visible in ``return_steps`` figures).
     kernel_size : odd horizontal kernel size (published 15).
-    share_kernel : one horizontal kernel for inhibition and excitation (the 2018 cell) instead of two.
-    nonlinearity : ``"softplus"`` (C-RBP cell) or ``"relu"`` (hgru-pytorch).
+    share_kernel : one horizontal kernel for inhibition and excitation (the 2018 cell) instead of two;
+        None: True for ``variant="2018"``, else False.
+    nonlinearity : ``"softplus"`` (C-RBP cell), ``"relu"`` (hgru-pytorch) or ``"tanh"`` (2018 TF cell);
+        None: tanh for ``variant="2018"``, else softplus.
+    variant : ``"crbp"`` (the C-RBP-era cell) or ``"2018"`` (serre-lab/hgru_share: tanh, one shared
+        kernel, a learned ``eta_t`` per timestep; see :class:`shared.backbones.cells.HGRUCell`). The
+        per-step eta is not C-RBP-compatible, so ``"2018"`` is rejected with ``mode="crbp"``.
     norm : default ``"batch"`` (the C-RBP cell normalises C1 and C2 with BatchNorm).
     """
 
@@ -46,8 +51,9 @@ class HGRUConfig(RecurrentConfig):
     frontend_bias: bool = False
     frontend_padding: Literal["reflect", "zeros"] = "reflect"
     kernel_size: int = 15
-    share_kernel: bool = False
-    nonlinearity: Literal["softplus", "relu"] = "softplus"
+    share_kernel: bool | None = None
+    nonlinearity: Literal["softplus", "relu", "tanh"] | None = None
+    variant: Literal["crbp", "2018"] = "crbp"
     norm: RecurrentNorm = "batch"
 
     def __post_init__(self) -> None:
@@ -56,6 +62,12 @@ class HGRUConfig(RecurrentConfig):
             raise ValueError(f"hidden_channels must be >= 1, got {self.hidden_channels}")
         if self.frontend_padding not in ("reflect", "zeros"):
             raise ValueError(f"frontend_padding must be 'reflect' or 'zeros', got {self.frontend_padding!r}")
+        if self.variant not in ("crbp", "2018"):
+            raise ValueError(f"variant must be 'crbp' or '2018', got {self.variant!r}")
+        if self.variant == "2018" and self.mode == "crbp":
+            raise ValueError("variant='2018' scales the state by a learned eta per timestep, so the step is not "
+                             "the same map at every timestep; mode='crbp' needs variant='crbp' (use "
+                             "mode='bptt' or 'truncated' for the 2018 hGRU)")
         for name in ("frontend_kernel", "kernel_size"):
             value = getattr(self, name)
             if value < 1 or value % 2 == 0:
@@ -72,7 +84,7 @@ class HGRUNet(RecurrentBackbone):
                                   bias=cfg.frontend_bias, padding_mode=cfg.frontend_padding)
         self.square = cfg.frontend == "square"
         self.cell = HGRUCell(k, kernel_size=cfg.kernel_size, timesteps=cfg.timesteps, norm=cfg.norm,
-                             share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity)
+                             share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity, variant=cfg.variant)
         self.head = conv_nd(2, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or k
 
