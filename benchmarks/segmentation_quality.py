@@ -1,7 +1,8 @@
 """Benchmark 4: segmentation quality on thin neuron shapes, ours against waterz (and mutex watershed).
 
-Input: ground truth of thin branching processes at 40x8x8 nm in three morphology classes (dense: among
-large cells; sparse: in large empty regions; thin: packed neurites); affinities = ground truth + Gaussian
+Input: simulated neural tissue at 40x8x8 nm (:func:`connectomics.simulate.neuron_labels`) in its three
+morphology classes (dense: thin neurites among somata, thick dendrites and glia; sparse: branching
+processes in large empty gaps; thin: only thin processes); affinities = ground truth + Gaussian
 noise clipped to [0, 1] (:func:`connectomics.affinities.noisy_affinities`, waterz convention, background
 never has affinity 1). Each method runs once over a sweep of thresholds; for each, the table gives the best
 adapted Rand error over the sweep (CREMI convention: ground truth 0 ignored), the best VOI split + merge
@@ -9,8 +10,12 @@ over the sweep, the threshold of the best ARAND and the wall time of the whole s
 
 Methods:
 
-* ``ours`` / ``ours-blockwise``: :func:`segment_in_memory` / :func:`segment_blockwise` (blocks of
-  ``--block`` with ``--context``) with the default settings (waterz fragments, mean-affinity score);
+* ``ours``: :func:`segment_in_memory` with the default settings (waterz fragments, mean-affinity score;
+  the default block 64x256x256 holds the whole volume);
+* ``ours-blocks``: the same in memory on the blockwise grid (``--block`` with ``--context``): fragments cut
+  at block faces and re-joined through face links;
+* ``ours-blockwise``: :func:`segment_blockwise` on that grid through zarr (what ``connectomics segment``
+  does), 1 worker thread;
 * ``ours-q50``: the same with the median score (``quantile-50``);
 * ``ours-seeded``: the distance-transform seeded fragments (the pre-issue-13 default);
 * ``waterz`` / ``waterz-q50``: ``waterz.agglomerate`` with ``OneMinus<MeanAffinity>`` (its default) /
@@ -33,27 +38,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling module when run as a script
-
-from neurite_tubes import MORPHOLOGIES, neurite_tubes  # noqa: E402
-
-from connectomics.affinities import DEFAULT_OFFSETS, NEAREST_OFFSETS, noisy_affinities  # noqa: E402
-from connectomics.blocks import parse_coordinate  # noqa: E402
-from connectomics.io import create_ome_zarr_array, open_volume  # noqa: E402
-from connectomics.metrics import (  # noqa: E402
-    adapted_rand_error,
-    contingency_table,
-    variation_of_information,
-)
-from connectomics.segment import SegmentSettings, segment_blockwise, segment_in_memory  # noqa: E402
+from connectomics.affinities import DEFAULT_OFFSETS, NEAREST_OFFSETS, noisy_affinities
+from connectomics.blocks import parse_coordinate
+from connectomics.io import create_ome_zarr_array, open_volume
+from connectomics.metrics import adapted_rand_error, contingency_table, variation_of_information
+from connectomics.segment import SegmentSettings, segment_blockwise, segment_in_memory
+from connectomics.simulate import MORPHOLOGIES, neuron_labels
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05))
 MWS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  # one full run each: a coarser sweep
@@ -140,10 +136,11 @@ def main() -> None:
     block = parse_coordinate(args.block, name="--block")
     context = parse_coordinate(args.context, name="--context")
     methods: dict[str, Callable] = {
-        "ours": ours_sweep(block_shape=block, context=context),
+        "ours": ours_sweep(),
+        "ours-blocks": ours_sweep(block_shape=block, context=context),
         "ours-blockwise": blockwise_sweep(block, context),
-        "ours-q50": ours_sweep(block_shape=block, context=context, score="quantile-50"),
-        "ours-seeded": ours_sweep(block_shape=block, context=context, fragments="seeded"),
+        "ours-q50": ours_sweep(score="quantile-50"),
+        "ours-seeded": ours_sweep(fragments="seeded"),
         "waterz": waterz_sweep("OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>"),
         "waterz-q50": waterz_sweep("OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, "
                                    "false>>"),
@@ -154,7 +151,7 @@ def main() -> None:
         methods["mws"] = mws_sweep
     except ImportError as err:
         print(f"mutex watershed not run: mwatershed does not import ({err})")
-    small = neurite_tubes("thin", (8, 32, 32))
+    small = neuron_labels("thin", (8, 32, 32))
     warm = noisy_affinities(small, 0.1, offsets=DEFAULT_OFFSETS)
     for run in methods.values():  # compile / load once, excluded from the timings
         run(np.ascontiguousarray(warm[:3]), warm)
@@ -163,7 +160,7 @@ def main() -> None:
     print(f"{'morphology':>10} {'sigma':>5} {'method':>14} {'ARAND':>7} {'at t':>5} {'VOI':>7} {'time s':>7} "
           f"{'ARAND-waterz':>12} {'VOI-waterz':>10} {'time/waterz':>11}")
     for morphology in args.morphologies.split(","):
-        gt = neurite_tubes(morphology, shape, seed=args.seed)
+        gt = neuron_labels(morphology, shape, seed=args.seed)
         for sigma in (float(s) for s in args.sigmas.split(",")):
             all_affs = noisy_affinities(gt, sigma, seed=args.seed, offsets=DEFAULT_OFFSETS)
             affs = np.ascontiguousarray(all_affs[:3])

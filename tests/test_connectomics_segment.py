@@ -3,20 +3,22 @@ thresholds, blockwise = in-memory = whole volume, dust, resume."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
-from benchmarks.neurite_tubes import MORPHOLOGIES, neurite_tubes
 from benchmarks.segmentation_quality import quiet_stdout
 from connectomics.affinities import NEAREST_OFFSETS, compute_affinities, noisy_affinities
 from connectomics.hashtable import delete_slot, find_slot
 from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.metrics import adapted_rand_error
+from connectomics.morphology import MORPHOLOGIES, neuron_labels
 from connectomics.segment import (
     RegionGraph,
     SegmentSettings,
@@ -267,8 +269,16 @@ def test_relabel_matches_a_lookup(spread):
 # --------------------------------------------------------------------------------------------------------
 # thin neuron shapes (issue 13)
 
-THIN = (16, 64, 64)
-THIN_BLOCK = dict(block_shape=(8, 32, 32), context=(2, 8, 8))
+THIN = (12, 48, 48)
+THIN_BLOCK = dict(block_shape=(6, 24, 24), context=(2, 8, 8))
+
+
+@functools.lru_cache
+def neurons(morphology: str) -> np.ndarray:
+    """Simulated tissue of one class (cached: the tests below share it)."""
+    labels = neuron_labels(morphology, THIN, seed=1)
+    labels.flags.writeable = False
+    return labels
 
 
 def waterz_segmentations(affs: np.ndarray, thresholds, **kwargs) -> list[np.ndarray]:
@@ -284,14 +294,21 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("morphology", MORPHOLOGIES)
-def test_noise_free_thin_shapes_give_arand_zero(morphology):
-    gt = neurite_tubes(morphology, THIN, seed=1)
-    assert len(np.unique(gt)) > 2
+def test_noise_free_neuron_shapes_give_arand_zero(morphology):
+    gt = neurons(morphology)
+    assert len(np.unique(gt)) > 5
+    # a neuron may leave the volume and come back, or touch itself only along an edge: no nearest-neighbour
+    # affinity joins such pieces, so the reference is the 6-connected pieces of every object; a piece of
+    # one voxel has no affinity 1 at all and is background to any affinity-based method
+    pieces = connected_components(gt, background=0, connectivity=1)
+    ids, sizes = np.unique(pieces, return_counts=True)
+    pieces[np.isin(pieces, ids[sizes == 1])] = 0
     segs = segment_in_memory(noisy_affinities(gt, 0.0), NEAREST_OFFSETS, thresholds=[0.2, 0.5, 0.8],
                              **THIN_BLOCK)
     for seg in segs.values():
-        assert adapted_rand_error(seg, gt).error == 0.0
-        assert (seg[gt == 0] == 0).all()  # background has no affinity 1: waterz's watershed leaves it 0
+        assert adapted_rand_error(seg, pieces).error == 0.0
+        assert adapted_rand_error(seg, gt).precision == 1.0  # against the objects: no merge at all
+        assert (seg[pieces == 0] == 0).all()  # no affinity 1 there: waterz's watershed leaves it 0
 
 
 def test_waterz_fragments_equal_waterz_voxel_for_voxel():
@@ -305,7 +322,7 @@ def test_waterz_fragments_equal_waterz_voxel_for_voxel():
 
 @pytest.mark.parametrize("morphology", MORPHOLOGIES)
 def test_blocks_with_face_links_equal_one_block_and_waterz(morphology):
-    gt = neurite_tubes(morphology, THIN, seed=2)
+    gt = neurons(morphology)
     affs = noisy_affinities(gt, 0.3, seed=2)
     thresholds = [0.3, 0.6, 0.9]
     blocks = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, **THIN_BLOCK)
@@ -316,7 +333,7 @@ def test_blocks_with_face_links_equal_one_block_and_waterz(morphology):
 
 
 def test_median_score_equals_waterz_quantile():
-    gt = neurite_tubes("thin", THIN, seed=3)
+    gt = neurons("thin")
     affs = noisy_affinities(gt, 0.2, seed=3)
     thresholds = [0.3, 0.6]
     ours = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, score="quantile-50", **THIN_BLOCK)
