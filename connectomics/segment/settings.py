@@ -103,7 +103,7 @@ class SegmentSettings:
         parser.add_argument("--thresholds", default=",".join(f"{t:g}" for t in d.thresholds),
                             help="comma-separated merge thresholds")
         parser.add_argument("--fragments", default=d.fragments, choices=FRAGMENT_METHODS,
-                            help="fragment method (default %(default)s)")
+                            help="fragment method")
         parser.add_argument("--low", type=float, default=d.low,
                             help="waterz fragments: edges <= this join nothing (background)")
         parser.add_argument("--high", type=float, default=d.high, help="waterz fragments: edges >= this join")
