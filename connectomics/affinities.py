@@ -148,3 +148,29 @@ def shift_affinities(affinities: np.ndarray, offsets: Sequence[Sequence[int]], *
         else:
             out[c][here] = affinities[c][there]
     return out
+
+
+def noisy_affinities(labels: np.ndarray, sigma: float, *, seed: int = 0,
+                     offsets: Sequence[Sequence[int]] = NEAREST_OFFSETS) -> np.ndarray:
+    """Ground-truth affinities plus Gaussian noise, clipped to [0, 1]: the test input of the segmentation.
+
+    Parameters
+    ----------
+    labels : integer ndarray of shape (plane, row, column); 0 is background (never affinity 1).
+    sigma : standard deviation of the noise added to the 0/1 affinities of :func:`compute_affinities`.
+    offsets : affinity offsets (default: the three nearest neighbours, waterz's convention).
+
+    Returns
+    -------
+    float32 ndarray of shape (channel, plane, row, column) in [0, 1].
+
+    Examples
+    --------
+    >>> affs = noisy_affinities(np.array([[[1, 1, 0]]]), 0.0, offsets=[[0, 0, -1]])
+    >>> affs[0, 0, 0].tolist()
+    [0.0, 1.0, 0.0]
+    """
+    affs, _ = compute_affinities(labels, offsets)
+    if sigma > 0:
+        affs += np.random.default_rng(seed).normal(0.0, sigma, affs.shape).astype(np.float32)
+    return np.clip(affs, 0.0, 1.0, out=affs)

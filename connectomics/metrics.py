@@ -79,6 +79,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import scipy.sparse as sp
 
+from connectomics.hashtable import find_pair_slot
 from shared.validation import check_dtype_kind, check_shape_equal
 
 SegZero = Literal["singletons", "label"]
@@ -114,25 +115,12 @@ _INITIAL_SLOTS = 1 << 12  # initial hash-table size (grows by doubling; must be 
 
 
 @numba.njit(cache=True, nogil=True)
-def _slot(g: np.uint64, s: np.uint64, mask: np.uint64) -> np.uint64:
-    """Hash of an id pair (splitmix64 finaliser of a multiplicative mix) masked to the table size."""
-    h = g * np.uint64(0x9E3779B97F4A7C15) ^ (s + np.uint64(0x632BE59BD9B4E019)) * np.uint64(0xC2B2AE3D27D4EB4F)
-    h ^= h >> np.uint64(31)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(29)
-    return h & mask
-
-
-@numba.njit(cache=True, nogil=True)
 def _insert(keys_g, keys_s, counts, used, g, s, weight):
     """Add ``weight`` to pair (g, s) in the open-addressing table; returns 1 when a new pair was created."""
-    mask = np.uint64(len(counts) - 1)
-    i = _slot(g, s, mask)
-    while used[i]:
-        if keys_g[i] == g and keys_s[i] == s:
-            counts[i] += weight
-            return 0
-        i = (i + np.uint64(1)) & mask
+    i = find_pair_slot(keys_g, keys_s, used, g, s)
+    if used[i]:
+        counts[i] += weight
+        return 0
     used[i] = True
     keys_g[i] = g
     keys_s[i] = s
