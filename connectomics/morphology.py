@@ -245,8 +245,8 @@ class _Layer:
             return 0.5 * m.axon_length[1] + 2 * m.bouton_radius[1]
         if self.index == 1:  # half a shaft, a branch (0.4 shaft), a spine, plus the base radius
             return 0.9 * m.dendrite_length[1] + m.neck_length[1] + 2 * m.head_radius[1] + 1300.0
-        if self.index == 2:  # glia walks are centred on their cell's middle
-            return 1250.0 + math.sqrt(3) * 0.5 * self.cell_nm + 200.0 + m.glia_grow
+        if self.index == 2:
+            return 1250.0 + 200.0 + m.glia_grow
         return m.soma_radius[1]
 
     def active(self, m: Morphology) -> bool:
@@ -328,9 +328,10 @@ def _glia(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: 
     n = int(rng.poisson(m.glia_density * (cell_nm / 1000.0) ** 3))
     length = rng.uniform(1000.0, 2500.0, size=n)
     radius = rng.uniform(40.0, 120.0, size=n)
-    c, w, _ = _walks(rng, origin + rng.uniform(0, cell_nm, size=(n, 3)), _unit(rng.normal(size=(n, 3))),
-                     length, np.maximum(0.5 * radius, 20.0), 1.2, (1.0, 1.0, 1.0))
-    c = _centre_on_start(c, w, origin + 0.5 * cell_nm)
+    starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
+    c, w, _ = _walks(rng, starts, _unit(rng.normal(size=(n, 3))), length, np.maximum(0.5 * radius, 20.0), 1.2,
+                     (1.0, 1.0, 1.0))
+    c = _centre_on_start(c, w, starts)
     return [(c, radius[w] * _wobble(rng, w, 0.3), w, np.full(len(w), GLIA, np.int8), np.zeros((0, 3)),
              np.zeros(0))]
 
