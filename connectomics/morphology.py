@@ -68,6 +68,9 @@ ECS, NEURITE, GLIA, SOMA, BOUTON = 0, 1, 2, 3, 4
 _W_MIN, _W_MAX = 4.0, 60.0          # nm, bounds of the ECS sheet half-width
 _REACH_EXTRA = 2 * (_W_MAX + 50.0)  # nm beyond radius + growth where a sphere can still change a point
 _IDS_PER_CELL = 1 << 12
+# spheres every 0.7 radius along a tube: the surface ripples by 1 - sqrt(1 - 0.35^2) = 6 %, and the k
+# nearest centres span enough of the own tube that a touching neighbour is among them
+_STEP = 0.7
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class Morphology:
 
 MORPHOLOGIES: dict[str, Morphology] = {m.name: m for m in [
     # neuropil: thin axons and spiny dendrites among somata and space-filling glia, little ECS
-    Morphology("dense", axon_density=20.0, dendrite_density=0.35, soma_density=1e-4, glia_density=2.0,
+    Morphology("dense", axon_density=30.0, dendrite_density=0.4, soma_density=1e-4, glia_density=2.0,
                glia_grow=800.0, ecs_fraction=0.10),
     # branching processes in large unlabelled-looking gaps: few cells, nothing fills the space
     Morphology("sparse", axon_density=12.0, dendrite_density=0.05, spine_rate=1.0, glia_density=0.0,
@@ -207,6 +210,19 @@ def _centre_on_start(centres: np.ndarray, walk: np.ndarray, starts: np.ndarray) 
     return centres + (np.asarray(starts) - mid)[walk]
 
 
+def _thin(walk: np.ndarray, arc: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Which samples to keep so that spheres lie about ``_STEP`` local radii apart (walks are sampled at
+    their thinnest radius; boutons and tapering shafts would otherwise be oversampled, and the k nearest
+    centres would all be of one object)."""
+    if len(walk) == 0:
+        return np.zeros(0, bool)
+    new = np.r_[True, walk[1:] != walk[:-1]]
+    last = np.r_[walk[1:] != walk[:-1], True]
+    step = np.where(new, 0.0, np.diff(arc, prepend=arc[0]))
+    phase = np.floor(np.cumsum(step / (_STEP * radii)))
+    return new | last | (phase != np.r_[phase[0], phase[:-1]])
+
+
 def _wobble(rng: np.random.Generator, walk: np.ndarray, amount: float) -> np.ndarray:
     """Smooth calibre variation in [1 - amount, 1 + amount] along each walk."""
     w = ndimage.gaussian_filter1d(rng.normal(size=len(walk)), sigma=4.0, mode="nearest")
@@ -263,7 +279,7 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
     length = rng.uniform(*m.axon_length, size=n)
     starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
     c, w, arc = _walks(rng, starts, _unit(rng.normal(size=(n, 3)) * m.orientation), length,
-                       np.maximum(0.5 * radius, 10.0), m.tortuosity, m.orientation)
+                       np.maximum(_STEP * radius, 10.0), m.tortuosity, m.orientation)
     c = _centre_on_start(c, w, starts)
     r = radius[w] * _wobble(rng, w, 0.15)
     kind = np.full(len(r), NEURITE, np.int8)
@@ -277,7 +293,8 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
             r[on] = np.maximum(r[on], bump)
             kind[on[grow & (bump > 1.5 * radius[a])]] = BOUTON
     mc, mr = _mito(rng, c, r, m.mito_rate / 1000.0 * 0.3)
-    return [(c, r, w, kind, mc, mr)]
+    keep = _thin(w, arc, r)
+    return [(c[keep], r[keep], w[keep], kind[keep], mc, mr)]
 
 
 def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
@@ -290,19 +307,22 @@ def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell
         start = origin + rng.uniform(0, cell_nm, size=(1, 3))
         direction = _unit(rng.normal(size=(1, 3)) * m.orientation)
         # a shaft and up to two thinner branches from random points of it
-        c, _, arc = _walks(rng, start, direction, np.array([length]), np.array([0.4 * r0 * m.taper]),
+        c, _, arc = _walks(rng, start, direction, np.array([length]), np.array([_STEP * r0 * m.taper]),
                            0.5 * m.tortuosity, m.orientation)
         c = _centre_on_start(c, np.zeros(len(c), np.int64), start)
         r = r0 * (1.0 - (1.0 - m.taper) * arc / length) * _wobble(rng, arc, 0.1)
-        parts_c, parts_r = [c], [r]
+        keep = _thin(np.zeros(len(arc), np.int64), arc, r)
+        parts_c, parts_r = [c[keep]], [r[keep]]
         for _ in range(int(rng.integers(0, 3))):
             at = int(rng.integers(0, len(c)))
             rb = 0.6 * float(r[at])
             cb, _, ab = _walks(rng, c[at:at + 1], _unit(rng.normal(size=(1, 3)) * m.orientation),
-                               np.array([0.4 * length]), np.array([0.4 * rb * m.taper]), 0.5 * m.tortuosity,
+                               np.array([0.4 * length]), np.array([_STEP * rb * m.taper]), 0.5 * m.tortuosity,
                                m.orientation)
-            parts_c.append(cb)
-            parts_r.append(rb * (1.0 - (1.0 - m.taper) * ab / (0.4 * length)))
+            r_b = rb * (1.0 - (1.0 - m.taper) * ab / (0.4 * length))
+            keep = _thin(np.zeros(len(ab), np.int64), ab, r_b)
+            parts_c.append(cb[keep])
+            parts_r.append(r_b[keep])
         shaft_c, shaft_r = np.concatenate(parts_c), np.concatenate(parts_r)
         # spines: a thin neck from the shaft surface and a head at its tip; same id as the dendrite
         n_sp = int(rng.poisson(m.spine_rate * length / 1000.0 * len(parts_c) ** 0.5))
@@ -311,7 +331,7 @@ def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell
         neck_r = _lognormal(rng, m.neck_radius, m.neck_sigma, n_sp, 25.0, 100.0)
         neck_len = rng.uniform(*m.neck_length, size=n_sp)
         base = shaft_c[at] + out_dir * (0.8 * shaft_r[at])[:, None]
-        nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(0.5 * neck_r, 10.0),
+        nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(_STEP * neck_r, 10.0),
                            0.3, (1.0, 1.0, 1.0))
         nr = neck_r[nw]
         last = np.r_[np.flatnonzero(np.diff(nw)), len(nw) - 1] if len(nw) else np.zeros(0, np.int64)
@@ -329,7 +349,7 @@ def _glia(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: 
     length = rng.uniform(1000.0, 2500.0, size=n)
     radius = rng.uniform(40.0, 120.0, size=n)
     starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
-    c, w, _ = _walks(rng, starts, _unit(rng.normal(size=(n, 3))), length, np.maximum(0.5 * radius, 20.0), 1.2,
+    c, w, _ = _walks(rng, starts, _unit(rng.normal(size=(n, 3))), length, np.maximum(radius, 100.0), 1.2,
                      (1.0, 1.0, 1.0))
     c = _centre_on_start(c, w, starts)
     return [(c, radius[w] * _wobble(rng, w, 0.3), w, np.full(len(w), GLIA, np.int8), np.zeros((0, 3)),
@@ -440,7 +460,7 @@ class Tissue:
         for cls in np.unique(r_class):
             idx = np.flatnonzero(r_class == cls)
             bound = float(s.radii[idx].max() + grow[idx].max() + _REACH_EXTRA)
-            k = 6 if cls == 0 else 4
+            k = 12 if cls >= 4 else 8 if cls == 0 else 6
             self._classes.append((cKDTree(s.centres[idx]), idx, bound, min(k, len(idx))))
         self._grow = grow
 

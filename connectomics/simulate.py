@@ -93,7 +93,7 @@ class Source:
     cytoplasm: float = 0.72
     membrane: float = 0.12
     ecs: float = 0.85
-    glia: float = 0.85
+    glia: float = 0.8
     mito: float = 0.35
     vesicle: float = 0.4
     texture: float = 0.12
@@ -122,7 +122,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     # the cortex rind, outside neuropil); chemically fixed, so little ECS
     Source("sstem", "fly neuropil, serial-section TEM (CREMI-like): fine neurites, thin sections far apart, "
            "high contrast, low noise, frequent misalignments", voxel_size=(40.0, 8.0, 8.0),
-           tissue=dataclasses.replace(_CORTEX, name="fly-neuropil", axon_density=30.0, axon_radius=45.0,
+           tissue=dataclasses.replace(_CORTEX, name="fly-neuropil", axon_density=40.0, axon_radius=45.0,
                                       dendrite_density=0.25, dendrite_radius=300.0, spine_rate=0.3,
                                       soma_density=0.0, glia_density=1.0, ecs_fraction=0.07),
            p_misalign=0.05, max_misalign_nm=64.0, noise=0.04, contrast=1.1),
