@@ -38,7 +38,7 @@ Every object is a union of spheres ``(centre, radius)`` sampled along persistent
 signed surface distance at ``p`` is ``s = |p - c| - r`` minimised over its spheres. Neurites and somata
 are *cores*: ``p`` belongs to the core with the smallest ``s <= 0``. Elsewhere ``p`` belongs to the glial
 process with the smallest ``s <= glia_grow``, or to ECS. ``p`` is ECS too when it lies within the sheet
-half-width ``w`` of another cell: inside a core, ``(s_other - s) / 2 < w``; in glia, the gap to the
+half-width ``w`` of another cell: inside a core, ``(s_other - s) / 2 < w`` for another core; in glia, the gap to the
 nearest core surface or half the gap to another glial cell is below ``w``. Spheres are found per radius
 class with k-d trees (k nearest centres within the reach of that class), so a spine neck's many small
 spheres never hide the dendrite it sits on.
@@ -65,7 +65,7 @@ from scipy.spatial import cKDTree
 
 #: object kinds (``kind`` arrays): what a voxel is, for rendering
 ECS, NEURITE, GLIA, SOMA, BOUTON = 0, 1, 2, 3, 4
-_W_MIN, _W_MAX = 4.0, 60.0          # nm, bounds of the ECS sheet half-width
+_W_MIN, _W_MAX = 0.5, 60.0          # nm, bounds of the ECS sheet half-width
 _REACH_EXTRA = 2 * (_W_MAX + 50.0)  # nm beyond radius + growth where a sphere can still change a point
 _IDS_PER_CELL = 1 << 12
 # spheres every 0.7 radius along a tube: the surface ripples by 1 - sqrt(1 - 0.35^2) = 6 %, and the k
@@ -516,7 +516,8 @@ class Tissue:
         other_core = np.where(~is_glia, other, np.inf).min(axis=1)
         other_glia = np.where(is_glia, other, np.inf).min(axis=1)
         own_s = np.where(claimed, own_s, 0.0)  # unclaimed points are ECS whatever their margin
-        margin = np.where(in_core, 0.5 * (other.min(axis=1) - own_s),
+        # (a glial core that a neurite runs through is hidden by the neurite: cores compete with cores)
+        margin = np.where(in_core, 0.5 * (other_core - own_s),
                           np.minimum(other_core, 0.5 * (other_glia - own_s)))
         margin = np.where(claimed, margin, -np.inf)
         labelled = claimed & (margin >= w)
@@ -534,7 +535,7 @@ def sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 6
 
     The probe is a ``probe_um`` cube of the tissue with a fixed seed, sampled at ``n_points`` random
     positions; the width is the ``ecs_fraction`` quantile of each point's distance to a sheet, clipped to
-    [4, 60] nm. Depends on the morphology only, so every block and voxel size uses the same width.
+    [0.5, 60] nm. Depends on the morphology only, so every block and voxel size uses the same width.
     """
     extent = (probe_um * 1000.0,) * 3
     tissue = Tissue(morphology, 0x5EED, extent, (0.0, 0.0, 0.0), extent, sheet=0.0)
