@@ -11,7 +11,8 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
 -------------------------------------------------------------------------------------------------
 * **Axons**: log-normal radius, median 60 nm (diameter ~120 nm, 10-90 % range ~80-200 nm), clipped to
   diameters 50-400 nm. Neurites span ~20-1000 nm (bioRxiv 10.1101/653188); the smallest CNS axons are
-  ~0.1 um (BioNumbers 110608), axons and spine necks can be <= 50 nm (BioNumbers 112022). Axons carry
+  ~0.1 um (BioNumbers 110608), axons and spine necks can be <= 50 nm (BioNumbers 112022). Axons branch
+  (collaterals, ~0.3 per um of trunk, 0.8 of its calibre; unverified) and carry
   **boutons** (varicosities, diameter 0.4-0.7 um, ~0.3 per um; unverified) filled with vesicles.
 * **Dendrites**: shaft diameter 0.5-2 um (log-normal, median 0.8 um; unverified), tapering to ``taper``
   of the base radius, with **spines** (~1.5 per um; unverified): necks of diameter 50-200 nm (median
@@ -68,6 +69,7 @@ ECS, NEURITE, GLIA, SOMA, BOUTON = 0, 1, 2, 3, 4
 _W_MIN, _W_MAX = 0.5, 60.0          # nm, bounds of the ECS sheet half-width
 _REACH_EXTRA = 2 * (_W_MAX + 50.0)  # nm beyond radius + growth where a sphere can still change a point
 _IDS_PER_CELL = 1 << 12
+MITO_REACH = 300.0  # nm: mitochondria (radius <= 150) are looked up within this distance
 # spheres every 0.7 radius along a tube: the surface ripples by 1 - sqrt(1 - 0.35^2) = 6 %, and the k
 # nearest centres span enough of the own tube that a touching neighbour is among them
 _STEP = 0.7
@@ -86,6 +88,7 @@ class Morphology:
     axon_sigma: float = 0.4
     axon_length: tuple[float, float] = (1500.0, 3000.0)
     bouton_rate: float = 0.3
+    axon_branch_rate: float = 0.3
     bouton_radius: tuple[float, float] = (200.0, 350.0)
     dendrite_density: float = 0.0
     dendrite_radius: float = 400.0
@@ -192,7 +195,9 @@ def _walks(rng: np.random.Generator, starts: np.ndarray, directions: np.ndarray,
                                                                                                         None]
     orient = np.asarray(orientation, dtype=np.float64) / max(orientation)
     dirs = _unit(directions[:, None] + drift * orient)
-    centres = starts[:, None] + np.cumsum(dirs * steps[:, None, None], axis=1) - dirs[:, :1] * steps[:, None, None]
+    # the first sample is one step from the start, never on it: a branch started at a sphere of its trunk
+    # would otherwise duplicate that centre, and a k-nearest query breaks such exact ties arbitrarily
+    centres = starts[:, None] + np.cumsum(dirs * steps[:, None, None], axis=1)
     arc = np.arange(n_max)[None] * steps[:, None]
     valid = np.arange(n_max)[None] < n[:, None]
     walk = np.broadcast_to(np.arange(m)[:, None], (m, n_max))
@@ -256,17 +261,28 @@ class _Layer:
     cell_nm: float
 
     def reach(self, m: Morphology) -> float:
-        """How far (nm) an object's surface can lie from its cell."""
-        if self.index == 0:
-            return 0.5 * m.axon_length[1] + 2 * m.bouton_radius[1]
-        if self.index == 1:  # half a shaft, a branch (0.4 shaft), a spine, plus the base radius
-            return 0.9 * m.dendrite_length[1] + m.neck_length[1] + 2 * m.head_radius[1] + 1300.0
-        if self.index == 2:
-            return 1250.0 + 200.0 + m.glia_grow
-        return m.soma_radius[1]
+        """How far (nm) from its cell an object's spheres can still be looked up: the farthest sphere centre
+        plus the query reach of the widest radius class the layer uses (:func:`_class_reach`)."""
+        if self.index == 0:  # half a trunk (centred on its start) and a collateral (<= 0.4 trunk); r <= 500
+            return 0.9 * m.axon_length[1] + _class_reach(m, 1)
+        if self.index == 1:  # half a shaft, a branch (0.4 shaft), a spine from the shaft surface (r <= 1200)
+            spine = 1.2 * m.neck_length[1] + 1100.0 + m.head_radius[1]
+            return 0.9 * m.dendrite_length[1] + spine + _class_reach(m, 2)
+        if self.index == 2:  # a glial walk (<= 2500 nm) centred on its start; r <= 500
+            return 1250.0 + _class_reach(m, 5)
+        return _class_reach(m, 3)
 
     def active(self, m: Morphology) -> bool:
         return (m.axon_density, m.dendrite_density, m.glia_density, m.soma_density)[self.index] > 0
+
+
+_RADIUS_EDGES = (120.0, 500.0, 1200.0)  # radius classes; dendrites stay below 1200, somata above
+
+
+def _class_reach(m: Morphology, cls: int) -> float:
+    """Query reach (nm) of a radius class (4-7: glia): its largest radius + growth + sheet/membrane reach."""
+    upper = (*_RADIUS_EDGES, max(_RADIUS_EDGES[-1], m.soma_radius[1]))[cls % 4]
+    return upper + (m.glia_grow if cls >= 4 else 0.0) + _REACH_EXTRA
 
 
 _LAYERS = (_Layer(0, 2000.0), _Layer(1, 4000.0), _Layer(2, 2000.0), _Layer(3, 16000.0))
@@ -294,7 +310,19 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
             kind[on[grow & (bump > 1.5 * radius[a])]] = BOUTON
     mc, mr = _mito(rng, c, r, m.mito_rate / 1000.0 * 0.3)
     keep = _thin(w, arc, r)
-    return [(c[keep], r[keep], w[keep], kind[keep], mc, mr)]
+    # collaterals: thinner side branches from random points of the trunk, same id
+    n_br = np.minimum(rng.poisson(m.axon_branch_rate * length / 1000.0), 3)
+    owner = np.repeat(np.arange(n), n_br)
+    at = np.array([rng.choice(np.flatnonzero(w == a)) for a in owner], dtype=np.int64)
+    r_br = 0.8 * radius[owner]
+    cb, wb, ab = _walks(rng, c[at], _unit(rng.normal(size=(len(at), 3)) * m.orientation),
+                        length[owner] * rng.uniform(0.2, 0.4, size=len(at)), np.maximum(_STEP * r_br, 10.0),
+                        m.tortuosity, m.orientation)
+    rb = r_br[wb] * _wobble(rng, wb, 0.15)
+    kb = _thin(wb, ab, rb)
+    return [(np.concatenate([c[keep], cb[kb]]), np.concatenate([r[keep], rb[kb]]),
+             np.concatenate([w[keep], owner[wb[kb]]]), np.concatenate([kind[keep], np.full(kb.sum(), NEURITE,
+                                                                                           np.int8)]), mc, mr)]
 
 
 def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
@@ -446,22 +474,26 @@ class Tissue:
             parts += [_cell_objects(m, int(seed), layer, c, grid.linear(c))
                       for c in grid.cells_near(lo_nm, hi_nm, layer.reach(m))]
         s = Spheres.concat(parts)
-        self.mito_centres, self.mito_radii = s.mito_centres, s.mito_radii
+        # mitochondria (render-only) kept by one fixed reach too, so a nearest-centre query sees the same ones
+        near = np.linalg.norm(np.maximum(np.maximum(lo_nm - s.mito_centres, s.mito_centres - hi_nm), 0.0),
+                              axis=1) <= MITO_REACH
+        self.mito_centres, self.mito_radii = s.mito_centres[near], s.mito_radii[near]
         grow = np.where(s.kinds == GLIA, m.glia_grow, 0.0)
-        # a sphere matters only within radius + growth + the sheet/membrane reach of the box
+        # radius classes (and glia apart), each a k-d tree queried within a reach fixed by the class alone
+        # (the largest radius it admits + growth + sheet/membrane reach). Spheres are kept by the same
+        # reach, so a point sees the same candidates in every block: a sphere kept by a smaller, per-sphere
+        # reach could still displace another from the k nearest and make blocks differ.
+        r_class = np.digitize(s.radii, _RADIUS_EDGES) + 4 * (s.kinds == GLIA)
+        class_bound = np.array([_class_reach(m, c) for c in range(8)])[r_class]
         gap = np.maximum(np.maximum(lo_nm - s.centres, s.centres - hi_nm), 0.0)
-        keep = np.linalg.norm(gap, axis=1) <= s.radii + grow + _REACH_EXTRA
-        s = s.select(keep)
+        keep = np.linalg.norm(gap, axis=1) <= class_bound
+        s, grow, r_class, class_bound = s.select(keep), grow[keep], r_class[keep], class_bound[keep]
         self.spheres = s
-        grow = grow[keep]
-        # radius classes (and glia apart), each a k-d tree queried within its own reach
-        r_class = np.digitize(s.radii, [120.0, 500.0, 2000.0]) + 4 * (s.kinds == GLIA)
         self._classes = []
         for cls in np.unique(r_class):
             idx = np.flatnonzero(r_class == cls)
-            bound = float(s.radii[idx].max() + grow[idx].max() + _REACH_EXTRA)
             k = 12 if cls >= 4 else 8 if cls == 0 else 6
-            self._classes.append((cKDTree(s.centres[idx]), idx, bound, min(k, len(idx))))
+            self._classes.append((cKDTree(s.centres[idx]), idx, float(class_bound[idx[0]]), min(k, len(idx))))
         self._grow = grow
 
     def label(self, points: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -547,7 +579,7 @@ def sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 6
 
 # ----------------------------------------------------------------------------------- whole volumes
 def neuron_labels(morphology: str | Morphology, shape: Sequence[int], *, seed: int = 0,
-                  voxel_size: Sequence[float] = (40.0, 8.0, 8.0), threads: int = 1) -> np.ndarray:
+                  voxel_size: Sequence[float] = (40.0, 8.0, 8.0), threads: int = -1) -> np.ndarray:
     """Dense ground truth of simulated neural tissue, rasterised at ``voxel_size``.
 
     Parameters
@@ -558,7 +590,7 @@ def neuron_labels(morphology: str | Morphology, shape: Sequence[int], *, seed: i
     shape : (plane, row, column) voxels.
     seed : random seed; the result is a pure function of (morphology, shape, seed, voxel_size).
     voxel_size : (plane, row, column) nm; voxel centres are sampled at ``(index + 0.5) * voxel_size``.
-    threads : k-d tree query workers; the result does not depend on it.
+    threads : k-d tree query workers (-1: all cores); the result does not depend on it.
 
     Returns
     -------

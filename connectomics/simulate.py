@@ -71,7 +71,17 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from connectomics.morphology import BOUTON, ECS, GLIA, MORPHOLOGIES, SOMA, Morphology, Tissue, neuron_labels
+from connectomics.morphology import (
+    BOUTON,
+    ECS,
+    GLIA,
+    MITO_REACH,
+    MORPHOLOGIES,
+    SOMA,
+    Morphology,
+    Tissue,
+    neuron_labels,
+)
 
 __all__ = ["MORPHOLOGIES", "SOURCES", "Morphology", "Source", "neuron_labels", "section_defects",
            "simulate_block", "simulate_to_zarr", "simulate_volume", "sparse_labels"]
@@ -122,7 +132,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     # the cortex rind, outside neuropil); chemically fixed, so little ECS
     Source("sstem", "fly neuropil, serial-section TEM (CREMI-like): fine neurites, thin sections far apart, "
            "high contrast, low noise, frequent misalignments", voxel_size=(40.0, 8.0, 8.0),
-           tissue=dataclasses.replace(_CORTEX, name="fly-neuropil", axon_density=40.0, axon_radius=45.0,
+           tissue=dataclasses.replace(_CORTEX, name="fly-neuropil", axon_density=60.0, axon_radius=45.0,
                                       dendrite_density=0.25, dendrite_radius=300.0, spine_rate=0.3,
                                       soma_density=0.0, glia_density=1.0, ecs_fraction=0.07),
            p_misalign=0.05, max_misalign_nm=64.0, noise=0.04, contrast=1.1),
@@ -317,7 +327,7 @@ def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: 
     """Noise-free intensity in [0, 1] of points (n, 3) nm of one section, before blur and contrast."""
     inside = (kind != ECS) & (kind != GLIA)
     if mito_tree is not None:
-        d_m, i_m = mito_tree.query(pts, k=1, distance_upper_bound=300.0)
+        d_m, i_m = mito_tree.query(pts, k=1, distance_upper_bound=MITO_REACH)
         in_mito = (d_m < mito_radii[np.minimum(i_m, len(mito_radii) - 1)]) & inside
     else:
         in_mito = np.zeros(len(pts), bool)
@@ -334,7 +344,8 @@ def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: 
     occupied = _hash(np.int64(key + 13), cell[:, 0], cell[:, 1], cell[:, 2]) < 0.5
     val = np.where((kind == BOUTON) & occupied & (d_ves < 20.0), spec.vesicle, val)
     val = np.where(in_mito, spec.mito + 0.25 * (fine - 0.5), val)
-    strength = np.clip(1.0 - boundary / (0.5 * spec.membrane_nm), 0.0, 1.0)
+    # fully dark at the edge, fading out ``membrane_nm / 2`` inside (a stained bilayer plus its blur)
+    strength = np.clip(1.5 - boundary / (0.33 * spec.membrane_nm), 0.0, 1.0)
     return val + strength * (spec.membrane - val)
 
 
