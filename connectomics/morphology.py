@@ -20,18 +20,21 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
   length 0.3-0.9 um and heads of diameter 0.3-0.6 um (mean head volume 0.03 um^3 = diameter 0.39 um,
   base-tip length 0.85 um: PMC4595661 fig. 4). A spine has its dendrite's id, as in real ground truth.
 * **Somata**: spheres of diameter 5-12 um (textbook range 5-15 um, unverified; ~1e5 neurons per mm^3
-  of cortex, unverified), so a small volume holds at most
-  part of one.
+  of cortex, unverified), so a small volume holds at most part of one.
 * **Glia**: irregular processes that *fill* the space left between neurites up to ``glia_grow`` nm from
   their core (astrocytic sheets wrap neuropil; shape statistics unverified).
 * **ECS**: sheets between neighbouring cells and gaps around neurites, plus all space no cell reaches. Its
   volume fraction is ``ecs_fraction``: ~20 % in vivo, 16.3 % cryo-fixed, 7.4 % after conventional
   chemical fixation (PMID 6987773; litmetric 7976529); default 0.10. The sheet width that yields the
-  requested fraction is found once per morphology on a probe volume (:func:`sheet_width`); where the
-  cells leave more space unreached than requested (``sparse``, ``thin``), the fraction is larger.
-* Length densities (um of neurite per um^3) are chosen to give these packings; cortical axon length density
-  of ~4 um/um^3 (Braitenberg & Schüz) and the neuropil volume split (axons ~1/3, dendrites ~1/3, spines,
-  glia, ECS; Chklovskii et al. 2002) are from memory, unverified.
+  requested fraction is found once per morphology on a probe volume (:func:`sheet_width`), so a small
+  volume varies around it (``dense`` at 32x128x128: 0.065-0.13 over seeds); where the cells leave more
+  space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.55), the fraction is larger.
+* Length densities (um of neurite per um^3) are chosen for the packing, not measured: ``dense`` has
+  30 um/um^3 of axon so that axons fill roughly a third of the volume (the neuropil split of Chklovskii
+  et al. 2002, from memory, unverified); that is above the ~4 um/um^3 cortical figure we recall from
+  Braitenberg & Schüz (unverified) because our axons are thinner than theirs.
+
+Sampling: spheres lie about 0.7 local radius apart along each walk (6 % surface ripple).
 
 Labelling rule (pointwise)
 --------------------------
@@ -39,10 +42,11 @@ Every object is a union of spheres ``(centre, radius)`` sampled along persistent
 signed surface distance at ``p`` is ``s = |p - c| - r`` minimised over its spheres. Neurites and somata
 are *cores*: ``p`` belongs to the core with the smallest ``s <= 0``. Elsewhere ``p`` belongs to the glial
 process with the smallest ``s <= glia_grow``, or to ECS. ``p`` is ECS too when it lies within the sheet
-half-width ``w`` of another cell: inside a core, ``(s_other - s) / 2 < w`` for another core; in glia, the gap to the
-nearest core surface or half the gap to another glial cell is below ``w``. Spheres are found per radius
+half-width ``w`` of another cell: inside a core, ``(s_other - s) / 2 < w`` for another core; in glia,
+the gap to the nearest core surface or half the gap to another glial cell is below ``w``. Spheres are found per radius
 class with k-d trees (k nearest centres within the reach of that class), so a spine neck's many small
-spheres never hide the dendrite it sits on.
+spheres never hide the dendrite it sits on. Spheres are kept and queried within a reach fixed per class,
+so every block sees the same candidates for a point and blocks agree voxel for voxel with the whole.
 
 Example
 -------
