@@ -965,6 +965,19 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     return array
 
 
+def has_dataset(container: str | Path, dataset: str) -> bool:
+    """Whether a zarr container holds ``dataset``, directly or through its ``aliases`` (see :func:`add_alias`).
+
+    >>> has_dataset("no-such.zarr", "labels")
+    False
+    """
+    try:
+        root = zarr.open_group(store=str(container), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return False
+    return _resolve_alias(root, dataset) in root
+
+
 def add_alias(container: str | Path, alias: str, target: str) -> None:
     """Record in a zarr container's root attributes (``aliases``) that ``container/alias`` means
     ``container/target``; :func:`open_volume` follows it when ``alias`` is not itself in the container.

@@ -11,7 +11,8 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
 -------------------------------------------------------------------------------------------------
 * **Axons**: log-normal radius, median 60 nm (diameter ~120 nm, 10-90 % range ~80-200 nm), clipped to
   diameters 50-400 nm. Neurites span ~20-1000 nm (bioRxiv 10.1101/653188); the smallest CNS axons are
-  ~0.1 um (BioNumbers 110608), axons and spine necks can be <= 50 nm (BioNumbers 112022). Axons carry
+  ~0.1 um (BioNumbers 110608), axons and spine necks can be <= 50 nm (BioNumbers 112022). Axons branch
+  (collaterals, ~0.3 per um of trunk, 0.8 of its calibre; unverified) and carry
   **boutons** (varicosities, diameter 0.4-0.7 um, ~0.3 per um; unverified) filled with vesicles.
 * **Dendrites**: shaft diameter 0.5-2 um (log-normal, median 0.8 um; unverified), tapering to ``taper``
   of the base radius, with **spines** (~1.5 per um; unverified): necks of diameter 50-200 nm (median
@@ -19,18 +20,21 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
   length 0.3-0.9 um and heads of diameter 0.3-0.6 um (mean head volume 0.03 um^3 = diameter 0.39 um,
   base-tip length 0.85 um: PMC4595661 fig. 4). A spine has its dendrite's id, as in real ground truth.
 * **Somata**: spheres of diameter 5-12 um (textbook range 5-15 um, unverified; ~1e5 neurons per mm^3
-  of cortex, unverified), so a small volume holds at most
-  part of one.
+  of cortex, unverified), so a small volume holds at most part of one.
 * **Glia**: irregular processes that *fill* the space left between neurites up to ``glia_grow`` nm from
   their core (astrocytic sheets wrap neuropil; shape statistics unverified).
 * **ECS**: sheets between neighbouring cells and gaps around neurites, plus all space no cell reaches. Its
   volume fraction is ``ecs_fraction``: ~20 % in vivo, 16.3 % cryo-fixed, 7.4 % after conventional
   chemical fixation (PMID 6987773; litmetric 7976529); default 0.10. The sheet width that yields the
-  requested fraction is found once per morphology on a probe volume (:func:`sheet_width`); where the
-  cells leave more space unreached than requested (``sparse``, ``thin``), the fraction is larger.
-* Length densities (um of neurite per um^3) are chosen to give these packings; cortical axon length density
-  of ~4 um/um^3 (Braitenberg & Schüz) and the neuropil volume split (axons ~1/3, dendrites ~1/3, spines,
-  glia, ECS; Chklovskii et al. 2002) are from memory, unverified.
+  requested fraction is found once per morphology on a probe volume (:func:`sheet_width`), so a small
+  volume varies around it (``dense`` at 32x128x128: 0.065-0.13 over seeds); where the cells leave more
+  space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.55), the fraction is larger.
+* Length densities (um of neurite per um^3) are chosen for the packing, not measured: ``dense`` has
+  30 um/um^3 of axon so that axons fill roughly a third of the volume (the neuropil split of Chklovskii
+  et al. 2002, from memory, unverified); that is above the ~4 um/um^3 cortical figure we recall from
+  Braitenberg & Schüz (unverified) because our axons are thinner than theirs.
+
+Sampling: spheres lie about 0.7 local radius apart along each walk (6 % surface ripple).
 
 Labelling rule (pointwise)
 --------------------------
@@ -38,10 +42,11 @@ Every object is a union of spheres ``(centre, radius)`` sampled along persistent
 signed surface distance at ``p`` is ``s = |p - c| - r`` minimised over its spheres. Neurites and somata
 are *cores*: ``p`` belongs to the core with the smallest ``s <= 0``. Elsewhere ``p`` belongs to the glial
 process with the smallest ``s <= glia_grow``, or to ECS. ``p`` is ECS too when it lies within the sheet
-half-width ``w`` of another cell: inside a core, ``(s_other - s) / 2 < w``; in glia, the gap to the
-nearest core surface or half the gap to another glial cell is below ``w``. Spheres are found per radius
+half-width ``w`` of another cell: inside a core, ``(s_other - s) / 2 < w`` for another core; in glia,
+the gap to the nearest core surface or half the gap to another glial cell is below ``w``. Spheres are found per radius
 class with k-d trees (k nearest centres within the reach of that class), so a spine neck's many small
-spheres never hide the dendrite it sits on.
+spheres never hide the dendrite it sits on. Spheres are kept and queried within a reach fixed per class,
+so every block sees the same candidates for a point and blocks agree voxel for voxel with the whole.
 
 Example
 -------
@@ -65,9 +70,13 @@ from scipy.spatial import cKDTree
 
 #: object kinds (``kind`` arrays): what a voxel is, for rendering
 ECS, NEURITE, GLIA, SOMA, BOUTON = 0, 1, 2, 3, 4
-_W_MIN, _W_MAX = 4.0, 60.0          # nm, bounds of the ECS sheet half-width
+_W_MIN, _W_MAX = 0.5, 60.0          # nm, bounds of the ECS sheet half-width
 _REACH_EXTRA = 2 * (_W_MAX + 50.0)  # nm beyond radius + growth where a sphere can still change a point
 _IDS_PER_CELL = 1 << 12
+MITO_REACH = 300.0  # nm: mitochondria (radius <= 150) are looked up within this distance
+# spheres every 0.7 radius along a tube: the surface ripples by 1 - sqrt(1 - 0.35^2) = 6 %, and the k
+# nearest centres span enough of the own tube that a touching neighbour is among them
+_STEP = 0.7
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class Morphology:
     axon_sigma: float = 0.4
     axon_length: tuple[float, float] = (1500.0, 3000.0)
     bouton_rate: float = 0.3
+    axon_branch_rate: float = 0.3
     bouton_radius: tuple[float, float] = (200.0, 350.0)
     dendrite_density: float = 0.0
     dendrite_radius: float = 400.0
@@ -110,7 +120,7 @@ class Morphology:
 
 MORPHOLOGIES: dict[str, Morphology] = {m.name: m for m in [
     # neuropil: thin axons and spiny dendrites among somata and space-filling glia, little ECS
-    Morphology("dense", axon_density=20.0, dendrite_density=0.35, soma_density=1e-4, glia_density=2.0,
+    Morphology("dense", axon_density=30.0, dendrite_density=0.4, soma_density=1e-4, glia_density=2.0,
                glia_grow=800.0, ecs_fraction=0.10),
     # branching processes in large unlabelled-looking gaps: few cells, nothing fills the space
     Morphology("sparse", axon_density=12.0, dendrite_density=0.05, spine_rate=1.0, glia_density=0.0,
@@ -189,7 +199,9 @@ def _walks(rng: np.random.Generator, starts: np.ndarray, directions: np.ndarray,
                                                                                                         None]
     orient = np.asarray(orientation, dtype=np.float64) / max(orientation)
     dirs = _unit(directions[:, None] + drift * orient)
-    centres = starts[:, None] + np.cumsum(dirs * steps[:, None, None], axis=1) - dirs[:, :1] * steps[:, None, None]
+    # the first sample is one step from the start, never on it: a branch started at a sphere of its trunk
+    # would otherwise duplicate that centre, and a k-nearest query breaks such exact ties arbitrarily
+    centres = starts[:, None] + np.cumsum(dirs * steps[:, None, None], axis=1)
     arc = np.arange(n_max)[None] * steps[:, None]
     valid = np.arange(n_max)[None] < n[:, None]
     walk = np.broadcast_to(np.arange(m)[:, None], (m, n_max))
@@ -205,6 +217,19 @@ def _centre_on_start(centres: np.ndarray, walk: np.ndarray, starts: np.ndarray) 
     first = np.r_[0, np.cumsum(counts)[:-1]]
     mid = centres[first + counts // 2]
     return centres + (np.asarray(starts) - mid)[walk]
+
+
+def _thin(walk: np.ndarray, arc: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Which samples to keep so that spheres lie about ``_STEP`` local radii apart (walks are sampled at
+    their thinnest radius; boutons and tapering shafts would otherwise be oversampled, and the k nearest
+    centres would all be of one object)."""
+    if len(walk) == 0:
+        return np.zeros(0, bool)
+    new = np.r_[True, walk[1:] != walk[:-1]]
+    last = np.r_[walk[1:] != walk[:-1], True]
+    step = np.where(new, 0.0, np.diff(arc, prepend=arc[0]))
+    phase = np.floor(np.cumsum(step / (_STEP * radii)))
+    return new | last | (phase != np.r_[phase[0], phase[:-1]])
 
 
 def _wobble(rng: np.random.Generator, walk: np.ndarray, amount: float) -> np.ndarray:
@@ -240,17 +265,28 @@ class _Layer:
     cell_nm: float
 
     def reach(self, m: Morphology) -> float:
-        """How far (nm) an object's surface can lie from its cell."""
-        if self.index == 0:
-            return 0.5 * m.axon_length[1] + 2 * m.bouton_radius[1]
-        if self.index == 1:  # half a shaft, a branch (0.4 shaft), a spine, plus the base radius
-            return 0.9 * m.dendrite_length[1] + m.neck_length[1] + 2 * m.head_radius[1] + 1300.0
-        if self.index == 2:  # glia walks are centred on their cell's middle
-            return 1250.0 + math.sqrt(3) * 0.5 * self.cell_nm + 200.0 + m.glia_grow
-        return m.soma_radius[1]
+        """How far (nm) from its cell an object's spheres can still be looked up: the farthest sphere centre
+        plus the query reach of the widest radius class the layer uses (:func:`_class_reach`)."""
+        if self.index == 0:  # half a trunk (centred on its start) and a collateral (<= 0.4 trunk); r <= 500
+            return 0.9 * m.axon_length[1] + _class_reach(m, 1)
+        if self.index == 1:  # half a shaft, a branch (0.4 shaft), a spine from the shaft surface (r <= 1200)
+            spine = 1.2 * m.neck_length[1] + 1100.0 + m.head_radius[1]
+            return 0.9 * m.dendrite_length[1] + spine + _class_reach(m, 2)
+        if self.index == 2:  # a glial walk (<= 2500 nm) centred on its start; r <= 500
+            return 1250.0 + _class_reach(m, 5)
+        return _class_reach(m, 3)
 
     def active(self, m: Morphology) -> bool:
         return (m.axon_density, m.dendrite_density, m.glia_density, m.soma_density)[self.index] > 0
+
+
+_RADIUS_EDGES = (120.0, 500.0, 1200.0)  # radius classes; dendrites stay below 1200, somata above
+
+
+def _class_reach(m: Morphology, cls: int) -> float:
+    """Query reach (nm) of a radius class (4-7: glia): its largest radius + growth + sheet/membrane reach."""
+    upper = (*_RADIUS_EDGES, max(_RADIUS_EDGES[-1], m.soma_radius[1]))[cls % 4]
+    return upper + (m.glia_grow if cls >= 4 else 0.0) + _REACH_EXTRA
 
 
 _LAYERS = (_Layer(0, 2000.0), _Layer(1, 4000.0), _Layer(2, 2000.0), _Layer(3, 16000.0))
@@ -263,7 +299,7 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
     length = rng.uniform(*m.axon_length, size=n)
     starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
     c, w, arc = _walks(rng, starts, _unit(rng.normal(size=(n, 3)) * m.orientation), length,
-                       np.maximum(0.5 * radius, 10.0), m.tortuosity, m.orientation)
+                       np.maximum(_STEP * radius, 10.0), m.tortuosity, m.orientation)
     c = _centre_on_start(c, w, starts)
     r = radius[w] * _wobble(rng, w, 0.15)
     kind = np.full(len(r), NEURITE, np.int8)
@@ -277,7 +313,20 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
             r[on] = np.maximum(r[on], bump)
             kind[on[grow & (bump > 1.5 * radius[a])]] = BOUTON
     mc, mr = _mito(rng, c, r, m.mito_rate / 1000.0 * 0.3)
-    return [(c, r, w, kind, mc, mr)]
+    keep = _thin(w, arc, r)
+    # collaterals: thinner side branches from random points of the trunk, same id
+    n_br = np.minimum(rng.poisson(m.axon_branch_rate * length / 1000.0), 3)
+    owner = np.repeat(np.arange(n), n_br)
+    at = np.array([rng.choice(np.flatnonzero(w == a)) for a in owner], dtype=np.int64)
+    r_br = 0.8 * radius[owner]
+    cb, wb, ab = _walks(rng, c[at], _unit(rng.normal(size=(len(at), 3)) * m.orientation),
+                        length[owner] * rng.uniform(0.2, 0.4, size=len(at)), np.maximum(_STEP * r_br, 10.0),
+                        m.tortuosity, m.orientation)
+    rb = r_br[wb] * _wobble(rng, wb, 0.15)
+    kb = _thin(wb, ab, rb)
+    return [(np.concatenate([c[keep], cb[kb]]), np.concatenate([r[keep], rb[kb]]),
+             np.concatenate([w[keep], owner[wb[kb]]]), np.concatenate([kind[keep], np.full(kb.sum(), NEURITE,
+                                                                                           np.int8)]), mc, mr)]
 
 
 def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
@@ -290,19 +339,22 @@ def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell
         start = origin + rng.uniform(0, cell_nm, size=(1, 3))
         direction = _unit(rng.normal(size=(1, 3)) * m.orientation)
         # a shaft and up to two thinner branches from random points of it
-        c, _, arc = _walks(rng, start, direction, np.array([length]), np.array([0.4 * r0 * m.taper]),
+        c, _, arc = _walks(rng, start, direction, np.array([length]), np.array([_STEP * r0 * m.taper]),
                            0.5 * m.tortuosity, m.orientation)
         c = _centre_on_start(c, np.zeros(len(c), np.int64), start)
         r = r0 * (1.0 - (1.0 - m.taper) * arc / length) * _wobble(rng, arc, 0.1)
-        parts_c, parts_r = [c], [r]
+        keep = _thin(np.zeros(len(arc), np.int64), arc, r)
+        parts_c, parts_r = [c[keep]], [r[keep]]
         for _ in range(int(rng.integers(0, 3))):
             at = int(rng.integers(0, len(c)))
             rb = 0.6 * float(r[at])
             cb, _, ab = _walks(rng, c[at:at + 1], _unit(rng.normal(size=(1, 3)) * m.orientation),
-                               np.array([0.4 * length]), np.array([0.4 * rb * m.taper]), 0.5 * m.tortuosity,
+                               np.array([0.4 * length]), np.array([_STEP * rb * m.taper]), 0.5 * m.tortuosity,
                                m.orientation)
-            parts_c.append(cb)
-            parts_r.append(rb * (1.0 - (1.0 - m.taper) * ab / (0.4 * length)))
+            r_b = rb * (1.0 - (1.0 - m.taper) * ab / (0.4 * length))
+            keep = _thin(np.zeros(len(ab), np.int64), ab, r_b)
+            parts_c.append(cb[keep])
+            parts_r.append(r_b[keep])
         shaft_c, shaft_r = np.concatenate(parts_c), np.concatenate(parts_r)
         # spines: a thin neck from the shaft surface and a head at its tip; same id as the dendrite
         n_sp = int(rng.poisson(m.spine_rate * length / 1000.0 * len(parts_c) ** 0.5))
@@ -311,7 +363,7 @@ def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell
         neck_r = _lognormal(rng, m.neck_radius, m.neck_sigma, n_sp, 25.0, 100.0)
         neck_len = rng.uniform(*m.neck_length, size=n_sp)
         base = shaft_c[at] + out_dir * (0.8 * shaft_r[at])[:, None]
-        nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(0.5 * neck_r, 10.0),
+        nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(_STEP * neck_r, 10.0),
                            0.3, (1.0, 1.0, 1.0))
         nr = neck_r[nw]
         last = np.r_[np.flatnonzero(np.diff(nw)), len(nw) - 1] if len(nw) else np.zeros(0, np.int64)
@@ -328,9 +380,10 @@ def _glia(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: 
     n = int(rng.poisson(m.glia_density * (cell_nm / 1000.0) ** 3))
     length = rng.uniform(1000.0, 2500.0, size=n)
     radius = rng.uniform(40.0, 120.0, size=n)
-    c, w, _ = _walks(rng, origin + rng.uniform(0, cell_nm, size=(n, 3)), _unit(rng.normal(size=(n, 3))),
-                     length, np.maximum(0.5 * radius, 20.0), 1.2, (1.0, 1.0, 1.0))
-    c = _centre_on_start(c, w, origin + 0.5 * cell_nm)
+    starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
+    c, w, _ = _walks(rng, starts, _unit(rng.normal(size=(n, 3))), length, np.maximum(radius, 100.0), 1.2,
+                     (1.0, 1.0, 1.0))
+    c = _centre_on_start(c, w, starts)
     return [(c, radius[w] * _wobble(rng, w, 0.3), w, np.full(len(w), GLIA, np.int8), np.zeros((0, 3)),
              np.zeros(0))]
 
@@ -425,22 +478,26 @@ class Tissue:
             parts += [_cell_objects(m, int(seed), layer, c, grid.linear(c))
                       for c in grid.cells_near(lo_nm, hi_nm, layer.reach(m))]
         s = Spheres.concat(parts)
-        self.mito_centres, self.mito_radii = s.mito_centres, s.mito_radii
+        # mitochondria (render-only) kept by one fixed reach too, so a nearest-centre query sees the same ones
+        near = np.linalg.norm(np.maximum(np.maximum(lo_nm - s.mito_centres, s.mito_centres - hi_nm), 0.0),
+                              axis=1) <= MITO_REACH
+        self.mito_centres, self.mito_radii = s.mito_centres[near], s.mito_radii[near]
         grow = np.where(s.kinds == GLIA, m.glia_grow, 0.0)
-        # a sphere matters only within radius + growth + the sheet/membrane reach of the box
+        # radius classes (and glia apart), each a k-d tree queried within a reach fixed by the class alone
+        # (the largest radius it admits + growth + sheet/membrane reach). Spheres are kept by the same
+        # reach, so a point sees the same candidates in every block: a sphere kept by a smaller, per-sphere
+        # reach could still displace another from the k nearest and make blocks differ.
+        r_class = np.digitize(s.radii, _RADIUS_EDGES) + 4 * (s.kinds == GLIA)
+        class_bound = np.array([_class_reach(m, c) for c in range(8)])[r_class]
         gap = np.maximum(np.maximum(lo_nm - s.centres, s.centres - hi_nm), 0.0)
-        keep = np.linalg.norm(gap, axis=1) <= s.radii + grow + _REACH_EXTRA
-        s = s.select(keep)
+        keep = np.linalg.norm(gap, axis=1) <= class_bound
+        s, grow, r_class, class_bound = s.select(keep), grow[keep], r_class[keep], class_bound[keep]
         self.spheres = s
-        grow = grow[keep]
-        # radius classes (and glia apart), each a k-d tree queried within its own reach
-        r_class = np.digitize(s.radii, [120.0, 500.0, 2000.0]) + 4 * (s.kinds == GLIA)
         self._classes = []
         for cls in np.unique(r_class):
             idx = np.flatnonzero(r_class == cls)
-            bound = float(s.radii[idx].max() + grow[idx].max() + _REACH_EXTRA)
-            k = 6 if cls == 0 else 4
-            self._classes.append((cKDTree(s.centres[idx]), idx, bound, min(k, len(idx))))
+            k = 12 if cls >= 4 else 8 if cls == 0 else 6
+            self._classes.append((cKDTree(s.centres[idx]), idx, float(class_bound[idx[0]]), min(k, len(idx))))
         self._grow = grow
 
     def label(self, points: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -495,7 +552,8 @@ class Tissue:
         other_core = np.where(~is_glia, other, np.inf).min(axis=1)
         other_glia = np.where(is_glia, other, np.inf).min(axis=1)
         own_s = np.where(claimed, own_s, 0.0)  # unclaimed points are ECS whatever their margin
-        margin = np.where(in_core, 0.5 * (other.min(axis=1) - own_s),
+        # (a glial core that a neurite runs through is hidden by the neurite: cores compete with cores)
+        margin = np.where(in_core, 0.5 * (other_core - own_s),
                           np.minimum(other_core, 0.5 * (other_glia - own_s)))
         margin = np.where(claimed, margin, -np.inf)
         labelled = claimed & (margin >= w)
@@ -513,7 +571,7 @@ def sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 6
 
     The probe is a ``probe_um`` cube of the tissue with a fixed seed, sampled at ``n_points`` random
     positions; the width is the ``ecs_fraction`` quantile of each point's distance to a sheet, clipped to
-    [4, 60] nm. Depends on the morphology only, so every block and voxel size uses the same width.
+    [0.5, 60] nm. Depends on the morphology only, so every block and voxel size uses the same width.
     """
     extent = (probe_um * 1000.0,) * 3
     tissue = Tissue(morphology, 0x5EED, extent, (0.0, 0.0, 0.0), extent, sheet=0.0)
@@ -525,7 +583,7 @@ def sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 6
 
 # ----------------------------------------------------------------------------------- whole volumes
 def neuron_labels(morphology: str | Morphology, shape: Sequence[int], *, seed: int = 0,
-                  voxel_size: Sequence[float] = (40.0, 8.0, 8.0), threads: int = 1) -> np.ndarray:
+                  voxel_size: Sequence[float] = (40.0, 8.0, 8.0), threads: int = -1) -> np.ndarray:
     """Dense ground truth of simulated neural tissue, rasterised at ``voxel_size``.
 
     Parameters
@@ -536,7 +594,7 @@ def neuron_labels(morphology: str | Morphology, shape: Sequence[int], *, seed: i
     shape : (plane, row, column) voxels.
     seed : random seed; the result is a pure function of (morphology, shape, seed, voxel_size).
     voxel_size : (plane, row, column) nm; voxel centres are sampled at ``(index + 0.5) * voxel_size``.
-    threads : k-d tree query workers; the result does not depend on it.
+    threads : k-d tree query workers (-1: all cores); the result does not depend on it.
 
     Returns
     -------

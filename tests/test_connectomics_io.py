@@ -386,9 +386,12 @@ def test_simulated_container_is_an_image_with_label_images(tmp_path):
     simulate_to_zarr(path, "retina", (4, 32, 32), seed=1, chunks=(4, 16, 16), levels=2, progress=False)
     nodes = list(Reader(parse_url(f"{path}/raw"))())
     labels = [n for n in nodes if Label in {type(s) for s in n.specs}]
-    assert [Path(str(n.zarr.path)).name for n in labels] == ["neuron_ids"]
-    assert [d.shape for d in labels[0].data] == [d.shape for d in nodes[0].data]
+    assert [Path(str(n.zarr.path)).name for n in labels] == ["neuron_ids", "labels_mask"]
+    for label in labels:
+        assert [d.shape for d in label.data] == [d.shape for d in nodes[0].data]
     Image.from_zarr(zarr.open_group(f"{path}/raw", mode="r"))  # validates, label levels included
     ids = open_volume(f"{path}/raw/labels/neuron_ids", role="labels")
     assert ids.dtype == np.uint64
     np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ids.data.compute())
+    mask = open_volume(f"{path}/labels_mask").data.compute()  # the alias of raw/labels/labels_mask
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}

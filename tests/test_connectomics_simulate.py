@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -145,3 +146,73 @@ def test_neuron_labels_deterministic_with_many_thin_objects(morphology):
     # thin objects: in-plane cross-sections of at most ~300 nm diameter (8 nm pixels) are frequent
     areas = np.concatenate([np.unique(labels[z][labels[z] > 0], return_counts=True)[1] for z in range(shape[0])])
     assert np.sum(areas * 64.0 < np.pi * 150.0 ** 2) >= 10, np.sort(areas)
+
+
+def _calibres_nm(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> np.ndarray:
+    """Per object: the median over its sections of twice the largest in-plane distance (nm, EDT) from an
+    inside pixel to another object or ECS: the diameter of a tube, whatever its angle to the sections."""
+    per_object: dict[int, list[float]] = {}
+    for section in labels:
+        inner = section > 0
+        inner[1:] &= section[1:] == section[:-1]
+        inner[:-1] &= section[:-1] == section[1:]
+        inner[:, 1:] &= section[:, 1:] == section[:, :-1]
+        inner[:, :-1] &= section[:, :-1] == section[:, 1:]
+        depth = ndimage.distance_transform_edt(inner, sampling=voxel_size[1:])
+        ids = np.unique(section[section > 0])
+        # + one pixel: the EDT reaches the centre of the edge pixel, not the membrane
+        for i, d in zip(ids, ndimage.maximum(depth, section, ids)):
+            per_object.setdefault(int(i), []).append(2.0 * (float(d) + voxel_size[1]))
+    return np.array([np.median(v) for v in per_object.values()])
+
+
+def test_thin_processes_have_realistic_calibre_in_nm():
+    voxel_size = (40.0, 8.0, 8.0)
+    calibres = _calibres_nm(neuron_labels("thin", (12, 96, 96), seed=0, voxel_size=voxel_size), voxel_size)
+    # axons of median diameter ~90 nm (range ~50-400): a few voxels across at 8 nm, about one section thick
+    assert len(calibres) >= 50
+    assert 40.0 <= np.median(calibres) <= 200.0, np.median(calibres)
+    dense = _calibres_nm(neuron_labels("dense", (12, 96, 96), seed=0, voxel_size=voxel_size), voxel_size)
+    assert np.mean(dense < 250.0) >= 0.5  # most objects in neuropil are thin, though big cells fill space
+    assert dense.max() >= 300.0
+
+
+def test_ecs_fraction_follows_the_request():
+    fractions = []
+    for requested in (0.07, 0.20):
+        morph = dataclasses.replace(MORPHOLOGIES["dense"], ecs_fraction=requested)
+        fractions.append(np.mean(neuron_labels(morph, (12, 96, 96), seed=1) == 0))
+        assert abs(fractions[-1] - requested) < 0.05, (requested, fractions[-1])
+    assert fractions[1] > fractions[0] + 0.06
+    # sparse: far more ECS than dense neuropil
+    assert np.mean(neuron_labels("sparse", (12, 96, 96), seed=1) == 0) > 0.3
+
+
+def test_sparse_labels_and_mask(tmp_path):
+    shape = (6, 48, 48)
+    dense = simulate_to_zarr(tmp_path / "dense.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False)
+    sparse = simulate_to_zarr(tmp_path / "sparse.zarr", "sbem", shape, seed=2, chunks=(2, 16, 24),
+                              progress=False, label_fraction=0.4)
+    full = open_volume(f"{dense}/labels").data.compute()
+    assert (open_volume(f"{dense}/labels_mask").data.compute() == 1).all()
+    labels = open_volume(f"{sparse}/labels").data.compute()
+    mask = open_volume(f"{sparse}/labels_mask").data.compute()
+    assert mask.dtype == np.uint8
+    # labelled = a subset of whole objects (every voxel of a chosen object); the rest, ECS included, is
+    # unlabelled rather than background
+    np.testing.assert_array_equal(mask == 1, labels > 0)
+    np.testing.assert_array_equal(labels, np.where(mask == 1, full, 0))
+    chosen = np.unique(labels[labels > 0])
+    assert np.isin(full, chosen).sum() == mask.sum()
+    ids = np.unique(full[full > 0])
+    assert 0.15 < len(chosen) / len(ids) < 0.7
+    # the same choice whatever the chunking
+    again = simulate_to_zarr(tmp_path / "again.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False,
+                             label_fraction=0.4)
+    np.testing.assert_array_equal(open_volume(f"{again}/labels_mask").data.compute(), mask)
+
+
+def test_contrast_drift_varies_by_section():
+    defects = section_defects(get_source("sbem"), 0, 200)
+    assert 0.02 < np.std(np.log(defects.gain)) < 0.15 and 0.02 < np.std(defects.offset) < 0.15
+    assert abs(np.corrcoef(defects.gain[1:], defects.gain[:-1])[0, 1]) > 0.5  # slow drift, not flicker

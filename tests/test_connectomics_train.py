@@ -11,6 +11,7 @@ import yaml
 
 from connectomics.affinities import DEFAULT_OFFSETS, compute_affinities, shift_affinities, validate_offsets
 from connectomics.augment import AugmentConfig, augment_crop, flip_transpose, misalign
+from connectomics.io import open_volume
 from connectomics.simulate import simulate_to_zarr
 from connectomics.train import AffinityDataModule, AffinityModel, affinity_loss, cli
 from shared.checkpoints import load_lightning_module
@@ -119,7 +120,7 @@ def test_datamodule_crops_and_errors(volumes, tmp_path):
     assert batch["raw"].shape == (2, 1, 4, 24, 24) and batch["raw"].dtype == torch.float32
     assert 0.0 <= batch["raw"].min() and batch["raw"].max() <= 1.0
     assert batch["affinities"].shape == (2, 12, 4, 24, 24) and batch["mask"].shape == (2, 12, 4, 24, 24)
-    assert dm.train_set.volumes[0][2] == (6, 32, 32)  # sqrt(0.25) of the rows/columns, at least crop+margin
+    assert dm.train_set.volumes[0][-1] == (6, 32, 32)  # sqrt(0.25) of the rows/columns, at least crop+margin
     val = [dm.val_set[i]["raw"] for i in range(2)]
     assert torch.equal(val[0], dm.val_set[0]["raw"]) and not torch.equal(val[0], val[1])
     with pytest.raises(ValueError, match="smaller than the crop plus augmentation margin"):
@@ -183,3 +184,31 @@ def test_star_refuses_unmatched_budgets_and_formats_results(tmp_path):
                            "held_out_voi_merge": 2.0, "held_out_cremi": 1.5, "train_seconds": 3.0}])
     text = results_markdown(table, "retina", ["sstem"])
     assert "held out: retina" in text and "| unet | 10 | 0.1 | 0.5 | 0.2500 | 0.5000 |" in text
+
+
+def test_loss_ignores_affinities_touching_unlabelled_voxels(tmp_path):
+    path = simulate_to_zarr(tmp_path / "sparse.zarr", "sbem", (6, 48, 48), seed=1, chunks=(6, 48, 48),
+                            progress=False, label_fraction=0.4)
+    data = AffinityDataModule(train=[str(path)], crop_shape=[6, 48, 48], augment=False, val_samples=1,
+                              offsets=DEFAULT_OFFSETS[:3])
+    data.setup()
+    item = data.val_set[0]
+    labelled = open_volume(f"{path}/labels_mask").data.compute() > 0
+    assert 0 < labelled.mean() < 1
+    mask = item["mask"].numpy()
+    # x-edge at v joins v and v - (0, 0, 1): trained only when both voxels are labelled
+    np.testing.assert_array_equal(mask[2][:, :, 1:] > 0, labelled[:, :, 1:] & labelled[:, :, :-1])
+    assert mask[2][:, :, 0].sum() == 0
+    # unlabelled voxels contribute nothing to the loss, whatever the prediction there
+    logits = torch.randn(1, *item["affinities"].shape)
+    target, m = item["affinities"][None], item["mask"][None]
+    changed = logits.clone()
+    changed[:, :, torch.from_numpy(~labelled)] += 5.0
+    torch.testing.assert_close(affinity_loss(logits, target, m), affinity_loss(changed, target, m))
+    # with augmentation the mask travels with the labels through misalignment and flips
+    augmented = AffinityDataModule(train=[str(path)], crop_shape=[6, 32, 32], val_samples=1,
+                                   offsets=DEFAULT_OFFSETS[:3], augment_config={"p_misalign": 1.0})
+    augmented.setup()
+    sample = augmented.train_set[0]
+    assert (sample["affinities"] * (1 - sample["mask"])).max() == 0  # unlabelled: 0, never the reserved id
+    assert 0 < sample["mask"].mean() < 1
