@@ -73,15 +73,19 @@ def compute_affinities(labels: np.ndarray, offsets: Sequence[Sequence[int]] = DE
     ----------
     labels : integer ndarray of shape (plane, row, column); 0 is background/extracellular space.
     offsets : list of (dz, dy, dx), non-positive; channel ``c`` uses ``offsets[c]``.
-    labels_mask : optional bool ndarray like ``labels``, True where the labels are annotated. Edges touching
-        an unannotated voxel are masked out (not trained), unlike background, which is trained as 0.
+    labels_mask : optional bool ndarray like ``labels``, True where the labels are annotated (sparse
+        annotation: the annotated objects are complete). An edge between two unannotated voxels is masked out
+        (not trained); an edge between an annotated and an unannotated voxel is kept with target 0, since an
+        unannotated voxel cannot belong to a completely annotated object. This is gunpowder's
+        ``AddAffinities(unlabelled=...)`` rule; masking every edge that touches an unannotated voxel would
+        never show the model the boundary of an annotated object.
 
     Returns
     -------
     affinities : float32 ndarray of shape (channel, plane, row, column), 1 where ``v`` and ``v + offset``
         share a label > 0.
-    mask : float32 ndarray of the same shape, 1 where the edge is known (neighbour inside the array and both
-        voxels annotated).
+    mask : float32 ndarray of the same shape, 1 where the edge is known (neighbour inside the array and at
+        least one of its voxels annotated).
 
     Examples
     --------
@@ -107,7 +111,7 @@ def compute_affinities(labels: np.ndarray, offsets: Sequence[Sequence[int]] = DE
         if labels_mask is None:
             mask[c][here] = 1.0
         else:
-            mask[c][here] = labels_mask[here] & labels_mask[there]
+            mask[c][here] = labels_mask[here] | labels_mask[there]
     return affs, mask
 
 

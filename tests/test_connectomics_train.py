@@ -42,10 +42,11 @@ def test_affinity_convention():
     assert affs[:, labels == 0].max() == 0  # background never gets affinity
     assert affs[0, 0].sum() == 0 and mask[0, 0].sum() == 0  # first plane has no z-neighbour
     assert mask[10].sum() == 0  # 27-voxel offset does not fit in 4 rows
-    unlabelled = np.ones_like(labels, bool)
-    unlabelled[1] = False
-    _, mask2 = compute_affinities(labels, [[-1, 0, 0]], labels_mask=unlabelled)
-    assert mask2[0, 1].sum() == 0 and mask2[0, 2].sum() == 0 and mask2[0, 0].sum() == 0
+    annotated = np.zeros_like(labels, bool)
+    annotated[1] = True  # only plane 1 annotated
+    _, mask2 = compute_affinities(labels, [[-1, 0, 0]], labels_mask=annotated)
+    # z-edges (1, 0) and (2, 1) touch the annotated plane: trained (target 0 across its boundary); none else
+    assert mask2[0, 1].min() == 1 and mask2[0, 2].min() == 1 and mask2[0, 0].sum() == 0
     with pytest.raises(ValueError, match="offsets must be non-positive"):
         validate_offsets([[0, 1, 0]])
     with pytest.raises(TypeError, match="labels must have an integer dtype"):
@@ -196,14 +197,18 @@ def test_loss_ignores_affinities_touching_unlabelled_voxels(tmp_path):
     labelled = open_volume(f"{path}/labels_mask").data.compute() > 0
     assert 0 < labelled.mean() < 1
     mask = item["mask"].numpy()
-    # x-edge at v joins v and v - (0, 0, 1): trained only when both voxels are labelled
-    np.testing.assert_array_equal(mask[2][:, :, 1:] > 0, labelled[:, :, 1:] & labelled[:, :, :-1])
+    # x-edge at v joins v and v - (0, 0, 1): trained when either voxel is labelled (gunpowder's rule)
+    both_unlabelled = ~labelled[:, :, 1:] & ~labelled[:, :, :-1]
+    np.testing.assert_array_equal(mask[2][:, :, 1:] > 0, ~both_unlabelled)
     assert mask[2][:, :, 0].sum() == 0
-    # unlabelled voxels contribute nothing to the loss, whatever the prediction there
+    # a labelled object's boundary with unlabelled voxels is trained as "different objects"
+    border = labelled[:, :, 1:] != labelled[:, :, :-1]
+    assert border.any() and item["affinities"].numpy()[2][:, :, 1:][border].max() == 0
+    # edges between two unlabelled voxels contribute nothing to the loss, whatever the prediction there
     logits = torch.randn(1, *item["affinities"].shape)
     target, m = item["affinities"][None], item["mask"][None]
     changed = logits.clone()
-    changed[:, :, torch.from_numpy(~labelled)] += 5.0
+    changed[:, 2, :, :, 1:][:, torch.from_numpy(both_unlabelled)] += 5.0
     torch.testing.assert_close(affinity_loss(logits, target, m), affinity_loss(changed, target, m))
     # with augmentation the mask travels with the labels through misalignment and flips
     augmented = AffinityDataModule(train=[str(path)], crop_shape=[6, 32, 32], val_samples=1,
