@@ -65,7 +65,7 @@ import torch.nn.functional as F
 
 from shared.backbones.layers import as_tuple, make_norm
 
-CELL_NORMS = ("batch", "group", "instance", "none", "batch_per_step")
+CELL_NORMS = ("batch", "batch_stats", "group", "instance", "none", "batch_per_step")
 
 
 def conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 from shared.backbones.base import Backbone, BackboneOutput
 from shared.recurrence import CRBPConfig, RecurrenceStats, check_mode, run_recurrence
 
-RecurrentNorm = Literal["batch", "group", "instance", "none", "batch_per_step"]
+RecurrentNorm = Literal["batch", "batch_stats", "group", "instance", "none", "batch_per_step"]
 
 
 @dataclass
