@@ -36,7 +36,9 @@ DEMO_MODEL: dict[str, Any] = {
 DEMO_DATA: dict[str, Any] = {"image_size": 32, "contour_length": 6, "geometry_scale": 0.3, "padding": 6.0,
                              "distractor_paddles": 15, "n_train": 1000, "n_val": 100, "n_test": 300,
                              "batch_size": 32, "generation_workers": 2}
-# optimiser steps: measured to fit the 3-minute budget on 2 idle CPU cores (BENCHMARKS.md)
+# Optimiser steps, sized for the 3-minute budget: on 2 idle CPU cores (2 torch threads) one step of this
+# model takes ~0.14 s and generating the 1,400 images ~25 s, so ~115 s of training + ~25 s of generation
+# + testing and figures (BENCHMARKS.md).
 DEMO_STEPS = 800
 DEMO_VAL_EVERY = 50
 
