@@ -43,7 +43,8 @@ def run_seed(out: Path, seed: int, *, model: dict[str, Any], data: dict[str, Any
     run = train_demo_model(out / f"seed{seed}", model=model, data=data, steps=steps, seed=seed)
     result = {"settings": settings, "row": run.row, "torch_threads": torch.get_num_threads(),
               "curve": {"train": run.curve.train, "val": run.curve.val}}
-    cache.write_text(json.dumps(result, indent=1))
+    if run.row["train_steps"] == steps:  # an interrupted run (e.g. SIGTERM) is reported but never cached
+        cache.write_text(json.dumps(result, indent=1))
     return result
 
 
