@@ -153,7 +153,7 @@ def test_hgru_2018_step_matches_hgru_share():
     # h1 = tanh(x - (a h2 + mu) c1), c1 = W (h2 g1); h2~ = tanh(k (h1 + g c2) + w (h1 g c2)), c2 = W h1;
     # h2 = eta_t ((1 - g2) h2 + g2 h2~)
     torch.manual_seed(0)
-    cell = HGRUCell(2, kernel_size=3, timesteps=3, norm="none", variant="2018")
+    cell = HGRUCell(2, kernel_size=3, timesteps=3, norm="none", variant="2018", padding="zeros")  # TF SAME padding
     assert cell.exc is cell.inh and cell.act is torch.tanh and cell.eta.shape == (3,)
     randomise(cell)
     x, h = torch.rand(1, 2, 5, 5), torch.rand(1, 2, 5, 5)
@@ -241,3 +241,18 @@ def test_batch_stats_norm_uses_batch_statistics_at_test_time():
     assert not cell.norm_inh.norms[0].track_running_stats
     net = create("fgru2d", hidden_channels=3, kernel_size=3, timesteps=2, mode="crbp", norm="batch_stats")
     net(torch.rand(2, 1, 8, 8)).mean().backward()
+
+
+def test_reflect_padding_sees_no_border_edge():
+    """With reflect padding a uniform state stays uniform after a horizontal convolution; zeros do not."""
+    from shared.backbones.cells import conv
+
+    x = torch.full((1, 2, 9, 9), 0.7)
+    w = torch.ones(2, 2, 5, 5)
+    reflect, zeros = conv(x, w, "reflect"), conv(x, w, "zeros")
+    torch.testing.assert_close(reflect, torch.full_like(reflect, 0.7 * 50))
+    assert zeros[0, 0, 0, 0] < zeros[0, 0, 4, 4]  # the border looks like an edge
+    short = conv(torch.rand(1, 2, 3, 9, 9), torch.ones(2, 2, 7, 3, 3), "reflect")  # z too short to reflect
+    assert short.shape == (1, 2, 3, 9, 9)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        HGRUCell(2, kernel_size=3, padding="circular")
