@@ -4,8 +4,10 @@ Each command runs in a fresh interpreter, exactly as its console script does
 (``python -c "from connectomics.cli import main; main()" ...``), ``--repeats`` times; the median is reported.
 "help" rows time the whole ``--help`` run; "first output" rows time the first byte the command writes
 (stdout or stderr) while it does real, tiny work. ``ratio`` = time / target (<= 1 meets the target). A bare
-``python -c pass`` row gives the interpreter's own share. ``--importtime`` adds, per command, the imports
-that dominate (``python -X importtime``, cumulative microseconds), to show what to make lazy.
+``python -c pass`` row gives the interpreter's own share, and ``import torch`` / ``import lightning`` rows the
+floor of any command that needs them (LightningCLI builds ``--help`` from the model classes, so it needs
+both). ``--importtime`` adds, per command, the packages that dominate its imports (``python -X importtime``
+self time summed per top-level package), to show what to make lazy.
 
     python benchmarks/cli_startup.py [--repeats 3] [--importtime] [--only rldiag]
 
@@ -40,7 +42,10 @@ def module(name: str, *args: str) -> list[str]:
 
 def commands(tmp: Path) -> list[tuple[str, str, list[str]]]:
     """(label, kind, argv) of every command measured; kind is "help" or "first output"."""
+    # floors: the interpreter alone, and the imports any torch / LightningCLI command cannot avoid
     rows = [("python -c pass", "baseline", [sys.executable, "-c", "pass"])]
+    rows += [(f"python -c 'import {m}'", "baseline", [sys.executable, "-c", f"import {m}"])
+             for m in ("torch", "lightning")]
     rows += [(f"{p} --help", "help", console(p, "--help")) for p in ("connectomics", "phenotypic", "rldiag")]
     rows += [(f"python -m {m} --help", "help", module(m, "--help")) for m in ("shared.pathfinder", "shared.alignment")]
     rows += [(f"connectomics {s} --help", "help", console("connectomics", s, "--help"))
@@ -71,18 +76,22 @@ def time_run(argv: list[str], env: dict[str, str], first_output: bool) -> tuple[
     return (elapsed if elapsed is not None else time.perf_counter() - start), proc.returncode
 
 
-def dominant_imports(argv: list[str], env: dict[str, str], n: int = 5) -> list[tuple[int, str]]:
-    """The ``n`` top-level imports with the largest cumulative time, (microseconds, module)."""
+def dominant_imports(argv: list[str], env: dict[str, str], n: int = 5) -> list[tuple[float, str]]:
+    """The ``n`` top-level packages whose modules take the most import time, as (seconds, package).
+
+    Sums each module's own (self) time from ``python -X importtime`` by its top-level package name, so
+    ``torch`` includes every ``torch.*`` module and nothing is counted twice.
+    """
     proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
-    rows = []
+    by_package: dict[str, float] = {}
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, cumulative, name = line.split("|")
-        if not name[1:].startswith(" "):  # top level only: no indentation beyond the one separator space
-            rows.append((int(cumulative), name.strip()))
-    return sorted(rows, reverse=True)[:n]
+        own, _, name = line.removeprefix("import time:").split("|")
+        package = name.strip().split(".")[0]
+        by_package[package] = by_package.get(package, 0.0) + int(own) / 1e6
+    return sorted(((sec, pkg) for pkg, sec in by_package.items()), reverse=True)[:n]
 
 
 def main() -> None:
@@ -117,8 +126,8 @@ def main() -> None:
                 print(f"{label:<42} {kind:<12} {median:>8.2f} {target:>7.1f} {median / target:>6.2f}  "
                       f"{'yes' if ok else 'NO'}{exit_note}")
             if args.importtime and kind != "baseline":
-                for micros, name in dominant_imports(argv, env):
-                    print(f"{'':<6}{micros / 1e6:6.2f} s  import {name}")
+                top = dominant_imports(argv, env)
+                print(f"{'':<6}imports: " + ", ".join(f"{pkg} {sec:.2f} s" for sec, pkg in top))
     print(f"{misses} command(s) over target")
 
 
