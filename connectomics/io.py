@@ -454,9 +454,12 @@ def open_volume(path: str | Path, *, level: int = 0,
 
     Examples
     --------
-    >>> vol = open_volume("sim.zarr/raw")                        # doctest: +SKIP
-    >>> vol.data.shape, vol.axes, vol.voxel_size                 # doctest: +SKIP
-    ((64, 256, 256), ('z', 'y', 'x'), (40.0, 8.0, 8.0))
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32))
+    >>> vol = open_volume(f"{tmp}/sim.zarr/raw")
+    >>> vol.data.shape, vol.axes, vol.voxel_size
+    ((8, 32, 32), ('z', 'y', 'x'), (40.0, 8.0, 8.0))
     """
     address = str(path)
     container, dataset = parse_volume_path(address)
@@ -809,9 +812,13 @@ def create_label_image(image_path: str | Path, name: str, *, dtype: Any, chunks:
 
     Examples
     --------
-    >>> ids = create_label_image("sim.zarr/raw", "neuron_ids", dtype="uint64", chunks=(32, 128, 128))
-    ... # doctest: +SKIP
-    >>> ids[:] = labels; match_image_levels("sim.zarr/raw", "neuron_ids")           # doctest: +SKIP
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32), n_levels=2)
+    >>> ids = create_label_image(f"{tmp}/sim.zarr/raw", "neuron_ids", dtype="uint64", chunks=(8, 32, 32))
+    >>> ids[:] = 7
+    >>> [level.shape for level in match_image_levels(f"{tmp}/sim.zarr/raw", "neuron_ids")]  # levels written
+    [(8, 16, 16)]
     """
     image = str(image_path).rstrip("/")
     _check_label_name(name)
@@ -934,8 +941,13 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
 
     Examples
     --------
-    >>> seg = create_segmentation_image("seg.zarr", "seg_0.5", shape=(64, 512, 512), dtype="uint64",
-    ...                                 chunks=(32, 256, 256), source_image="sim.zarr/raw")  # doctest: +SKIP
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32))
+    >>> seg = create_segmentation_image(f"{tmp}/seg.zarr", "seg_0.5", shape=(8, 32, 32), dtype="uint64",
+    ...                                 chunks=(8, 16, 16), source_image=f"{tmp}/sim.zarr/raw")
+    >>> seg.shape, seg.dtype == np.uint64
+    ((8, 32, 32), True)
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in "iu":

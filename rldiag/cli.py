@@ -221,7 +221,7 @@ The labels are ours (LCD-style), not the published paper's taxonomy.""",
 
 
 def train(argv: list[str]) -> int:
-    from rldiag.ppo import PPOConfig
+    from rldiag.ppo_config import PPOConfig
 
     p = subcommand_parser(
         "rldiag train",

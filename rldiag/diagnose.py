@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.integrate import trapezoid
 
 from rldiag.envs import GAMES, check_procgen_options
 from rldiag.normalization import SOURCE, normalize_return
@@ -191,6 +190,8 @@ def normalized_auc(x, y, budget: float) -> float:
         return float("nan")
     if np.any(np.diff(x) < 0) or x[0] < 0 or x[-1] > budget:
         raise ValueError("x must be increasing and lie in [0, budget]")
+    from scipy.integrate import trapezoid  # here, not at the top: scipy.integrate alone costs ~0.5 s of CLI start-up
+
     x = np.concatenate([[0.0], x, [budget]])
     y = np.concatenate([[y[0]], y, [y[-1]]])
     return float(trapezoid(y, x) / budget)

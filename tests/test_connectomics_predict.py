@@ -14,7 +14,7 @@ import pytest
 import torch
 import zarr
 
-from connectomics.blocks import Roi
+from connectomics.blocks import DoneMarkers, Roi
 from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.predict import bump_weights, predict_blockwise, window_starts, windows_for
 
@@ -173,14 +173,16 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
                                                        str(Path(__file__).parents[1])]))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    done = tmp / "k.zarr.blockwise/affs/done"
+    # count done block ids, not files: a killed run can leave a half-written `.<id>.<pid>.tmp` marker behind
+    markers = DoneMarkers(tmp / "k.zarr.blockwise/affs/done")
     deadline = time.time() + 60
-    while time.time() < deadline and (not done.is_dir() or len(os.listdir(done)) < 5):
+    while time.time() < deadline and len(markers.done_ids()) < 5:
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    n_before = len(os.listdir(done))
+    n_before = len(markers.done_ids())
     assert 5 <= n_before < 27, "the run should have been killed midway"
+    (markers.folder / f".26.{proc.pid}.tmp").write_text("")  # what a kill during a marker write leaves
     result = predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "k.zarr/affs"),
                                block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
     assert result.n_already_done == n_before and result.n_processed == 27 - n_before
