@@ -392,3 +392,19 @@ def test_simulated_container_is_an_image_with_label_images(tmp_path):
     ids = open_volume(f"{path}/raw/labels/neuron_ids", role="labels")
     assert ids.dtype == np.uint64
     np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ids.data.compute())
+
+
+def test_tiff_must_be_a_3d_stack_like_zarr(tmp_path):
+    """A 4-D TIFF is not read as its pages in a row, and a 2-D TIFF is refused as a 2-D zarr array is."""
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((2, 16, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(2, 16, 64, 64\) \(4 axes\); expected a 3-D stack"):
+        open_volume(tmp_path / "four.tif")
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"\(2 axes\)"):
+        open_volume(tmp_path / "two.tif")
+    zarr.create_array(str(tmp_path / "two.zarr"), shape=(64, 64), dtype="uint8", chunks=(64, 64))
+    with pytest.raises(ValueError, match="2 axes"):
+        open_volume(tmp_path / "two.zarr")
+    for _ in range(3):  # pages appended one at a time still form a stack
+        tifffile.imwrite(tmp_path / "pages.tif", np.ones((8, 8), np.uint8), append=True)
+    assert open_volume(tmp_path / "pages.tif").data.shape == (3, 8, 8)
