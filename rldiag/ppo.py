@@ -31,7 +31,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from rldiag.encoders import make_encoder
 from rldiag.envs import ProcgenVectorEnv
 from shared.checkpoints import load_checkpoint
 from shared.devices import autocast, default_device
+from shared.jobs import atomic_path
 
 
 @dataclass
@@ -126,6 +126,15 @@ class PPOConfig:
             )
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        try:  # an unknown encoder or options it does not take fail here, not after the first rollout
+            make_encoder(self.encoder, **self.encoder_config)
+        except TypeError as err:
+            raise ValueError(f"encoder_config {self.encoder_config} does not fit encoder {self.encoder!r}: {err}") \
+                from None
 
 
 def make_env(cfg: PPOConfig) -> ProcgenVectorEnv:
@@ -557,9 +566,8 @@ def save_checkpoint(
     }
     if hasattr(envs, "get_state"):
         ckpt["env_state"] = _env_state_to_tensors(envs.get_state())
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_agent(
@@ -569,7 +577,7 @@ def load_agent(
     map_location: str | torch.device = "cpu",
 ) -> tuple[Agent, PPOConfig]:
     """Rebuild a trained :class:`Agent` and its config from ``checkpoint.pt`` (weights only)."""
-    ckpt = load_checkpoint(path, map_location=map_location)
+    ckpt = load_checkpoint(path, map_location=map_location, expect="ppo")
     cfg = PPOConfig(**ckpt["config"])
     agent = make_agent(cfg, obs_shape, n_actions)
     agent.load_state_dict(ckpt["model"])
