@@ -99,6 +99,19 @@ class Volume:
     voxel_size: tuple[float, ...]
     offset: tuple[float, ...]
     path: str
+    stored: Any = None
+    """The zarr array read (None for HDF5 and TIFF): where :meth:`missing_chunks` looks."""
+
+    def missing_chunks(self) -> int:
+        """How many storage chunks of a zarr volume are absent (they read as the fill value).
+
+        zarr leaves a chunk out when it was never written, or when it held only the fill value (zarr 3
+        does not store such chunks by default), so a nonzero count may be a partial copy or an empty region.
+        0 for HDF5 and TIFF.
+        """
+        if self.stored is None:
+            return 0
+        return int(self.stored.nchunks - self.stored.nchunks_initialized)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -315,7 +328,9 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     voxel_size = voxel_size or [1.0] * n_spatial
     offset = offset or [0.0] * n_spatial
     data = _as_dask(array, name, chunks=tuple(array.chunks))
-    return _volume(data, axes, voxel_size, offset, address)
+    vol = _volume(data, axes, voxel_size, offset, address)
+    vol.stored = array
+    return vol
 
 
 def _default_axes(ndim: int, address: str) -> tuple[str, ...]:
@@ -463,7 +478,8 @@ def open_volume(path: str | Path, *, level: int = 0,
     level : scale level of an OME-Zarr multiscale image (0 = full resolution).
     role : optional check of what the volume must be: ``"raw"`` (3 axes, integer or float dtype, no NaN;
         the NaN check reads the volume chunk by chunk), ``"labels"`` (3 axes, integer dtype),
-        ``"affinities"`` (4 axes, float or uint8 dtype).
+        ``"affinities"`` (4 axes, float or uint8 dtype; float values finite and in [0, 1], read chunk by
+        chunk).
 
     Returns
     -------
@@ -515,6 +531,11 @@ def check_role(vol: Volume, role: str) -> None:
                              f"got {vol.axes}")
         if vol.dtype.kind != "f" and vol.dtype != np.uint8:
             raise TypeError(f"affinities volume {vol.path} must be float or uint8, got {vol.dtype}")
+        if vol.dtype.kind == "f":  # probabilities: inf, NaN or values outside [0, 1] are not affinities
+            low, high, n_bad = da.compute(da.nanmin(vol.data), da.nanmax(vol.data), (~da.isfinite(vol.data)).sum())
+            if n_bad or low < 0 or high > 1:
+                raise ValueError(f"affinities volume {vol.path} must hold probabilities in [0, 1]; it has "
+                                 f"{int(n_bad)} non-finite value(s) and range [{float(low)}, {float(high)}]")
     else:
         raise ValueError(f"role must be 'raw', 'labels' or 'affinities'; got {role!r}")
 

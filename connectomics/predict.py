@@ -275,6 +275,7 @@ class BlockPredictor:
 
 JOB_COMMAND = "connectomics predict"
 RAW_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+MISSING_CHUNKS = ("error", "zeros")
 
 
 def job_folder(output_path: str | Path) -> Path:
@@ -314,6 +315,7 @@ def predict_blockwise(
     progress: bool = True,
     overwrite: bool = False,
     wait: bool = False,
+    missing_chunks: str = "error",
 ) -> BlockwiseResult:
     """Predict affinities over a volume block by block, resumably.
 
@@ -343,6 +345,9 @@ def predict_blockwise(
     overwrite : replace an output this job did not write (same shape, dtype and chunks), or one written
         with other settings (its done-markers are cleared; blocks are replaced as they are rewritten).
     wait : wait for another run holding the output's lock instead of refusing.
+    missing_chunks : ``"error"`` refuses a zarr input with absent storage chunks (a partial copy reads as
+        zeros without a word); ``"zeros"`` accepts them as zeros (regions zarr left out because they held
+        only the fill value). A mask's absent chunks are always zeros: masks are sparse by nature.
 
     Returns
     -------
@@ -365,6 +370,13 @@ def predict_blockwise(
     if np.dtype(volume.data.dtype).name not in RAW_DTYPES:
         raise ValueError(f"input {input_path} is {volume.data.dtype}; raw must be uint8, uint16 or floating point "
                          "in [0, 1] (convert it first, e.g. rescale to uint16)")
+    if missing_chunks not in MISSING_CHUNKS:
+        raise ValueError(f"missing_chunks must be one of {', '.join(MISSING_CHUNKS)}; got {missing_chunks!r}")
+    n_missing = volume.missing_chunks()
+    if n_missing and missing_chunks == "error":
+        raise ValueError(f"input {input_path}: {n_missing} of {volume.stored.nchunks} storage chunks are missing "
+                         "and would read as zeros (a partial copy or write?); if those regions are really empty "
+                         "(zarr does not store a chunk holding only the fill value), pass --missing-chunks zeros")
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape))
     roi = volume_roi if roi is None else roi
     if not volume_roi.contains(roi) or roi.empty():
@@ -490,6 +502,9 @@ def cli(argv: list[str]) -> int:
                         help="dask.distributed scheduler address (tcp://host:8786); default: local threads")
     parser.add_argument("--workers", type=int, default=None, help="local threads (default: number of cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--missing-chunks", default="error", choices=MISSING_CHUNKS,
+                        help="absent zarr chunks of the input: refuse them, or read them as zeros (only where "
+                             "the regions are really empty; a mask's absent chunks are always zeros)")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     settings = {
@@ -504,7 +519,7 @@ def cli(argv: list[str]) -> int:
     result = predict_blockwise(
         args.model, args.input, args.output, mask_path=args.mask, dtype=args.dtype, blend=args.blend,
         scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
-        overwrite=args.overwrite, wait=args.wait, **settings,
+        overwrite=args.overwrite, wait=args.wait, missing_chunks=args.missing_chunks, **settings,
     )
     summary = {"blocks": result.n_blocks, "already_done": result.n_already_done,
                "processed": result.n_processed, "failed": len(result.failed),

@@ -408,3 +408,15 @@ def test_tiff_must_be_a_3d_stack_like_zarr(tmp_path):
     for _ in range(3):  # pages appended one at a time still form a stack
         tifffile.imwrite(tmp_path / "pages.tif", np.ones((8, 8), np.uint8), append=True)
     assert open_volume(tmp_path / "pages.tif").data.shape == (3, 8, 8)
+
+
+def test_affinities_role_refuses_inf_and_values_outside_0_1(tmp_path):
+    affs = np.full((3, 4, 8, 8), 0.5, np.float32)
+    write_ome_zarr(tmp_path / "ok.zarr/affs", affs, axes="czyx", voxel_size=(1, 1, 1), chunks=(3, 4, 8, 8))
+    assert open_volume(tmp_path / "ok.zarr/affs", role="affinities").data.shape == affs.shape
+    for name, value in (("inf", np.inf), ("big", 1.5), ("neg", -0.1)):
+        bad = affs.copy()
+        bad[1, 2, 3, 4] = value
+        write_ome_zarr(tmp_path / f"{name}.zarr/affs", bad, axes="czyx", voxel_size=(1, 1, 1), chunks=(3, 4, 8, 8))
+        with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+            open_volume(tmp_path / f"{name}.zarr/affs", role="affinities")

@@ -320,3 +320,20 @@ def test_cli_refuses_bad_input_in_one_line_before_creating_anything(setup, capsy
         assert code == 2, (argv, err)
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp / "out.zarr").exists()
+
+
+def test_missing_input_chunks_are_refused_unless_declared_empty(setup):
+    """A zarr chunk absent from the raw input (a partial copy) would read as zeros: refused by default."""
+    import shutil
+
+    tmp, ckpt, raw = setup
+    shutil.copytree(tmp / "vol.zarr", tmp / "partial.zarr")
+    shutil.rmtree(tmp / "partial.zarr/raw/0/c/1")  # the second plane of chunks
+    run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    with pytest.raises(ValueError, match="9 of 27 storage chunks are missing.*--missing-chunks zeros"):
+        predict_blockwise(ckpt, str(tmp / "partial.zarr/raw"), str(tmp / "p.zarr/affs"), **run)
+    assert not (tmp / "p.zarr").exists()
+    predict_blockwise(ckpt, str(tmp / "partial.zarr/raw"), str(tmp / "p.zarr/affs"), missing_chunks="zeros", **run)
+    holes = raw.copy()
+    holes[4:8] = 0
+    assert np.abs(read(tmp / "p.zarr/affs") - whole_volume(ckpt, holes)).max() <= 1e-4
