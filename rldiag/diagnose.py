@@ -535,7 +535,14 @@ def load_results(out_dir: str | Path) -> list[dict[str, Any]]:
     cells = Path(out_dir) / "cells"
     if not cells.is_dir():
         raise FileNotFoundError(f"no diagnosis found in {out_dir} (expected a 'cells' folder from rldiag diagnose)")
-    return [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
+    results = []
+    for p in sorted(cells.glob("*.json")):
+        try:
+            results.append(json.loads(p.read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p} is truncated or not JSON ({err}); rerun the same `rldiag diagnose` command to "
+                             "recompute that cell") from None
+    return results
 
 
 def _finite_mean(values: list[float]) -> float:

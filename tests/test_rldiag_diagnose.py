@@ -379,6 +379,8 @@ def test_diagnose_killed_then_resumed_equals_uninterrupted_and_recomputes_a_trun
     assert _cell_curves(killed) == expected
     truncated = killed / "cells/coinrun__simp__s0.json"
     truncated.write_text(truncated.read_text()[:40])
+    assert main(["taxonomy", str(killed)]) == 2
+    assert "coinrun__simp__s0.json is truncated" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="coinrun__simp__s0.json is missing or unreadable"):
         assert main([*args, "--out", str(killed)]) == 0
     assert _cell_curves(killed) == expected
