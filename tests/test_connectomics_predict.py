@@ -337,3 +337,34 @@ def test_missing_input_chunks_are_refused_unless_declared_empty(setup):
     holes = raw.copy()
     holes[4:8] = 0
     assert np.abs(read(tmp / "p.zarr/affs") - whole_volume(ckpt, holes)).max() <= 1e-4
+
+
+def test_a_second_run_into_the_same_output_refuses_or_waits_and_redoes_nothing(setup):
+    """Issue 15: two identical runs into one output used to both do all the work. Now the second one refuses
+    naming the first, or (--wait) waits for it and then finds every block done."""
+    from shared.jobs import JobLockedError
+
+    tmp, ckpt, _ = setup
+    slow = tmp / "slow.ckpt"
+    torch.save({"state_dict": load_tiny_model(str(ckpt)).state_dict(), "delay": 0.05}, slow)
+    script = (
+        "import sys; from connectomics.predict import predict_blockwise; "
+        f"predict_blockwise({str(slow)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(tmp / 'two.zarr/affs')!r}, "
+        f"block_shape=(4, 16, 16), context=2, loader={LOADER!r}, workers=1, progress=False)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
+                                                       str(Path(__file__).parents[1])]))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        done = tmp / "two.zarr/affs/0/.job/done"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (done.is_dir() and os.listdir(done)):
+            time.sleep(0.02)
+        run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+        with pytest.raises(JobLockedError, match=f"in use by pid {proc.pid} "):
+            predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "two.zarr/affs"), **run)
+        second = predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "two.zarr/affs"), wait=True, **run)
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    assert second.n_already_done == 27 and second.n_processed == 0
