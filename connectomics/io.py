@@ -72,6 +72,8 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from shared.cli import UserError
+
 SPATIAL_AXES = ("z", "y", "x")
 ZARR_SUFFIXES = (".zarr", ".n5")
 HDF5_SUFFIXES = (".h5", ".hdf", ".hdf5")
@@ -97,6 +99,19 @@ class Volume:
     voxel_size: tuple[float, ...]
     offset: tuple[float, ...]
     path: str
+    stored: Any = None
+    """The zarr array read (None for HDF5 and TIFF): where :meth:`missing_chunks` looks."""
+
+    def missing_chunks(self) -> int:
+        """How many storage chunks of a zarr volume are absent (they read as the fill value).
+
+        zarr leaves a chunk out when it was never written, or when it held only the fill value (zarr 3
+        does not store such chunks by default), so a nonzero count may be a partial copy or an empty region.
+        0 for HDF5 and TIFF.
+        """
+        if self.stored is None:
+            return 0
+        return int(self.stored.nchunks - self.stored.nchunks_initialized)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -155,6 +170,16 @@ def parse_volume_path(path: str | Path) -> tuple[Path, str | None]:
 
 
 # ------------------------------------------------------------------------------------------- reading
+class MissingDatasetError(UserError, KeyError):
+    """A volume address names a dataset its container does not hold (the message lists what it holds).
+
+    A ``KeyError`` for callers that catch one, and a one-line user error (exit 2) on the command line.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class _ChunkReader:
     """Array-like wrapper used by ``dask.array.from_array``: reads a region and names the culprit on error.
 
@@ -243,8 +268,8 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
             node = root[_resolve_alias(root, dataset)]
         except KeyError:
             listing = _list_zarr(root) if isinstance(root, zarr.Group) else []
-            raise KeyError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
-                           f"{', '.join(listing) or 'nothing'}") from None
+            raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
+                                      f"{', '.join(listing) or 'nothing'}") from None
         except Exception as err:
             raise ValueError(f"volume {address}: dataset {dataset!r} in {container} has corrupt metadata: "
                              f"{type(err).__name__}: {err}") from err
@@ -303,7 +328,9 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     voxel_size = voxel_size or [1.0] * n_spatial
     offset = offset or [0.0] * n_spatial
     data = _as_dask(array, name, chunks=tuple(array.chunks))
-    return _volume(data, axes, voxel_size, offset, address)
+    vol = _volume(data, axes, voxel_size, offset, address)
+    vol.stored = array
+    return vol
 
 
 def _default_axes(ndim: int, address: str) -> tuple[str, ...]:
@@ -358,8 +385,8 @@ def _open_hdf5(container: Path, dataset: str | None, address: str) -> Volume:
         raise ValueError(f"volume {address}: name a dataset inside the HDF5 file as {container}:DATASET, e.g. "
                          f"{container}:volumes/raw; it holds: {', '.join(listing) or 'nothing'}")
     if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-        raise KeyError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
-                       f"{', '.join(listing) or 'nothing'}")
+        raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
+                                  f"{', '.join(listing) or 'nothing'}")
     ds = f[dataset]
     axes = _default_axes(ds.ndim, address)
     attrs = dict(ds.attrs)
@@ -384,6 +411,11 @@ class _TiffPlanes:
             self.page_shape = tuple(first.shape)
             self.dtype = np.dtype(first.dtype)
             self.voxel_size = _tiff_voxel_size(tif)
+            # the shape the writer declared (pages may hold a 4-D image); pages appended one by one form
+            # one 2-D series each
+            series = tif.series
+            self.series_shape = (tuple(series[0].shape) if len(series) == 1 or any(len(s.shape) != 2 for s in series)
+                                 else (len(series), *self.page_shape))
         self.shape = (self.n, *self.page_shape)
         self.ndim = len(self.shape)
 
@@ -425,6 +457,11 @@ def _open_tiff(container: Path, address: str) -> Volume:
     if len(planes.page_shape) != 2:
         raise ValueError(f"volume {address}: TIFF pages have shape {planes.page_shape}; expected 2-D "
                          f"grey-scale pages (one plane each)")
+    if len(planes.series_shape) != 3 or planes.series_shape != planes.shape:
+        # a 2-D image is refused like a 2-D zarr array; a 4-D stack must not be read as its pages in a row
+        raise ValueError(f"volume {address}: the TIFF holds an image of shape {planes.series_shape} "
+                         f"({len(planes.series_shape)} axes); expected a 3-D stack (plane, row, column) of "
+                         "2-D grey-scale pages")
     data = _as_dask(planes, address, chunks=(1, *planes.page_shape))
     return _volume(data, SPATIAL_AXES, planes.voxel_size, [0.0, 0.0, 0.0], address)
 
@@ -441,7 +478,8 @@ def open_volume(path: str | Path, *, level: int = 0,
     level : scale level of an OME-Zarr multiscale image (0 = full resolution).
     role : optional check of what the volume must be: ``"raw"`` (3 axes, integer or float dtype, no NaN;
         the NaN check reads the volume chunk by chunk), ``"labels"`` (3 axes, integer dtype),
-        ``"affinities"`` (4 axes, float or uint8 dtype).
+        ``"affinities"`` (4 axes, float or uint8 dtype; float values finite and in [0, 1], read chunk by
+        chunk).
 
     Returns
     -------
@@ -496,6 +534,11 @@ def check_role(vol: Volume, role: str) -> None:
                              f"got {vol.axes}")
         if vol.dtype.kind != "f" and vol.dtype != np.uint8:
             raise TypeError(f"affinities volume {vol.path} must be float or uint8, got {vol.dtype}")
+        if vol.dtype.kind == "f":  # probabilities: inf, NaN or values outside [0, 1] are not affinities
+            low, high, n_bad = da.compute(da.nanmin(vol.data), da.nanmax(vol.data), (~da.isfinite(vol.data)).sum())
+            if n_bad or low < 0 or high > 1:
+                raise ValueError(f"affinities volume {vol.path} must hold probabilities in [0, 1]; it has "
+                                 f"{int(n_bad)} non-finite value(s) and range [{float(low)}, {float(high)}]")
     else:
         raise ValueError(f"role must be 'raw', 'labels' or 'affinities'; got {role!r}")
 

@@ -31,7 +31,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from rldiag.envs import ProcgenVectorEnv
 from rldiag.ppo_config import PPOConfig
 from shared.checkpoints import load_checkpoint
 from shared.devices import autocast, default_device
+from shared.jobs import atomic_path
 
 
 def make_env(cfg: PPOConfig) -> ProcgenVectorEnv:
@@ -480,9 +480,8 @@ def save_checkpoint(
     }
     if hasattr(envs, "get_state"):
         ckpt["env_state"] = _env_state_to_tensors(envs.get_state())
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_agent(
@@ -492,7 +491,7 @@ def load_agent(
     map_location: str | torch.device = "cpu",
 ) -> tuple[Agent, PPOConfig]:
     """Rebuild a trained :class:`Agent` and its config from ``checkpoint.pt`` (weights only)."""
-    ckpt = load_checkpoint(path, map_location=map_location)
+    ckpt = load_checkpoint(path, map_location=map_location, expect="ppo")
     cfg = PPOConfig(**ckpt["config"])
     agent = make_agent(cfg, obs_shape, n_actions)
     agent.load_state_dict(ckpt["model"])

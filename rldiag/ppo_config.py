@@ -10,6 +10,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -89,3 +90,14 @@ class PPOConfig:
             )
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        from rldiag.encoders import make_encoder  # torch: imported only when a config is validated
+
+        try:  # an unknown encoder or options it does not take fail here, not after the first rollout
+            make_encoder(self.encoder, **self.encoder_config)
+        except TypeError as err:
+            raise ValueError(f"encoder_config {self.encoder_config} does not fit encoder {self.encoder!r}: {err}") \
+                from None

@@ -27,6 +27,7 @@ import pandas as pd
 
 from rldiag.diagnose import CONDITIONS, load_results, summarize
 from rldiag.envs import GAMES
+from shared.jobs import atomic_path, atomic_write_table, atomic_write_text
 
 #: Fewest seeds with a finite AUC, per condition used, before a game is placed in a quadrant.
 MIN_SEEDS = 2
@@ -239,7 +240,8 @@ def plot_taxonomy(table: pd.DataFrame, path: str | Path, *, title: str = "LCD-st
     fig.tight_layout(rect=(0, 0.04 if unplotted else 0, 1, 1))
     place_labels(ax, np.array(points).reshape(-1, 2), labels)
     path = Path(path)
-    fig.savefig(path, dpi=fig.dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=fig.dpi, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -340,13 +342,15 @@ def plot_learning_curves(out_dir: str | Path, path: str | Path) -> Path:
                 ax.text(0.5, 0.5, empty_reason[panel], transform=ax.transAxes, ha="center", va="center", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
 
 def write_taxonomy(out_dir: str | Path, **kwargs: Any) -> dict[str, Path]:
-    """Build the taxonomy of a diagnosis folder and write ``taxonomy.{csv,json,png}`` and ``curves.png``."""
+    """Build the taxonomy of a diagnosis folder and write ``taxonomy.{csv,json,png}`` and ``curves.png``
+    (each atomically: a reader never sees half a file; a rerun replaces them, as they are derived)."""
     out_dir = Path(out_dir)
     table = build_taxonomy(out_dir, **kwargs)
     paths = {
@@ -355,9 +359,10 @@ def write_taxonomy(out_dir: str | Path, **kwargs: Any) -> dict[str, Path]:
         "png": out_dir / "taxonomy.png",
         "curves": out_dir / "curves.png",
     }
-    table.to_csv(paths["csv"], index=False)
+    atomic_write_table(paths["csv"], table)
     insufficient = table[table["quadrant"] == INSUFFICIENT]
-    paths["json"].write_text(
+    atomic_write_text(
+        paths["json"],
         json.dumps(
             {
                 "settings": table.attrs,
@@ -371,7 +376,7 @@ def write_taxonomy(out_dir: str | Path, **kwargs: Any) -> dict[str, Path]:
             },
             indent=1,
             default=float,
-        )
+        ),
     )
     plot_taxonomy(table, paths["png"])
     plot_learning_curves(out_dir, paths["curves"])

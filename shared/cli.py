@@ -182,7 +182,14 @@ def field_docs(cls: type) -> dict[str, str]:
     return {f.name: docs[f.name] for f in dataclasses.fields(cls) if f.name in docs}
 
 
-def _json_object(text: str) -> dict:
+def json_object(text: str) -> dict:
+    """Parse an option's value as a JSON object (an ``argparse`` type: other input is a usage error).
+
+    Examples
+    --------
+    >>> json_object('{"hidden": 32}')
+    {'hidden': 32}
+    """
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -237,7 +244,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
             parse = item
         elif hint is dict or origin is dict:
             kwargs["metavar"] = "JSON"
-            parse = _json_object
+            parse = json_object
         elif hint in (int, float, str):
             parse = hint
         else:

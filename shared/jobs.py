@@ -445,6 +445,12 @@ class Job:
                 return
             if not self.overwrite:
                 raise JobConfigError(self._mismatch(old))
+        elif self.done_units() and not self.overwrite:
+            # done-markers whose settings are unknown must not count as done for whatever settings come now
+            raise JobConfigError(
+                f"{self.root} holds finished units but no {path.name} (deleted?), so the settings that made "
+                "them are unknown; choose another output folder, or pass --overwrite to start over there")
+        if self.overwrite:
             for sub in ("done", "failed"):
                 for marker in (self.folder / sub).glob("*") if (self.folder / sub).is_dir() else ():
                     marker.unlink()

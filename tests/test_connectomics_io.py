@@ -395,3 +395,31 @@ def test_simulated_container_is_an_image_with_label_images(tmp_path):
     np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ids.data.compute())
     mask = open_volume(f"{path}/labels_mask").data.compute()  # the alias of raw/labels/labels_mask
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+
+
+def test_tiff_must_be_a_3d_stack_like_zarr(tmp_path):
+    """A 4-D TIFF is not read as its pages in a row, and a 2-D TIFF is refused as a 2-D zarr array is."""
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((2, 16, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(2, 16, 64, 64\) \(4 axes\); expected a 3-D stack"):
+        open_volume(tmp_path / "four.tif")
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"\(2 axes\)"):
+        open_volume(tmp_path / "two.tif")
+    zarr.create_array(str(tmp_path / "two.zarr"), shape=(64, 64), dtype="uint8", chunks=(64, 64))
+    with pytest.raises(ValueError, match="2 axes"):
+        open_volume(tmp_path / "two.zarr")
+    for _ in range(3):  # pages appended one at a time still form a stack
+        tifffile.imwrite(tmp_path / "pages.tif", np.ones((8, 8), np.uint8), append=True)
+    assert open_volume(tmp_path / "pages.tif").data.shape == (3, 8, 8)
+
+
+def test_affinities_role_refuses_inf_and_values_outside_0_1(tmp_path):
+    affs = np.full((3, 4, 8, 8), 0.5, np.float32)
+    write_ome_zarr(tmp_path / "ok.zarr/affs", affs, axes="czyx", voxel_size=(1, 1, 1), chunks=(3, 4, 8, 8))
+    assert open_volume(tmp_path / "ok.zarr/affs", role="affinities").data.shape == affs.shape
+    for name, value in (("inf", np.inf), ("big", 1.5), ("neg", -0.1)):
+        bad = affs.copy()
+        bad[1, 2, 3, 4] = value
+        write_ome_zarr(tmp_path / f"{name}.zarr/affs", bad, axes="czyx", voxel_size=(1, 1, 1), chunks=(3, 4, 8, 8))
+        with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+            open_volume(tmp_path / f"{name}.zarr/affs", role="affinities")

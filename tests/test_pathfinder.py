@@ -112,6 +112,7 @@ def test_zarr_round_trip_resume_and_refusal(tmp_path):
 
     group = zarr.open_group(path, mode="r+")
     group["done"][1] = False
+    (path / "images/.job/done/block-1").unlink()
     group["images"][4:8] = 0.0
     with pytest.raises(ValueError, match="incomplete"):
         load_pathfinder_zarr(path)
@@ -135,6 +136,43 @@ def test_zarr_round_trip_resume_and_refusal(tmp_path):
     with pytest.raises(ValueError, match="not a Pathfinder dataset"):
         write_pathfinder_zarr(foreign, 4, config=SMALL, overwrite=True, progress=False)
     assert foreign.exists()
+
+
+def test_zarr_writer_never_writes_into_a_group_it_did_not_create(tmp_path):
+    """Issue 15: a Pathfinder group without the writer's bookkeeping (another tool, an older writer) is
+    refused unless overwrite; a second writer holding the lock is named; the bookkeeping travels with a copy."""
+    import json
+    import os
+    import shutil
+    import socket
+
+    import zarr
+
+    from shared.cli import UserError
+    from shared.jobs import JobLockedError, OutputExistsError
+
+    path = tmp_path / "pf.zarr"
+    write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
+    shutil.copytree(path, tmp_path / "copy.zarr")
+    write_pathfinder_zarr(tmp_path / "copy.zarr", 4, config=SMALL, seed=0, block_size=2, progress=False)
+    np.testing.assert_array_equal(load_pathfinder_zarr(tmp_path / "copy.zarr").images,
+                                  load_pathfinder_zarr(path).images)
+    shutil.rmtree(path / "images/.job")
+    stamp = (path / "zarr.json").stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match="not written by write_pathfinder_zarr"):
+        write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
+    assert (path / "zarr.json").stat().st_mtime_ns == stamp and not (path / "images/.job").exists()
+    write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False, overwrite=True)
+    assert load_pathfinder_zarr(path).labels.shape == (4,)
+    assert "images" in zarr.open_group(path, mode="r")
+    lock = path / "images/.job/lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now",
+                                "command": "pathfinder generate"}))
+    with pytest.raises(JobLockedError, match=f"pid {os.getpid()}"):
+        write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        write_pathfinder_zarr(tmp_path / "file.zarr", 4, config=SMALL, progress=False)
 
 
 def _datamodule(root: Path, **kw) -> PathfinderDataModule:

@@ -246,7 +246,7 @@ def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path, caps
         bc_frames=64,
         encoder_config={"hidden": 32},
     )
-    with pytest.raises(ValueError, match="different diagnose config"):
+    with pytest.raises(ValueError, match=r"other settings \(budget: 256 -> 384"):
         run_diagnosis(changed, tmp_path, workers=0, progress=False)
     paths = write_taxonomy(tmp_path, n_boot=100)
     assert all(p.stat().st_size > 0 for p in paths.values())
@@ -315,3 +315,76 @@ def test_cli_train_then_distill(tmp_path, capsys):
     curve = json.loads(out.read_text())
     assert curve["samples"][0] == 0 and len(curve["agreement"]) == len(curve["samples"])
     assert main(["distill", str(tmp_path / "missing.pt")]) == 2
+    assert main(args) == 2 and "bc.json exists" in capsys.readouterr().err  # never replaced silently
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_diagnose_checks_every_option_before_the_first_cell(tmp_path, capsys):
+    """Issue 15: a bad seed, learning rate, encoder, encoder config or expert is one line, exit 2, and leaves
+    no folder behind; --out that is a file is refused the same way."""
+    base = ["diagnose", "--games", "coinrun", "--budget", "128", "--preset", "cpu-smoke", "--num-envs", "2",
+            "--num-steps", "64", "--bc-frames", "32"]
+    out = tmp_path / "out"
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--seeds", "-1", "--out", str(out)], "seeds must be distinct, >= 0"),
+        (["--ppo", '{"learning_rate": -0.1}', "--out", str(out)], "learning_rate must be a positive number"),
+        (["--encoder", "resnet9000", "--out", str(out)], "unknown encoder 'resnet9000'"),
+        (["--encoder-config", '{"widht": 3}', "--out", str(out)], "does not fit encoder 'nature'"),
+        (["--expert-checkpoint", str(tmp_path / "{game}_{seed}.pt"), "--out", str(out)], "coinrun_0.pt"),
+        (["--expert-checkpoint", str(tmp_path / "{level}.pt"), "--out", str(out)], "placeholders"),
+        (["--out", str(tmp_path / "afile")], "is a file, not a folder"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert not out.exists()
+
+
+def _cell_curves(out) -> dict[str, tuple]:
+    return {p.stem: (r["x"], r["y"], r["auc"]) for p in sorted((out / "cells").glob("*.json"))
+            for r in [json.loads(p.read_text())]}
+
+
+def test_diagnose_killed_then_resumed_equals_uninterrupted_and_recomputes_a_truncated_cell(tmp_path, capsys):
+    """kill -9 in the middle of a diagnosis, then the same command: the same curves as a run never stopped.
+    A truncated cell file is named and that cell recomputed; a changed budget is one line, exit 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = ["diagnose", "--games", "coinrun", "--budget", "128", "--seeds", "0", "--preset", "cpu-smoke",
+            "--num-envs", "2", "--num-steps", "64", "--bc-frames", "32", "--encoder-config", '{"hidden": 16}',
+            "--no-taxonomy", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    expected = _cell_curves(tmp_path / "whole")
+    assert len(expected) == 3
+    killed = tmp_path / "killed"
+    script = f"import sys; from rldiag.cli import main; sys.exit(main({[*args, '--out', str(killed)]!r}))"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((killed / ".job/done").glob("*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(list((killed / ".job/done").glob("*")))
+    assert 1 <= n_done < 3, "the kill should land between the first and the last cell"
+    capsys.readouterr()
+    assert main([*args, "--out", str(killed)]) == 0
+    assert _cell_curves(killed) == expected
+    truncated = killed / "cells/coinrun__simp__s0.json"
+    truncated.write_text(truncated.read_text()[:40])
+    assert main(["taxonomy", str(killed)]) == 2
+    assert "coinrun__simp__s0.json is truncated" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="coinrun__simp__s0.json is missing or unreadable"):
+        assert main([*args, "--out", str(killed)]) == 0
+    assert _cell_curves(killed) == expected
+    capsys.readouterr()
+    assert main([*args[:4], "256", *args[5:], "--out", str(killed)]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (budget: 128 -> 256" in err and len(err.strip().splitlines()) == 1

@@ -314,3 +314,14 @@ def test_verbose_is_accepted_but_not_part_of_the_options():
     parser = subcommand_parser("p", "d")
     parser.add_argument("--steps", type=int, default=1)
     assert vars(parser.parse_args(["--verbose", "--steps", "2"])) == {"steps": 2}
+
+
+def test_done_units_without_a_manifest_do_not_count_for_new_settings(tmp_path):
+    """Deleting only manifest.json must not let a rerun with other settings take the old units as done."""
+    with jobs.open_job(tmp_path, "demo", {"size": 1}) as job:
+        job.run_units(["a", "b"], lambda key: None)
+    (tmp_path / ".job/manifest.json").unlink()
+    with pytest.raises(jobs.JobConfigError, match="no manifest.json"):
+        jobs.open_job(tmp_path, "demo", {"size": 2})
+    with jobs.open_job(tmp_path, "demo", {"size": 2}, overwrite=True) as job:
+        assert job.done_units() == set()
