@@ -216,3 +216,28 @@ def test_contrast_drift_varies_by_section():
     defects = section_defects(get_source("sbem"), 0, 200)
     assert 0.02 < np.std(np.log(defects.gain)) < 0.15 and 0.02 < np.std(defects.offset) < 0.15
     assert abs(np.corrcoef(defects.gain[1:], defects.gain[:-1])[0, 1]) > 0.5  # slow drift, not flicker
+
+
+def _label_edges(labels: np.ndarray) -> np.ndarray:
+    """Labelled voxels with an in-plane 4-neighbour of another label (another object or ECS)."""
+    edge = np.zeros(labels.shape, bool)
+    for axis in (1, 2):
+        change = np.diff(labels, axis=axis) != 0
+        lo, hi = [slice(None)] * 3, [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= change
+        edge[tuple(hi)] |= change
+    return edge & (labels > 0)
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_label_boundary_is_a_membrane(name):
+    # noise-free, so that every single voxel can be judged: real EM has a membrane at every cell boundary
+    spec = dataclasses.replace(get_source(name), noise=0.0, p_missing=0.0)
+    raw, labels = simulate_volume(spec, (6, 64, 64), seed=7, threads=1)
+    edge = _label_edges(labels)
+    interior = np.stack([ndimage.binary_erosion(~e, iterations=3) for e in edge]) & (labels > 0)
+    assert edge.mean() > 0.05
+    for z in range(labels.shape[0]):  # per section: contrast drifts between sections
+        cytoplasm = np.median(raw[z][interior[z]])
+        assert raw[z][edge[z]].max() < cytoplasm, (z, raw[z][edge[z]].max(), cytoplasm)
