@@ -28,7 +28,7 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
   chemical fixation (PMID 6987773; litmetric 7976529); default 0.10. The sheet width that yields the
   requested fraction is found once per morphology on a probe volume (:func:`sheet_width`), so a small
   volume varies around it (``dense`` at 32x128x128: 0.065-0.13 over seeds); where the cells leave more
-  space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.55), the fraction is larger.
+  space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.3), the fraction is larger.
 * Length densities (um of neurite per um^3) are chosen for the packing, not measured: ``dense`` has
   30 um/um^3 of axon so that axons fill roughly a third of the volume (the neuropil split of Chklovskii
   et al. 2002, from memory, unverified); that is above the ~4 um/um^3 cortical figure we recall from
@@ -125,8 +125,9 @@ MORPHOLOGIES: dict[str, Morphology] = {m.name: m for m in [
     # branching processes in large unlabelled-looking gaps: few cells, nothing fills the space
     Morphology("sparse", axon_density=12.0, dendrite_density=0.05, spine_rate=1.0, glia_density=0.0,
                ecs_fraction=0.07),
-    # only thin processes (axons, spine-neck calibre), packed with moderate ECS
-    Morphology("thin", axon_density=80.0, axon_radius=45.0, axon_sigma=0.35, bouton_rate=0.0,
+    # only thin processes (axons, spine-neck calibre), packed with moderate ECS: 160 um/um^3 of ~45 nm
+    # radius tubes fill ~70 % of the volume (80 left ~0.52 ECS unreached)
+    Morphology("thin", axon_density=160.0, axon_radius=45.0, axon_sigma=0.35, bouton_rate=0.0,
                ecs_fraction=0.07),
 ]}
 
