@@ -26,7 +26,8 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
 * **ECS**: sheets between neighbouring cells and gaps around neurites, plus all space no cell reaches. Its
   volume fraction is ``ecs_fraction``: ~20 % in vivo, 16.3 % cryo-fixed, 7.4 % after conventional
   chemical fixation (PMID 6987773; litmetric 7976529); default 0.10. The sheet width that yields the
-  requested fraction is found once per morphology on a probe volume (:func:`sheet_width`), so a small
+  requested fraction is found once per morphology on a probe volume (:func:`probe_sheet_width`; tabulated
+  for the named classes and sources), so a small
   volume varies around it (``dense`` at 32x128x128: 0.065-0.13 over seeds); where the cells leave more
   space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.3), the fraction is larger.
 * Length densities (um of neurite per um^3) are chosen for the packing, not measured: ``dense`` has
@@ -572,13 +573,39 @@ class Tissue:
         return labels, kind, boundary
 
 
+#: :func:`sheet_width` of the named morphologies and the simulator sources' tissues, keyed by :func:`_key`
+#: (a hash of all settings, so a changed morphology misses and is probed). Probing costs 3-17 s per process;
+#: tests recompute every entry and fail with the new value when the geometry code changes.
+_SHEET_TABLE: dict[int, float] = {
+    1737050917: 5.044668938877209,  # dense (= sbem)
+    1866762511: 0.5,                # sparse
+    1745481344: 0.5,                # thin
+    1265288872: 3.064226044273749,  # fly-neuropil (sstem)
+    372115965: 0.5,                 # fly-fine (fib)
+    1842722956: 6.350809531654036,  # retina-ipl (retina)
+}
+
+
 @functools.lru_cache(maxsize=64)
-def sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 60_000) -> float:
+def sheet_width(morphology: Morphology) -> float:
+    """ECS sheet half-width (nm) that gives ``morphology.ecs_fraction``: :func:`probe_sheet_width`, looked up
+    in a table for the named morphologies. Depends on the morphology only, so every block and voxel size
+    uses the same width."""
+    tabulated = _SHEET_TABLE.get(_key(morphology))
+    return probe_sheet_width(morphology) if tabulated is None else tabulated
+
+
+def probe_sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 60_000) -> float:
     """ECS sheet half-width (nm) that gives ``morphology.ecs_fraction`` on a probe volume.
 
     The probe is a ``probe_um`` cube of the tissue with a fixed seed, sampled at ``n_points`` random
     positions; the width is the ``ecs_fraction`` quantile of each point's distance to a sheet, clipped to
-    [0.5, 60] nm. Depends on the morphology only, so every block and voxel size uses the same width.
+    [0.5, 60] nm.
+
+    Example
+    -------
+    >>> 0.5 <= probe_sheet_width(MORPHOLOGIES["sparse"], probe_um=1.0, n_points=1000) <= 60.0
+    True
     """
     extent = (probe_um * 1000.0,) * 3
     tissue = Tissue(morphology, 0x5EED, extent, (0.0, 0.0, 0.0), extent, sheet=0.0)

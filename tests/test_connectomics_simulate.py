@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from connectomics.io import open_volume
-from connectomics.morphology import NEURITE, Tissue
+from connectomics.morphology import NEURITE, Tissue, probe_sheet_width, sheet_width
 from connectomics.simulate import (
     MORPHOLOGIES,
     SOURCES,
@@ -261,3 +261,12 @@ def test_processes_run_in_all_directions(morphology):
     assert segment.sum() > 2000
     assert abs(np.mean(elevation < 30.0) - 0.5) < 0.05
     assert abs(np.mean(elevation > 60.0) - (1.0 - np.cos(np.radians(30.0)))) < 0.04
+
+
+_TISSUES = {m.name: m for m in [*MORPHOLOGIES.values(), *(s.tissue for s in SOURCES.values())]}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "sparse" else pytest.mark.slow) for n in _TISSUES])
+def test_tabulated_sheet_width_matches_the_probe(name):
+    # the table only saves time: it must hold what the probe gives for the current geometry
+    assert sheet_width(_TISSUES[name]) == probe_sheet_width(_TISSUES[name]), probe_sheet_width(_TISSUES[name])
