@@ -246,7 +246,8 @@ def test_every_label_boundary_is_a_membrane(name):
         assert raw[z][edge[z]].max() < cytoplasm, (z, raw[z][edge[z]].max(), cytoplasm)
 
 
-@pytest.mark.parametrize("morphology", list(MORPHOLOGIES))
+@pytest.mark.parametrize("morphology", [pytest.param(m, marks=pytest.mark.slow) if m == "thin" else m
+                                        for m in MORPHOLOGIES])
 def test_processes_run_in_all_directions(morphology):
     # in-plane processes (a long profile one to three 40 nm sections thick) are what splits objects in z in
     # real data; isotropic segment directions put half within 30 deg of the sections, 13 % within 30 deg of z
