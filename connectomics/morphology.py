@@ -26,9 +26,10 @@ Geometry (nm; sources; "unverified" marks numbers we could not check against a p
 * **ECS**: sheets between neighbouring cells and gaps around neurites, plus all space no cell reaches. Its
   volume fraction is ``ecs_fraction``: ~20 % in vivo, 16.3 % cryo-fixed, 7.4 % after conventional
   chemical fixation (PMID 6987773; litmetric 7976529); default 0.10. The sheet width that yields the
-  requested fraction is found once per morphology on a probe volume (:func:`sheet_width`), so a small
+  requested fraction is found once per morphology on a probe volume (:func:`probe_sheet_width`; tabulated
+  for the named classes and sources), so a small
   volume varies around it (``dense`` at 32x128x128: 0.065-0.13 over seeds); where the cells leave more
-  space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.55), the fraction is larger.
+  space unreached than requested (``sparse`` ~0.4-0.7, ``thin`` ~0.3), the fraction is larger.
 * Length densities (um of neurite per um^3) are chosen for the packing, not measured: ``dense`` has
   30 um/um^3 of axon so that axons fill roughly a third of the volume (the neuropil split of Chklovskii
   et al. 2002, from memory, unverified); that is above the ~4 um/um^3 cortical figure we recall from
@@ -125,8 +126,9 @@ MORPHOLOGIES: dict[str, Morphology] = {m.name: m for m in [
     # branching processes in large unlabelled-looking gaps: few cells, nothing fills the space
     Morphology("sparse", axon_density=12.0, dendrite_density=0.05, spine_rate=1.0, glia_density=0.0,
                ecs_fraction=0.07),
-    # only thin processes (axons, spine-neck calibre), packed with moderate ECS
-    Morphology("thin", axon_density=80.0, axon_radius=45.0, axon_sigma=0.35, bouton_rate=0.0,
+    # only thin processes (axons, spine-neck calibre), packed with moderate ECS: 160 um/um^3 of ~45 nm
+    # radius tubes fill ~70 % of the volume (80 left ~0.52 ECS unreached)
+    Morphology("thin", axon_density=160.0, axon_radius=45.0, axon_sigma=0.35, bouton_rate=0.0,
                ecs_fraction=0.07),
 ]}
 
@@ -304,8 +306,10 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
     r = radius[w] * _wobble(rng, w, 0.15)
     kind = np.full(len(r), NEURITE, np.int8)
     n_b = rng.poisson(m.bouton_rate * length / 1000.0)
+    counts = np.bincount(w, minlength=n)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
     for a in np.flatnonzero(n_b):  # boutons: vesicle-filled swellings along the axon
-        on = np.flatnonzero(w == a)
+        on = np.arange(first[a], first[a] + counts[a])
         for t in rng.uniform(0, length[a], size=n_b[a]):
             rb = rng.uniform(*m.bouton_radius)
             bump = rb * np.exp(-(((arc[on] - t) / rb) ** 2))
@@ -317,7 +321,7 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
     # collaterals: thinner side branches from random points of the trunk, same id
     n_br = np.minimum(rng.poisson(m.axon_branch_rate * length / 1000.0), 3)
     owner = np.repeat(np.arange(n), n_br)
-    at = np.array([rng.choice(np.flatnonzero(w == a)) for a in owner], dtype=np.int64)
+    at = _pick_in_walk(rng, w, owner)
     r_br = 0.8 * radius[owner]
     cb, wb, ab = _walks(rng, c[at], _unit(rng.normal(size=(len(at), 3)) * m.orientation),
                         length[owner] * rng.uniform(0.2, 0.4, size=len(at)), np.maximum(_STEP * r_br, 10.0),
@@ -329,51 +333,55 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
                                                                                            np.int8)]), mc, mr)]
 
 
+def _pick_in_walk(rng: np.random.Generator, walk: np.ndarray, owners: np.ndarray) -> np.ndarray:
+    """One uniformly drawn sample index of each owner's walk (``walk`` sorted, every walk non-empty)."""
+    counts = np.bincount(walk, minlength=int(owners.max(initial=-1)) + 1)
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    return first[owners] + np.floor(rng.random(len(owners)) * counts[owners]).astype(np.int64)
+
+
 def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
     vol = (cell_nm / 1000.0) ** 3
     n = int(rng.poisson(m.dendrite_density * vol / (np.mean(m.dendrite_length) / 1000.0)))
-    out = []
-    for d in range(n):
-        r0 = float(_lognormal(rng, m.dendrite_radius, m.dendrite_sigma, 1, 250.0, 1000.0)[0])
-        length = rng.uniform(*m.dendrite_length)
-        start = origin + rng.uniform(0, cell_nm, size=(1, 3))
-        direction = _unit(rng.normal(size=(1, 3)) * m.orientation)
-        # a shaft and up to two thinner branches from random points of it
-        c, _, arc = _walks(rng, start, direction, np.array([length]), np.array([_STEP * r0 * m.taper]),
-                           0.5 * m.tortuosity, m.orientation)
-        c = _centre_on_start(c, np.zeros(len(c), np.int64), start)
-        r = r0 * (1.0 - (1.0 - m.taper) * arc / length) * _wobble(rng, arc, 0.1)
-        keep = _thin(np.zeros(len(arc), np.int64), arc, r)
-        parts_c, parts_r = [c[keep]], [r[keep]]
-        for _ in range(int(rng.integers(0, 3))):
-            at = int(rng.integers(0, len(c)))
-            rb = 0.6 * float(r[at])
-            cb, _, ab = _walks(rng, c[at:at + 1], _unit(rng.normal(size=(1, 3)) * m.orientation),
-                               np.array([0.4 * length]), np.array([_STEP * rb * m.taper]), 0.5 * m.tortuosity,
-                               m.orientation)
-            r_b = rb * (1.0 - (1.0 - m.taper) * ab / (0.4 * length))
-            keep = _thin(np.zeros(len(ab), np.int64), ab, r_b)
-            parts_c.append(cb[keep])
-            parts_r.append(r_b[keep])
-        shaft_c, shaft_r = np.concatenate(parts_c), np.concatenate(parts_r)
-        # spines: a thin neck from the shaft surface and a head at its tip; same id as the dendrite
-        n_sp = int(rng.poisson(m.spine_rate * length / 1000.0 * len(parts_c) ** 0.5))
-        at = rng.integers(0, len(shaft_c), size=n_sp)
-        out_dir = _unit(rng.normal(size=(n_sp, 3)))
-        neck_r = _lognormal(rng, m.neck_radius, m.neck_sigma, n_sp, 25.0, 100.0)
-        neck_len = rng.uniform(*m.neck_length, size=n_sp)
-        base = shaft_c[at] + out_dir * (0.8 * shaft_r[at])[:, None]
-        nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(_STEP * neck_r, 10.0),
-                           0.3, (1.0, 1.0, 1.0))
-        nr = neck_r[nw]
-        last = np.r_[np.flatnonzero(np.diff(nw)), len(nw) - 1] if len(nw) else np.zeros(0, np.int64)
-        head_r = rng.uniform(*m.head_radius, size=len(last))
-        head_c = nc[last] + _unit(nc[last] - base[nw[last]]) * head_r[:, None] * 0.8
-        all_c = np.concatenate([shaft_c, nc, head_c])
-        all_r = np.concatenate([shaft_r, nr, head_r])
-        mc, mr = _mito(rng, shaft_c, shaft_r, m.mito_rate / 1000.0)
-        out.append((all_c, all_r, np.full(len(all_r), d), np.full(len(all_r), NEURITE, np.int8), mc, mr))
-    return out
+    # all dendrites of the cell at once: shafts, then their branches, then their spines
+    r0 = _lognormal(rng, m.dendrite_radius, m.dendrite_sigma, n, 250.0, 1000.0)
+    length = rng.uniform(*m.dendrite_length, size=n)
+    starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
+    directions = _unit(rng.normal(size=(n, 3)) * m.orientation)
+    c, w, arc = _walks(rng, starts, directions, length, _STEP * r0 * m.taper, 0.5 * m.tortuosity, m.orientation)
+    c = _centre_on_start(c, w, starts)
+    r = r0[w] * (1.0 - (1.0 - m.taper) * arc / length[w]) * _wobble(rng, w, 0.1)
+    keep = _thin(w, arc, r)
+    # up to two thinner branches from random points of each shaft
+    n_br = rng.integers(0, 3, size=n)
+    owner = np.repeat(np.arange(n), n_br)
+    at = _pick_in_walk(rng, w, owner)
+    rb = 0.6 * r[at]
+    cb, wb, ab = _walks(rng, c[at], _unit(rng.normal(size=(len(at), 3)) * m.orientation), 0.4 * length[owner],
+                        _STEP * rb * m.taper, 0.5 * m.tortuosity, m.orientation)
+    r_b = rb[wb] * (1.0 - (1.0 - m.taper) * ab / (0.4 * length[owner][wb]))
+    kb = _thin(wb, ab, r_b)
+    order = np.argsort(np.r_[w[keep], owner[wb[kb]]], kind="stable")  # shaft spheres grouped by dendrite
+    shaft_c = np.concatenate([c[keep], cb[kb]])[order]
+    shaft_r = np.concatenate([r[keep], r_b[kb]])[order]
+    shaft_w = np.concatenate([w[keep], owner[wb[kb]]])[order]
+    # spines: a thin neck from the shaft surface and a head at its tip; same id as the dendrite
+    n_sp = rng.poisson(m.spine_rate * length / 1000.0 * (1 + n_br) ** 0.5)
+    sp_owner = np.repeat(np.arange(n), n_sp)
+    at = _pick_in_walk(rng, shaft_w, sp_owner)
+    out_dir = _unit(rng.normal(size=(len(at), 3)))
+    neck_r = _lognormal(rng, m.neck_radius, m.neck_sigma, len(at), 25.0, 100.0)
+    neck_len = rng.uniform(*m.neck_length, size=len(at))
+    base = shaft_c[at] + out_dir * (0.8 * shaft_r[at])[:, None]
+    nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(_STEP * neck_r, 10.0),
+                       0.3, (1.0, 1.0, 1.0))
+    last = np.r_[np.flatnonzero(np.diff(nw)), len(nw) - 1] if len(nw) else np.zeros(0, np.int64)
+    head_r = rng.uniform(*m.head_radius, size=len(last))
+    head_c = nc[last] + _unit(nc[last] - base[nw[last]]) * head_r[:, None] * 0.8
+    mc, mr = _mito(rng, shaft_c, shaft_r, m.mito_rate / 1000.0)
+    all_r = np.concatenate([shaft_r, neck_r[nw], head_r])
+    return [(np.concatenate([shaft_c, nc, head_c]), all_r, np.concatenate([shaft_w, sp_owner[nw], sp_owner]),
+             np.full(len(all_r), NEURITE, np.int8), mc, mr)]
 
 
 def _glia(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
@@ -565,13 +573,39 @@ class Tissue:
         return labels, kind, boundary
 
 
+#: :func:`sheet_width` of the named morphologies and the simulator sources' tissues, keyed by :func:`_key`
+#: (a hash of all settings, so a changed morphology misses and is probed). Probing costs 3-17 s per process;
+#: tests recompute every entry and fail with the new value when the geometry code changes.
+_SHEET_TABLE: dict[int, float] = {
+    1737050917: 5.044668938877209,  # dense (= sbem)
+    1866762511: 0.5,                # sparse
+    1745481344: 0.5,                # thin
+    1265288872: 3.064226044273749,  # fly-neuropil (sstem)
+    372115965: 0.5,                 # fly-fine (fib)
+    1842722956: 6.350809531654036,  # retina-ipl (retina)
+}
+
+
 @functools.lru_cache(maxsize=64)
-def sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 60_000) -> float:
+def sheet_width(morphology: Morphology) -> float:
+    """ECS sheet half-width (nm) that gives ``morphology.ecs_fraction``: :func:`probe_sheet_width`, looked up
+    in a table for the named morphologies. Depends on the morphology only, so every block and voxel size
+    uses the same width."""
+    tabulated = _SHEET_TABLE.get(_key(morphology))
+    return probe_sheet_width(morphology) if tabulated is None else tabulated
+
+
+def probe_sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: int = 60_000) -> float:
     """ECS sheet half-width (nm) that gives ``morphology.ecs_fraction`` on a probe volume.
 
     The probe is a ``probe_um`` cube of the tissue with a fixed seed, sampled at ``n_points`` random
     positions; the width is the ``ecs_fraction`` quantile of each point's distance to a sheet, clipped to
-    [0.5, 60] nm. Depends on the morphology only, so every block and voxel size uses the same width.
+    [0.5, 60] nm.
+
+    Example
+    -------
+    >>> 0.5 <= probe_sheet_width(MORPHOLOGIES["sparse"], probe_um=1.0, n_points=1000) <= 60.0
+    True
     """
     extent = (probe_um * 1000.0,) * 3
     tissue = Tissue(morphology, 0x5EED, extent, (0.0, 0.0, 0.0), extent, sheet=0.0)

@@ -11,7 +11,10 @@ organelles).
 
 Rendering
 ---------
-Membranes are dark within ``membrane_nm / 2`` of a cell's edge (against another cell or ECS); cytoplasm
+Membranes are dark within ``membrane_nm / 2`` of a cell's edge (against another cell or ECS), the edge
+being the nearer of the geometric surface and the nearest in-plane label change of the label image itself,
+so every boundary between two objects or an object and ECS is drawn (the block's label image is computed
+on the box grown by the blur and membrane reach, so blocks still agree with the whole); cytoplasm
 gets smooth value-noise texture, glia and ECS are lighter, mitochondria dark and granular, boutons carry
 dark vesicle dots (~40 nm, on a jittered 45 nm lattice). Then in-plane Gaussian blur, contrast with a slow
 in-plane staining gradient, and intensity-dependent (shot) noise; anisotropic sections come from the
@@ -120,10 +123,15 @@ class Source:
     blur_section_nm: float = 20.0
     contrast_drift: float = 0.03
 
+    def membrane_reach(self) -> int:
+        """In-plane voxels from a label change that its membrane can darken (``membrane_nm / 2``, rounded up)."""
+        return int(math.ceil(0.5 * self.membrane_nm / min(self.voxel_size[1:]))) + 1
+
     def blur_context(self) -> int:
-        """In-plane context (voxels) the blur needs: scipy's Gaussian radius int(4 sigma + 0.5)."""
+        """In-plane context (voxels) a block needs: scipy's Gaussian radius int(4 sigma + 0.5) plus the
+        membrane reach, since membranes are drawn from the label image of the grown box."""
         sigma = max(self.blur_nm, math.hypot(self.blur_nm, self.blur_section_nm)) / min(self.voxel_size[1:])
-        return int(4.0 * sigma + 0.5) + 1
+        return int(4.0 * sigma + 0.5) + 1 + self.membrane_reach()
 
 
 _CORTEX = MORPHOLOGIES["dense"]
@@ -296,6 +304,8 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
                         (xx + 0.5) * vs[2] + defects.shift_nm[z, 1]], axis=1)
         lab, kind, boundary = tissue.label(pts, threads)
         labels[iz] = lab.reshape(r_shape[1:])
+        # every label change is a membrane, also where the geometric distance (nearest spheres only) misses it
+        boundary = np.minimum(boundary, _label_boundary_nm(labels[iz], vs[1:]).ravel())
         image[iz] = _render(pts, kind, boundary, mito_tree, tissue.mito_radii, spec, key).reshape(r_shape[1:])
 
     # in-plane blur (per section; blurred sections more), contrast with drift, shot noise, missing sections
@@ -320,6 +330,39 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     image[defects.missing[sections]] = 0.0
     raw = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     return raw, labels
+
+
+def _label_boundary_nm(section: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """In-plane distance (nm) from each labelled pixel of a section to the nearest label change.
+
+    Parameters
+    ----------
+    section : uint64 (row, column) labels, 0 = ECS.
+    spacing : (row, column) pixel size in nm.
+
+    Returns
+    -------
+    float64 (row, column): half a pixel on a labelled pixel with a 4-neighbour of another label (object or
+    ECS), growing inwards; inf on ECS and where no change lies in the section.
+
+    Example
+    -------
+    >>> _label_boundary_nm(np.array([[1, 1, 2]], np.uint64), np.array([8.0, 8.0]))
+    array([[12.,  4.,  4.]])
+    """
+    edge = np.zeros(section.shape, bool)
+    for axis in (0, 1):
+        change = np.diff(section, axis=axis) != 0
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= change
+        edge[tuple(hi)] |= change
+    edge &= section > 0
+    if not edge.any():
+        return np.full(section.shape, np.inf)
+    dist = ndimage.distance_transform_edt(~edge, sampling=spacing) + 0.5 * float(min(spacing))
+    return np.where(section > 0, dist, np.inf)
 
 
 def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: cKDTree | None,

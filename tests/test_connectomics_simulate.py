@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage
 
 from connectomics.io import open_volume
+from connectomics.morphology import NEURITE, Tissue, probe_sheet_width, sheet_width
 from connectomics.simulate import (
     MORPHOLOGIES,
     SOURCES,
@@ -168,7 +169,9 @@ def _calibres_nm(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> 
 
 def test_thin_processes_have_realistic_calibre_in_nm():
     voxel_size = (40.0, 8.0, 8.0)
-    calibres = _calibres_nm(neuron_labels("thin", (12, 96, 96), seed=0, voxel_size=voxel_size), voxel_size)
+    thin = neuron_labels("thin", (12, 96, 96), seed=0, voxel_size=voxel_size)
+    assert 0.15 < np.mean(thin == 0) < 0.45  # moderate ECS between packed thin processes
+    calibres = _calibres_nm(thin, voxel_size)
     # axons of median diameter ~90 nm (range ~50-400): a few voxels across at 8 nm, about one section thick
     assert len(calibres) >= 50
     assert 40.0 <= np.median(calibres) <= 200.0, np.median(calibres)
@@ -216,3 +219,55 @@ def test_contrast_drift_varies_by_section():
     defects = section_defects(get_source("sbem"), 0, 200)
     assert 0.02 < np.std(np.log(defects.gain)) < 0.15 and 0.02 < np.std(defects.offset) < 0.15
     assert abs(np.corrcoef(defects.gain[1:], defects.gain[:-1])[0, 1]) > 0.5  # slow drift, not flicker
+
+
+def _label_edges(labels: np.ndarray) -> np.ndarray:
+    """Labelled voxels with an in-plane 4-neighbour of another label (another object or ECS)."""
+    edge = np.zeros(labels.shape, bool)
+    for axis in (1, 2):
+        change = np.diff(labels, axis=axis) != 0
+        lo, hi = [slice(None)] * 3, [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= change
+        edge[tuple(hi)] |= change
+    return edge & (labels > 0)
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_label_boundary_is_a_membrane(name):
+    # noise-free, so that every single voxel can be judged: real EM has a membrane at every cell boundary
+    spec = dataclasses.replace(get_source(name), noise=0.0, p_missing=0.0)
+    raw, labels = simulate_volume(spec, (6, 64, 64), seed=7, threads=1)
+    edge = _label_edges(labels)
+    interior = np.stack([ndimage.binary_erosion(~e, iterations=3) for e in edge]) & (labels > 0)
+    assert edge.mean() > 0.05
+    for z in range(labels.shape[0]):  # per section: contrast drifts between sections
+        cytoplasm = np.median(raw[z][interior[z]])
+        assert raw[z][edge[z]].max() < cytoplasm, (z, raw[z][edge[z]].max(), cytoplasm)
+
+
+@pytest.mark.parametrize("morphology", [pytest.param(m, marks=pytest.mark.slow) if m == "thin" else m
+                                        for m in MORPHOLOGIES])
+def test_processes_run_in_all_directions(morphology):
+    # in-plane processes (a long profile one to three 40 nm sections thick) are what splits objects in z in
+    # real data; isotropic segment directions put half within 30 deg of the sections, 13 % within 30 deg of z
+    extent = (1500.0,) * 3
+    spheres = Tissue(morphology, 1, extent, (0.0, 0.0, 0.0), extent, sheet=5.0).spheres
+    step = np.diff(spheres.centres, axis=0)
+    length = np.linalg.norm(step, axis=1)
+    segment = ((spheres.ids[1:] == spheres.ids[:-1]) & (spheres.kinds[1:] == NEURITE) & (length > 0)
+               & (length < 1.5 * (spheres.radii[1:] + spheres.radii[:-1]))
+               & (np.minimum(spheres.radii[1:], spheres.radii[:-1]) < 120.0))  # thin processes only
+    elevation = np.degrees(np.arcsin(np.abs(step[segment, 0]) / length[segment]))
+    assert segment.sum() > 2000
+    assert abs(np.mean(elevation < 30.0) - 0.5) < 0.05
+    assert abs(np.mean(elevation > 60.0) - (1.0 - np.cos(np.radians(30.0)))) < 0.04
+
+
+_TISSUES = {m.name: m for m in [*MORPHOLOGIES.values(), *(s.tissue for s in SOURCES.values())]}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "sparse" else pytest.mark.slow) for n in _TISSUES])
+def test_tabulated_sheet_width_matches_the_probe(name):
+    # the table only saves time: it must hold what the probe gives for the current geometry
+    assert sheet_width(_TISSUES[name]) == probe_sheet_width(_TISSUES[name]), probe_sheet_width(_TISSUES[name])
