@@ -419,3 +419,35 @@ def test_quantile_agglomeration_hand_computed():
     with pytest.raises(ValueError, match="histograms"):
         agglomerate(RegionGraph(graph.u, graph.v, graph.affinity_sum, graph.count, graph.fragments,
                                 graph.sizes), score="quantile-50")
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["blockwise", "in-memory"])
+def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, capsys):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    from connectomics.io import write_ome_zarr
+
+    tmp, gt, _ = volume
+    write_ome_zarr(tmp / "sim.zarr" / "raw", gt.astype(np.uint8), axes="zyx", voxel_size=(4, 4, 4),
+                   chunks=(8, 24, 24))
+    args = [str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), "--thresholds", "0.3,0.6", "--block", "8,24,24",
+            "--context", "2,8,8", "--image", str(tmp / "sim.zarr/raw"), "--no-progress"]
+    assert cli(args + (["--in-memory"] if in_memory else [])) == 0
+    for name in ("seg_0.3", "seg_0.6"):
+        group = zarr.open_group(str(tmp / "seg.zarr" / name), mode="r")
+        meta = ImageLabel.from_zarr(group).ome_attributes  # validates the NGFF 0.5 image-label metadata
+        assert meta.image_label.source.image == "../../sim.zarr/raw/"
+        nodes = list(Reader(parse_url(str(tmp / "seg.zarr" / name)))())
+        assert [Path(str(n.zarr.path)).name for n in nodes] == ["raw", name]  # the image, then the labels
+        assert Label in {type(s) for s in nodes[1].specs}
+        np.testing.assert_array_equal(np.asarray(nodes[1].data[0]), read(tmp / f"seg.zarr/{name}"))
+    # an image of another shape is refused with a one-line error
+    write_ome_zarr(tmp / "other.zarr" / "raw", np.zeros((4, 8, 8), np.uint8), axes="zyx", voxel_size=(4, 4, 4),
+                   chunks=(4, 8, 8))
+    bad = [str(tmp / "pred.zarr/affs"), str(tmp / "bad.zarr"), "--image", str(tmp / "other.zarr/raw"),
+           "--no-progress", "--block", "8,24,24"]
+    capsys.readouterr()
+    assert cli(bad + (["--in-memory"] if in_memory else [])) == 2
+    assert "does not match its image" in capsys.readouterr().err
