@@ -13,7 +13,10 @@ region graph, the result does not depend on how blocks are scheduled (threads, a
 and :func:`connectomics.segment.in_memory.segment_in_memory` with the same settings gives the same result.
 The region graph (one entry per fragment pair) is held in memory during agglomeration: about 140 bytes
 per edge for the mean score (plus 1 KiB per edge of histograms for a quantile score), so memory grows with
-the number of fragments, not with voxels.
+the number of fragments, not with voxels. On noisy affinities waterz's fragments are tiny (a few voxels),
+so the number of fragments grows with the voxels; ``size_threshold`` (zwatershed's size merge inside each
+block) bounds it. With the size merge, fragments near block faces see only their block's read ROI, so the
+result is that of the block grid (the in-memory path on the same grid gives the same), not of one block.
 """
 
 from __future__ import annotations

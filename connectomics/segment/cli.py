@@ -19,12 +19,15 @@ DESCRIPTION = """Affinities to a neuron segmentation, block by block, at any sca
   connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7 --block 64,256,256
 
 Writes seg.zarr/fragments (waterz-style watershed fragments of the affinity graph, globally unique uint64
-ids, 0 = background) and one OME-Zarr segmentation seg.zarr/seg_<threshold> per threshold (uint64,
-multiscale levels by label mode), stitched across block faces through one global region graph agglomerated
+ids, 0 = background) and one segmentation seg.zarr/seg_<threshold> per threshold: an OME-Zarr label image
+(uint64, multiscale levels by label mode; --image sim.zarr/raw links the raw image it annotates), stitched across block faces through one global region graph agglomerated
 by --score (mean affinity or a quantile; threshold = merge score 1 - score, as in waterz: higher thresholds
 merge more). Rerunning resumes: finished blocks and
 stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
---in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs."""
+--in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs.
+On noisy affinities waterz's watershed gives many tiny fragments, and the global region graph grows with
+them: --size-threshold N merges fragments smaller than N voxels inside each block into their strongest
+neighbour (zwatershed), which bounds the memory by the block size."""
 
 
 def cli(argv: list[str]) -> int:
