@@ -20,10 +20,10 @@ DESCRIPTION = """Affinities to a neuron segmentation, block by block, at any sca
 
 Writes seg.zarr/fragments (waterz-style watershed fragments of the affinity graph, globally unique uint64
 ids, 0 = background) and one segmentation seg.zarr/seg_<threshold> per threshold: an OME-Zarr label image
-(uint64, multiscale levels by label mode; --image sim.zarr/raw links the raw image it annotates), stitched across block faces through one global region graph agglomerated
-by --score (mean affinity or a quantile; threshold = merge score 1 - score, as in waterz: higher thresholds
-merge more). Rerunning resumes: finished blocks and
-stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
+(uint64, multiscale levels by label mode; --image sim.zarr/raw links the raw image it annotates), stitched
+across block faces through one global region graph agglomerated by --score (mean affinity or a quantile;
+threshold = merge score 1 - score, as in waterz: higher thresholds merge more). Rerunning resumes: finished
+blocks and stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
 --in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs.
 On noisy affinities waterz's watershed gives many tiny fragments, and the global region graph grows with
 them: --size-threshold N merges fragments smaller than N voxels inside each block into their strongest
