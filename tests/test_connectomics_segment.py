@@ -317,6 +317,7 @@ def test_noise_free_neuron_shapes_give_arand_zero(morphology, options):
 def zwatershed_size_merge(labels: np.ndarray, affs: np.ndarray, size: int, low: float) -> np.ndarray:
     """Plain-Python transcription of zwatershed's get_region_graph + merge_segments_with_function."""
     strongest: dict[tuple[int, int], float] = {}
+    pairs: dict[tuple[int, int], list[float]] = {}
     for axis in range(3):
         for later in zip(*np.nonzero(np.ones(labels.shape, bool))):
             if later[axis] == 0:
@@ -326,6 +327,7 @@ def zwatershed_size_merge(labels: np.ndarray, affs: np.ndarray, size: int, low: 
             if a and b and a != b:
                 key = (min(a, b), max(a, b))
                 strongest[key] = max(strongest.get(key, -1.0), float(affs[(axis, *later)]))
+                pairs.setdefault(key, []).append(float(affs[(axis, *later)]))
     counts = dict(zip(*np.unique(labels, return_counts=True)))
     parent = {int(i): int(i) for i in counts}
 
@@ -334,7 +336,8 @@ def zwatershed_size_merge(labels: np.ndarray, affs: np.ndarray, size: int, low: 
             i = parent[i]
         return i
 
-    for (a, b), weight in sorted(strongest.items(), key=lambda item: (-item[1], item[0])):
+    # zwatershed's order (decreasing maximum); ties (clipped affinities) by the higher mean, then the ids
+    for (a, b), weight in sorted(strongest.items(), key=lambda item: (-item[1], -np.mean(pairs[item[0]]), item[0])):
         if weight < low:
             break
         a, b = find(a), find(b)
@@ -349,6 +352,7 @@ def test_size_merge_equals_zwatershed_transcription(seed):
     rng = np.random.default_rng(seed)
     affs = rng.random((3, 4, 12, 13)).astype(np.float32)
     affs[:, rng.random(affs.shape[1:]) < 0.1] = 0.0  # some background
+    affs[affs > 0.8] = 1.0  # ties, as clipped noisy affinities have
     labels = waterz_fragments(affs)
     merged = merge_small_fragments(labels, affs, size_threshold=6, merge_low=0.4)
     assert same_partition(merged, zwatershed_size_merge(labels, affs, 6, 0.4))

@@ -414,7 +414,8 @@ def merge_small_fragments(labels: np.ndarray, affs_nn: np.ndarray, size_threshol
     with ``const_above_threshold(size_threshold, merge_low)``, no dust removal).
 
     The region graph holds the maximum affinity between each pair of touching basins (zwatershed's
-    ``get_region_graph``); its edges are visited in decreasing affinity (ties by basin ids) down to
+    ``get_region_graph``); its edges are visited in decreasing affinity (ties by the higher mean affinity of
+    the edge's voxel pairs, then by basin ids) down to
     ``merge_low``, and two basins join when either of their current sets is smaller than ``size_threshold``
     voxels. A small fragment thus ends in the neighbour it is most strongly linked to. Background (0) joins
     nothing.
@@ -454,11 +455,13 @@ def merge_small_fragments(labels: np.ndarray, affs_nn: np.ndarray, size_threshol
         keys.append(np.minimum(a, b) * n + np.maximum(a, b))
         weights.append(affinity[keep])
     keys, weights = np.concatenate(keys), np.concatenate(weights)
-    order = np.argsort(keys, kind="stable")
-    keys, weights = keys[order], weights[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    keys, weights = keys[starts], np.maximum.reduceat(weights, starts) if len(keys) else weights
-    order = np.lexsort((keys, -weights))  # decreasing maximum affinity, as zwatershed's sorted graph
+    keys, inverse = np.unique(keys, return_inverse=True)
+    strongest = np.full(len(keys), -np.inf, np.float32)
+    np.maximum.at(strongest, inverse, weights)
+    mean = np.bincount(inverse, weights, len(keys)) / np.bincount(inverse, minlength=len(keys))
+    # decreasing maximum affinity, as zwatershed's sorted graph; clipped affinities tie at 1.0 on noisy
+    # input, so ties go to the higher mean affinity (then the ids), not to an arbitrary neighbour
+    order = np.lexsort((keys, -mean, -strongest))
     counts = np.bincount(labels.ravel(), minlength=n).astype(np.int64)
     roots = _size_merge(keys[order] // n, keys[order] % n, counts, np.int64(size_threshold))
     _, dense = np.unique(roots, return_inverse=True)  # root 0 (background) stays first, i.e. 0
