@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--small", default="64,256,256")
     parser.add_argument("--block", default="32,128,128")
     parser.add_argument("--context", default="6,16,16", help="predict context")
-    parser.add_argument("--segment-options", default="--size-threshold 50 --merge-low 0.8",
+    parser.add_argument("--segment-options", default="--size-threshold 25 --merge-low 0.5",
                         help="extra options of the segment step (default: zwatershed's size merge inside "
                              "blocks; '' gives waterz's fragments unchanged)")
     parser.add_argument("--steps", default="predict,segment", help="which steps to measure")

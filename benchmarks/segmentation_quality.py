@@ -134,9 +134,9 @@ def main() -> None:
     parser.add_argument("--sigmas", default="0.1,0.3")
     parser.add_argument("--morphologies", default=",".join(MORPHOLOGIES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size-threshold", type=int, default=50,
+    parser.add_argument("--size-threshold", type=int, default=25,
                         help="size merge of the ours-size methods (voxels)")
-    parser.add_argument("--merge-low", type=float, default=0.8, help="size merge: lowest maximum affinity")
+    parser.add_argument("--merge-low", type=float, default=0.5, help="size merge: lowest maximum affinity")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (waterz is "
                         "always run: it is the reference)")
     args = parser.parse_args()
