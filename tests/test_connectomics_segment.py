@@ -454,4 +454,6 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
            "--no-progress", "--block", "8,24,24"]
     capsys.readouterr()
     assert cli(bad + (["--in-memory"] if in_memory else [])) == 2
-    assert "does not match its image" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "match" in err and "other.zarr/raw" in err and len(err.strip().splitlines()) == 1
+    assert in_memory or not (tmp / "bad.zarr").exists()  # refused before any block was segmented
