@@ -15,8 +15,9 @@ The region graph (one entry per fragment pair) is held in memory during agglomer
 per edge for the mean score (plus 1 KiB per edge of histograms for a quantile score), so memory grows with
 the number of fragments, not with voxels. On noisy affinities waterz's fragments are tiny (a few voxels),
 so the number of fragments grows with the voxels; ``size_threshold`` (zwatershed's size merge inside each
-block) bounds it. With the size merge, fragments near block faces see only their block's read ROI, so the
-result is that of the block grid (the in-memory path on the same grid gives the same), not of one block.
+block) cuts it about tenfold, but it still grows with the volume. With the size merge, fragments near
+block faces see only their block's read ROI, so the result is that of the block grid (the in-memory path
+on the same grid gives the same), not of one block.
 """
 
 from __future__ import annotations

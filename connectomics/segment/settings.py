@@ -35,6 +35,11 @@ class SegmentSettings:
     fragments : fragment method, one of :data:`FRAGMENT_METHODS`.
     low, high : ``waterz`` fragments: an edge <= ``low`` joins nothing (a voxel with no stronger edge is
         background 0); edges >= ``high`` always join (waterz's ``aff_threshold_low/high``).
+    size_threshold, merge_low : ``waterz`` fragments: zwatershed's size-based merge inside each block's read
+        ROI (:func:`connectomics.segment.watershed.merge_small_fragments`): a fragment of fewer than
+        ``size_threshold`` voxels joins its neighbour of highest maximum affinity when that affinity is >=
+        ``merge_low``. 0 (the default) keeps waterz's fragments unchanged; on noisy affinities a threshold
+        cuts the number of fragments, hence the global region graph's memory, about tenfold.
     seed_threshold, seed_radius, min_seed_distance : ``seeded`` fragments (see
         :func:`connectomics.segment.watershed.seeded_fragments`).
     score : edge score of the agglomeration: ``mean`` (waterz's default ``OneMinus<MeanAffinity>``) or
