@@ -457,3 +457,10 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
     err = capsys.readouterr().err
     assert "match" in err and "other.zarr/raw" in err and len(err.strip().splitlines()) == 1
     assert in_memory or not (tmp / "bad.zarr").exists()  # refused before any block was segmented
+
+
+def test_thresholds_outside_0_1_are_refused():
+    from connectomics.segment.settings import SegmentSettings
+
+    with pytest.raises(ValueError, match=r"thresholds are merge scores .* in \[0, 1\], got 0.5, 1.5"):
+        SegmentSettings(thresholds=(0.5, 1.5))
