@@ -243,14 +243,14 @@ def test_compiled_agglomeration_equals_brute_force_and_nests(seed):
     graph = RegionGraph(u=(u[keep] * 10 + 10).astype(np.uint64), v=(v[keep] * 10 + 10).astype(np.uint64),
                         affinity_sum=rng.random(keep.sum()) * count, count=count,
                         fragments=(np.arange(n) * 10 + 10).astype(np.uint64), sizes=rng.integers(1, 9, n))
-    thresholds = [0.2, 0.4, 0.6, 0.8, 1.01]
+    thresholds = [0.2, 0.4, 0.6, 0.8, 1.0]
     luts = agglomerate(graph, thresholds=thresholds)
     for t in thresholds:
         reference = np.array(reference_agglomeration(graph, t))
         same_ref = reference[:, None] == reference[None, :]
         same_ours = luts[t][:, None] == luts[t][None, :]
         np.testing.assert_array_equal(same_ours, same_ref)  # the same partition
-    assert len(np.unique(luts[0.2])) > len(np.unique(luts[1.01]))
+    assert len(np.unique(luts[0.2])) > len(np.unique(luts[1.0]))
     for low, high in zip(thresholds, thresholds[1:]):  # nested: a segment never splits at a higher threshold
         for segment in np.unique(luts[low]):
             assert len(np.unique(luts[high][luts[low] == segment])) == 1
