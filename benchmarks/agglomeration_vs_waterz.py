@@ -24,8 +24,6 @@ waterz prints progress from C++; it is silenced at the file-descriptor level.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import time
 
 import numpy as np
@@ -44,19 +42,7 @@ from connectomics.segment import (
     segment_in_memory,
     waterz_fragments,
 )
-
-
-@contextlib.contextmanager
-def quiet_stdout():
-    """Silence C++ output on file descriptor 1 (waterz prints its progress there)."""
-    saved = os.dup(1)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+from shared.stdio import quiet_stdout
 
 
 def make_data(shape: tuple[int, int, int], sigma: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

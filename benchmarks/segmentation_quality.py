@@ -39,8 +39,6 @@ or cache load, waterz module load) is excluded.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -53,22 +51,10 @@ from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.metrics import adapted_rand_error, contingency_table, variation_of_information
 from connectomics.segment import SegmentSettings, segment_blockwise, segment_in_memory
 from connectomics.simulate import MORPHOLOGIES, neuron_labels
+from shared.stdio import quiet_stdout
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05))
 MWS_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)  # one full run each: a coarser sweep
-
-
-@contextlib.contextmanager
-def quiet_stdout():
-    """Silence C++ output on file descriptor 1 (waterz prints its progress there)."""
-    saved = os.dup(1)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 1)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
 
 
 def waterz_sweep(scoring: str) -> Callable[[np.ndarray, np.ndarray], dict[float, np.ndarray]]:

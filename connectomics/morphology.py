@@ -64,6 +64,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -143,9 +144,9 @@ def get_morphology(morphology: str | Morphology) -> Morphology:
 
 
 @functools.lru_cache(maxsize=256)
-def _key(morph: Morphology) -> int:
-    """A stable 31-bit key of the settings (not Python's salted ``hash``)."""
-    return int.from_bytes(hashlib.sha256(repr(dataclasses.astuple(morph)).encode()).digest()[:4],
+def settings_key(settings: Any) -> int:
+    """A stable 31-bit key of a frozen settings dataclass (not Python's salted ``hash``); seeds its RNGs."""
+    return int.from_bytes(hashlib.sha256(repr(dataclasses.astuple(settings)).encode()).digest()[:4],
                           "little") & 0x7FFFFFFF
 
 
@@ -414,7 +415,7 @@ _GENERATORS = (_axons, _dendrites, _glia, _somata)
 def _cell_objects(morph: Morphology, seed: int, layer: _Layer, cell: tuple[int, int, int], cell_id: int
                   ) -> Spheres:
     """Spheres of every object of ``layer`` started in ``cell``. Cached: neighbouring blocks share cells."""
-    rng = np.random.default_rng([seed, _key(morph), layer.index, *(c + (1 << 20) for c in cell)])
+    rng = np.random.default_rng([seed, settings_key(morph), layer.index, *(c + (1 << 20) for c in cell)])
     origin = np.asarray(cell, dtype=np.float64) * layer.cell_nm
     parts = []
     local = 0
@@ -591,7 +592,7 @@ def sheet_width(morphology: Morphology) -> float:
     """ECS sheet half-width (nm) that gives ``morphology.ecs_fraction``: :func:`probe_sheet_width`, looked up
     in a table for the named morphologies. Depends on the morphology only, so every block and voxel size
     uses the same width."""
-    tabulated = _SHEET_TABLE.get(_key(morphology))
+    tabulated = _SHEET_TABLE.get(settings_key(morphology))
     return probe_sheet_width(morphology) if tabulated is None else tabulated
 
 

@@ -62,7 +62,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import hashlib
 import math
 import sys
 from collections.abc import Sequence
@@ -84,6 +83,7 @@ from connectomics.morphology import (
     Morphology,
     Tissue,
     neuron_labels,
+    settings_key,
 )
 
 __all__ = ["MORPHOLOGIES", "SOURCES", "Morphology", "Source", "neuron_labels", "section_defects",
@@ -171,13 +171,6 @@ def get_source(source: str | Source) -> Source:
     return SOURCES[source]
 
 
-@functools.lru_cache(maxsize=256)
-def _source_key(spec: Source) -> int:
-    """A stable 31-bit key of the source's settings (not Python's salted ``hash``)."""
-    text = repr(dataclasses.astuple(spec)).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
-
-
 # ------------------------------------------------------------------------------- deterministic noise
 def _hash(*keys: np.ndarray) -> np.ndarray:
     """splitmix64 of combined integer keys -> uniform float64 in [0, 1). Vectorised, platform independent."""
@@ -230,7 +223,7 @@ class SectionDefects:
 @functools.lru_cache(maxsize=64)
 def section_defects(spec: Source, seed: int, n_sections: int) -> SectionDefects:
     """The section-artefact table of a volume (O(planes) memory; cached)."""
-    rng = np.random.default_rng([seed, _source_key(spec), 7])
+    rng = np.random.default_rng([seed, settings_key(spec), 7])
     steps = rng.random(n_sections) < spec.p_misalign
     steps[0] = False
     jumps = rng.uniform(-spec.max_misalign_nm, spec.max_misalign_nm, size=(n_sections, 2)) * steps[:, None]
@@ -285,7 +278,7 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     r_shape = tuple(e - b for b, e in zip(r_begin, r_end))
     vs = np.asarray(spec.voxel_size)
     defects = section_defects(spec, seed, volume_shape[0])
-    key = _source_key(spec)
+    key = settings_key(spec)
 
     # the objects that can reach the (displaced) region
     shifts = defects.shift_nm[r_begin[0]:r_end[0]]

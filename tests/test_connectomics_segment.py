@@ -13,7 +13,6 @@ import zarr
 from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
-from benchmarks.segmentation_quality import quiet_stdout
 from connectomics.affinities import NEAREST_OFFSETS, compute_affinities, noisy_affinities
 from connectomics.hashtable import delete_slot, find_slot
 from connectomics.io import create_ome_zarr_array, open_volume
@@ -32,6 +31,7 @@ from connectomics.segment import (
     segment_in_memory,
     waterz_fragments,
 )
+from shared.stdio import quiet_stdout
 
 SHAPE = (16, 48, 48)
 BLOCK = (8, 24, 24)
