@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/evidence"), help="output folder (data, runs, figure)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000], help="training images")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model and size")
-    p.add_argument("--steps", type=int, default=400, help="optimiser steps per run (all models)")
+    p.add_argument("--steps", type=int, default=300, help="optimiser steps per run (all models)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-test", type=int, default=1000, help="test images")
     p.add_argument("--contour-length", type=int, default=None, help="override the demo's contour length")
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                               workers=args.workers)
     generation_s = time.perf_counter() - start
     runs = []
-    for n in sorted(args.sizes):
+    for n in sorted(args.sizes, reverse=True):  # largest first: crbp_stability.py reuses those hGRU runs
         train_set = training_subset(pool, n)
         for name, spec in models.items():
             for seed in range(args.seeds):
