@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/evidence"), help="output folder (data, runs, figure)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000], help="training images")
+    p.add_argument("--pool", type=int, default=None,
+                   help="training pool to take the nested sets from (default: the largest size); runs of "
+                        "one figure split over processes, e.g. --sizes 1000 --pool 10000, share the pool")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model and size")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per run (all models)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -72,8 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.sizes, args.seeds, args.steps, args.n_test = [100, 300], 1, 15, 100
     check_common_args(p, args)
-    if min(args.sizes) < 2 or args.n_test < 2:
-        p.error("--sizes and --n-test must be >= 2")
+    args.pool = args.pool or max(args.sizes)
+    if min(args.sizes) < 2 or args.n_test < 2 or args.pool < max(args.sizes):
+        p.error("--sizes and --n-test must be >= 2 and --pool >= the largest size")
     return args
 
 
@@ -120,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     data_root = args.out / "data" / "_".join(f"{k}{v}" for k, v in sorted(stimulus.items()))
-    pool, test = prepare_data(data_root, stimulus, n_pool=max(args.sizes), n_test=args.n_test,
+    pool, test = prepare_data(data_root, stimulus, n_pool=args.pool, n_test=args.n_test,
                               workers=args.workers)
     generation_s = time.perf_counter() - start
     runs = []
