@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="training modes")
     p.add_argument("--n-train", type=int, default=10000, help="training images")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds are first-seed .. first-seed + seeds - 1 (to split one figure over processes)")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per run (all arms)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-test", type=int, default=1000, help="test images")
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for arm, spec in arms.items():
         accs, dyns = [], []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             model, row = train_steps(spec, train_set, steps=args.steps, batch_size=args.batch_size, seed=seed,
                                      out=args.out)
             acc = accuracy_by_step(model, test, max_t)

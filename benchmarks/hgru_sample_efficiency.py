@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="training pool to take the nested sets from (default: the largest size); runs of "
                         "one figure split over processes, e.g. --sizes 1000 --pool 10000, share the pool")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model and size")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds are first-seed .. first-seed + seeds - 1 (to split one figure over processes)")
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per run (all models)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-test", type=int, default=1000, help="test images")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sorted(args.sizes, reverse=True):  # largest first: crbp_stability.py reuses those hGRU runs
         train_set = training_subset(pool, n)
         for name, spec in models.items():
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 model, row = train_steps(spec, train_set, steps=args.steps, batch_size=args.batch_size,
                                          seed=seed, out=args.out)
                 acc = float(accuracy_by_step(model, test)[-1])
