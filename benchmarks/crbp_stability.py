@@ -27,6 +27,7 @@ over seeds; state change per step; spectral radius). The table is printed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -75,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probe-images", type=int, default=32, help="test images for the dynamics probe")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=2, help="data generation processes")
+    p.add_argument("--no-train", action="store_true",
+                   help="only gather cached runs (skip the others): the last call of a figure split over processes")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 200 training images, 1 seed, 10 steps, 100 test images, test T 6 12")
     args = p.parse_args(argv)
@@ -130,6 +133,23 @@ def plot(curves: dict[str, np.ndarray], dynamics: dict[str, list[dict]], png: Pa
     return png
 
 
+def evaluate(model, key: str, test, probe: torch.Tensor, args: argparse.Namespace) -> tuple[np.ndarray, dict]:
+    """Accuracy at every test T and the state dynamics of one trained run, cached next to its weights."""
+    max_t = max(max(args.test_t), args.train_t)
+    settings = {"n_test": len(test), "max_t": max_t, "probe_images": len(probe), "train_t": args.train_t}
+    tag = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    cache = args.out / "runs" / f"{key}.stability-{tag}.json"
+    if cache.exists():
+        stored = json.loads(cache.read_text())
+        dyn = {**stored["dynamics"], "spectral_radius": {int(k): v for k, v in
+                                                         stored["dynamics"]["spectral_radius"].items()}}
+        return np.asarray(stored["accuracy_by_t"]), dyn
+    acc = accuracy_by_step(model, test, max_t)
+    dyn = state_dynamics(model, probe, max_t, probe_steps=(args.train_t, max_t))
+    cache.write_text(json.dumps({"settings": settings, "accuracy_by_t": acc.tolist(), "dynamics": dyn}))
+    return acc, dyn
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -160,10 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     for arm, spec in arms.items():
         accs, dyns = [], []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            model, row = train_steps(spec, train_set, steps=args.steps, batch_size=args.batch_size, seed=seed,
-                                     out=args.out)
-            acc = accuracy_by_step(model, test, max_t)
-            dyn = state_dynamics(model, probe, max_t, probe_steps=(args.train_t, max_t))
+            try:
+                model, row = train_steps(spec, train_set, steps=args.steps, batch_size=args.batch_size, seed=seed,
+                                         out=args.out, train=not args.no_train)
+            except LookupError as err:
+                print(f"  {arm:6s} seed={seed} skipped: {err}", flush=True)
+                continue
+            acc, dyn = evaluate(model, row["key"], test, probe, args)
             accs.append(acc)
             dyns.append(dyn)
             runs.append({"arm": arm, "seed": seed, "accuracy_by_t": acc.tolist(), **dyn,
@@ -172,10 +195,14 @@ def main(argv: list[str] | None = None) -> int:
                   + f" rho(T{args.train_t})={dyn['spectral_radius'][args.train_t]:.2f}"
                   + f" rho(T{max_t})={dyn['spectral_radius'][max_t]:.2f} train_s={row['train_seconds']}"
                   + (" (cached)" if row["cached"] else ""), flush=True)
-        curves[arm], dynamics[arm] = np.stack(accs), dyns
+        if accs:
+            curves[arm], dynamics[arm] = np.stack(accs), dyns
+    if not curves:
+        print("crbp_stability: no run to report", file=sys.stderr)
+        return 2
     summary = []
-    for arm in arms:
-        entry = {"arm": arm}
+    for arm in curves:
+        entry = {"arm": arm, "seeds": int(curves[arm].shape[0])}
         for t in args.test_t:
             entry[f"acc_T{t}"] = mean_spread(curves[arm][:, t - 1])
         for step in (args.train_t, max_t):
@@ -202,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [entry[f"acc_T{t}"] for t in args.test_t] + [entry[f"rho_t{args.train_t}"], entry[f"rho_t{max_t}"]]
         text = [f"{m:.3f} ± {s:.3f}" for m, s in cells]
         text += [f"{entry[f'residual_t{s}'][0]:.2e}" for s in (args.train_t, max_t)]
-        print(f"| {entry['arm']} | " + " | ".join(text) + " |")
+        print(f"| {entry['arm']} ({entry['seeds']} seeds) | " + " | ".join(text) + " |")
     print(f"wrote {png} and {args.out / 'crbp_stability.json'}")
     return 0
 

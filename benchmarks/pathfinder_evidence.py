@@ -112,7 +112,7 @@ def run_key(spec: dict[str, Any], model: PathfinderClassifier, payload: dict[str
 
 
 def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: int, batch_size: int,
-                seed: int, out: Path, extra_key: dict[str, Any] | None = None
+                seed: int, out: Path, extra_key: dict[str, Any] | None = None, train: bool = True
                 ) -> tuple[PathfinderClassifier, dict[str, Any]]:
     """Train a :class:`PathfinderClassifier` for exactly ``steps`` optimiser steps (cached, see module doc).
 
@@ -122,8 +122,13 @@ def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: in
     Returns
     -------
     model : the trained model in eval mode, on the CPU.
-    row : dict with ``parameters``, ``steps``, ``train_seconds`` (0 on a cache hit: see ``cached``),
-        ``cached``, ``final_train_loss`` and the cache ``key``.
+    row : dict with ``parameters``, ``steps``, ``train_seconds`` (of the original training on a cache
+        hit: see ``cached``), ``cached``, ``final_train_loss`` and the cache ``key``.
+
+    Raises
+    ------
+    LookupError
+        ``train=False`` and the run is not in the cache.
     """
     L.seed_everything(seed, workers=True, verbose=False)
     model = build_model(spec)
@@ -135,6 +140,8 @@ def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: in
     if weights.exists() and meta.exists():
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model.eval(), {**json.loads(meta.read_text()), "cached": True}
+    if not train:
+        raise LookupError(f"run {key} (seed {seed}) is not cached in {runs}")
     runs.mkdir(parents=True, exist_ok=True)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size)
     trainer = L.Trainer(max_steps=steps, max_epochs=-1, accelerator="auto", devices=1,
