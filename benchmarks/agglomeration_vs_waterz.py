@@ -1,12 +1,15 @@
-"""Benchmark 3: our watershed + mean-affinity agglomeration against waterz on the same affinities.
+"""Benchmark 3: our watershed + mean-affinity agglomeration against waterz on the same affinities (speed).
 
-Ground truth: watershed of smoothed noise seeded at local maxima (lsd's test data); affinities
-``clip(0.8 * same_object + 0.1 + sigma * noise)`` (nearest neighbours, waterz convention). Two comparisons:
+Ground truth: watershed of smoothed noise seeded at local maxima (lsd's test data: fat convex cells, on
+which every method reaches ARAND about 0; quality on thin neurites is benchmarks/segmentation_quality.py);
+affinities ``clip(0.8 * same_object + 0.1 + sigma * noise)`` (nearest neighbours, waterz convention). Two
+comparisons:
 
-* **pipeline**: affinities -> segmentation at each threshold (ours: :func:`segment_in_memory`, seeds from
-  the distance transform of the boundary map grown by an edge watershed + region graph + agglomeration;
-  waterz: zwatershed + agglomeration);
-* **agglomeration**: the same fragments (ours) given to both; region graph + mean-affinity agglomeration.
+* **pipeline**: affinities -> segmentation at each threshold (ours: :func:`segment_in_memory` with the
+  default settings: waterz's watershed, blocks of 64x256x256 joined through face links, region graph,
+  agglomeration; waterz: its watershed + agglomeration);
+* **agglomeration**: the same fragments (:func:`waterz_fragments`) given to both; region graph +
+  mean-affinity agglomeration.
 
 Both sides run once on a small volume first (excluded): numba compiles (or loads from its cache) our
 kernels, and waterz compiles (or loads) its C++ agglomeration module; that first-call time is printed too.
@@ -39,7 +42,7 @@ from connectomics.segment import (
     nearest_neighbour_channels,
     relabel,
     segment_in_memory,
-    watershed_fragments,
+    waterz_fragments,
 )
 
 
@@ -117,14 +120,14 @@ def main() -> None:
         print(f"  threshold {t}: ARAND ours {a_ours:.4f}, waterz {a_w:.4f}, difference {a_ours - a_w:+.4f} "
               f"(target <= +0.01)")
 
-    fragments = watershed_fragments(affs).astype(np.uint64)
+    fragments = waterz_fragments(affs).astype(np.uint64)
     nn = nearest_neighbour_channels(NEAREST_NEIGHBOUR_OFFSETS)
     volume = Roi((0, 0, 0), shape)
     def run_ours():
         start = time.perf_counter()
         graph = block_region_graph(fragments, affs, volume, volume, nn)
         split = time.perf_counter() - start
-        luts = agglomerate(graph, thresholds)
+        luts = agglomerate(graph, thresholds=thresholds)
         return graph, split, {t: relabel(fragments, graph.fragments, lut) for t, lut in luts.items()}
 
     t_ours, (graph, t_graph, ours) = best_of(args.repeats, run_ours)

@@ -4,9 +4,10 @@ Both agents get the same game, encoder architecture (the IMPALA CNN by default, 
 and ``rldiag``'s default, given to SB3 as a features extractor; ``--encoder nature`` uses SB3's own
 ``NatureCNN`` against ours), number of envs, rollout length, minibatches, epochs and
 every PPO coefficient (value clipping, entropy, reward normalisation by the return's std with the same
-gamma and clip), the same env adapter (:class:`rldiag.envs.ProcgenVectorEnv`, behind a thin SB3 ``VecEnv``)
-and the same seeds. Prints steps/s per run, the ratio ours/SB3 (target >= 1.5) and the mean normalised
-return of the last episodes per seed (learning should agree within seed noise).
+gamma and clip), the same env adapter (:class:`rldiag.envs.ProcgenVectorEnv`, behind
+:class:`rldiag.sb3.ProcgenSB3VecEnv`) and the same seeds. Prints steps/s per run, the ratio ours/SB3
+(target >= 1.5) and the mean normalised return of the last episodes per seed (learning should agree
+within seed noise).
 
 Throughput is reported twice: per wall-clock second, and per CPU second of this process
 (``time.process_time``). On a machine shared with other jobs the wall-clock figure swings with their load;
@@ -35,58 +36,10 @@ import time
 import numpy as np
 import torch
 
-from rldiag.envs import ProcgenVectorEnv, _procgen_env_class
+from rldiag.envs import ProcgenVectorEnv
 from rldiag.normalization import normalize_return
 from rldiag.ppo import PPOConfig, make_agent, train
-
-_procgen_env_class()  # import gym quietly before SB3 does
-
-
-def make_sb3_vec_env(env: ProcgenVectorEnv):
-    """A Stable-Baselines3 ``VecEnv`` over our gymnasium adapter (auto-reset and episode stats included)."""
-    from stable_baselines3.common.vec_env import VecEnv
-
-    class ProcgenSB3VecEnv(VecEnv):
-        def __init__(self) -> None:
-            super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
-            self.episodes: list[float] = []
-
-        def reset(self):
-            obs, _ = env.reset(seed=self._seeds[0] if self._seeds and self._seeds[0] is not None else None)
-            self._reset_seeds()
-            return obs
-
-        def step_async(self, actions) -> None:
-            self._actions = np.asarray(actions, dtype=np.int64)
-
-        def step_wait(self):
-            obs, reward, terminated, truncated, info = env.step(self._actions)
-            done = terminated | truncated
-            infos = [{} for _ in range(self.num_envs)]
-            for i in np.flatnonzero(done):
-                infos[i] = {
-                    "episode": {"r": info["episode"]["r"][i], "l": int(info["episode"]["l"][i])},
-                    "TimeLimit.truncated": bool(truncated[i]),
-                }
-                self.episodes.append(float(info["episode"]["r"][i]))
-            return obs, reward.astype(np.float32), done, infos
-
-        def close(self) -> None:
-            env.close()
-
-        def get_attr(self, attr_name, indices=None):
-            return [getattr(self, attr_name)] * len(self._get_indices(indices))
-
-        def set_attr(self, attr_name, value, indices=None) -> None:
-            setattr(self, attr_name, value)
-
-        def env_method(self, method_name, *args, indices=None, **kwargs):
-            raise AttributeError(method_name)
-
-        def env_is_wrapped(self, wrapper_class, indices=None):
-            return [False] * len(self._get_indices(indices))
-
-    return ProcgenSB3VecEnv()
+from rldiag.sb3 import ProcgenSB3VecEnv
 
 
 def impala_extractor():
@@ -111,7 +64,7 @@ def run_sb3(cfg: PPOConfig) -> tuple[float, float, list[float]]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize, VecTransposeImage
 
-    base = make_sb3_vec_env(ProcgenVectorEnv(cfg.game, cfg.num_envs, distribution_mode=cfg.distribution_mode))
+    base = ProcgenSB3VecEnv(ProcgenVectorEnv(cfg.game, cfg.num_envs, distribution_mode=cfg.distribution_mode))
     venv = VecNormalize(
         VecTransposeImage(base),
         norm_obs=False,

@@ -73,15 +73,19 @@ def compute_affinities(labels: np.ndarray, offsets: Sequence[Sequence[int]] = DE
     ----------
     labels : integer ndarray of shape (plane, row, column); 0 is background/extracellular space.
     offsets : list of (dz, dy, dx), non-positive; channel ``c`` uses ``offsets[c]``.
-    labels_mask : optional bool ndarray like ``labels``, True where the labels are annotated. Edges touching
-        an unannotated voxel are masked out (not trained), unlike background, which is trained as 0.
+    labels_mask : optional bool ndarray like ``labels``, True where the labels are annotated (sparse
+        annotation: the annotated objects are complete). An edge between two unannotated voxels is masked out
+        (not trained); an edge between an annotated and an unannotated voxel is kept with target 0, since an
+        unannotated voxel cannot belong to a completely annotated object. This is gunpowder's
+        ``AddAffinities(unlabelled=...)`` rule; masking every edge that touches an unannotated voxel would
+        never show the model the boundary of an annotated object.
 
     Returns
     -------
     affinities : float32 ndarray of shape (channel, plane, row, column), 1 where ``v`` and ``v + offset``
         share a label > 0.
-    mask : float32 ndarray of the same shape, 1 where the edge is known (neighbour inside the array and both
-        voxels annotated).
+    mask : float32 ndarray of the same shape, 1 where the edge is known (neighbour inside the array and at
+        least one of its voxels annotated).
 
     Examples
     --------
@@ -107,7 +111,7 @@ def compute_affinities(labels: np.ndarray, offsets: Sequence[Sequence[int]] = DE
         if labels_mask is None:
             mask[c][here] = 1.0
         else:
-            mask[c][here] = labels_mask[here] & labels_mask[there]
+            mask[c][here] = labels_mask[here] | labels_mask[there]
     return affs, mask
 
 
@@ -148,3 +152,29 @@ def shift_affinities(affinities: np.ndarray, offsets: Sequence[Sequence[int]], *
         else:
             out[c][here] = affinities[c][there]
     return out
+
+
+def noisy_affinities(labels: np.ndarray, sigma: float, *, seed: int = 0,
+                     offsets: Sequence[Sequence[int]] = NEAREST_OFFSETS) -> np.ndarray:
+    """Ground-truth affinities plus Gaussian noise, clipped to [0, 1]: the test input of the segmentation.
+
+    Parameters
+    ----------
+    labels : integer ndarray of shape (plane, row, column); 0 is background (never affinity 1).
+    sigma : standard deviation of the noise added to the 0/1 affinities of :func:`compute_affinities`.
+    offsets : affinity offsets (default: the three nearest neighbours, waterz's convention).
+
+    Returns
+    -------
+    float32 ndarray of shape (channel, plane, row, column) in [0, 1].
+
+    Examples
+    --------
+    >>> affs = noisy_affinities(np.array([[[1, 1, 0]]]), 0.0, offsets=[[0, 0, -1]])
+    >>> affs[0, 0, 0].tolist()
+    [0.0, 1.0, 0.0]
+    """
+    affs, _ = compute_affinities(labels, offsets)
+    if sigma > 0:
+        affs += np.random.default_rng(seed).normal(0.0, sigma, affs.shape).astype(np.float32)
+    return np.clip(affs, 0.0, 1.0, out=affs)

@@ -27,7 +27,6 @@ Roi(offset=(8, 32, 32), shape=(2, 32, 32))
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import time
@@ -37,6 +36,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shared.jobs import (  # atomic_write_text and file_sha256 are re-exported for connectomics.segment
+    Job,
+    JobConfigError,
+    JobIncompleteError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    file_sha256,
+)
+
+__all__ = [
+    "Block", "BlockwiseResult", "DoneMarkers", "Roi", "as_coordinate", "atomic_write_text", "block_grid",
+    "check_chunk_aligned", "check_or_write_manifest", "file_sha256", "open_input", "open_output",
+    "parse_coordinate", "pending_blocks", "read_region", "return_freed_buffers_to_os", "run_blockwise",
+    "trim_free_memory",
+]
 
 Coordinate = tuple[int, ...]
 
@@ -260,18 +276,7 @@ def read_region(path: str, roi: Roi, channels: Sequence[int] | None = None) -> n
 
 
 # --------------------------------------------------------------------------------------------------------
-# durable bookkeeping: atomic JSON, per-block done-markers, configuration manifest
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+# durable bookkeeping: per-block done-markers and failure records, kept by :mod:`shared.jobs`
 
 
 class DoneMarkers:
@@ -280,13 +285,39 @@ class DoneMarkers:
     A marker is written (atomically) only after the block's data is in the store, so a crash leaves either
     a finished block with its marker, or an unmarked block that a rerun redoes. Listing the folder once
     (:meth:`done_ids`) makes the done-check over millions of blocks a single directory read.
+
+    Made with :meth:`of_job`, the markers are the job's own (``<output>/.job/done/<block_id>``, travelling
+    with the output) and a failed block is recorded under ``<output>/.job/failed/<block_id>.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> markers = DoneMarkers(Path(tempfile.mkdtemp()) / "done")
+    >>> markers.mark(3)
+    >>> markers.done_ids(), markers.is_done(4)
+    ({3}, False)
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, job: Job | None = None) -> None:
         self.folder = Path(folder)
+        self.job = job
+
+    @classmethod
+    def of_job(cls, job: Job) -> DoneMarkers:
+        """The done-markers (and failure records) of a :class:`shared.jobs.Job`; one unit per block id."""
+        return cls(job.folder / "done", job)
 
     def mark(self, block_id: int) -> None:
-        atomic_write_text(self.folder / str(block_id), "")
+        if self.job is not None:
+            self.job.mark_done(str(block_id))
+        else:
+            atomic_write_bytes(self.folder / str(block_id), b"")
+
+    def mark_failed(self, block_id: int, error: BaseException) -> str:
+        """Record a block's failure (in the job's ``failed/`` folder, when there is a job); returns one line."""
+        if self.job is not None:
+            return self.job.mark_failed(str(block_id), error)
+        return f"{type(error).__name__}: {error}"
 
     def is_done(self, block_id: int) -> bool:
         return (self.folder / str(block_id)).exists()
@@ -297,27 +328,17 @@ class DoneMarkers:
         return {int(name) for name in os.listdir(self.folder) if name.isdigit()}
 
 
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes (identifies a model checkpoint in a manifest)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(chunk_bytes), b""):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
-
-
 def check_or_write_manifest(path: str | Path, config: dict[str, Any], *, job: str) -> bool:
     """Record a job's configuration, or refuse to resume a job that was started with a different one.
+
+    Used by ``connectomics segment`` until its bookkeeping moves into a :class:`shared.jobs.Job`; new code
+    should use :func:`shared.jobs.open_job`, whose manifest lives in (and travels with) the output.
 
     Parameters
     ----------
     path : the manifest file (JSON).
     config : plain values that determine the output (block, context, dtype, model hash, ...).
-    job : a name for messages, e.g. ``"predict"``.
+    job : a name for messages, e.g. ``"segment"``.
 
     Returns
     -------
@@ -325,28 +346,27 @@ def check_or_write_manifest(path: str | Path, config: dict[str, Any], *, job: st
 
     Raises
     ------
-    ValueError naming every setting that differs, when the manifest exists with another configuration.
+    JobConfigError (a ``ValueError``) naming every setting that differs, when the manifest exists with
+    another configuration.
     """
     path = Path(path)
-    config = _jsonable(config)
+    config = json.loads(json.dumps(config, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
     if path.exists():
         try:
             previous = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{job}: the manifest {path} is corrupt ({err}); move the output away to restart"
-            ) from None
+            raise JobConfigError(
+                f"{job}: the manifest {path} is corrupt ({err}); move the output away to restart") from None
         if previous != config:
             keys = sorted(set(previous) | set(config))
-            diffs = [f"  {k}: was {previous.get(k)!r}, now {config.get(k)!r}"
+            diffs = [f"{k}: was {previous.get(k)!r}, now {config.get(k)!r}"
                      for k in keys if previous.get(k) != config.get(k)]
-            raise ValueError(
+            raise JobConfigError(
                 f"{job}: refusing to resume into an output written with a different configuration "
-                f"(manifest {path}):\n" + "\n".join(diffs)
-                + "\nRerun with the original settings, or write to a new output path."
-            )
+                f"(manifest {path}): " + "; ".join(diffs)
+                + ". Rerun with the original settings, or write to a new output path.")
         return True
-    atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
+    atomic_write_json(path, config, indent=2)
     return False
 
 
@@ -378,14 +398,16 @@ class BlockwiseResult:
     failed: dict[int, str]
     seconds: float
 
-    def raise_for_failures(self, job: str) -> None:
-        """Raise ``RuntimeError`` listing the first failures, if any block failed."""
+    def raise_for_failures(self, job: str, records: str | Path | None = None) -> None:
+        """Raise :class:`shared.jobs.JobIncompleteError` (a ``RuntimeError``; exit code 1 on the command
+        line) naming the first failure, if any block failed. ``records``: where the tracebacks are."""
         if self.failed:
-            first = "\n".join(f"  block {i}: {msg}" for i, msg in list(self.failed.items())[:5])
-            raise RuntimeError(
+            block_id, message = next(iter(self.failed.items()))
+            where = f"; their errors are in {records}" if records is not None else ""
+            raise JobIncompleteError(
                 f"{job}: {len(self.failed)} of {self.n_blocks} blocks failed ({self.n_processed} finished "
-                f"this run, {self.n_already_done} earlier); rerun the same command to retry them.\n{first}"
-            )
+                f"this run, {self.n_already_done} earlier; first: block {block_id}: {message}){where}; rerun "
+                "the same command to retry them")
 
 
 def _run_one(process: Callable[[Block], Any], markers: DoneMarkers, block: Block) -> tuple[int, str | None]:
@@ -393,7 +415,7 @@ def _run_one(process: Callable[[Block], Any], markers: DoneMarkers, block: Block
     try:
         process(block)
     except Exception as err:  # contained: one bad block must not discard the finished ones
-        return block.block_id, f"{type(err).__name__}: {err}"
+        return block.block_id, markers.mark_failed(block.block_id, err)
     markers.mark(block.block_id)
     return block.block_id, None
 

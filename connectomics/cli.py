@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from shared.cli import Subcommand, run_subcommands
+from shared.startup import announce_slow_import
 
 DESCRIPTION = """STAR neuron segmentation for electron-microscopy volumes.
 
@@ -27,6 +28,10 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``connectomics SUBCOMMAND ...``; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:  # fit, star and predict load torch/Lightning: say so on a terminal
+        announce_slow_import(f"connectomics {argv[0]}", SUBCOMMANDS[argv[0]].target)
     return run_subcommands("connectomics", DESCRIPTION, SUBCOMMANDS, argv)
 
 

@@ -109,7 +109,9 @@ def run_demo(out_dir: Path, report: Report) -> None:
         "Connectomics: STAR neuron segmentation",
         f"A {model.num_parameters:,}-parameter 3D U-Net trained for {STEPS} steps on one simulated EM source "
         f"(sstem, {SOURCES['sstem'].voxel_size} nm voxels) segments a held-out source (retina, "
-        f"{SOURCES['retina'].voxel_size} nm) of {SHAPE} voxels: blockwise prediction, seeded watershed + "
+        f"{SOURCES['retina'].voxel_size} nm) of {SHAPE} voxels. The simulated tissue has thin axons with "
+        f"boutons, spiny dendrites, glia and extracellular space (connectomics/morphology.py), so many "
+        f"objects are only a few voxels across. Blockwise prediction, seeded watershed + "
         f"mean-affinity agglomeration stitched across blocks, then SNEMI3D adapted Rand error, VOI (bits) and "
         f"CREMI score against the ground truth (lower is better). This is a smoke-scale run of the pipeline; "
         f"the gamma-Net vs U-Net STAR comparison is `connectomics star` (BENCHMARKS.md)."

@@ -15,8 +15,40 @@ exists_ok=False) -> zarr.Array``
     Creates (never erases) an NGFF 0.5 image group with scale level ``"0"`` and returns that array.
 ``write_ome_zarr(path, data, *, axes, voxel_size, chunks, ...)``
     Writes a whole numpy or dask array chunk by chunk.
-``add_multiscale_levels(path, n_levels, *, method)``
+``add_multiscale_levels(path, n_levels, *, method, factors=None)``
     Adds downsampled levels (``"mean"`` for images, ``"mode"`` for labels) and updates the metadata.
+``create_label_image(image_path, name, *, dtype, chunks, ...) -> zarr.Array`` / ``write_label_image(...)``
+    NGFF label images ``<image>/labels/<name>`` (segmentations, ground truth, masks) that OME-Zarr viewers
+    show as labels over the image; ``match_image_levels`` gives them the parent image's scale levels.
+``create_segmentation_image(container, name, *, shape, dtype, chunks, source_image=None, ...)``
+    A segmentation in its own container (``seg.zarr/seg_0.5``) read as a label image of ``source_image``.
+
+Label images (NGFF 0.5, https://ngff.openmicroscopy.org/0.5/#labels-md)
+------------------------------------------------------------------------
+A label image lives in the ``labels`` group of the image it annotates, e.g. ``sim.zarr/raw/labels/neuron_ids``
+beside the scale arrays ``sim.zarr/raw/0``, ``sim.zarr/raw/1``. The ``labels`` group lists its label images
+(``ome.labels``); each label image is a multiscale image with the same number of levels as its parent
+(downsampled by mode, so no new ids appear) plus ``ome.image-label``: ``colors`` (``label-value`` -> RGBA
+0-255; 0 is transparent), optional ``properties`` and ``source.image = "../../"`` (the parent). Any
+address of such an image opens with :func:`open_volume` like any other image. We write NGFF 0.5 (zarr v3)
+because our stores are zarr v3 and both ``ome_zarr.reader`` (ome-zarr 0.18) and ``ome-zarr-models`` 1.7
+read and validate it (tests/test_connectomics_io.py); a container root is a zarr v3 group that holds images,
+it is not an image itself, so viewers open ``sim.zarr/raw`` (the image and its labels), not ``sim.zarr``.
+
+Viewing. napari with the ``napari-ome-zarr`` plugin: ``napari --plugin napari-ome-zarr sim.zarr/raw``
+opens the raw image and every listed label image as a labels layer (NGFF 0.5 needs ome-zarr >= 0.12).
+Neuroglancer (zarr data source, OME-Zarr 0.5 over zarr v3): serve the folder with CORS (e.g.
+``npx http-server --cors -p 8000``), add the image as ``http://localhost:8000/sim.zarr/raw/|zarr3:`` and each
+label image as ``http://localhost:8000/sim.zarr/raw/labels/neuron_ids/|zarr3:`` (older releases:
+``zarr3://http://localhost:8000/sim.zarr/raw/labels/neuron_ids``) with layer type *segmentation*;
+neuroglancer reads the multiscales of a label image but not ``image-label`` or the ``labels`` list
+(google/neuroglancer src/datasource/zarr; not checked in a browser here), so each label image is added by
+its address. Neuroglancer reads uint8/16/32/64 and int8/16/32 but not int64: write labels as unsigned
+integers (the simulator writes uint64 ids and a uint8 mask).
+
+Old addresses. A container can record an alias (:func:`add_alias`), e.g. the simulator records
+``labels -> raw/labels/neuron_ids`` so ``sim.zarr/labels``, the address used before label images, still
+opens the ground truth.
 
 Axes are always ordered (channel, plane, row, column) = ``("c", "z", "y", "x")``; voxel sizes and offsets
 are in nanometres and list the spatial axes only. Reading never loads a whole volume: every format is
@@ -26,10 +58,12 @@ the chunks a computation touches.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +71,8 @@ from typing import Any, Literal
 import dask.array as da
 import numpy as np
 import zarr
+
+from shared.cli import UserError
 
 SPATIAL_AXES = ("z", "y", "x")
 ZARR_SUFFIXES = (".zarr", ".n5")
@@ -63,6 +99,19 @@ class Volume:
     voxel_size: tuple[float, ...]
     offset: tuple[float, ...]
     path: str
+    stored: Any = None
+    """The zarr array read (None for HDF5 and TIFF): where :meth:`missing_chunks` looks."""
+
+    def missing_chunks(self) -> int:
+        """How many storage chunks of a zarr volume are absent (they read as the fill value).
+
+        zarr leaves a chunk out when it was never written, or when it held only the fill value (zarr 3
+        does not store such chunks by default), so a nonzero count may be a partial copy or an empty region.
+        0 for HDF5 and TIFF.
+        """
+        if self.stored is None:
+            return 0
+        return int(self.stored.nchunks - self.stored.nchunks_initialized)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -121,6 +170,16 @@ def parse_volume_path(path: str | Path) -> tuple[Path, str | None]:
 
 
 # ------------------------------------------------------------------------------------------- reading
+class MissingDatasetError(UserError, KeyError):
+    """A volume address names a dataset its container does not hold (the message lists what it holds).
+
+    A ``KeyError`` for callers that catch one, and a one-line user error (exit 2) on the command line.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class _ChunkReader:
     """Array-like wrapper used by ``dask.array.from_array``: reads a region and names the culprit on error.
 
@@ -187,6 +246,14 @@ def _list_zarr(node: Any, prefix: str = "") -> list[str]:
     return found
 
 
+def _resolve_alias(root: Any, dataset: str) -> str:
+    """``dataset``, or the path the container's ``aliases`` attribute maps it to when it is not there."""
+    if not isinstance(root, zarr.Group) or dataset in root:
+        return dataset
+    aliases = root.attrs.get("aliases", {})
+    return str(aliases.get(dataset, dataset)) if isinstance(aliases, dict) else dataset
+
+
 def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -> Volume:
     if not container.exists():
         raise FileNotFoundError(f"volume {address}: {container} does not exist")
@@ -198,11 +265,11 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     node = root
     if dataset:
         try:
-            node = root[dataset]
+            node = root[_resolve_alias(root, dataset)]
         except KeyError:
             listing = _list_zarr(root) if isinstance(root, zarr.Group) else []
-            raise KeyError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
-                           f"{', '.join(listing) or 'nothing'}") from None
+            raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
+                                      f"{', '.join(listing) or 'nothing'}") from None
         except Exception as err:
             raise ValueError(f"volume {address}: dataset {dataset!r} in {container} has corrupt metadata: "
                              f"{type(err).__name__}: {err}") from err
@@ -261,7 +328,9 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     voxel_size = voxel_size or [1.0] * n_spatial
     offset = offset or [0.0] * n_spatial
     data = _as_dask(array, name, chunks=tuple(array.chunks))
-    return _volume(data, axes, voxel_size, offset, address)
+    vol = _volume(data, axes, voxel_size, offset, address)
+    vol.stored = array
+    return vol
 
 
 def _default_axes(ndim: int, address: str) -> tuple[str, ...]:
@@ -316,8 +385,8 @@ def _open_hdf5(container: Path, dataset: str | None, address: str) -> Volume:
         raise ValueError(f"volume {address}: name a dataset inside the HDF5 file as {container}:DATASET, e.g. "
                          f"{container}:volumes/raw; it holds: {', '.join(listing) or 'nothing'}")
     if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-        raise KeyError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
-                       f"{', '.join(listing) or 'nothing'}")
+        raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
+                                  f"{', '.join(listing) or 'nothing'}")
     ds = f[dataset]
     axes = _default_axes(ds.ndim, address)
     attrs = dict(ds.attrs)
@@ -342,6 +411,11 @@ class _TiffPlanes:
             self.page_shape = tuple(first.shape)
             self.dtype = np.dtype(first.dtype)
             self.voxel_size = _tiff_voxel_size(tif)
+            # the shape the writer declared (pages may hold a 4-D image); pages appended one by one form
+            # one 2-D series each
+            series = tif.series
+            self.series_shape = (tuple(series[0].shape) if len(series) == 1 or any(len(s.shape) != 2 for s in series)
+                                 else (len(series), *self.page_shape))
         self.shape = (self.n, *self.page_shape)
         self.ndim = len(self.shape)
 
@@ -383,6 +457,11 @@ def _open_tiff(container: Path, address: str) -> Volume:
     if len(planes.page_shape) != 2:
         raise ValueError(f"volume {address}: TIFF pages have shape {planes.page_shape}; expected 2-D "
                          f"grey-scale pages (one plane each)")
+    if len(planes.series_shape) != 3 or planes.series_shape != planes.shape:
+        # a 2-D image is refused like a 2-D zarr array; a 4-D stack must not be read as its pages in a row
+        raise ValueError(f"volume {address}: the TIFF holds an image of shape {planes.series_shape} "
+                         f"({len(planes.series_shape)} axes); expected a 3-D stack (plane, row, column) of "
+                         "2-D grey-scale pages")
     data = _as_dask(planes, address, chunks=(1, *planes.page_shape))
     return _volume(data, SPATIAL_AXES, planes.voxel_size, [0.0, 0.0, 0.0], address)
 
@@ -399,7 +478,8 @@ def open_volume(path: str | Path, *, level: int = 0,
     level : scale level of an OME-Zarr multiscale image (0 = full resolution).
     role : optional check of what the volume must be: ``"raw"`` (3 axes, integer or float dtype, no NaN;
         the NaN check reads the volume chunk by chunk), ``"labels"`` (3 axes, integer dtype),
-        ``"affinities"`` (4 axes, float or uint8 dtype).
+        ``"affinities"`` (4 axes, float or uint8 dtype; float values finite and in [0, 1], read chunk by
+        chunk).
 
     Returns
     -------
@@ -412,9 +492,12 @@ def open_volume(path: str | Path, *, level: int = 0,
 
     Examples
     --------
-    >>> vol = open_volume("sim.zarr/raw")                        # doctest: +SKIP
-    >>> vol.data.shape, vol.axes, vol.voxel_size                 # doctest: +SKIP
-    ((64, 256, 256), ('z', 'y', 'x'), (40.0, 8.0, 8.0))
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32))
+    >>> vol = open_volume(f"{tmp}/sim.zarr/raw")
+    >>> vol.data.shape, vol.axes, vol.voxel_size
+    ((8, 32, 32), ('z', 'y', 'x'), (40.0, 8.0, 8.0))
     """
     address = str(path)
     container, dataset = parse_volume_path(address)
@@ -451,6 +534,11 @@ def check_role(vol: Volume, role: str) -> None:
                              f"got {vol.axes}")
         if vol.dtype.kind != "f" and vol.dtype != np.uint8:
             raise TypeError(f"affinities volume {vol.path} must be float or uint8, got {vol.dtype}")
+        if vol.dtype.kind == "f":  # probabilities: inf, NaN or values outside [0, 1] are not affinities
+            low, high, n_bad = da.compute(da.nanmin(vol.data), da.nanmax(vol.data), (~da.isfinite(vol.data)).sum())
+            if n_bad or low < 0 or high > 1:
+                raise ValueError(f"affinities volume {vol.path} must hold probabilities in [0, 1]; it has "
+                                 f"{int(n_bad)} non-finite value(s) and range [{float(low)}, {float(high)}]")
     else:
         raise ValueError(f"role must be 'raw', 'labels' or 'affinities'; got {role!r}")
 
@@ -618,12 +706,13 @@ def downsample_factors(voxel_size: Sequence[float]) -> tuple[int, int, int]:
     return (2 if z <= 1.5 * min(y, x) else 1, 2, 2)
 
 
-def add_multiscale_levels(path: str | Path, n_levels: int, *,
-                          method: Literal["mean", "mode"] = "mean") -> list[zarr.Array]:
+def add_multiscale_levels(path: str | Path, n_levels: int, *, method: Literal["mean", "mode"] = "mean",
+                          factors: Sequence[Sequence[int]] | None = None) -> list[zarr.Array]:
     """Append ``n_levels`` downsampled levels to an OME-Zarr image whose level 0 is written.
 
     Each level halves the in-plane resolution (and z when the volume is near-isotropic, see
-    :func:`downsample_factors`); odd trailing voxels are dropped. ``"mean"`` averages (images,
+    :func:`downsample_factors`) unless ``factors`` gives each new level's (plane, row, column) factors
+    relative to the level before; odd trailing voxels are dropped. ``"mean"`` averages (images,
     affinities); ``"mode"`` keeps the most frequent label (segmentations: no new ids are invented).
     Levels are written chunk by chunk; the ``multiscales`` metadata is updated after each level so a reader
     never sees a level listed before it is complete.
@@ -634,6 +723,8 @@ def add_multiscale_levels(path: str | Path, n_levels: int, *,
     """
     if method not in ("mean", "mode"):
         raise ValueError(f"method must be 'mean' or 'mode'; got {method!r}")
+    if factors is not None and len(factors) != n_levels:
+        raise ValueError(f"factors lists {len(factors)} level(s) for {n_levels} new level(s)")
     group = _open_image_group(path, create=False)
     attrs = dict(group.attrs)
     ome = dict(attrs["ome"])
@@ -642,16 +733,17 @@ def add_multiscale_levels(path: str | Path, n_levels: int, *,
     axes = [a["name"] for a in ms["axes"]]
     n_extra = len(axes) - 3
     made = []
-    for _ in range(n_levels):
+    for i in range(n_levels):
         group = _open_image_group(path, create=False)  # fresh handles: the previous level is complete
         prev = datasets[-1]
         src_array = group[prev["path"]]
         scale, translation = _transforms(prev["coordinateTransformations"], len(axes))
-        factors = (1,) * n_extra + downsample_factors(scale[n_extra:])
-        small_shape = tuple(s // f for s, f in zip(src_array.shape, factors))
+        spatial = downsample_factors(scale[n_extra:]) if factors is None else tuple(int(f) for f in factors[i])
+        level_factors = (1,) * n_extra + spatial
+        small_shape = tuple(s // f for s, f in zip(src_array.shape, level_factors))
         if any(s == 0 for s in small_shape):
             raise ValueError(f"{path}: level {prev['path']} of shape {src_array.shape} is too small to "
-                             f"downsample by {factors}")
+                             f"downsample by {level_factors}")
         dtype = np.dtype(src_array.dtype)
         name = str(int(prev["path"]) + 1)
         dst = group.create_array(name, shape=small_shape, dtype=dtype, chunks=src_array.chunks,
@@ -660,11 +752,11 @@ def add_multiscale_levels(path: str | Path, n_levels: int, *,
         grid = [range(0, s, c) for s, c in zip(small_shape, dst.chunks)]
         for start in itertools.product(*grid):
             out = tuple(slice(b0, min(b0 + c, s)) for b0, c, s in zip(start, dst.chunks, small_shape))
-            src = tuple(slice(o.start * f, o.stop * f) for o, f in zip(out, factors))
-            dst[out] = downsample_block(np.asarray(src_array[src]), factors, method)
-        new_scale = [s * f for s, f in zip(scale, factors)]
+            src = tuple(slice(o.start * f, o.stop * f) for o, f in zip(out, level_factors))
+            dst[out] = downsample_block(np.asarray(src_array[src]), level_factors, method)
+        new_scale = [s * f for s, f in zip(scale, level_factors)]
         # the centre of a coarse voxel sits at the centre of the fine voxels it summarises
-        new_translation = [t + (f - 1) * s / 2 for t, s, f in zip(translation, scale, factors)]
+        new_translation = [t + (f - 1) * s / 2 for t, s, f in zip(translation, scale, level_factors)]
         level: dict[str, Any] = {"path": name, "coordinateTransformations": [{"type": "scale",
                                                                               "scale": new_scale}]}
         if any(new_translation):
@@ -676,6 +768,279 @@ def add_multiscale_levels(path: str | Path, n_levels: int, *,
         group.attrs["ome"] = json.loads(json.dumps(ome))
         made.append(dst)
     return made
+
+
+# ------------------------------------------------------------------------------------------ label images
+LABELS_GROUP = "labels"
+BACKGROUND_COLOR = (0, 0, 0, 0)  # label 0 drawn transparent, so the image shows through
+
+
+def _check_label_name(name: str) -> None:
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise ValueError(f"label image name must be a plain name like 'neuron_ids', got {name!r}")
+
+
+def _image_label_metadata(colors: Mapping[int, Sequence[int]] | None,
+                          properties: Mapping[int, Mapping[str, Any]] | None,
+                          source: str | None = "../../") -> dict[str, Any]:
+    """The NGFF 0.5 ``image-label`` object: colours (label 0 transparent unless given), properties, source
+    (a path relative to the label image; None: no source)."""
+    palette = {0: BACKGROUND_COLOR, **(colors or {})}
+    entries = []
+    for value, rgba in sorted(palette.items()):
+        rgba = [int(c) for c in rgba]
+        if len(rgba) != 4 or not all(0 <= c <= 255 for c in rgba):
+            raise ValueError(f"colour of label {value} must be 4 integers 0-255 (RGBA), got {rgba}")
+        entries.append({"label-value": int(value), "rgba": rgba})
+    meta: dict[str, Any] = {"colors": entries}
+    if properties:
+        meta["properties"] = [{"label-value": int(v), **dict(p)} for v, p in sorted(properties.items())]
+    if source is not None:
+        meta["source"] = {"image": source}
+    return meta
+
+
+def _register_label(image_path: str, name: str) -> None:
+    """Add ``name`` to ``<image>/labels``'s ``labels`` list, keeping every name already listed.
+
+    The read-modify-write runs under an exclusive ``flock`` on the labels directory, so label images
+    created concurrently (e.g. by two processes) are all listed; zarr writes ``zarr.json`` by atomic rename,
+    so a reader sees the old list or the new one, never a partial file.
+    """
+    container, inner = _split_group_path(f"{image_path}/{LABELS_GROUP}")
+    fd = os.open(container / inner, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        group = zarr.open_group(store=str(container), path=inner, mode="r+")
+        ome = dict(group.attrs.get("ome", {}))
+        names = [str(n) for n in ome.get("labels", [])]
+        if name not in names:
+            group.attrs["ome"] = {"version": NGFF_VERSION, **ome, "labels": [*names, name]}
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def create_label_image(image_path: str | Path, name: str, *, dtype: Any, chunks: Sequence[int],
+                       shape: Sequence[int] | None = None, colors: Mapping[int, Sequence[int]] | None = None,
+                       properties: Mapping[int, Mapping[str, Any]] | None = None,
+                       exists_ok: bool = False) -> zarr.Array:
+    """Create an empty NGFF label image ``<image>/labels/<name>`` for an existing image; return level 0.
+
+    The label image takes the parent's level-0 shape, voxel size and offset, gets ``image-label`` metadata
+    (colours, properties, ``source.image = "../../"``) and is added to the ``labels`` list of
+    ``<image>/labels`` without removing other names. Write it chunk by chunk, then call
+    :func:`match_image_levels` to give it the parent's scale levels (or use :func:`write_label_image`).
+
+    Parameters
+    ----------
+    image_path : address of the annotated OME-Zarr image group, e.g. ``sim.zarr/raw``; its axes must be
+        (plane, row, column).
+    name : label image name, e.g. ``"neuron_ids"``.
+    dtype : integer dtype of the ids; prefer unsigned (neuroglancer does not read int64).
+    chunks : storage chunks (plane, row, column).
+    shape : optional check: must equal the image's (plane, row, column) shape.
+    colors : label value -> RGBA (4 ints 0-255); label 0 is transparent unless given.
+    properties : label value -> dict of free-form properties (e.g. ``{"meaning": "unlabelled"}``).
+    exists_ok : open an existing label image of the same shape, dtype and chunks instead of raising.
+
+    Returns
+    -------
+    zarr.Array of shape (plane, row, column), the label image's level ``"0"``.
+
+    Raises
+    ------
+    TypeError for a non-integer dtype; ValueError for a bad name, shape or colour; FileExistsError if the
+    label image exists and ``exists_ok`` is False.
+
+    Examples
+    --------
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32), n_levels=2)
+    >>> ids = create_label_image(f"{tmp}/sim.zarr/raw", "neuron_ids", dtype="uint64", chunks=(8, 32, 32))
+    >>> ids[:] = 7
+    >>> [level.shape for level in match_image_levels(f"{tmp}/sim.zarr/raw", "neuron_ids")]  # levels written
+    [(8, 16, 16)]
+    """
+    image = str(image_path).rstrip("/")
+    _check_label_name(name)
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"label image {name} must have an integer dtype (NGFF labels), got {dtype}")
+    parent = open_volume(image)
+    if parent.axes != SPATIAL_AXES:
+        raise ValueError(f"label images need a (plane, row, column) image; {image} has axes {parent.axes}")
+    if shape is not None and tuple(int(s) for s in shape) != parent.shape:
+        raise ValueError(f"label image {name} of shape {tuple(shape)} does not match image {image} of shape "
+                         f"{parent.shape}")
+    path = f"{image}/{LABELS_GROUP}/{name}"
+    array = create_ome_zarr_array(path, shape=parent.shape, dtype=dtype, chunks=chunks, axes=SPATIAL_AXES,
+                                  voxel_size=parent.voxel_size, offset=parent.offset, exists_ok=exists_ok)
+    group = _open_image_group(path, create=False)
+    group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, properties)}
+    _register_label(image, name)
+    return array
+
+
+def _level_factors(datasets: list[dict[str, Any]], ndim: int) -> list[tuple[int, ...]]:
+    """Integer downsampling factor of each level relative to the level before, from the scale transforms."""
+    scales = [_transforms(d.get("coordinateTransformations", []), ndim)[0] for d in datasets]
+    factors = []
+    for fine, coarse in zip(scales, scales[1:]):
+        ratio = [c / f for f, c in zip(fine, coarse)]
+        if any(abs(r - round(r)) > 1e-6 or round(r) < 1 for r in ratio):
+            raise ValueError(f"scale levels {fine} -> {coarse} are not an integer downsampling")
+        factors.append(tuple(int(round(r)) for r in ratio))
+    return factors
+
+
+def match_image_levels(image_path: str | Path, name: str) -> list[zarr.Array]:
+    """Give label image ``<image>/labels/<name>`` the same scale levels as its image (NGFF requires as many).
+
+    Missing levels are downsampled by window mode (no new ids) with the factors the image's levels use, so
+    level ``k`` of the labels has the shape and scale of level ``k`` of the image. Call it after level 0 is
+    written and after the image's own levels exist.
+
+    Returns
+    -------
+    list of the label levels added (empty when they already match).
+    """
+    image = str(image_path).rstrip("/")
+    image_group = _open_image_group(image, create=False)
+    image_datasets = _multiscales(dict(image_group.attrs))[0][0]["datasets"]  # type: ignore[index]
+    path = f"{image}/{LABELS_GROUP}/{name}"
+    label_group = _open_image_group(path, create=False)
+    n_have = len(_multiscales(dict(label_group.attrs))[0][0]["datasets"])  # type: ignore[index]
+    if n_have >= len(image_datasets):
+        return []
+    factors = _level_factors(image_datasets, len(SPATIAL_AXES))[n_have - 1:]
+    return add_multiscale_levels(path, len(factors), method="mode", factors=factors)
+
+
+def write_label_image(image_path: str | Path, name: str, data: np.ndarray | da.Array, *, chunks: Sequence[int],
+                      colors: Mapping[int, Sequence[int]] | None = None,
+                      properties: Mapping[int, Mapping[str, Any]] | None = None,
+                      exists_ok: bool = False) -> zarr.Array:
+    """Write a whole label volume as ``<image>/labels/<name>``, chunk by chunk, with the image's levels.
+
+    Parameters
+    ----------
+    image_path, name, chunks, colors, properties, exists_ok : as in :func:`create_label_image`.
+    data : integer numpy or dask array of shape (plane, row, column), the image's shape.
+
+    Returns
+    -------
+    zarr.Array, the level-0 array.
+
+    Examples
+    --------
+    >>> raw = np.zeros((4, 16, 16), np.uint8)
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/v.zarr/raw", raw, axes="zyx", voxel_size=(40, 4, 4), chunks=(4, 16, 16),
+    ...                    n_levels=2)
+    >>> _ = write_label_image(f"{tmp}/v.zarr/raw", "cells", np.ones((4, 16, 16), np.uint32), chunks=(4, 16, 16))
+    >>> open_volume(f"{tmp}/v.zarr/raw/labels/cells", level=1).shape
+    (4, 8, 8)
+    """
+    array = create_label_image(image_path, name, dtype=data.dtype, chunks=chunks, shape=data.shape,
+                               colors=colors, properties=properties, exists_ok=exists_ok)
+    src = data if isinstance(data, da.Array) else da.from_array(data, chunks=array.chunks)
+    src.rechunk(array.chunks).store(array, lock=False)
+    match_image_levels(image_path, name)
+    return array
+
+
+def create_segmentation_image(container: str | Path, name: str, *, shape: Sequence[int], dtype: Any,
+                              chunks: Sequence[int], source_image: str | Path | None = None,
+                              voxel_size: Sequence[float] | None = None, offset: Sequence[float] | None = None,
+                              colors: Mapping[int, Sequence[int]] | None = None,
+                              exists_ok: bool = False) -> zarr.Array:
+    """Create an empty segmentation ``<container>/<name>`` that OME-Zarr readers open as a label image.
+
+    For outputs written into their own container (``connectomics segment`` -> ``seg.zarr/seg_0.5``), whose
+    image lives elsewhere (``sim.zarr/raw``): an NGFF 0.5 multiscale image (level ``"0"``, add levels with
+    :func:`add_multiscale_levels` ``method="mode"``) with ``image-label`` metadata whose ``source.image`` is
+    the relative path from the segmentation to ``source_image``, so ``ome_zarr``/napari open the raw image
+    underneath it. The source container is never written to. It is not listed in a ``labels`` group
+    (that would mean writing into the input); use :func:`create_label_image` when the image and its labels
+    share a container.
+
+    Parameters
+    ----------
+    container : output zarr container, e.g. ``seg.zarr``.
+    name : dataset name, e.g. ``"seg_0.5"``.
+    shape, chunks : (plane, row, column).
+    dtype : integer dtype of the ids; prefer unsigned (neuroglancer does not read int64).
+    source_image : address of the image segmented (an OME-Zarr image group), or None. When given, its shape
+        must equal ``shape`` and its voxel size and offset are the defaults.
+    voxel_size, offset : nm along (plane, row, column); required without ``source_image``.
+    colors : label value -> RGBA (4 ints 0-255); label 0 is transparent unless given.
+    exists_ok : as in :func:`create_ome_zarr_array` (resuming a blockwise job).
+
+    Returns
+    -------
+    zarr.Array of shape (plane, row, column), ready for chunkwise writes.
+
+    Examples
+    --------
+    >>> import tempfile; tmp = tempfile.mkdtemp()
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32))
+    >>> seg = create_segmentation_image(f"{tmp}/seg.zarr", "seg_0.5", shape=(8, 32, 32), dtype="uint64",
+    ...                                 chunks=(8, 16, 16), source_image=f"{tmp}/sim.zarr/raw")
+    >>> seg.shape, seg.dtype == np.uint64
+    ((8, 32, 32), True)
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        raise TypeError(f"segmentation {name} must have an integer dtype, got {dtype}")
+    _check_label_name(name.split("/")[-1])
+    shape = tuple(int(s) for s in shape)
+    path = Path(container) / name
+    source = None
+    if source_image is not None:
+        image = open_volume(source_image)
+        if image.axes != SPATIAL_AXES:
+            raise ValueError(f"segmentation {path}: its source image must be (plane, row, column), e.g. the raw "
+                             f"volume; {source_image} has axes {image.axes}")
+        if image.spatial_shape != shape:
+            raise ValueError(f"segmentation {path} of shape {shape} does not match its image {source_image} of "
+                             f"shape {image.spatial_shape}")
+        voxel_size = image.voxel_size if voxel_size is None else voxel_size
+        offset = image.offset if offset is None else offset
+        image_dir = Path(str(source_image).rstrip("/"))
+        source = os.path.relpath(image_dir.resolve(), path.resolve()) + "/"
+    if voxel_size is None:
+        raise ValueError(f"segmentation {path}: pass voxel_size (nm) or a source_image to take it from")
+    array = create_ome_zarr_array(path, shape=shape, dtype=dtype, chunks=chunks, axes=SPATIAL_AXES,
+                                  voxel_size=voxel_size, offset=offset, exists_ok=exists_ok)
+    group = _open_image_group(path, create=False)
+    group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, None, source)}
+    return array
+
+
+def has_dataset(container: str | Path, dataset: str) -> bool:
+    """Whether a zarr container holds ``dataset``, directly or through its ``aliases`` (see :func:`add_alias`).
+
+    >>> has_dataset("no-such.zarr", "labels")
+    False
+    """
+    try:
+        root = zarr.open_group(store=str(container), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return False
+    return _resolve_alias(root, dataset) in root
+
+
+def add_alias(container: str | Path, alias: str, target: str) -> None:
+    """Record in a zarr container's root attributes (``aliases``) that ``container/alias`` means
+    ``container/target``; :func:`open_volume` follows it when ``alias`` is not itself in the container.
+
+    Used to keep addresses that moved readable, e.g. ``add_alias("sim.zarr", "labels", "raw/labels/neuron_ids")``.
+    """
+    root = zarr.open_group(store=str(container), mode="r+")
+    root.attrs["aliases"] = {**dict(root.attrs.get("aliases", {})), alias: target}
 
 
 def read_region(vol: Volume, slices: tuple[slice, ...]) -> np.ndarray:

@@ -35,6 +35,33 @@ Differences from ``skimage.metrics`` (tested in tests/test_connectomics_metrics.
 
 VOI (bits): ``split = H(seg | gt)``, ``merge = H(gt | seg)``. CREMI score = ``sqrt(ARAND * (split + merge))``
 (as in elf's ``cremi_score``; never the arithmetic mean).
+
+Excluding voxels: ignore labels, labels masks, the CREMI border mask
+-------------------------------------------------------------------
+:func:`exclude_voxels` turns ground truth into the ids the metrics read, with every excluded voxel set to
+0 (so it is dropped like ground-truth 0; it still counts in the ``n`` of the seg-0 ``c / n`` term, as in
+cremi_python, where masked voxels stay in the volume). A voxel is excluded when
+
+* its ground-truth id is in ``ignore_labels`` (default ``(0,)``: background / unlabelled, as above). With
+  ``ignore_labels=()`` ground-truth 0 is scored like any id (ids are shifted by +1 internally, as
+  cremi_python's ``NeuronIds`` does with ``gt += 1``);
+* an explicit labels mask is 0 there (sparse ground truth: unlabelled is not background, so those voxels
+  are not scored at all; the simulator writes such a mask as ``labels_mask``, uint8, 1 = labelled);
+* it is in the **CREMI border mask** (:func:`border_mask`): within ``distance`` nm, measured in-plane, of
+  a ground-truth boundary in the same section. Definition as read from cremi_python
+  (cremi/evaluation/border_mask.py ``create_border_mask_2d``, NeuronIds.py): per z-section, a pixel is a
+  boundary pixel when one of its 4 neighbours has another id (image edges are not boundaries: the section
+  is edge-padded); every pixel whose Euclidean distance to a boundary pixel is ``<= distance / res_y``
+  pixels is excluded, the boundary pixels included, on both sides of each boundary. Ground-truth 0 is an
+  ordinary id for this purpose. The default distance, :data:`CREMI_BORDER_NM` = 200 nm, is the
+  ``threshold = 200  # in nm`` of cremi_python's ``example_evaluation.py`` (where the same variable also
+  sets the cleft false-positive/negative distance); the value the CREMI leaderboard used is not published
+  (not found; unverified). Mind the scale: the band is excluded on both sides of every boundary, so at
+  200 nm objects thinner than about 400 nm (most axons, spine necks) are not scored at all; the evaluate
+  command reports ``n_scored`` next to ``n_voxels``. Two deliberate differences: a section with
+  no boundary masks nothing (cremi_python calls ``distance_transform_edt`` on an all-True image there,
+  which scipy measures from a virtual corner pixel and so masks the section's first rows), and
+  x/y voxel sizes may differ (distances are measured in nm; cremi_python asserts they are equal).
 """
 
 from __future__ import annotations
@@ -49,8 +76,10 @@ from typing import Literal
 
 import numba
 import numpy as np
+import scipy.ndimage as ndi
 import scipy.sparse as sp
 
+from connectomics.hashtable import find_pair_slot
 from shared.validation import check_dtype_kind, check_shape_equal
 
 SegZero = Literal["singletons", "label"]
@@ -86,25 +115,12 @@ _INITIAL_SLOTS = 1 << 12  # initial hash-table size (grows by doubling; must be 
 
 
 @numba.njit(cache=True, nogil=True)
-def _slot(g: np.uint64, s: np.uint64, mask: np.uint64) -> np.uint64:
-    """Hash of an id pair (splitmix64 finaliser of a multiplicative mix) masked to the table size."""
-    h = g * np.uint64(0x9E3779B97F4A7C15) ^ (s + np.uint64(0x632BE59BD9B4E019)) * np.uint64(0xC2B2AE3D27D4EB4F)
-    h ^= h >> np.uint64(31)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(29)
-    return h & mask
-
-
-@numba.njit(cache=True, nogil=True)
 def _insert(keys_g, keys_s, counts, used, g, s, weight):
     """Add ``weight`` to pair (g, s) in the open-addressing table; returns 1 when a new pair was created."""
-    mask = np.uint64(len(counts) - 1)
-    i = _slot(g, s, mask)
-    while used[i]:
-        if keys_g[i] == g and keys_s[i] == s:
-            counts[i] += weight
-            return 0
-        i = (i + np.uint64(1)) & mask
+    i = find_pair_slot(keys_g, keys_s, used, g, s)
+    if used[i]:
+        counts[i] += weight
+        return 0
     used[i] = True
     keys_g[i] = g
     keys_s[i] = s
@@ -409,25 +425,129 @@ def evaluate_segmentation(seg: np.ndarray | None = None, gt: np.ndarray | None =
             "n_voxels": int(table.n_voxels)}
 
 
+CREMI_BORDER_NM = 200.0
+"""Default distance (nm) of the CREMI border mask: cremi_python ``example_evaluation.py`` (``threshold = 200``);
+the CREMI leaderboard's own value is not published (unverified)."""
+
+
+def border_mask(gt: np.ndarray, distance: float, voxel_size: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """CREMI border mask: voxels within ``distance`` (nm, in-plane) of a ground-truth boundary in their section.
+
+    Parameters
+    ----------
+    gt : integer ndarray of shape (plane, row, column), ground-truth ids (0 is an ordinary id here).
+    distance : maximum in-plane Euclidean distance in nm from a boundary pixel (>= 0; 0 masks the boundary
+        pixels only). The CREMI convention is :data:`CREMI_BORDER_NM`.
+    voxel_size : nm per voxel along (plane, row, column); only row and column are used.
+
+    Returns
+    -------
+    bool ndarray of shape (plane, row, column), True where the voxel is excluded from scoring.
+
+    Notes
+    -----
+    A pixel is a boundary pixel when one of its 4 neighbours in the same section has another id (outside
+    the image counts as the same id). See the module docstring for the source and the differences from
+    cremi_python.
+
+    Examples
+    --------
+    >>> gt = np.array([[[1, 1, 1, 2, 2, 2, 2]]])
+    >>> border_mask(gt, 4.0, voxel_size=(40, 4, 4)).astype(int)
+    array([[[0, 1, 1, 1, 1, 0, 0]]])
+    """
+    gt = np.asarray(gt)
+    if gt.ndim != 3:
+        raise ValueError(f"gt must have 3 axes (plane, row, column), got shape {gt.shape}")
+    check_dtype_kind(gt, "iu", name="gt")
+    if not math.isfinite(distance) or distance < 0:
+        raise ValueError(f"border-mask distance must be a finite number of nm >= 0, got {distance}")
+    _, vy, vx = (float(v) for v in voxel_size)
+    out = np.zeros(gt.shape, dtype=bool)
+    for z, plane in enumerate(gt):
+        padded = np.pad(plane, 1, mode="edge")
+        boundary = ((plane != padded[:-2, 1:-1]) | (plane != padded[2:, 1:-1])
+                    | (plane != padded[1:-1, :-2]) | (plane != padded[1:-1, 2:]))
+        if boundary.any():  # distances in row pixels; columns scaled when x and y voxel sizes differ
+            out[z] = ndi.distance_transform_edt(~boundary, sampling=(1.0, vx / vy)) <= distance / vy
+    return out
+
+
+def exclude_voxels(gt: np.ndarray, *, ignore_labels: Iterable[int] = (0,), mask: np.ndarray | None = None,
+                   border: np.ndarray | None = None) -> np.ndarray:
+    """Ground truth with every excluded voxel set to 0, the id all metrics here drop.
+
+    Parameters
+    ----------
+    gt : integer ndarray, ground-truth ids, e.g. (plane, row, column).
+    ignore_labels : ground-truth ids not scored. When 0 is not among them, ids are shifted by +1 so that 0
+        is scored as an ordinary object (then id 2^64 - 1 cannot be represented and raises).
+    mask : optional array like ``gt``; voxels where it is 0 (unlabelled) are excluded.
+    border : optional bool array like ``gt`` (see :func:`border_mask`); True voxels are excluded.
+
+    Returns
+    -------
+    uint64 ndarray of the shape of ``gt``.
+
+    Examples
+    --------
+    >>> exclude_voxels(np.array([0, 1, 2, 3]), ignore_labels=[0, 3], mask=np.array([1, 1, 0, 1])).tolist()
+    [0, 1, 0, 0]
+    >>> exclude_voxels(np.array([0, 1, 2]), ignore_labels=[]).tolist()
+    [1, 2, 3]
+    """
+    gt = np.asarray(gt)
+    check_dtype_kind(gt, "iu", name="gt")
+    if gt.dtype.kind == "i" and gt.size and gt.min() < 0:
+        raise ValueError(f"gt contains negative labels (min {gt.min()}); labels must be >= 0")
+    ignore = np.array(sorted({int(v) for v in ignore_labels}), dtype=np.uint64)
+    out = gt.astype(np.uint64)  # always a copy we may modify
+    drop = np.isin(out, ignore) if ignore.size else np.zeros(out.shape, bool)
+    for name, extra in (("mask", mask), ("border", border)):
+        if extra is not None:
+            extra = np.asarray(extra)
+            check_shape_equal(extra, gt, names=(name, "gt"))
+            drop |= extra == 0 if name == "mask" else extra.astype(bool)
+    if ignore.size == 0 or ignore[0] != 0:
+        if (out == np.iinfo(np.uint64).max).any():
+            raise ValueError("gt holds id 2^64 - 1, which cannot be scored while ground-truth 0 is scored too; "
+                             "add it or 0 to the ignore labels")
+        out += np.uint64(1)
+    out[drop] = 0
+    return out
+
+
 def contingency_table_blockwise(seg: object, gt: object, *, block_shape: Sequence[int] | None = None,
-                                progress: bool = True) -> Contingency:
+                                progress: bool = True, ignore_labels: Iterable[int] = (0,),
+                                mask: object | None = None, border_distance: float | None = None,
+                                voxel_size: Sequence[float] = (1.0, 1.0, 1.0)) -> Contingency:
     """Accumulate the contingency table of two (lazy) volumes block by block.
 
     Parameters
     ----------
-    seg, gt : arrays of the same shape supporting slicing (zarr, h5py, dask via ``.compute()``, numpy).
+    seg, gt : arrays of the same shape (plane, row, column) supporting slicing (zarr, h5py, dask via
+        ``.compute()``, numpy).
     block_shape : region read at a time (plane, row, column); default: the chunks of ``gt`` when it has
         them, grown to at least 1 M voxels. Memory is bounded by the block plus the table.
+    ignore_labels, mask : voxels excluded from scoring, as in :func:`exclude_voxels` (``mask`` is read
+        block by block like ``gt``).
+    border_distance : CREMI border-mask distance in nm (:func:`border_mask`), or None for no border mask.
+        Each block's ground truth is read with an in-plane margin of ``distance / voxel size + 1`` voxels,
+        so the mask equals the one of the whole volume.
+    voxel_size : nm per voxel (plane, row, column), for the border mask.
 
     Returns
     -------
-    Contingency of the whole volume.
+    Contingency of the whole volume (excluded voxels under ground-truth id 0).
     """
     import itertools
 
     from tqdm.auto import tqdm
 
     check_shape_equal(seg, gt, names=("seg", "gt"))
+    if mask is not None:
+        check_shape_equal(mask, gt, names=("mask", "gt"))
+    ignore_labels = tuple(ignore_labels)
     shape = tuple(int(s) for s in gt.shape)
     if block_shape is None:
         chunks = getattr(gt, "chunksize", None) or getattr(gt, "chunks", None) or shape
@@ -435,13 +555,28 @@ def contingency_table_blockwise(seg: object, gt: object, *, block_shape: Sequenc
         while np.prod(block_shape) < 2**20 and any(b < s for b, s in zip(block_shape, shape)):
             i = int(np.argmin([b / s for b, s in zip(block_shape, shape)]))
             block_shape[i] = min(shape[i], block_shape[i] * 2)
+    margin = (0, 0, 0) if border_distance is None else \
+        (0, *(int(border_distance // float(v)) + 1 for v in voxel_size[1:]))
     starts = [range(0, s, b) for s, b in zip(shape, block_shape)]
     grid = list(itertools.product(*starts))
     pending: list[Contingency] = []
     merged = merge_tables([])
     for start in tqdm(grid, desc="contingency", unit="block", disable=not progress):
         slices = tuple(slice(b, min(b + s, n)) for b, s, n in zip(start, block_shape, shape))
-        pending.append(contingency_table(_read(seg, slices), _read(gt, slices)))
+        border = None
+        if border_distance is not None:
+            grown = tuple(slice(max(sl.start - m, 0), min(sl.stop + m, n)) for sl, m, n in zip(slices, margin, shape))
+            core = tuple(slice(sl.start - g.start, sl.stop - g.start) for sl, g in zip(slices, grown))
+            gt_grown = _read(gt, grown)
+            gt_block, border = gt_grown[core], border_mask(gt_grown, border_distance, voxel_size)[core]
+        else:
+            gt_block = _read(gt, slices)
+        if mask is None and border is None and set(ignore_labels) == {0}:
+            kept = gt_block  # the metrics drop ground-truth 0 themselves: no copy needed
+        else:
+            kept = exclude_voxels(gt_block, ignore_labels=ignore_labels, border=border,
+                                  mask=None if mask is None else _read(mask, slices))
+        pending.append(contingency_table(_read(seg, slices), kept))
         if len(pending) >= 16:  # merge periodically so the table stays O(distinct pairs)
             merged = merge_tables([merged, *pending])
             pending = []
@@ -463,6 +598,21 @@ def format_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _ignore_labels(text: str) -> tuple[int, ...]:
+    """``"0,5"`` -> ``(0, 5)``; ``"none"`` or ``""`` -> ``()`` (every ground-truth id is scored)."""
+    import argparse
+
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer ids or 'none', got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"label ids are >= 0, got {text!r}")
+    return values
+
+
 def cli(argv: list[str]) -> int:
     """``connectomics evaluate SEG GT``: print the metrics table and write JSON."""
     from connectomics.io import check_role, open_volume
@@ -470,19 +620,34 @@ def cli(argv: list[str]) -> int:
 
     parser = subcommand_parser(
         "connectomics evaluate",
-        """Score a segmentation against ground truth: adapted Rand error (SNEMI3D/CREMI), VOI split/merge
-(bits) and the CREMI score. Ground-truth 0 is ignored. Both volumes are read chunk by chunk, so volumes
-larger than memory can be scored.
+        f"""Score a segmentation against ground truth: adapted Rand error (SNEMI3D/CREMI), VOI split/merge
+(bits) and the CREMI score. All volumes are read chunk by chunk, so volumes larger than memory can be scored.
+
+Excluded (not scored) voxels, the conventions of the CREMI evaluation (cremi_python):
+  --ignore-labels  ground-truth ids not scored; default 0 (background / unlabelled). 'none' scores 0 too.
+  --mask           a labels mask (nonzero = labelled): unlabelled voxels are not scored. Sparse ground
+                   truth needs it: unlabelled is not background.
+  --border-mask    voxels within this many nm (in-plane, same section) of a ground-truth boundary are not
+                   scored; without a value {CREMI_BORDER_NM:g} nm, the threshold of cremi_python's
+                   example_evaluation.py (the CREMI leaderboard's own value is not published: unverified).
 
 examples:
-  connectomics evaluate seg.zarr/seg sim.zarr/labels
-  connectomics evaluate seg.zarr/seg_0.5 sample_A.hdf:volumes/labels/neuron_ids --json scores.json""")
+  connectomics evaluate seg.zarr/seg sim.zarr/raw/labels/neuron_ids
+  connectomics evaluate seg.zarr/seg sim.zarr/raw/labels/neuron_ids --mask sim.zarr/raw/labels/labels_mask
+  connectomics evaluate seg.zarr/seg_0.5 sample_A.hdf:volumes/labels/neuron_ids --border-mask --json s.json""")
     parser.add_argument("seg", help="segmentation volume address (integer labels)")
-    parser.add_argument("gt", help="ground-truth volume address (integer labels, 0 = ignored)")
+    parser.add_argument("gt", help="ground-truth volume address (integer labels)")
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write the metrics as JSON (default: SEG container + .metrics.json)")
     parser.add_argument("--seg-zero", choices=("singletons", "label"), default="singletons",
                         help="how segmentation 0 counts (singletons = SNEMI3D/CREMI reference)")
+    parser.add_argument("--ignore-labels", type=_ignore_labels, default=(0,), metavar="IDS",
+                        help="comma-separated ground-truth ids not scored, or 'none'")
+    parser.add_argument("--mask", default=None, metavar="ADDRESS",
+                        help="labels-mask volume address (same shape as GT; 0 = unlabelled, not scored)")
+    parser.add_argument("--border-mask", type=float, nargs="?", const=CREMI_BORDER_NM, default=None,
+                        metavar="NM", help="exclude voxels within NM nm of a GT boundary in their section "
+                                           f"(no value: {CREMI_BORDER_NM:g}); default: no border mask")
     parser.add_argument("--block", default=None, help="region read at a time, e.g. 32,512,512")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -494,17 +659,34 @@ examples:
         if seg.spatial_shape != gt.spatial_shape:
             raise ValueError(f"segmentation {args.seg} and ground truth {args.gt} must have the same shape "
                              f"(plane, row, column), got {seg.spatial_shape} and {gt.spatial_shape}")
+        mask = None
+        if args.mask is not None:
+            mask = open_volume(args.mask)
+            if mask.dtype.kind not in "iu" or mask.shape != gt.shape:
+                raise ValueError(f"labels mask {args.mask} must be an integer volume of the ground truth's shape "
+                                 f"{gt.shape}, got {mask.dtype} {mask.shape}")
+        if args.border_mask is not None and not (math.isfinite(args.border_mask) and args.border_mask >= 0):
+            raise ValueError(f"--border-mask must be a distance in nm >= 0, got {args.border_mask}")
     except (OSError, KeyError, ValueError, TypeError) as err:
         print(f"connectomics evaluate: {err}", file=sys.stderr)
         return 2
     block = [int(v) for v in args.block.split(",")] if args.block else None
-    table = contingency_table_blockwise(seg.data, gt.data, block_shape=block, progress=not args.quiet)
-    metrics = {"seg": args.seg, "gt": args.gt, "seg_zero": args.seg_zero,
-               **evaluate_segmentation(table=table, seg_zero=args.seg_zero)}
-    print(format_table({k: v for k, v in metrics.items() if k not in ("seg", "gt", "seg_zero")}))
+    table = contingency_table_blockwise(seg.data, gt.data, block_shape=block, progress=not args.quiet,
+                                        ignore_labels=args.ignore_labels,
+                                        mask=None if mask is None else mask.data,
+                                        border_distance=args.border_mask, voxel_size=gt.voxel_size)
+    try:
+        scores = evaluate_segmentation(table=table, seg_zero=args.seg_zero)
+    except ValueError as err:  # nothing left to score (all excluded)
+        print(f"connectomics evaluate: {err}", file=sys.stderr)
+        return 2
+    settings = {"seg": args.seg, "gt": args.gt, "seg_zero": args.seg_zero,
+                "ignore_labels": list(args.ignore_labels), "mask": args.mask, "border_mask_nm": args.border_mask}
+    scores["n_scored"] = int(table.count[table.gt != 0].sum())
+    print(format_table(scores))
     from connectomics.io import parse_volume_path
 
     out = args.json or Path(str(parse_volume_path(args.seg)[0]).rstrip("/") + ".metrics.json")
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    out.write_text(json.dumps({**settings, **scores}, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -102,7 +102,7 @@ def load_affinity_net(checkpoint: str | Path, map_location: str | torch.device |
     """
     from shared.checkpoints import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint, map_location=map_location)
+    ckpt = load_checkpoint(checkpoint, map_location=map_location, expect="affinity")
     hparams = ckpt.get("hyper_parameters")
     if "state_dict" not in ckpt or not isinstance(hparams, dict) or "backbone" not in hparams:
         raise ValueError(f"checkpoint {checkpoint} is not an affinity-model checkpoint: it needs 'state_dict' "

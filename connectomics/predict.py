@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,8 +50,6 @@ from connectomics.blocks import (
     as_coordinate,
     block_grid,
     check_chunk_aligned,
-    check_or_write_manifest,
-    file_sha256,
     open_input,
     open_output,
     parse_coordinate,
@@ -61,6 +58,7 @@ from connectomics.blocks import (
     run_blockwise,
 )
 from shared.devices import autocast, default_device
+from shared.jobs import BOOKKEEPING, OutputExistsError, check_output_folder, file_sha256, open_job
 
 OUTPUT_DTYPES = ("float32", "float16", "uint8")
 DEFAULT_LOADER = "connectomics.predict:load_affinity_model"
@@ -275,17 +273,26 @@ class BlockPredictor:
 # --------------------------------------------------------------------------------------------------------
 # the job
 
+JOB_COMMAND = "connectomics predict"
+RAW_DTYPES = ("uint8", "uint16", "float16", "float32", "float64")
+MISSING_CHUNKS = ("error", "zeros")
+
 
 def job_folder(output_path: str | Path) -> Path:
-    """Where a job keeps its manifest and done-markers: ``<container>.blockwise/<dataset>/``.
+    """The folder holding a job's bookkeeping: the level-0 array of the output image, ``<image>/0``.
 
-    Kept beside the zarr container rather than inside it, so zarr and OME-Zarr readers see a clean
-    hierarchy.
+    The manifest, done-markers, failure records and lock live in ``<image>/0/.job/`` (:mod:`shared.jobs`),
+    inside the array, so copying or moving the container carries them along (zarr 3 ignores a ``.job``
+    folder inside an array; at group level it would warn).
     """
-    from connectomics.io import parse_volume_path
+    return Path(str(output_path).rstrip("/")) / "0"
 
-    container, dataset = parse_volume_path(output_path)
-    return Path(f"{container}.blockwise") / (dataset or "_root")
+
+def _check_positive(values: Sequence[int], name: str, *, zero_ok: bool = False) -> None:
+    low = 0 if zero_ok else 1
+    if any(v < low for v in values):
+        raise ValueError(f"{name} must be {'>= 0' if zero_ok else 'positive'} along every axis, got "
+                         f"{tuple(values)}")
 
 
 def predict_blockwise(
@@ -306,13 +313,21 @@ def predict_blockwise(
     workers: int | None = None,
     loader: str = DEFAULT_LOADER,
     progress: bool = True,
+    overwrite: bool = False,
+    wait: bool = False,
+    missing_chunks: str = "error",
 ) -> BlockwiseResult:
     """Predict affinities over a volume block by block, resumably.
+
+    Every input is checked before anything is created. The output's bookkeeping (:func:`job_folder`) holds
+    the settings, so a rerun with other settings, or into an array this command did not write, is refused
+    unless ``overwrite``; a second run into the same output refuses naming the first (or waits: ``wait``).
 
     Parameters
     ----------
     checkpoint : the model checkpoint (loaded by ``loader`` in every worker).
-    input_path : raw volume, e.g. ``vol.zarr/raw`` or ``file.h5:volumes/raw``; 3-D (plane, row, column).
+    input_path : raw volume, e.g. ``vol.zarr/raw`` or ``file.h5:volumes/raw``; 3-D (plane, row, column),
+        uint8, uint16 or floating point in [0, 1].
     output_path : output dataset, e.g. ``pred.zarr/affs``; created as OME-Zarr of shape
         (channel, plane, row, column) covering the whole input, or reopened to resume.
     block_shape : write-ROI shape (plane, row, column); a multiple of the output storage chunks.
@@ -327,16 +342,24 @@ def predict_blockwise(
     chunks : storage chunks of a new output (default: the block shape).
     scheduler, workers : see :func:`connectomics.blocks.run_blockwise`.
     loader : ``"module:function"`` that rebuilds the model from the checkpoint.
+    overwrite : replace an output this job did not write (same shape, dtype and chunks), or one written
+        with other settings (its done-markers are cleared; blocks are replaced as they are rewritten).
+    wait : wait for another run holding the output's lock instead of refusing.
+    missing_chunks : ``"error"`` refuses a zarr input with absent storage chunks (a partial copy reads as
+        zeros without a word); ``"zeros"`` accepts them as zeros (regions zarr left out because they held
+        only the fill value). A mask's absent chunks are always zeros: masks are sparse by nature.
 
     Returns
     -------
-    :class:`connectomics.blocks.BlockwiseResult`; raises ``RuntimeError`` if blocks failed (after every
-    other block has been finished and marked, so a rerun only retries the failed ones).
+    :class:`connectomics.blocks.BlockwiseResult`; raises :class:`shared.jobs.JobIncompleteError` (a
+    ``RuntimeError``) if blocks failed, after every other block has been finished and marked, so a rerun
+    only retries the failed ones.
     """
     from connectomics.io import create_ome_zarr_array
 
     if dtype not in OUTPUT_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)}; got {dtype!r}")
+    root = check_output_folder(job_folder(output_path), name="output")
     checkpoint = str(Path(checkpoint).resolve())
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"model checkpoint does not exist: {checkpoint}")
@@ -344,12 +367,26 @@ def predict_blockwise(
     if volume.data.ndim != 3:
         raise ValueError(f"input {input_path} must be 3-D (plane, row, column), "
                          f"got shape {volume.data.shape}")
+    if np.dtype(volume.data.dtype).name not in RAW_DTYPES:
+        raise ValueError(f"input {input_path} is {volume.data.dtype}; raw must be uint8, uint16 or floating point "
+                         "in [0, 1] (convert it first, e.g. rescale to uint16)")
+    if missing_chunks not in MISSING_CHUNKS:
+        raise ValueError(f"missing_chunks must be one of {', '.join(MISSING_CHUNKS)}; got {missing_chunks!r}")
+    n_missing = volume.missing_chunks()
+    if n_missing and missing_chunks == "error":
+        raise ValueError(f"input {input_path}: {n_missing} of {volume.stored.nchunks} storage chunks are missing "
+                         "and would read as zeros (a partial copy or write?); if those regions are really empty "
+                         "(zarr does not store a chunk holding only the fill value), pass --missing-chunks zeros")
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape))
     roi = volume_roi if roi is None else roi
     if not volume_roi.contains(roi) or roi.empty():
         raise ValueError(f"ROI {roi} is not inside the volume {volume_roi}")
     block_shape = as_coordinate(block_shape, 3, name="block")
     context = as_coordinate(context, 3, name="context")
+    chunks = block_shape if chunks is None else as_coordinate(chunks, 3, name="chunks")
+    _check_positive(block_shape, "block")
+    _check_positive(context, "context", zero_ok=True)
+    _check_positive(chunks, "chunks")
     if mask_path is not None:
         mask_shape = tuple(open_input(str(mask_path)).data.shape)
         if mask_shape != volume_roi.shape:
@@ -357,6 +394,7 @@ def predict_blockwise(
     stride = None
     if blend:
         window = block_shape if window is None else as_coordinate(window, 3, name="window")
+        _check_positive(window, "window")
         overlap = (tuple(w // 2 for w in window) if overlap is None
                    else as_coordinate(overlap, 3, name="overlap"))
         if any(not 0 <= o < w for o, w in zip(overlap, window)):
@@ -364,13 +402,13 @@ def predict_blockwise(
         stride = tuple(w - o for w, o in zip(window, overlap))
     elif window is not None or overlap is not None:
         raise ValueError("window and overlap only apply with blend=True (--blend)")
+    check_chunk_aligned(block_shape, chunks, what=str(output_path))
 
-    model, _ = cached_model(checkpoint, loader)
+    model, _ = cached_model(checkpoint, loader)  # a wrong, truncated or hostile checkpoint stops here
     offsets = model_offsets(model)
     n_channels = _count_channels(model, offsets)
-    folder = job_folder(output_path)
     config = {
-        "job": "predict", "input": str(input_path), "input_shape": list(volume_roi.shape),
+        "input": str(input_path), "input_shape": list(volume_roi.shape),
         "checkpoint_sha256": file_sha256(checkpoint), "block": list(block_shape), "context": list(context),
         "roi": [list(roi.begin), list(roi.end)], "mask": None if mask_path is None else str(mask_path),
         "dtype": dtype, "mode": "blend" if blend else "valid",
@@ -378,36 +416,35 @@ def predict_blockwise(
         "stride": None if stride is None else list(stride),
         "offsets": offsets, "channels": n_channels,
     }
-    resuming = (folder / "manifest.json").exists()
-    if resuming:  # compare before touching the output, so a wrong rerun changes nothing
-        check_or_write_manifest(folder / "manifest.json", config, job="predict")
-    chunks = block_shape if chunks is None else as_coordinate(chunks, 3, name="chunks")
-    out = create_ome_zarr_array(
-        output_path, shape=(n_channels,) + volume_roi.shape, dtype=dtype, chunks=(n_channels,) + chunks,
-        axes=("c", "z", "y", "x"), voxel_size=tuple(volume.voxel_size), offset=tuple(volume.offset),
-        fill_value=0, exists_ok=True,
-    )
-    check_chunk_aligned(block_shape, out.chunks[1:], what=str(output_path))
-    if not resuming:
-        check_or_write_manifest(folder / "manifest.json", config, job="predict")
-    if offsets is not None:
-        out.attrs["affinity_offsets"] = offsets
-    blocks = block_grid(roi, block_shape, context, volume_roi=volume_roi, origin=(0, 0, 0))
-    if blend:
-        n_windows = sum(len(windows_for(b.write_roi, roi, window, stride)) for b in blocks)
-        n_unique = int(np.prod([len(window_starts(roi.begin[a], roi.end[a], window[a], stride[a]))
-                                for a in range(3)]))
-        print(f"predict: blending {n_unique} windows, computed {n_windows / n_unique:.2f}x "
-              f"(windows on block faces are computed by each block they overlap)")
-    predictor = BlockPredictor(
-        checkpoint=checkpoint, loader=loader, input_path=str(input_path), output_root=str(out.store.root),
-        output_array=out.path, total_roi=roi, dtype=dtype,
-        mask_path=None if mask_path is None else str(mask_path), window=None if window is None else
-        tuple(window), stride=stride,
-    )
-    result = run_blockwise(predictor, blocks, DoneMarkers(folder / "done"), scheduler=scheduler,
-                           workers=workers, desc="predict", progress=progress)
-    result.raise_for_failures("predict")
+    if (root / "zarr.json").exists() and not (root / BOOKKEEPING).is_dir() and not overwrite:
+        raise OutputExistsError(f"{output_path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
+                                f"{root / BOOKKEEPING}); pass --overwrite to replace it, or choose another output")
+    with open_job(root, JOB_COMMAND, config, overwrite=overwrite, wait=wait) as job:
+        job.claim("zarr.json", "c")
+        out = create_ome_zarr_array(
+            output_path, shape=(n_channels,) + volume_roi.shape, dtype=dtype, chunks=(n_channels,) + chunks,
+            axes=("c", "z", "y", "x"), voxel_size=tuple(volume.voxel_size), offset=tuple(volume.offset),
+            fill_value=0, exists_ok=True,
+        )
+        check_chunk_aligned(block_shape, out.chunks[1:], what=str(output_path))
+        if offsets is not None:
+            out.attrs["affinity_offsets"] = offsets
+        blocks = block_grid(roi, block_shape, context, volume_roi=volume_roi, origin=(0, 0, 0))
+        if blend:
+            n_windows = sum(len(windows_for(b.write_roi, roi, window, stride)) for b in blocks)
+            n_unique = int(np.prod([len(window_starts(roi.begin[a], roi.end[a], window[a], stride[a]))
+                                    for a in range(3)]))
+            print(f"predict: blending {n_unique} windows, computed {n_windows / n_unique:.2f}x "
+                  f"(windows on block faces are computed by each block they overlap)")
+        predictor = BlockPredictor(
+            checkpoint=checkpoint, loader=loader, input_path=str(input_path), output_root=str(out.store.root),
+            output_array=out.path, total_roi=roi, dtype=dtype,
+            mask_path=None if mask_path is None else str(mask_path), window=None if window is None else
+            tuple(window), stride=stride,
+        )
+        result = run_blockwise(predictor, blocks, DoneMarkers.of_job(job), scheduler=scheduler,
+                               workers=workers, desc="predict", progress=progress)
+    result.raise_for_failures("predict", records=job.folder / "failed")
     return result
 
 
@@ -433,8 +470,10 @@ sigmoid affinities to OUT as OME-Zarr (channel, plane, row, column) covering the
 
 Blocks are cut on a grid anchored at voxel 0; the block shape must be a multiple of OUT's storage chunks
 (by default the chunks are the block shape). Rerunning the same command resumes: finished blocks (a
-done-marker in OUT's container + '.blockwise/') are skipped; a rerun with a different model, block, context,
-ROI, mask, dtype or mode is refused and nothing is changed. Existing data is never erased.
+done-marker in OUT/0/.job/, which travels with the data when the container is copied) are skipped; a rerun
+with a different model, block, context, ROI, mask, dtype or mode, or into an array this command did not
+write, is refused and nothing is changed (--overwrite replaces it). A second run into the same OUT refuses
+naming the first (--wait waits for it).
 
 Valid mode (default) keeps the block and gives the model --context voxels around it: blockwise results
 equal whole-volume inference when the context covers the receptive-field radius (and the model has no
@@ -443,7 +482,7 @@ per-sample normalisation). --blend instead averages overlapping --window windows
 
 def cli(argv: list[str]) -> int:
     """``connectomics predict``: see ``connectomics predict --help``."""
-    from shared.cli import subcommand_parser
+    from shared.cli import add_output_arguments, subcommand_parser
 
     parser = subcommand_parser("connectomics predict", DESCRIPTION)
     parser.add_argument("model", help="model checkpoint (.ckpt), loaded with weights_only=True")
@@ -463,22 +502,25 @@ def cli(argv: list[str]) -> int:
                         help="dask.distributed scheduler address (tcp://host:8786); default: local threads")
     parser.add_argument("--workers", type=int, default=None, help="local threads (default: number of cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--missing-chunks", default="error", choices=MISSING_CHUNKS,
+                        help="absent zarr chunks of the input: refuse them, or read them as zeros (only where "
+                             "the regions are really empty; a mask's absent chunks are always zeros)")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
+    settings = {
+        "block_shape": parse_coordinate(args.block, name="--block"),
+        "context": parse_coordinate(args.context, name="--context"),
+        "roi": None if args.roi is None else Roi.parse(args.roi),
+        "window": None if args.window is None else parse_coordinate(args.window, name="--window"),
+        "overlap": None if args.overlap is None else parse_coordinate(args.overlap, name="--overlap"),
+        "chunks": None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"),
+    }
     return_freed_buffers_to_os()
-    try:
-        result = predict_blockwise(
-            args.model, args.input, args.output, block_shape=parse_coordinate(args.block, name="--block"),
-            context=parse_coordinate(args.context, name="--context"),
-            roi=None if args.roi is None else Roi.parse(args.roi), mask_path=args.mask, dtype=args.dtype,
-            blend=args.blend, window=None if args.window is None else parse_coordinate(args.window,
-                                                                                       name="--window"),
-            overlap=None if args.overlap is None else parse_coordinate(args.overlap, name="--overlap"),
-            chunks=None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"),
-            scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
-        print(f"connectomics predict: error: {err}", file=sys.stderr)
-        return 1
+    result = predict_blockwise(
+        args.model, args.input, args.output, mask_path=args.mask, dtype=args.dtype, blend=args.blend,
+        scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
+        overwrite=args.overwrite, wait=args.wait, missing_chunks=args.missing_chunks, **settings,
+    )
     summary = {"blocks": result.n_blocks, "already_done": result.n_already_done,
                "processed": result.n_processed, "failed": len(result.failed),
                "seconds": round(result.seconds, 2)}

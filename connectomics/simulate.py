@@ -1,43 +1,54 @@
-"""EM volume simulator: neuron-like ground truth and serial-section EM rendering, generated block by block.
+"""EM volume simulator: neural tissue and serial-section EM rendering, generated block by block.
 
 Ground truth
 ------------
-Neurites are **skeletons**: persistent random walks in world coordinates (nm) with a per-process calibre
-(log-normal radius), varicosities along the walk and side branches. Each skeleton is sampled as spheres
-``(centre, radius)``. Every voxel goes to the process whose *sphere surface is nearest* (score
-``d(voxel, centre) - radius``, minimised over the K nearest spheres), so processes grow until they touch,
-like neuropil; voxels farther than ``ecs_gap`` nm outside every process are extracellular space (label 0).
-Glia are clusters of large spheres with their own ids; mitochondria are small spheres inside processes
-that only change the rendering (real ground truth does not separate organelles).
+Each source's tissue is a :class:`~connectomics.morphology.Morphology` (see :mod:`connectomics.morphology`
+for the geometry and its sources): thin axons with vesicle-filled boutons, tapering dendrites with spines
+(necks ~50-200 nm, heads ~0.3-0.6 um), somata, glia that fill the gaps, and extracellular space (label
+0) at a tunable volume fraction. At 40x8x8 nm an axon is a few voxels across in-plane and often thinner
+than one section. Mitochondria and vesicles only change the rendering (real ground truth does not separate
+organelles).
 
 Rendering
 ---------
-Membranes are dark where two processes meet (``s2 - s1 < membrane_nm``, with ``s2`` the best score of a
-*different* process) or where a process meets extracellular space; cytoplasm gets smooth value-noise
-texture, glia are lighter, mitochondria dark and granular. Then in-plane Gaussian blur, contrast, and
-intensity-dependent (shot) noise; anisotropic sections come from the source's voxel size. Section defects
-are drawn per section: missing sections (black), step misalignments (every later section shifted; the
-labels follow the image, as annotators draw on the misaligned data) and blurred sections.
+Membranes are dark within ``membrane_nm / 2`` of a cell's edge (against another cell or ECS), the edge
+being the nearer of the geometric surface and the nearest in-plane label change of the label image itself,
+so every boundary between two objects or an object and ECS is drawn (the block's label image is computed
+on the box grown by the blur and membrane reach, so blocks still agree with the whole); cytoplasm
+gets smooth value-noise texture, glia and ECS are lighter, mitochondria dark and granular, boutons carry
+dark vesicle dots (~40 nm, on a jittered 45 nm lattice). Then in-plane Gaussian blur, contrast with a slow
+in-plane staining gradient, and intensity-dependent (shot) noise; anisotropic sections come from the
+source's voxel size. Section artefacts are drawn per section: missing sections (black), step
+misalignments (every later section shifted; the labels follow the image, as annotators draw on the
+misaligned data), blurred sections and contrast drift (gain and offset that wander from section to
+section, as with charging or staining changes).
+
+Labels
+------
+Dense by default (``labels_mask`` all 1). With ``label_fraction < 1`` only that fraction of the objects is
+annotated (chosen by a hash of the object id, so chunk-independent): other objects *and* ECS are
+unlabelled, 0 in ``labels`` and 0 in ``labels_mask``. Unlabelled is not background: training masks the
+affinities that touch it (:func:`connectomics.affinities.compute_affinities`).
 
 Sources
 -------
-:data:`SOURCES` holds named acquisition/tissue settings that differ in contrast, noise, resolution and
-process statistics (``sstem``, ``sbem``, ``fib``, ``retina``), so the STAR leave-one-source-out protocol can
-be run. They are inspired by, not fitted to, CREMI (fly ssTEM), SNEMI3D (mouse cortex SBEM), FIB-25 (fly
-FIB-SEM) and the Berson retina volume; voxel sizes are coarser than the real ones to keep CPU runs small.
+:data:`SOURCES` holds named acquisition/tissue settings that differ in tissue statistics, contrast, noise,
+resolution and artefacts (``sstem``, ``sbem``, ``fib``, ``retina``), so the STAR leave-one-source-out
+protocol can be run. They are inspired by, not fitted to, CREMI (fly ssTEM), SNEMI3D (mouse cortex SBEM),
+FIB-25 (fly FIB-SEM) and the Berson retina volume; voxel sizes are coarser than the real ones (CREMI is
+40x4x4 nm) to keep CPU runs small.
 
 Blockwise and deterministic
 ---------------------------
 The whole volume is a pure function of (source, seed, shape): every random choice is keyed by a world
-position, never by the order of work. Skeletons are drawn per **cell** (a 1 um cube) from a generator
-seeded with (seed, source, cell index); a block gathers the cells within reach (the longest half-process
-plus the largest radius) of its region, and keeps the spheres within ``M = ecs_gap + membrane + r_max`` of
-it: a sphere farther than ``M`` cannot change a label or a membrane there, so the block's labels are
-exactly the whole-volume labels. Texture and shot noise are hashes of world / voxel coordinates;
-section defects come from a per-section table. The only neighbourhood operation, the in-plane blur, is
-computed on the block grown by the blur radius (clipped to the volume, where the whole-volume run reflects
-at the same border) and cropped. So a volume written with any chunking is identical voxel for voxel
-(tested), and memory is bounded by one block (plus its context), never the volume.
+position, never by the order of work. Objects are drawn per cell of a grid from a generator seeded with
+(seed, tissue, layer, cell); a block gathers the cells within reach of its region and labels each voxel
+by the pointwise rule of :class:`~connectomics.morphology.Tissue`, so the block's labels are exactly the
+whole-volume labels. Texture and shot noise are hashes of world / voxel coordinates; section artefacts
+come from a per-section table. The only neighbourhood operation, the in-plane blur, is computed on the
+block grown by the blur radius (clipped to the volume, where the whole-volume run reflects at the same
+border) and cropped. So a volume written with any chunking is identical voxel for voxel (tested), and
+memory is bounded by one block (plus its context), never the volume.
 
 Example
 -------
@@ -63,86 +74,91 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-CELL_NM = 1000.0
-K_NEAREST = 6
-_MAX_IDS_PER_CELL = 4096
-_GLIA_ID_BASE = 2048
+from connectomics.morphology import (
+    BOUTON,
+    ECS,
+    GLIA,
+    MITO_REACH,
+    MORPHOLOGIES,
+    SOMA,
+    Morphology,
+    Tissue,
+    neuron_labels,
+)
+
+__all__ = ["MORPHOLOGIES", "SOURCES", "Morphology", "Source", "neuron_labels", "section_defects",
+           "simulate_block", "simulate_to_zarr", "simulate_volume", "sparse_labels"]
 
 
 @dataclass(frozen=True)
 class Source:
-    """One simulated EM source: acquisition (resolution, contrast, noise, defects) and tissue statistics.
+    """One simulated EM source: tissue, acquisition (resolution, contrast, noise) and artefacts.
 
-    Geometry is in nm, intensities in [0, 1], densities per cubic micrometre, probabilities per section.
+    Geometry is in nm, intensities in [0, 1], probabilities per section.
     """
 
     name: str
     description: str
     voxel_size: tuple[float, float, float]
-    # tissue
-    process_density: float = 16.0
-    radius_median: float = 110.0
-    radius_sigma: float = 0.35
-    length_range: tuple[float, float] = (800.0, 2400.0)
-    tortuosity: float = 0.35
-    orientation: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    branch_rate: float = 0.4
-    varicosity: float = 0.2
-    ecs_gap: float = 100.0
-    glia_density: float = 0.05
-    mito_rate: float = 0.5
+    tissue: Morphology = MORPHOLOGIES["dense"]
     # rendering
     membrane_nm: float = 30.0
     cytoplasm: float = 0.72
     membrane: float = 0.12
     ecs: float = 0.85
-    glia: float = 0.85
+    glia: float = 0.8
     mito: float = 0.35
+    vesicle: float = 0.4
     texture: float = 0.12
     texture_nm: float = 60.0
     contrast: float = 1.0
+    stain_gradient: float = 0.08
     noise: float = 0.05
     blur_nm: float = 6.0
-    # section defects
+    # section artefacts
     p_missing: float = 0.01
     p_misalign: float = 0.02
     max_misalign_nm: float = 60.0
     p_blur_section: float = 0.02
     blur_section_nm: float = 20.0
+    contrast_drift: float = 0.03
 
-    @property
-    def max_radius(self) -> float:
-        """The largest process radius drawn (3 sigma of the log-normal, with varicosities)."""
-        return self.radius_median * math.exp(3 * self.radius_sigma) * (1 + self.varicosity)
-
-    @property
-    def reach(self) -> float:
-        """How far (nm) an object's spheres can lie from its start point: half a trunk plus the longest
-        branch (0.3 length) plus the radius; glia lobes lie within 900 nm per axis and have radius <= 320."""
-        return max(0.8 * self.length_range[1] + self.max_radius, 900.0 * math.sqrt(3) + 320.0)
+    def membrane_reach(self) -> int:
+        """In-plane voxels from a label change that its membrane can darken (``membrane_nm / 2``, rounded up)."""
+        return int(math.ceil(0.5 * self.membrane_nm / min(self.voxel_size[1:]))) + 1
 
     def blur_context(self) -> int:
-        """In-plane context (voxels) the blur needs: scipy's Gaussian radius int(4 sigma + 0.5)."""
+        """In-plane context (voxels) a block needs: scipy's Gaussian radius int(4 sigma + 0.5) plus the
+        membrane reach, since membranes are drawn from the label image of the grown box."""
         sigma = max(self.blur_nm, math.hypot(self.blur_nm, self.blur_section_nm)) / min(self.voxel_size[1:])
-        return int(4.0 * sigma + 0.5) + 1
+        return int(4.0 * sigma + 0.5) + 1 + self.membrane_reach()
 
 
+_CORTEX = MORPHOLOGIES["dense"]
 SOURCES: dict[str, Source] = {s.name: s for s in [
-    Source("sstem", "fly neuropil, serial-section TEM (CREMI-like): thin sections far apart, high contrast, "
-           "low noise, frequent misalignments", voxel_size=(40.0, 8.0, 8.0), radius_median=100.0,
+    # fly neuropil: fine neurites (< 200 nm), few thick dendrites, no spines or somata (cell bodies sit in
+    # the cortex rind, outside neuropil); chemically fixed, so little ECS
+    Source("sstem", "fly neuropil, serial-section TEM (CREMI-like): fine neurites, thin sections far apart, "
+           "high contrast, low noise, frequent misalignments", voxel_size=(40.0, 8.0, 8.0),
+           tissue=dataclasses.replace(_CORTEX, name="fly-neuropil", axon_density=60.0, axon_radius=45.0,
+                                      dendrite_density=0.25, dendrite_radius=300.0, spine_rate=0.3,
+                                      soma_density=0.0, glia_density=1.0, ecs_fraction=0.07),
            p_misalign=0.05, max_misalign_nm=64.0, noise=0.04, contrast=1.1),
-    Source("sbem", "mouse cortex, serial block-face SEM (SNEMI3D-like): thick dendrites, more branches, "
-           "medium contrast and noise, some missing sections", voxel_size=(30.0, 12.0, 12.0),
-           radius_median=150.0, radius_sigma=0.45, branch_rate=0.8, process_density=6.0, noise=0.08,
-           contrast=0.85, p_missing=0.03, texture=0.15, mito_rate=0.8, membrane_nm=40.0),
-    Source("fib", "fly neuropil, FIB-SEM (FIB-25-like): near-isotropic voxels, thin processes, high noise, "
-           "low contrast, blur", voxel_size=(16.0, 16.0, 16.0), radius_median=80.0, radius_sigma=0.3,
-           process_density=16.0, noise=0.12, contrast=0.7, blur_nm=12.0, p_misalign=0.0,
-           p_missing=0.0, membrane_nm=36.0, ecs_gap=70.0),
+    Source("sbem", "mouse cortex, serial block-face SEM (SNEMI3D-like): spiny dendrites, boutons, somata, "
+           "medium contrast and noise, some missing sections, contrast drift", voxel_size=(30.0, 12.0, 12.0),
+           tissue=_CORTEX, noise=0.08, contrast=0.85, p_missing=0.03, texture=0.15, membrane_nm=40.0,
+           contrast_drift=0.06),
+    Source("fib", "fly neuropil, FIB-SEM (FIB-25-like): near-isotropic voxels, very thin processes, high "
+           "noise, low contrast, blur", voxel_size=(16.0, 16.0, 16.0),
+           tissue=dataclasses.replace(MORPHOLOGIES["thin"], name="fly-fine", axon_density=60.0,
+                                      glia_density=1.0, glia_grow=150.0, ecs_fraction=0.07),
+           noise=0.12, contrast=0.7, blur_nm=12.0, p_misalign=0.0, p_missing=0.0, membrane_nm=36.0),
     Source("retina", "mouse retina, SBEM (Berson-like): processes running along z, dense thin neurites, "
-           "lighter membranes, blurred sections", voxel_size=(25.0, 10.0, 10.0), radius_median=70.0,
-           radius_sigma=0.4, process_density=20.0, orientation=(3.0, 0.6, 0.6), tortuosity=0.2,
-           membrane=0.25, cytoplasm=0.65, noise=0.07, p_blur_section=0.05, branch_rate=0.2),
+           "lighter membranes, blurred sections", voxel_size=(25.0, 10.0, 10.0),
+           tissue=dataclasses.replace(_CORTEX, name="retina-ipl", axon_density=30.0, axon_radius=50.0,
+                                      orientation=(3.0, 0.6, 0.6), tortuosity=0.2, spine_rate=0.5,
+                                      soma_density=0.0, ecs_fraction=0.12),
+           membrane=0.25, cytoplasm=0.65, noise=0.07, p_blur_section=0.05),
 ]}
 
 
@@ -160,128 +176,6 @@ def _source_key(spec: Source) -> int:
     """A stable 31-bit key of the source's settings (not Python's salted ``hash``)."""
     text = repr(dataclasses.astuple(spec)).encode()
     return int.from_bytes(hashlib.sha256(text).digest()[:4], "little") & 0x7FFFFFFF
-
-
-# ------------------------------------------------------------------------------- ground-truth geometry
-@dataclass(frozen=True)
-class _Grid:
-    """The cell grid covering the volume plus a margin of cells whose processes can reach into it."""
-
-    lo: tuple[int, int, int]
-    dims: tuple[int, int, int]
-
-    @classmethod
-    def for_volume(cls, spec: Source, shape: Sequence[int]) -> _Grid:
-        margin = int(math.ceil(spec.reach / CELL_NM)) + 1
-        extent = [s * v for s, v in zip(shape, spec.voxel_size)]
-        n = [int(math.ceil(e / CELL_NM)) for e in extent]
-        return cls((-margin,) * 3, tuple(k + 2 * margin for k in n))  # type: ignore[arg-type]
-
-    def linear(self, cell: tuple[int, int, int]) -> int:
-        i = [c - lo for c, lo in zip(cell, self.lo)]
-        return (i[0] * self.dims[1] + i[1]) * self.dims[2] + i[2]
-
-    def cells_near(self, begin_nm: np.ndarray, end_nm: np.ndarray, reach: float) -> list[tuple[int, int, int]]:
-        lo = [max(int(math.floor((b - reach) / CELL_NM)), g) for b, g in zip(begin_nm, self.lo)]
-        hi = [min(int(math.floor((e + reach) / CELL_NM)), g + d - 1)
-              for e, g, d in zip(end_nm, self.lo, self.dims)]
-        return [(z, y, x) for z in range(lo[0], hi[0] + 1) for y in range(lo[1], hi[1] + 1)
-                for x in range(lo[2], hi[2] + 1)]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
-
-
-def _walks(rng: np.random.Generator, starts: np.ndarray, directions: np.ndarray, lengths: np.ndarray,
-           radii: np.ndarray, spec: Source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Persistent random walks, all at once: sphere centres and radii sampled every half radius.
-
-    Parameters
-    ----------
-    starts, directions : (m, 3) start points (nm) and initial unit directions, axes (plane, row, column).
-    lengths, radii : (m,) walk lengths and mean radii (nm).
-
-    Returns
-    -------
-    centres (n, 3), radii (n,), walk (n,) index of the walk each sphere belongs to.
-    """
-    m = len(starts)
-    if m == 0:
-        return np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64)
-    step = np.maximum(radii * 0.5, 12.0)
-    n = np.maximum((lengths / step).astype(np.int64), 2)
-    n_max = int(n.max())
-    drift = np.cumsum(rng.normal(size=(m, n_max, 3)), axis=1) * (spec.tortuosity * np.sqrt(step / 1000.0)
-                                                                 )[:, None, None]
-    orient = np.asarray(spec.orientation) / max(spec.orientation)
-    dirs = _unit(directions[:, None] + drift * orient)
-    centres = starts[:, None] + np.cumsum(dirs * step[:, None, None], axis=1)
-    wobble = ndimage.gaussian_filter1d(rng.normal(size=(m, n_max)), sigma=4.0, axis=1, mode="nearest")
-    wobble /= np.maximum(np.abs(wobble).max(axis=1, keepdims=True), 1e-9)
-    r = np.maximum(radii[:, None] * (1.0 + spec.varicosity * wobble), 15.0)
-    valid = np.arange(n_max)[None] < n[:, None]
-    walk = np.broadcast_to(np.arange(m)[:, None], (m, n_max))
-    return centres[valid], r[valid], walk[valid]
-
-
-@functools.lru_cache(maxsize=1024)  # ~100 kB per cell: bounded, independent of the volume size
-def _cell_objects(spec: Source, seed: int, cell: tuple[int, int, int], cell_id: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Spheres of every process and glia cell started in ``cell``, and that cell's mitochondria.
-
-    Returns (centres (n, 3) nm, radii (n,), ids (n,) uint64, mito centres (m, 3), mito radii (m,)). Cached:
-    neighbouring blocks share cells.
-    """
-    rng = np.random.default_rng([seed, _source_key(spec), *(c + (1 << 20) for c in cell)])
-    origin = np.asarray(cell, dtype=np.float64) * CELL_NM
-    cell_um3 = (CELL_NM / 1000.0) ** 3
-    orient = np.asarray(spec.orientation)
-    n_proc = min(int(rng.poisson(spec.process_density * cell_um3)), _GLIA_ID_BASE - 1)
-    proc_ids = (np.uint64(cell_id) * np.uint64(_MAX_IDS_PER_CELL) + np.arange(1, n_proc + 1, dtype=np.uint64))
-    starts = origin + rng.uniform(0, CELL_NM, size=(n_proc, 3))
-    directions = _unit(rng.normal(size=(n_proc, 3)) * orient)
-    radius = spec.radius_median * np.exp(spec.radius_sigma * np.clip(rng.normal(size=n_proc), -3, 3))
-    length = rng.uniform(*spec.length_range, size=n_proc)
-    # two half-walks from each start point, in opposite directions
-    c_tr, r_tr, w_tr = _walks(rng, np.r_[starts, starts], np.r_[directions, -directions],
-                              np.r_[length, length] / 2, np.r_[radius, radius], spec)
-    owner = np.r_[np.arange(n_proc), np.arange(n_proc)]
-    centres, radii, ids = [c_tr], [r_tr], [proc_ids[owner[w_tr]]] if n_proc else [np.zeros(0, np.uint64)]
-    # side branches start at random points of their trunk, thinner and shorter
-    n_br = np.minimum(rng.poisson(spec.branch_rate * length / 1000.0), 4)
-    br_owner = np.repeat(np.arange(n_proc), n_br)
-    if len(br_owner) and len(c_tr):
-        # a random sphere of a random half-trunk of the owner (w_tr is sorted by walk)
-        counts = np.bincount(w_tr, minlength=2 * n_proc)
-        first = np.r_[0, np.cumsum(counts)[:-1]]
-        walk = br_owner + n_proc * rng.integers(0, 2, size=len(br_owner))
-        pick = first[walk] + (rng.random(len(br_owner)) * counts[walk]).astype(np.int64)
-        c_br, r_br, w_br = _walks(rng, c_tr[pick], _unit(rng.normal(size=(len(pick), 3)) * orient),
-                                  length[br_owner] * rng.uniform(0.15, 0.3, size=len(pick)),
-                                  radius[br_owner] * rng.uniform(0.4, 0.7, size=len(pick)), spec)
-        centres.append(c_br)
-        radii.append(r_br)
-        ids.append(proc_ids[br_owner[w_br]])
-    # mitochondria: short chains of small spheres inside trunks (rendering only)
-    n_mito = int(rng.poisson(spec.mito_rate * float(length.sum()) / 1000.0)) if n_proc else 0
-    mito_c, mito_r = np.zeros((0, 3)), np.zeros(0)
-    if n_mito and len(c_tr) > 3:
-        at = rng.integers(0, len(c_tr) - 3, size=n_mito)
-        r_m = np.minimum(0.45 * r_tr[at], 70.0)
-        shift = _unit(rng.normal(size=(n_mito, 3))) * (0.3 * r_tr[at])[:, None]
-        mito_c = np.concatenate([c_tr[at + j] + shift for j in range(3)])
-        mito_r = np.concatenate([r_m] * 3)
-    # glia: clusters of large lobes, own ids
-    n_glia = int(rng.poisson(spec.glia_density * cell_um3))
-    for g in range(n_glia):
-        n_lobes = int(rng.integers(5, 14))
-        centre = origin + rng.uniform(0, CELL_NM, size=3)
-        centres.append(centre[None] + np.clip(rng.normal(scale=300.0, size=(n_lobes, 3)), -900, 900))
-        radii.append(rng.uniform(150.0, 320.0, size=n_lobes))
-        ids.append(np.full(n_lobes, cell_id * _MAX_IDS_PER_CELL + _GLIA_ID_BASE + g + 1, dtype=np.uint64))
-    return (np.concatenate(centres), np.concatenate(radii), np.concatenate(ids).astype(np.uint64), mito_c,
-            mito_r)
 
 
 # ------------------------------------------------------------------------------- deterministic noise
@@ -324,23 +218,43 @@ def _gaussian(*keys: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SectionDefects:
-    """Per-section defects of a whole volume (arrays of length n_sections), drawn from the seed alone."""
+    """Per-section artefacts of a whole volume (arrays of length n_sections), drawn from the seed alone."""
 
     shift_nm: np.ndarray     # (n_sections, 2) cumulative in-plane displacement (row, column)
     missing: np.ndarray      # (n_sections,) bool
     blurred: np.ndarray      # (n_sections,) bool
+    gain: np.ndarray         # (n_sections,) contrast multiplier (drifts from section to section)
+    offset: np.ndarray       # (n_sections,) brightness offset (drifts likewise)
 
 
 @functools.lru_cache(maxsize=64)
 def section_defects(spec: Source, seed: int, n_sections: int) -> SectionDefects:
-    """The section-defect table of a volume (O(planes) memory; cached)."""
+    """The section-artefact table of a volume (O(planes) memory; cached)."""
     rng = np.random.default_rng([seed, _source_key(spec), 7])
     steps = rng.random(n_sections) < spec.p_misalign
     steps[0] = False
     jumps = rng.uniform(-spec.max_misalign_nm, spec.max_misalign_nm, size=(n_sections, 2)) * steps[:, None]
     missing = rng.random(n_sections) < spec.p_missing
     blurred = (rng.random(n_sections) < spec.p_blur_section) & ~missing
-    return SectionDefects(np.cumsum(jumps, axis=0), missing, blurred)
+    # contrast drift: a mean-reverting (AR(1), 0.9) walk of gain and offset, stationary sd = contrast_drift
+    kicks = rng.normal(scale=spec.contrast_drift * math.sqrt(1 - 0.9 ** 2), size=(n_sections, 2))
+    drift = np.zeros((n_sections, 2))
+    for z in range(n_sections):
+        drift[z] = (0.9 * drift[z - 1] if z else 0.0) + kicks[z]
+    return SectionDefects(np.cumsum(jumps, axis=0), missing, blurred, np.exp(drift[:, 0]), drift[:, 1])
+
+
+def sparse_labels(labels: np.ndarray, label_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep only an annotated subset of the objects: (labels, labels_mask uint8, 1 = labelled).
+
+    An object is annotated when a hash of (seed, id) falls below ``label_fraction``, so every block makes
+    the same choice. ``label_fraction >= 1`` keeps everything (mask all 1, ECS included); otherwise the
+    other objects and ECS are unlabelled (0 in both arrays).
+    """
+    if label_fraction >= 1.0:
+        return labels, np.ones(labels.shape, np.uint8)
+    chosen = (labels > 0) & (_hash(np.int64(seed), np.int64(0x1AB), labels.astype(np.int64)) < label_fraction)
+    return np.where(chosen, labels, np.uint64(0)), chosen.astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------- one block
@@ -373,24 +287,12 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     defects = section_defects(spec, seed, volume_shape[0])
     key = _source_key(spec)
 
-    # spheres that can matter here: from cells within reach, then within M of the (displaced) region
+    # the objects that can reach the (displaced) region
     shifts = defects.shift_nm[r_begin[0]:r_end[0]]
     lo_nm = np.asarray(r_begin) * vs + np.r_[0.0, shifts.min(0)]
     hi_nm = np.asarray(r_end) * vs + np.r_[0.0, shifts.max(0)]
-    grid = _Grid.for_volume(spec, volume_shape)
-    objs = [_cell_objects(spec, seed, c, grid.linear(c)) for c in grid.cells_near(lo_nm, hi_nm, spec.reach)]
-    centres = np.concatenate([o[0] for o in objs])
-    radii = np.concatenate([o[1] for o in objs])
-    ids = np.concatenate([o[2] for o in objs])
-    r_max = float(radii.max()) if len(radii) else 0.0
-    margin = spec.ecs_gap + spec.membrane_nm + r_max + 1.0
-    keep = np.all((centres > lo_nm - margin) & (centres < hi_nm + margin), axis=1)
-    centres, radii, ids = centres[keep], radii[keep], ids[keep]
-    mito_c = np.concatenate([o[3] for o in objs])
-    mito_r = np.concatenate([o[4] for o in objs])
-    tree = cKDTree(centres) if len(centres) else None
-    mito_tree = cKDTree(mito_c) if len(mito_c) else None
-    k = min(K_NEAREST, max(len(centres), 1))
+    tissue = Tissue(spec.tissue, seed, np.asarray(volume_shape) * vs, lo_nm, hi_nm)
+    mito_tree = cKDTree(tissue.mito_centres) if len(tissue.mito_centres) else None
 
     labels = np.zeros(r_shape, dtype=np.uint64)
     image = np.empty(r_shape, dtype=np.float64)
@@ -398,25 +300,15 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     yy, xx = yy.ravel(), xx.ravel()
     for iz in range(r_shape[0]):
         z = r_begin[0] + iz
-        pts = np.stack([np.full(yy.shape, z * vs[0]), yy * vs[1] + defects.shift_nm[z, 0],
-                        xx * vs[2] + defects.shift_nm[z, 1]], axis=1)
-        lab, strength, kind = _label_section(pts, tree, radii, ids, k, margin, spec, threads)
-        if mito_tree is not None:
-            d_m, i_m = mito_tree.query(pts, k=1, distance_upper_bound=200.0)
-            in_mito = (d_m < mito_r[np.minimum(i_m, len(mito_r) - 1)]) & (kind == 1)
-        else:
-            in_mito = np.zeros(len(pts), bool)
-        tex = _value_noise(pts, spec.texture_nm, key)
-        fine = _value_noise(pts, spec.texture_nm / 3.0, key + 1)
-        val = np.where(kind == 0, spec.ecs + 0.3 * spec.texture * (tex - 0.5),
-                       np.where(kind == 2, spec.glia + 0.5 * spec.texture * (tex - 0.5),
-                                spec.cytoplasm + spec.texture * (0.6 * tex + 0.4 * fine - 0.5)))
-        val = np.where(in_mito, spec.mito + 0.25 * (fine - 0.5), val)
-        val = val + strength * (spec.membrane - val)
+        pts = np.stack([np.full(yy.shape, (z + 0.5) * vs[0]), (yy + 0.5) * vs[1] + defects.shift_nm[z, 0],
+                        (xx + 0.5) * vs[2] + defects.shift_nm[z, 1]], axis=1)
+        lab, kind, boundary = tissue.label(pts, threads)
         labels[iz] = lab.reshape(r_shape[1:])
-        image[iz] = val.reshape(r_shape[1:])
+        # every label change is a membrane, also where the geometric distance (nearest spheres only) misses it
+        boundary = np.minimum(boundary, _label_boundary_nm(labels[iz], vs[1:]).ravel())
+        image[iz] = _render(pts, kind, boundary, mito_tree, tissue.mito_radii, spec, key).reshape(r_shape[1:])
 
-    # in-plane blur (per section; blurred sections more), contrast, shot noise, missing sections
+    # in-plane blur (per section; blurred sections more), contrast with drift, shot noise, missing sections
     for iz in range(r_shape[0]):
         z = r_begin[0] + iz
         sigma_nm = math.hypot(spec.blur_nm, spec.blur_section_nm) if defects.blurred[z] else spec.blur_nm
@@ -425,42 +317,79 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     crop = (slice(0, shape[0]), slice(begin[1] - r_begin[1], begin[1] - r_begin[1] + shape[1]),
             slice(begin[2] - r_begin[2], begin[2] - r_begin[2] + shape[2]))
     image, labels = image[crop], labels[crop]
-    image = 0.5 + (image - 0.5) * spec.contrast
+    sections = slice(begin[0], begin[0] + shape[0])
+    gain, offset = defects.gain[sections, None, None], defects.offset[sections, None, None]
+    image = 0.5 + (image - 0.5) * spec.contrast * gain + offset
     gz, gy, gx = np.meshgrid(np.arange(begin[0], begin[0] + shape[0]), np.arange(begin[1], begin[1] + shape[1]),
                              np.arange(begin[2], begin[2] + shape[2]), indexing="ij")
+    # staining gradient: a slow in-plane intensity variation (scale 2 um), fixed through the stack
+    plane = np.stack([np.zeros(gy[0].size), gy[0].ravel() * vs[1], gx[0].ravel() * vs[2]], axis=1)
+    stain = 1.0 + spec.stain_gradient * (2.0 * _value_noise(plane, 2000.0, key + 2) - 1.0)
+    image = image * stain.reshape(shape[1:])[None]
     image = image + spec.noise * np.sqrt(np.clip(image, 0.02, None) / 0.5) * _gaussian(np.int64(key), gz, gy, gx)
-    missing = defects.missing[begin[0]:begin[0] + shape[0]]
-    image[missing] = 0.0
+    image[defects.missing[sections]] = 0.0
     raw = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     return raw, labels
 
 
-def _label_section(pts: np.ndarray, tree: cKDTree | None, radii: np.ndarray, ids: np.ndarray, k: int,
-                   margin: float, spec: Source, threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, membrane strength in [0, 1] and kind (0 ECS, 1 neurite, 2 glia) of points (n, 3) nm."""
-    n = len(pts)
-    if tree is None:
-        return np.zeros(n, np.uint64), np.zeros(n), np.zeros(n, np.int8)
-    d, idx = tree.query(pts, k=k, distance_upper_bound=margin, workers=threads)
-    if k == 1:
-        d, idx = d[:, None], idx[:, None]
-    valid = idx < len(radii)
-    safe = np.where(valid, idx, 0)
-    score = np.where(valid, d - radii[safe], np.inf)
-    cand = np.where(valid, ids[safe], np.uint64(0))
-    best = np.argmin(score, axis=1)
-    rows = np.arange(n)
-    s1 = score[rows, best]
-    id1 = cand[rows, best]
-    other = np.where(cand != id1[:, None], score, np.inf).min(axis=1)
-    inside = s1 <= spec.ecs_gap
-    labels = np.where(inside, id1, np.uint64(0))
-    gap = np.where(inside, other - np.where(inside, s1, 0.0), np.inf)
-    between = np.clip(1.0 - gap / spec.membrane_nm, 0.0, 1.0)
-    to_ecs = np.clip(1.0 - (spec.ecs_gap - s1) / (0.5 * spec.membrane_nm), 0.0, 1.0)
-    strength = np.where(inside, np.maximum(between, to_ecs), 0.0)
-    kind = np.where(inside, np.where((id1 % np.uint64(_MAX_IDS_PER_CELL)) > _GLIA_ID_BASE, 2, 1), 0)
-    return labels, strength, kind.astype(np.int8)
+def _label_boundary_nm(section: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """In-plane distance (nm) from each labelled pixel of a section to the nearest label change.
+
+    Parameters
+    ----------
+    section : uint64 (row, column) labels, 0 = ECS.
+    spacing : (row, column) pixel size in nm.
+
+    Returns
+    -------
+    float64 (row, column): half a pixel on a labelled pixel with a 4-neighbour of another label (object or
+    ECS), growing inwards; inf on ECS and where no change lies in the section.
+
+    Example
+    -------
+    >>> _label_boundary_nm(np.array([[1, 1, 2]], np.uint64), np.array([8.0, 8.0]))
+    array([[12.,  4.,  4.]])
+    """
+    edge = np.zeros(section.shape, bool)
+    for axis in (0, 1):
+        change = np.diff(section, axis=axis) != 0
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= change
+        edge[tuple(hi)] |= change
+    edge &= section > 0
+    if not edge.any():
+        return np.full(section.shape, np.inf)
+    dist = ndimage.distance_transform_edt(~edge, sampling=spacing) + 0.5 * float(min(spacing))
+    return np.where(section > 0, dist, np.inf)
+
+
+def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: cKDTree | None,
+            mito_radii: np.ndarray, spec: Source, key: int) -> np.ndarray:
+    """Noise-free intensity in [0, 1] of points (n, 3) nm of one section, before blur and contrast."""
+    inside = (kind != ECS) & (kind != GLIA)
+    if mito_tree is not None:
+        d_m, i_m = mito_tree.query(pts, k=1, distance_upper_bound=MITO_REACH)
+        in_mito = (d_m < mito_radii[np.minimum(i_m, len(mito_radii) - 1)]) & inside
+    else:
+        in_mito = np.zeros(len(pts), bool)
+    tex = _value_noise(pts, spec.texture_nm, key)
+    fine = _value_noise(pts, spec.texture_nm / 3.0, key + 1)
+    val = np.where(kind == ECS, spec.ecs + 0.3 * spec.texture * (tex - 0.5),
+                   np.where(kind == GLIA, spec.glia + 0.5 * spec.texture * (tex - 0.5),
+                            spec.cytoplasm + spec.texture * (0.6 * tex + 0.4 * fine - 0.5)))
+    val = np.where(kind == SOMA, val + 0.05, val)
+    # vesicles: ~40 nm dark dots on a jittered 45 nm lattice, in about half the lattice cells of a bouton
+    cell = np.floor(pts / 45.0).astype(np.int64)
+    jitter = np.stack([_hash(np.int64(key + 10 + a), cell[:, 0], cell[:, 1], cell[:, 2]) for a in range(3)], 1)
+    d_ves = np.linalg.norm(pts - (cell + 0.25 + 0.5 * jitter) * 45.0, axis=1)
+    occupied = _hash(np.int64(key + 13), cell[:, 0], cell[:, 1], cell[:, 2]) < 0.5
+    val = np.where((kind == BOUTON) & occupied & (d_ves < 20.0), spec.vesicle, val)
+    val = np.where(in_mito, spec.mito + 0.25 * (fine - 0.5), val)
+    # fully dark at the edge, fading out ``membrane_nm / 2`` inside (a stained bilayer plus its blur)
+    strength = np.clip(1.5 - boundary / (0.33 * spec.membrane_nm), 0.0, 1.0)
+    return val + strength * (spec.membrane - val)
 
 
 # ----------------------------------------------------------------------------------- whole volumes
@@ -480,8 +409,10 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
 
 def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int], *, seed: int = 0,
                      chunks: Sequence[int] = (32, 128, 128), workers: int = 1, levels: int = 1,
-                     progress: bool = True, resume: bool = False) -> Path:
-    """Write a simulated volume as OME-Zarr ``path/raw`` (uint8) and ``path/labels`` (uint64), chunk by chunk.
+                     progress: bool = True, resume: bool = False, label_fraction: float = 1.0) -> Path:
+    """Write a simulated volume as OME-Zarr, chunk by chunk: image ``path/raw`` (uint8) and its NGFF label
+    images ``path/raw/labels/neuron_ids`` (uint64) and ``path/raw/labels/labels_mask`` (uint8, 1 =
+    labelled), also readable as ``path/labels`` and ``path/labels_mask`` (aliases, see connectomics.io).
 
     Parameters
     ----------
@@ -493,6 +424,7 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     progress : show a progress bar.
     resume : if the container exists from an interrupted run with the same settings, regenerate only the
         chunks not yet recorded as done (recorded in ``path/.simulate_done/``, written after each block).
+    label_fraction : fraction of the objects that are annotated (:func:`sparse_labels`); 1 = dense labels.
 
     Returns
     -------
@@ -502,14 +434,22 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
 
     from tqdm.auto import tqdm
 
-    from connectomics.io import add_multiscale_levels, create_ome_zarr_array
+    from connectomics.io import (
+        add_alias,
+        add_multiscale_levels,
+        create_label_image,
+        create_ome_zarr_array,
+        match_image_levels,
+    )
 
     spec = get_source(source)
     shape = _check_shape(shape)
     chunks = _check_shape(chunks)
     path = Path(path)
+    if not 0.0 < label_fraction <= 1.0:
+        raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
     settings = {"source": spec.name, "seed": int(seed), "shape": list(shape), "chunks": list(chunks),
-                "source_settings": dataclasses.asdict(spec)}
+                "label_fraction": float(label_fraction), "source_settings": dataclasses.asdict(spec)}
     done_dir = path / ".simulate_done"
     if path.exists():
         if not resume:
@@ -526,7 +466,13 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
               "exists_ok": resume}
     raw = create_ome_zarr_array(path / "raw", dtype=np.uint8, **common)
-    labels = create_ome_zarr_array(path / "labels", dtype=np.uint64, **common)
+    labels = create_label_image(path / "raw", "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=resume)
+    # NGFF requires properties and colours to name the same label values (ome-zarr-models checks it)
+    labels_mask = create_label_image(path / "raw", "labels_mask", dtype=np.uint8, chunks=chunks, exists_ok=resume,
+                                     colors={0: (0, 0, 0, 0), 1: (255, 255, 0, 96)},
+                                     properties={0: {"meaning": "unlabelled"}, 1: {"meaning": "labelled"}})
+    add_alias(path, "labels", "raw/labels/neuron_ids")
+    add_alias(path, "labels_mask", "raw/labels/labels_mask")
     import zarr
 
     zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
@@ -540,10 +486,12 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
             return
         size = tuple(min(c, s - b) for b, c, s in zip(start, chunks, shape))
         r, lab = simulate_block(spec, seed, shape, start, size)
+        lab, mask = sparse_labels(lab, label_fraction, seed)
         sl = tuple(slice(b, b + s) for b, s in zip(start, size))
         raw[sl] = r
         labels[sl] = lab
-        marker.touch()  # only after both chunks are written
+        labels_mask[sl] = mask
+        marker.touch()  # only after all chunks are written
 
     with ThreadPoolExecutor(max_workers=max(int(workers), 1)) as pool:
         # consume the results as they finish so the bar advances and a failed block raises here
@@ -551,7 +499,8 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
                                unit="block", disable=not progress), maxlen=0)
     if levels > 1:
         add_multiscale_levels(path / "raw", levels - 1, method="mean")
-        add_multiscale_levels(path / "labels", levels - 1, method="mode")
+    match_image_levels(path / "raw", "neuron_ids")
+    match_image_levels(path / "raw", "labels_mask")
     return path
 
 
@@ -562,10 +511,11 @@ def cli(argv: list[str]) -> int:
     listing = "\n".join(f"  {s.name:<7} {s.voxel_size} nm: {s.description}" for s in SOURCES.values())
     parser = subcommand_parser(
         "connectomics simulate",
-        f"""Write a simulated serial-section EM volume as OME-Zarr: OUT/raw (uint8) and OUT/labels (uint64,
-0 = extracellular space). Neuron-like processes (branching, touching, varied calibre), glia, mitochondria,
-dark membranes, texture, blur, shot noise and section defects. Deterministic by seed; generated chunk by
-chunk, so any size fits in memory.
+        f"""Write a simulated serial-section EM volume as OME-Zarr: OUT/raw (uint8), OUT/labels (uint64,
+0 = extracellular space or unlabelled) and OUT/labels_mask (uint8, 1 = labelled). Neural tissue (thin
+axons with boutons, spiny tapering dendrites, somata, glia, extracellular space), mitochondria, vesicles,
+dark membranes, texture, blur, shot noise and section artefacts (missing, misaligned, blurred sections,
+contrast drift). Deterministic by seed; generated chunk by chunk, so any size fits in memory.
 
 sources:
 {listing}
@@ -580,6 +530,8 @@ examples:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--workers", type=int, default=1, help="parallel threads")
     parser.add_argument("--levels", type=int, default=1, help="OME-Zarr scale levels")
+    parser.add_argument("--label-fraction", type=float, default=1.0,
+                        help="fraction of objects annotated (sparse labels; the rest is unlabelled, masked)")
     parser.add_argument("--resume", action="store_true", help="finish an interrupted run with the same settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -587,9 +539,10 @@ examples:
         shape = tuple(int(v) for v in args.shape.split(","))
         chunks = tuple(int(v) for v in args.chunks.split(","))
         simulate_to_zarr(args.out, args.source, shape, seed=args.seed, chunks=chunks, workers=args.workers,
-                         levels=args.levels, progress=not args.quiet, resume=args.resume)
+                         levels=args.levels, progress=not args.quiet, resume=args.resume,
+                         label_fraction=args.label_fraction)
     except (ValueError, FileExistsError) as err:
         print(f"connectomics simulate: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out}/raw and {args.out}/labels")
+    print(f"wrote {args.out}/raw, {args.out}/labels and {args.out}/labels_mask")
     return 0

@@ -9,7 +9,7 @@ volumes segments a volume from another source or tissue. Here, on simulated sour
 2. for each model (gamma-Net 3D and U-Net 3D at a matched parameter budget) and each data fraction (100 %
    and 10 % of every training volume), train an :class:`~connectomics.train.AffinityModel` with Lightning;
 3. predict affinities on the test volumes, segment them (:func:`connectomics.segment.segment_in_memory`:
-   seeded watershed + mean-affinity agglomeration), choose the threshold with the best in-source adapted
+   waterz-style watershed + mean-affinity agglomeration), choose the threshold with the best in-source adapted
    Rand error, and score both test volumes at that threshold (ARAND, VOI, CREMI score);
 4. write ``results.csv``, ``results.json`` and ``results.md`` (one row per model x fraction).
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from connectomics.affinities import DEFAULT_OFFSETS, compute_affinities, validate_offsets
 from connectomics.augment import AugmentConfig, augment_crop
-from connectomics.io import Volume, check_role, check_same_geometry, normalize_raw, open_volume
+from connectomics.io import Volume, check_role, check_same_geometry, has_dataset, normalize_raw, open_volume
 from connectomics.model import affinity_backbone
 from shared.backbones import model_info
 
@@ -188,15 +188,17 @@ class CropDataset(Dataset):
     """Random (or, for validation, seeded) crops with affinity targets from a list of volumes.
 
     Items are dicts: ``raw`` (1, plane, row, column) float32 in [0, 1], ``affinities`` and ``mask``
-    (channel, plane, row, column) float32.
+    (channel, plane, row, column) float32. A volume may come with a labels mask (1 = labelled): affinities
+    touching an unlabelled voxel are then masked out of the loss.
     """
 
-    def __init__(self, volumes: list[tuple[Volume, Volume, tuple[int, int, int]]], crop_shape: Sequence[int],
+    def __init__(self, volumes: list[tuple[Volume, Volume, Volume | None, tuple[int, int, int]]],
+                 crop_shape: Sequence[int],
                  offsets: list[list[int]], n_samples: int, augment: AugmentConfig | None, seed: int,
                  fixed: bool) -> None:
         self.volumes, self.crop_shape, self.offsets = volumes, tuple(crop_shape), offsets
         self.n_samples, self.augment, self.seed, self.fixed = n_samples, augment, seed, fixed
-        sizes = np.array([math.prod(region) for _, _, region in volumes], dtype=np.float64)
+        sizes = np.array([math.prod(region) for *_, region in volumes], dtype=np.float64)
         self.weights = sizes / sizes.sum()
 
     def __len__(self) -> int:
@@ -206,16 +208,26 @@ class CropDataset(Dataset):
         # validation crops are the same every epoch; training crops follow torch's (seeded) generator
         entropy = [self.seed, index] if self.fixed else [self.seed, int(torch.randint(0, 2**31 - 1, (1,)))]
         rng = np.random.default_rng(entropy)
-        raw_vol, lab_vol, region = self.volumes[int(rng.choice(len(self.volumes), p=self.weights))]
+        raw_vol, lab_vol, mask_vol, region = self.volumes[int(rng.choice(len(self.volumes), p=self.weights))]
         margin = self.augment.margin if self.augment else 0
         need = (self.crop_shape[0], self.crop_shape[1] + 2 * margin, self.crop_shape[2] + 2 * margin)
         start = [int(rng.integers(0, r - n + 1)) for r, n in zip(region, need)]
         sl = tuple(slice(s, s + n) for s, n in zip(start, need))
         raw = normalize_raw(raw_vol.data[sl].compute(scheduler="synchronous"))
         labels = np.asarray(lab_vol.data[sl].compute(scheduler="synchronous"))
+        unlabelled = None
+        if mask_vol is not None:
+            # carry "unlabelled" through the geometric augmentations as a reserved id, then split it off
+            unlabelled = np.iinfo(labels.dtype).max
+            labels = np.where(np.asarray(mask_vol.data[sl].compute(scheduler="synchronous")) > 0, labels,
+                              unlabelled)
         if self.augment is not None:
             raw, labels = augment_crop(raw, labels, rng, self.augment)
-        affs, mask = compute_affinities(labels, self.offsets)
+        labels_mask = None
+        if unlabelled is not None:
+            labels_mask = labels != unlabelled
+            labels = np.where(labels_mask, labels, 0).astype(labels.dtype)
+        affs, mask = compute_affinities(labels, self.offsets, labels_mask=labels_mask)
         return {"raw": torch.from_numpy(np.ascontiguousarray(raw))[None],
                 "affinities": torch.from_numpy(affs), "mask": torch.from_numpy(mask)}
 
@@ -229,6 +241,9 @@ class AffinityDataModule(L.LightningDataModule):
         takes fixed validation crops from the training volumes.
     raw_dataset, labels_dataset : dataset paths inside each container (``raw``/``labels`` for our
         simulator; ``volumes/raw``/``volumes/labels/neuron_ids`` for CREMI files).
+    labels_mask_dataset : dataset (uint8, 1 = labelled) marking annotated voxels, used where a zarr
+        container has it (our simulator writes ``labels_mask``); affinities touching unlabelled voxels are
+        masked out of the loss. None: never used.
     simulate : create missing containers with the simulator on first use. Keys: ``sources`` (one per
         ``train`` + ``val`` entry, in order), ``shape`` (plane, row, column), ``seed`` (the i-th container
         gets ``seed + i``), ``chunks`` (optional).
@@ -244,7 +259,8 @@ class AffinityDataModule(L.LightningDataModule):
     """
 
     def __init__(self, train: list[str] | None = None, val: list[str] | None = None, raw_dataset: str = "raw",
-                 labels_dataset: str = "labels", simulate: dict[str, Any] | None = None,
+                 labels_dataset: str = "labels", labels_mask_dataset: str | None = "labels_mask",
+                 simulate: dict[str, Any] | None = None,
                  crop_shape: list[int] | None = None, batch_size: int = 2, samples_per_epoch: int = 64,
                  val_samples: int = 8, data_fraction: float = 1.0, offsets: list[list[int]] | None = None,
                  augment: bool = True, augment_config: dict[str, Any] | None = None, num_workers: int = 0,
@@ -256,6 +272,7 @@ class AffinityDataModule(L.LightningDataModule):
             raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
         self.train_entries, self.val_entries = list(train), list(val or [])
         self.raw_dataset, self.labels_dataset = raw_dataset, labels_dataset
+        self.labels_mask_dataset = labels_mask_dataset
         self.simulate = dict(simulate) if simulate else None
         if self.simulate is not None:
             sources = self.simulate.get("sources", [])
@@ -285,12 +302,16 @@ class AffinityDataModule(L.LightningDataModule):
                 simulate_to_zarr(entry, source, self.simulate["shape"], seed=int(self.simulate.get("seed", 0)) + i,
                                  chunks=self.simulate.get("chunks", self.simulate["shape"]), progress=False)
 
-    def _open(self, entry: str, fraction: float) -> tuple[Volume, Volume, tuple[int, int, int]]:
+    def _open(self, entry: str, fraction: float) -> tuple[Volume, Volume, Volume | None, tuple[int, int, int]]:
         raw_path, labels_path = volume_addresses(entry, self.raw_dataset, self.labels_dataset)
         raw, labels = open_volume(raw_path), open_volume(labels_path)
         check_role(raw, "raw")
         check_role(labels, "labels")
         check_same_geometry(raw, labels)
+        mask = None
+        if self.labels_mask_dataset and has_dataset(entry, self.labels_mask_dataset):
+            mask = open_volume(volume_addresses(entry, self.raw_dataset, self.labels_mask_dataset)[1])
+            check_same_geometry(raw, mask)
         margin = self.augment.margin if self.augment else 0
         need = (self.crop_shape[0], self.crop_shape[1] + 2 * margin, self.crop_shape[2] + 2 * margin)
         side = math.sqrt(fraction)
@@ -299,7 +320,7 @@ class AffinityDataModule(L.LightningDataModule):
         if any(n > s for n, s in zip(need, shape)):
             raise ValueError(f"volume {raw_path} of shape {shape} is smaller than the crop plus augmentation "
                              f"margin {need}; use a smaller crop_shape")
-        return raw, labels, tuple(min(r, s) for r, s in zip(region, shape))  # type: ignore[return-value]
+        return raw, labels, mask, tuple(min(r, s) for r, s in zip(region, shape))  # type: ignore[return-value]
 
     def setup(self, stage: str | None = None) -> None:
         offsets = self.offsets or DEFAULT_OFFSETS

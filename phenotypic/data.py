@@ -17,6 +17,7 @@ local root with :func:`map_remote_path`, so a ``load_data`` CSV copied from the 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def _as_profile_frame(frame: pd.DataFrame, source: Path) -> pd.DataFrame:
     bad = [c for c in feats if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
         raise ProfileError(f"{source}: feature columns must be numeric; non-numeric: {bad[:10]}")
+    # a stored index (parquet keeps one; it may repeat after a concat) means nothing here and would make
+    # column-wise concatenation fail on repeated labels
+    frame = frame.reset_index(drop=True)
     metadata = frame[meta].astype("string").astype(object)
     return pd.concat([metadata, frame[feats].astype(np.float32)], axis=1)
 
@@ -136,8 +140,12 @@ def load_plate_profiles(root: str | Path, plates: pd.DataFrame, *, progress: boo
     frames = []
     rows = plates[["Metadata_Source", "Metadata_Batch", "Metadata_Plate"]].itertuples(index=False)
     for source, batch, plate in tqdm(list(rows), desc="plates", disable=not progress):
-        frame = read_profile_table(plate_profile_path(root, source, batch, plate))
+        path = plate_profile_path(root, source, batch, plate)
+        frame = read_profile_table(path)
         _require(frame, WELL_KEYS, f"profiles of plate {plate}")
+        repeated = _duplicated_wells(frame, str(path))
+        if repeated:
+            raise ProfileError(repeated)
         frames.append(
             pd.concat(
                 [
@@ -151,6 +159,29 @@ def load_plate_profiles(root: str | Path, plates: pd.DataFrame, *, progress: boo
     if not frames:
         raise ProfileError("the plate table selects no plates")
     return pd.concat(frames, ignore_index=True)
+
+
+def _duplicated_wells(frame: pd.DataFrame, what: str) -> str | None:
+    """None, or a message naming each plate with repeated (source, plate, well) rows and its wells."""
+    dup = frame.duplicated(WELL_KEYS, keep=False)
+    if not dup.any():
+        return None
+    rows = frame.loc[dup, WELL_KEYS].drop_duplicates()
+    per_plate = rows.groupby("Metadata_Plate", sort=True)["Metadata_Well"].agg(lambda w: sorted(w))
+    shown = "; ".join(
+        f"plate {plate}: wells {', '.join(wells[:8])}{' ...' if len(wells) > 8 else ''}"
+        for plate, wells in list(per_plate.items())[:5]
+    )
+    return (f"{what} has {int(dup.sum())} rows for {len(rows)} repeated wells ({shown}); each (source, plate, well) "
+            "must appear once")
+
+
+def _check_unique(frame: pd.DataFrame, key: str, what: str) -> None:
+    dup = frame[key].duplicated(keep=False)
+    if dup.any():
+        ids = sorted(frame.loc[dup, key].unique())
+        raise ProfileError(f"{what} lists {len(ids)} {key} value(s) more than once, e.g. {ids[:5]}; each must "
+                           "appear once")
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -184,8 +215,13 @@ def read_metadata(metadata_dir: str | Path) -> dict[str, pd.DataFrame]:
             if key == "perturbation_control":
                 continue
             raise FileNotFoundError(f"metadata table {fname} not found in {d}")
-        tables[key] = pd.read_csv(path, dtype=str, keep_default_na=False)
+        try:
+            tables[key] = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError as err:
+            raise ProfileError(f"metadata table {path} is empty (not even a header)") from err
         _require(tables[key], cols, fname)
+        if key != "perturbation_control" and tables[key].empty:
+            raise ProfileError(f"metadata table {path} has a header but no rows")
     if (d / "compound_annotation.csv").is_file():
         tables["compound_annotation"] = pd.read_csv(d / "compound_annotation.csv", dtype=str, keep_default_na=False)
         _require(
@@ -204,6 +240,12 @@ def annotate_wells(profiles: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> p
     """
     _require(profiles, WELL_KEYS, "profiles")
     well = tables["well"][WELL_KEYS + ["Metadata_JCP2022"]]
+    repeated = _duplicated_wells(well, "the well table (well.csv.gz)")
+    if repeated:
+        raise ProfileError(repeated)
+    _check_unique(tables["compound"], "Metadata_JCP2022", "the compound table (compound.csv.gz)")
+    if "compound_annotation" in tables:
+        _check_unique(tables["compound_annotation"], "Metadata_JCP2022", "compound_annotation.csv")
     out = profiles.drop(columns=[c for c in ("Metadata_JCP2022",) if c in profiles.columns])
     out = out.merge(well, on=WELL_KEYS, how="left", validate="many_to_one")
     missing = out["Metadata_JCP2022"].isna()
@@ -211,6 +253,11 @@ def annotate_wells(profiles: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> p
         shown = out.loc[missing, WELL_KEYS].head(5).to_dict("records")
         raise ProfileError(f"{int(missing.sum())} wells are not in the well table, e.g. {shown}")
     comp = tables["compound"][["Metadata_JCP2022", "Metadata_InChIKey", "Metadata_SMILES"]]
+    unknown = sorted(set(out["Metadata_JCP2022"]) - set(comp["Metadata_JCP2022"]))
+    if unknown:  # not fatal: real releases may hold wells of perturbations listed elsewhere
+        warnings.warn(f"{len(unknown)} perturbations of the well table are not in the compound table "
+                      f"(compound.csv.gz), e.g. {unknown[:5]}; their structure (SMILES, InChIKey) is left empty",
+                      stacklevel=2)
     out = out.merge(comp, on="Metadata_JCP2022", how="left", validate="many_to_one")
     ctrl = tables.get("perturbation_control")
     pert = (
@@ -259,10 +306,9 @@ def validate_profiles(
     meta, feats = split_columns(profiles)
     if not feats:
         raise ProfileError("profiles have no feature columns (every column starts with 'Metadata_')")
-    dup = profiles.duplicated(WELL_KEYS, keep=False)
-    if dup.any():
-        shown = profiles.loc[dup, WELL_KEYS].drop_duplicates().head(5).to_dict("records")
-        raise ProfileError(f"{int(dup.sum())} rows share a (source, plate, well), e.g. {shown}")
+    repeated = _duplicated_wells(profiles, "the profiles")
+    if repeated:
+        raise ProfileError(repeated)
     if require_negcon:
         has = profiles.groupby("Metadata_Plate")["Metadata_pert_type"].agg(lambda s: (s == "negcon").any())
         if not has.all():

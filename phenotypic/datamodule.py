@@ -219,6 +219,18 @@ class PhenoDataModule(L.LightningDataModule):
             raise ValueError(f"modality must be 'profiles' or 'images', got {modality!r}")
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, got {label!r}")
+        if split not in ("compounds", "plates"):
+            raise ValueError(f"split must be 'compounds' or 'plates', got {split!r}")
+        if not 0 < data_fraction <= 1:
+            raise ValueError(f"data_fraction must be in (0, 1], got {data_fraction}")
+        if not 0 < whiten_variance <= 1:
+            raise ValueError(f"whiten_variance must be in (0, 1], got {whiten_variance}")
+        for name, value in (("batch_size", batch_size), ("crop_size", crop_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name, value in (("fingerprint_bits", fingerprint_bits), ("num_workers", num_workers)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.save_hyperparameters()
         self.dataset: PhenoDataset | None = None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from shared.jobs import atomic_write_table
 from shared.report import Report
 
 
@@ -53,7 +54,7 @@ def run_demo(out_dir: Path, report: Report, *, steps: int = 150) -> None:
         dm.x, dm.dataset.meta, dm.splits, name="CellProfiler (whitened)", probes=("linear",), k=3, null_size=500
     )
     table = pd.DataFrame(rows)[["representation", "task", "metric", "top1", "topk", "chance_top1", "chance_topk"]]
-    table.to_csv(out_dir / "pheno_ca_tasks.csv", index=False)
+    atomic_write_table(out_dir / "pheno_ca_tasks.csv", table)
     laws = pd.DataFrame(
         [
             {

@@ -43,6 +43,20 @@ def topk_accuracy(logits: torch.Tensor, target: torch.Tensor, k: int) -> torch.T
     return target.gather(1, top).amax(1).clamp(max=1).mean()
 
 
+def _check_settings(**values: float) -> None:
+    """Refuse impossible hyper-parameters when the module is built (LightningCLI builds it before any step)."""
+    for name in ("width", "depth"):
+        if values[name] < 1:
+            raise ValueError(f"model.{name} must be >= 1, got {values[name]}")
+    if not values["lr"] > 0:
+        raise ValueError(f"model.lr must be > 0, got {values['lr']}")
+    if not 0 <= values["dropout"] < 1:
+        raise ValueError(f"model.dropout must be in [0, 1), got {values['dropout']}")
+    for name in ("weight_decay", "fingerprint_bits", "fingerprint_weight", "adversarial_weight"):
+        if not values[name] >= 0:
+            raise ValueError(f"model.{name} must be >= 0, got {values[name]}")
+
+
 class IBPModule(L.LightningModule):
     """Encoder + class head (+ optional fingerprint and batch-adversarial heads).
 
@@ -80,6 +94,9 @@ class IBPModule(L.LightningModule):
             raise ValueError(f"encoder must be 'mlp' or 'image', got {encoder!r}")
         if fingerprint_weight > 0 and fingerprint_bits < 1:
             raise ValueError("fingerprint_weight > 0 needs fingerprint_bits >= 1 (and the datamodule's too)")
+        _check_settings(width=width, depth=depth, dropout=dropout, lr=lr, weight_decay=weight_decay,
+                        fingerprint_bits=fingerprint_bits, fingerprint_weight=fingerprint_weight,
+                        adversarial_weight=adversarial_weight)
         self.save_hyperparameters()
         self.net: nn.ModuleDict | None = None
         if in_features is not None and n_classes is not None:
@@ -102,9 +119,11 @@ class IBPModule(L.LightningModule):
         self.net = nn.ModuleDict(heads)
 
     def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        if dm is not None and self.hparams.fingerprint_weight > 0:
+            self._check_fingerprints(dm)
         if self.net is not None:
             return
-        dm = self.trainer.datamodule
         self.hparams.update(
             in_features=int(dm.n_features),
             n_classes=int(dm.n_classes),
@@ -112,6 +131,20 @@ class IBPModule(L.LightningModule):
             multilabel=bool(dm.multilabel),
         )
         self._build()
+
+    def _check_fingerprints(self, dm) -> None:
+        """The fingerprint head needs ``fp`` targets of the same length in every batch: fail here, at setup,
+        rather than with a KeyError in the first training step."""
+        bits = self.hparams.fingerprint_bits
+        fp = getattr(dm, "fp", None)
+        have = 0 if fp is None else int(fp.shape[1])
+        if have != bits:
+            raise ValueError(
+                f"model.fingerprint_bits={bits} with fingerprint_weight={self.hparams.fingerprint_weight} needs "
+                f"{bits}-bit fingerprints from the data, but the datamodule has "
+                f"{'none' if fp is None else f'{have}-bit ones'}; set data.fingerprint_bits={bits} "
+                "(--data.fingerprint_bits), or model.fingerprint_weight=0"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding: (batch, features) or (batch, 5, rows, columns) -> (batch, embedding_dim)."""

@@ -17,20 +17,21 @@ What is published and what is ours (see ``shared/reference/phenotypic.md``):
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 from tqdm.auto import tqdm
+
+from shared.jobs import atomic_path, open_job
 
 __all__ = [
     "GridConfig",
@@ -301,7 +302,8 @@ def plot_scaling(
     ax.set_title("Pheno-CA scaling (fits on the IBP frontier, 95% bootstrap bands)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     return path
 
@@ -309,34 +311,43 @@ def plot_scaling(
 # ----------------------------------------------------------------------------------------------- grid
 @dataclass
 class GridConfig:
-    """The scaling grid (every field is a ``phenotypic scaling`` flag).
-
-    fractions : fractions of each compound's training wells (data axis).
-    widths, depths : residual-MLP sizes (model axis; every width x depth pair).
-    max_steps : optimiser steps for every model, IBP and supervised alike (equal compute).
-    batch_size, lr : training settings.
-    probe : ``linear`` or ``mlp`` probe on the frozen IBP encoder.
-    k : top-k reported besides top-1.
-    split : ``compounds`` or ``plates``.
-    seed : seeds splits, subsampling and training.
-    """
+    """The scaling grid; every field is a ``phenotypic scaling`` option (its docstring is the help)."""
 
     fractions: list[float] = field(default_factory=lambda: [0.125, 0.25, 0.5, 1.0])
+    """fractions of each compound's training wells (the data axis), each in (0, 1]"""
     widths: list[int] = field(default_factory=lambda: [64, 256])
+    """residual-MLP widths (model axis; every width x depth pair)"""
     depths: list[int] = field(default_factory=lambda: [2])
+    """residual-MLP depths (model axis)"""
     max_steps: int = 300
+    """optimiser steps for every model, IBP and supervised alike (equal compute)"""
     batch_size: int = 256
+    """training batch size"""
     lr: float = 1e-3
-    probe: str = "linear"
+    """AdamW learning rate"""
+    probe: Literal["linear", "mlp"] = "linear"
+    """probe on the frozen IBP encoder"""
     k: int = 5
-    split: str = "compounds"
+    """top-k reported besides top-1"""
+    split: Literal["compounds", "plates"] = "compounds"
+    """held-out compounds or held-out plates"""
     seed: int = 0
+    """seeds splits, subsampling and training"""
 
-
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
+    def __post_init__(self) -> None:
+        if not self.fractions or not all(0 < f <= 1 for f in self.fractions):
+            raise ValueError(f"fractions must be in (0, 1], got {self.fractions}")
+        for name in ("widths", "depths"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "batch_size", "k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.probe not in ("linear", "mlp") or self.split not in ("compounds", "plates"):
+            raise ValueError(f"probe must be 'linear' or 'mlp' and split 'compounds' or 'plates', got "
+                             f"{self.probe!r}, {self.split!r}")
 
 
 def _run_cell(release_root: str, cfg: GridConfig, fraction: float, width: int, depth: int) -> dict:
@@ -388,39 +399,42 @@ def _run_cell(release_root: str, cfg: GridConfig, fraction: float, width: int, d
 
 
 def run_scaling_grid(
-    release_root: str | Path, out_dir: str | Path, config: GridConfig | None = None, *, progress: bool = True
+    release_root: str | Path, out_dir: str | Path, config: GridConfig | None = None, *, progress: bool = True,
+    overwrite: bool = False, wait: bool = False,
 ) -> pd.DataFrame:
-    """Run (or resume) the grid: one JSON per finished cell in ``out_dir/cells``; ``results.csv`` gathers them.
+    """Run (or resume) the grid, a :mod:`shared.jobs` job with one unit per cell: ``out_dir/cells/<cell>.json``
+    per finished cell; ``results.csv`` gathers them.
 
-    The grid's configuration (and the release path) is stored in ``out_dir/grid.json``; resuming with a
-    different configuration raises instead of mixing incomparable cells.
+    The grid's configuration and release path are the job's settings: resuming with different ones raises
+    (:class:`shared.jobs.JobConfigError`) instead of mixing incomparable cells, unless ``overwrite``. A cell
+    that fails is recorded and retried on the next run; the others still finish.
 
     Returns
     -------
-    results : DataFrame, one row per cell.
+    results : DataFrame, one row per finished cell.
+
+    Raises
+    ------
+    shared.jobs.JobIncompleteError : some cells failed (after ``results.csv`` is written for the others).
     """
     cfg = config or GridConfig()
-    out = Path(out_dir)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    ident = {"release_root": str(Path(release_root).resolve()), **asdict(cfg)}
-    ident_path = out / "grid.json"
-    if ident_path.exists():
-        old = json.loads(ident_path.read_text())
-        if old != ident:
-            diff = {k: (old.get(k), ident.get(k)) for k in set(old) | set(ident) if old.get(k) != ident.get(k)}
-            raise ValueError(f"{out} holds a grid with a different configuration {diff}; use a new out_dir")
-    else:
-        _atomic_json(ident, ident_path)
-    cells = [(f, w, d) for f in cfg.fractions for w in cfg.widths for d in cfg.depths]
-    for f, w, d in tqdm(cells, desc="scaling grid", disable=not progress):
-        key = hashlib.sha1(f"{f}|{w}|{d}".encode()).hexdigest()[:8]
-        path = out / "cells" / f"f{f:g}_w{w}_d{d}_{key}.json"
-        if path.exists():  # finished earlier: resume skips it
-            continue
-        _atomic_json(_run_cell(ident["release_root"], cfg, f, w, d), path)
-    results = pd.DataFrame([json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))])
-    results = results.sort_values(["fraction", "width", "depth"]).reset_index(drop=True)
-    tmp = out / "results.csv.tmp"
-    results.to_csv(tmp, index=False)
-    os.replace(tmp, out / "results.csv")
+    release = Path(release_root)
+    if not (release / "metadata").is_dir():
+        raise FileNotFoundError(f"release {release} has no metadata/ folder; run `phenotypic simulate` first")
+    ident = {"release_root": str(release.resolve()), **asdict(cfg)}
+    cells = {f"f{f:g}_w{w}_d{d}": (f, w, d) for f in cfg.fractions for w in cfg.widths for d in cfg.depths}
+    with open_job(out_dir, "phenotypic scaling", ident, overwrite=overwrite, wait=wait) as job:
+
+        def run_cell(key: str) -> None:
+            job.write_json(f"cells/{key}.json", _run_cell(ident["release_root"], cfg, *cells[key]))
+
+        bar = (lambda keys: tqdm(keys, desc="scaling grid")) if progress else None
+        report = job.run_units(list(cells), run_cell, progress=bar)
+        done = job.done_units()
+        rows = [json.loads((job.root / "cells" / f"{key}.json").read_text()) for key in cells if key in done]
+        results = pd.DataFrame(rows)
+        if len(results):
+            results = results.sort_values(["fraction", "width", "depth"]).reset_index(drop=True)
+            job.write_table("results.csv", results)
+        report.raise_if_incomplete()
     return results

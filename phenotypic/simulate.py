@@ -22,10 +22,9 @@ rest as ``replicates`` wells per plate map, and plate maps repeat across plates,
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -33,6 +32,7 @@ from tqdm.auto import tqdm
 
 from phenotypic.chemistry import bundled_molecules, inchikeys, morgan_fingerprints
 from phenotypic.data import CHANNELS, NEGCON_JCP2022, REMOTE_PREFIX
+from shared.jobs import Job, open_job
 
 __all__ = ["SimulationConfig", "simulate_release", "feature_names", "render_site"]
 
@@ -110,42 +110,48 @@ GENES = [
 
 @dataclass
 class SimulationConfig:
-    """Sizes and effect strengths of a simulated release (every field is a ``phenotypic simulate`` flag).
-
-    n_sources, n_batches, plates_per_batch : release shape; plates = product of the three.
-    n_compounds : treatment compounds (real NCI molecules).
-    replicates : wells per compound per plate map (360 treatment wells per plate).
-    n_moa : hidden mechanisms of action (k-means clusters of the latent).
-    annotated_fraction : share of compounds with an MoA/target annotation (the rest only have a structure,
-        as most JUMP compounds do).
-    n_features : CellProfiler-like features per well.
-    latent_dim : dimension of the compound latent.
-    moa_strength, compound_strength, noise, batch_strength : effect sizes (profile units: feature SDs).
-    images : render 5-channel images for ``image_plates`` plates (all when None).
-    image_size, sites_per_well : site size in pixels and sites per well.
-    profile_format : ``parquet`` (cpg0016) or ``csv.gz`` (older releases).
-    seed : everything is deterministic given the seed.
-    """
+    """Sizes and effect strengths of a simulated release; every field is a ``phenotypic simulate`` option
+    (its docstring is the option's help). Plates = n_sources x n_batches x plates_per_batch."""
 
     n_sources: int = 1
+    """data-generating sites (sources); each has its own offset"""
     n_batches: int = 1
+    """batches per source; each has its own shift and effect mixing"""
     plates_per_batch: int = 2
+    """384-well plates per batch"""
     n_compounds: int = 90
+    """treatment compounds (real NCI molecules shipped with RDKit)"""
     replicates: int = 4
+    """wells per compound per plate map (360 treatment wells per plate)"""
     n_moa: int = 6
+    """hidden mechanisms of action (k-means clusters of the compound latent)"""
     annotated_fraction: float = 0.6
+    """share of compounds with MoA/target annotations (the rest only have a structure, as most JUMP
+    compounds do)"""
     n_features: int = 120
+    """CellProfiler-like features per well"""
     latent_dim: int = 16
+    """dimension of the compound latent"""
     moa_strength: float = 1.5
+    """size of the MoA effect (feature SDs)"""
     compound_strength: float = 1.0
+    """size of the compound-specific effect (feature SDs)"""
     noise: float = 0.6
+    """well-level noise (feature SDs)"""
     batch_strength: float = 0.4
+    """size of batch/source effects (feature SDs)"""
     images: bool = False
+    """also render 5-channel TIFF images, illumination files and load_data CSVs"""
     image_plates: int | None = None
+    """render images for only the first this many plates (none: all)"""
     image_size: int = 64
+    """site side in pixels (>= 32)"""
     sites_per_well: int = 1
-    profile_format: str = "parquet"
+    """imaged sites per well"""
+    profile_format: Literal["parquet", "csv.gz"] = "parquet"
+    """per-plate profile format: parquet (cpg0016) or csv.gz (older releases)"""
     seed: int = 0
+    """random seed (the release is deterministic given it)"""
 
     def __post_init__(self) -> None:
         for name in (
@@ -171,6 +177,12 @@ class SimulationConfig:
             raise ValueError(f"profile_format must be 'parquet' or 'csv.gz', got {self.profile_format!r}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32 pixels, got {self.image_size}")
+        if self.image_plates is not None and self.image_plates < 0:
+            raise ValueError(f"image_plates must be >= 0 or none, got {self.image_plates}")
+        for name in ("moa_strength", "compound_strength", "noise", "batch_strength"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        feature_names(self.n_features)  # raises when there are not that many feature names
 
 
 def feature_names(n_features: int) -> list[str]:
@@ -319,18 +331,49 @@ def _illum_field(size: int, rng: np.random.Generator) -> np.ndarray:
     return (1.0 - 0.8 * ((yy - cy) ** 2 + (xx - cx) ** 2)).astype(np.float32)
 
 
-def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.name.endswith(".parquet"):
-        frame.to_parquet(tmp, index=False)
-    else:
-        frame.to_csv(tmp, index=False, compression="gzip" if path.name.endswith(".gz") else None)
-    os.replace(tmp, path)
+def _write_plate(job: Job, cfg: SimulationConfig, plate: dict, render: bool) -> None:
+    """One resumable unit: a plate's profile file and, if ``render``, its images, illumination and load_data."""
+    import tifffile
+
+    source, batch, name = plate["source"], plate["batch"], plate["plate"]
+    ext = ".parquet" if cfg.profile_format == "parquet" else ".csv.gz"
+    tree = Path("cpg0016-jump") / source
+    profile = tree / "workspace" / "profiles" / batch / name / f"{name}{ext}"
+    img_dir, ill_dir = tree / "images" / batch / "images" / name, tree / "images" / batch / "illum" / name
+    load_data = tree / "workspace" / "load_data_csv" / batch / name / "load_data_with_illum.csv"
+    job.claim(profile, *((img_dir, ill_dir, load_data) if render else ()))  # one fsynced record for all
+    job.write_table(profile, plate["frame"])
+    if not render:
+        return
+    rng = np.random.default_rng([cfg.seed, 1, *plate["position"]])
+    img_dir, ill_dir = job.root / img_dir, job.root / ill_dir
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ill_dir.mkdir(parents=True, exist_ok=True)
+    fields = {ch: _illum_field(cfg.image_size, rng) for ch in CHANNELS}
+    for ch, f in fields.items():
+        np.save(ill_dir / f"{name}_Illum{ch}.npy", f)
+    remote = f"{REMOTE_PREFIX}cpg0016-jump/{source}/images/{batch}"
+    rows = []
+    for w, ph_w in zip(plate["wells"], plate["phenotypes"], strict=True):
+        r, c = ord(w[0]) - ord("A") + 1, int(w[1:])
+        for site in range(1, cfg.sites_per_well + 1):
+            img = render_site(ph_w, size=cfg.image_size, rng=rng)
+            row = {"Metadata_Source": source, "Metadata_Batch": batch, "Metadata_Plate": name,
+                   "Metadata_Well": w, "Metadata_Site": str(site)}
+            for k, ch in enumerate(CHANNELS):
+                fname = f"r{r:02d}c{c:02d}f{site:02d}p01-ch{k + 1}sk1fk1fl1.tiff"
+                tifffile.imwrite(img_dir / fname, (img[k] * fields[ch] * 4000 + 100).astype(np.uint16))
+                row[f"FileName_Orig{ch}"] = fname
+                row[f"PathName_Orig{ch}"] = f"{remote}/images/{name}/"
+                row[f"FileName_Illum{ch}"] = f"{name}_Illum{ch}.npy"
+                row[f"PathName_Illum{ch}"] = f"{remote}/illum/{name}/"
+            rows.append(row)
+    job.write_table(load_data, pd.DataFrame(rows))
 
 
 def simulate_release(
-    out_dir: str | Path, config: SimulationConfig | None = None, *, progress: bool = True, **overrides
+    out_dir: str | Path, config: SimulationConfig | None = None, *, progress: bool = True, overwrite: bool = False,
+    wait: bool = False, **overrides
 ) -> Path:
     """Write a simulated JUMP-style release under ``out_dir`` and return it.
 
@@ -341,10 +384,16 @@ def simulate_release(
     ``cpg0016-jump-assembled/source_all/workspace/profiles_assembled/COMPOUND/v1.0/profiles.parquet`` and the
     hidden truth in ``simulation.json``.
 
+    The release is a resumable :mod:`shared.jobs` job (one unit per plate, then the metadata): rerunning with
+    the same settings finishes an interrupted release, or does nothing; other settings, or files it did not
+    write, are refused unless ``overwrite``.
+
     Parameters
     ----------
     out_dir : release root.
     config : a :class:`SimulationConfig`; keyword ``overrides`` replace its fields.
+    overwrite : replace files this job did not write, or a release made with other settings.
+    wait : wait for another run writing into ``out_dir`` instead of refusing.
 
     Examples
     --------
@@ -353,154 +402,112 @@ def simulate_release(
     >>> sorted(p.name for p in (root / "metadata").iterdir())[:2]
     ['compound.csv.gz', 'compound_annotation.csv']
     """
-    import tifffile
-
     cfg = SimulationConfig(**{**asdict(config or SimulationConfig()), **overrides})
-    root = Path(out_dir)
-    rng = np.random.default_rng(cfg.seed)
-    truth = _compound_truth(cfg, rng)
-    maps = _plate_maps(cfg, rng)
-    names = feature_names(cfg.n_features)
-    w_feat = rng.normal(size=(cfg.latent_dim, cfg.n_features)) / np.sqrt(cfg.latent_dim)
-    base = rng.lognormal(3.0, 1.0, cfg.n_features)
-    scale = base * rng.uniform(0.05, 0.2, cfg.n_features)
-    jcp = [f"JCP2022_{100001 + i:06d}" for i in range(cfg.n_compounds + len(POSCON_NAMES))]
-    keys = inchikeys(truth["smiles"])
-    dmso = {
-        "Metadata_JCP2022": NEGCON_JCP2022,
-        "Metadata_InChIKey": "IAZDPXIOMUYVGZ-UHFFFAOYSA-N",
-        "Metadata_InChI": "",
-        "Metadata_SMILES": "CS(C)=O",
-    }
-    compound = pd.DataFrame(
-        {"Metadata_JCP2022": jcp, "Metadata_InChIKey": keys, "Metadata_InChI": "", "Metadata_SMILES": truth["smiles"]}
-    )
-    compound = pd.concat([compound, pd.DataFrame([dmso])], ignore_index=True)
-    control = pd.DataFrame(
-        {
-            "Metadata_JCP2022": [NEGCON_JCP2022] + jcp[cfg.n_compounds :],
-            "Metadata_pert_type": ["negcon"] + ["poscon"] * len(POSCON_NAMES),
-            "Metadata_Name": ["DMSO"] + POSCON_NAMES,
+    with open_job(out_dir, "phenotypic simulate", asdict(cfg), overwrite=overwrite, wait=wait) as job:
+        rng = np.random.default_rng(cfg.seed)
+        truth = _compound_truth(cfg, rng)
+        maps = _plate_maps(cfg, rng)
+        names = feature_names(cfg.n_features)
+        w_feat = rng.normal(size=(cfg.latent_dim, cfg.n_features)) / np.sqrt(cfg.latent_dim)
+        base = rng.lognormal(3.0, 1.0, cfg.n_features)
+        scale = base * rng.uniform(0.05, 0.2, cfg.n_features)
+        jcp = [f"JCP2022_{100001 + i:06d}" for i in range(cfg.n_compounds + len(POSCON_NAMES))]
+        keys = inchikeys(truth["smiles"])
+        dmso = {
+            "Metadata_JCP2022": NEGCON_JCP2022,
+            "Metadata_InChIKey": "IAZDPXIOMUYVGZ-UHFFFAOYSA-N",
+            "Metadata_InChI": "",
+            "Metadata_SMILES": "CS(C)=O",
         }
-    )
-    annotated = np.sort(
-        rng.permutation(cfg.n_compounds)[: max(cfg.n_moa, round(cfg.annotated_fraction * cfg.n_compounds))]
-    )
-    annotation = pd.DataFrame(
-        {
-            "Metadata_JCP2022": [jcp[i] for i in annotated],
-            "Metadata_InChIKey": [keys[i] for i in annotated],
-            "Metadata_moa": [MOA_NAMES[truth["moa"][i]] for i in annotated],
-            "Metadata_target": [truth["targets"][i] for i in annotated],
-        }
-    )
-    plates, wells = [], []
-    source_shift = rng.normal(size=(cfg.n_sources, cfg.n_features)) * cfg.batch_strength
-    n_img = 0
-    jobs = [(s, b, p) for s in range(cfg.n_sources) for b in range(cfg.n_batches) for p in range(cfg.plates_per_batch)]
-    img_rng = np.random.default_rng([cfg.seed, 1])
-    for plate_index, (s, b, p) in enumerate(tqdm(jobs, desc="simulate plates", disable=not progress)):
-        source, batch = f"source_{s + 1}", f"{2021 + b}_0{s + 1}_{b + 1:02d}_Batch{b + 1}"
-        plate = f"SIM{s + 1}{b + 1:02d}{p + 1:03d}"
-        layout = maps[plate_index % len(maps)]
-        prng = np.random.default_rng([cfg.seed, 2, s, b, p])
-        batch_mix = prng.normal(size=w_feat.shape) * cfg.batch_strength * 0.3 / np.sqrt(cfg.latent_dim)
-        batch_shift = np.random.default_rng([cfg.seed, 3, s, b]).normal(size=cfg.n_features) * cfg.batch_strength
-        plate_gain = 1 + 0.05 * prng.normal(size=cfg.n_features)
-        plate_off = 0.3 * prng.normal(size=cfg.n_features)
-        well_ids = list(layout)
-        comp = np.array([layout[w] for w in well_ids])
-        ph = np.zeros((len(well_ids), cfg.latent_dim))
-        treated = comp >= 0
-        ph[treated] = truth["pheno"][comp[treated]]
-        pc = comp <= -2
-        ph[pc] = truth["pheno"][cfg.n_compounds + (-2 - comp[pc])]
-        signal = ph @ (w_feat + batch_mix) + prng.normal(size=(len(well_ids), cfg.n_features)) * cfg.noise
-        signal += batch_shift + source_shift[s] + plate_off
-        values = (base + scale * signal) * plate_gain
-        frame = pd.DataFrame(values.astype(np.float32), columns=names)
-        frame.insert(0, "Metadata_Well", well_ids)
-        frame.insert(0, "Metadata_Plate", plate)
-        frame.insert(0, "Metadata_Source", source)
-        ext = ".parquet" if cfg.profile_format == "parquet" else ".csv.gz"
-        prof_dir = root / "cpg0016-jump" / source / "workspace" / "profiles" / batch / plate
-        _atomic_write(frame, prof_dir / f"{plate}{ext}")
-        plates.append(
+        compound = pd.DataFrame(
+            {"Metadata_JCP2022": jcp, "Metadata_InChIKey": keys, "Metadata_InChI": "",
+             "Metadata_SMILES": truth["smiles"]}
+        )
+        compound = pd.concat([compound, pd.DataFrame([dmso])], ignore_index=True)
+        control = pd.DataFrame(
             {
-                "Metadata_Source": source,
-                "Metadata_Batch": batch,
-                "Metadata_Plate": plate,
-                "Metadata_PlateType": "COMPOUND",
+                "Metadata_JCP2022": [NEGCON_JCP2022] + jcp[cfg.n_compounds :],
+                "Metadata_pert_type": ["negcon"] + ["poscon"] * len(POSCON_NAMES),
+                "Metadata_Name": ["DMSO"] + POSCON_NAMES,
             }
         )
-        ids = np.where(comp >= 0, comp, np.where(comp == -1, -1, cfg.n_compounds + (-2 - comp)))
-        wells += [
+        annotated = np.sort(
+            rng.permutation(cfg.n_compounds)[: max(cfg.n_moa, round(cfg.annotated_fraction * cfg.n_compounds))]
+        )
+        annotation = pd.DataFrame(
             {
-                "Metadata_Source": source,
-                "Metadata_Plate": plate,
-                "Metadata_Well": w,
-                "Metadata_JCP2022": NEGCON_JCP2022 if i < 0 else jcp[i],
+                "Metadata_JCP2022": [jcp[i] for i in annotated],
+                "Metadata_InChIKey": [keys[i] for i in annotated],
+                "Metadata_moa": [MOA_NAMES[truth["moa"][i]] for i in annotated],
+                "Metadata_target": [truth["targets"][i] for i in annotated],
             }
-            for w, i in zip(well_ids, ids, strict=True)
-        ]
-        if cfg.images and (cfg.image_plates is None or n_img < cfg.image_plates):
-            n_img += 1
-            img_dir = root / "cpg0016-jump" / source / "images" / batch / "images" / plate
-            ill_dir = root / "cpg0016-jump" / source / "images" / batch / "illum" / plate
-            img_dir.mkdir(parents=True, exist_ok=True)
-            ill_dir.mkdir(parents=True, exist_ok=True)
-            fields = {ch: _illum_field(cfg.image_size, img_rng) for ch in CHANNELS}
-            for ch, f in fields.items():
-                np.save(ill_dir / f"{plate}_Illum{ch}.npy", f)
-            remote = f"{REMOTE_PREFIX}cpg0016-jump/{source}/images/{batch}"
-            rows = []
-            for w, ph_w in zip(well_ids, ph, strict=True):
-                r, c = ord(w[0]) - ord("A") + 1, int(w[1:])
-                for site in range(1, cfg.sites_per_well + 1):
-                    img = render_site(ph_w, size=cfg.image_size, rng=img_rng)
-                    row = {
-                        "Metadata_Source": source,
-                        "Metadata_Batch": batch,
-                        "Metadata_Plate": plate,
-                        "Metadata_Well": w,
-                        "Metadata_Site": str(site),
-                    }
-                    for k, ch in enumerate(CHANNELS):
-                        fname = f"r{r:02d}c{c:02d}f{site:02d}p01-ch{k + 1}sk1fk1fl1.tiff"
-                        tifffile.imwrite(img_dir / fname, (img[k] * fields[ch] * 4000 + 100).astype(np.uint16))
-                        row[f"FileName_Orig{ch}"] = fname
-                        row[f"PathName_Orig{ch}"] = f"{remote}/images/{plate}/"
-                        row[f"FileName_Illum{ch}"] = f"{plate}_Illum{ch}.npy"
-                        row[f"PathName_Illum{ch}"] = f"{remote}/illum/{plate}/"
-                    rows.append(row)
-            ld = root / "cpg0016-jump" / source / "workspace" / "load_data_csv" / batch / plate
-            _atomic_write(pd.DataFrame(rows), ld / "load_data_with_illum.csv")
-    meta = root / "metadata"
-    _atomic_write(pd.DataFrame(plates), meta / "plate.csv.gz")
-    well_table = pd.DataFrame(wells)
-    _atomic_write(well_table, meta / "well.csv.gz")
-    _atomic_write(compound, meta / "compound.csv.gz")
-    _atomic_write(control, meta / "perturbation_control.csv")
-    _atomic_write(annotation, meta / "compound_annotation.csv")
-    from phenotypic.data import load_jump_profiles
+        )
+        plates, wells, units = [], [], {}
+        source_shift = rng.normal(size=(cfg.n_sources, cfg.n_features)) * cfg.batch_strength
+        positions = [(s, b, p) for s in range(cfg.n_sources) for b in range(cfg.n_batches)
+                     for p in range(cfg.plates_per_batch)]
+        # every plate's profiles are computed (cheap, and needed for the metadata); writing them and
+        # rendering images are the resumable units
+        for plate_index, (s, b, p) in enumerate(positions):
+            source, batch = f"source_{s + 1}", f"{2021 + b}_0{s + 1}_{b + 1:02d}_Batch{b + 1}"
+            plate = f"SIM{s + 1}{b + 1:02d}{p + 1:03d}"
+            layout = maps[plate_index % len(maps)]
+            prng = np.random.default_rng([cfg.seed, 2, s, b, p])
+            batch_mix = prng.normal(size=w_feat.shape) * cfg.batch_strength * 0.3 / np.sqrt(cfg.latent_dim)
+            batch_shift = np.random.default_rng([cfg.seed, 3, s, b]).normal(size=cfg.n_features) * cfg.batch_strength
+            plate_gain = 1 + 0.05 * prng.normal(size=cfg.n_features)
+            plate_off = 0.3 * prng.normal(size=cfg.n_features)
+            well_ids = list(layout)
+            comp = np.array([layout[w] for w in well_ids])
+            ph = np.zeros((len(well_ids), cfg.latent_dim))
+            treated = comp >= 0
+            ph[treated] = truth["pheno"][comp[treated]]
+            pc = comp <= -2
+            ph[pc] = truth["pheno"][cfg.n_compounds + (-2 - comp[pc])]
+            signal = ph @ (w_feat + batch_mix) + prng.normal(size=(len(well_ids), cfg.n_features)) * cfg.noise
+            signal += batch_shift + source_shift[s] + plate_off
+            values = (base + scale * signal) * plate_gain
+            frame = pd.DataFrame(values.astype(np.float32), columns=names)
+            frame.insert(0, "Metadata_Well", well_ids)
+            frame.insert(0, "Metadata_Plate", plate)
+            frame.insert(0, "Metadata_Source", source)
+            plates.append({"Metadata_Source": source, "Metadata_Batch": batch, "Metadata_Plate": plate,
+                           "Metadata_PlateType": "COMPOUND"})
+            ids = np.where(comp >= 0, comp, np.where(comp == -1, -1, cfg.n_compounds + (-2 - comp)))
+            wells += [
+                {"Metadata_Source": source, "Metadata_Plate": plate, "Metadata_Well": w,
+                 "Metadata_JCP2022": NEGCON_JCP2022 if i < 0 else jcp[i]}
+                for w, i in zip(well_ids, ids, strict=True)
+            ]
+            spec = {"source": source, "batch": batch, "plate": plate, "position": (s, b, p), "frame": frame,
+                    "wells": well_ids, "phenotypes": ph}
+            render = cfg.images and (cfg.image_plates is None or plate_index < cfg.image_plates)
+            units[f"plate-{plate}"] = (spec, render)
 
-    assembled = load_jump_profiles(root, progress=False)
-    _atomic_write(
-        assembled,
-        root
-        / "cpg0016-jump-assembled"
-        / "source_all"
-        / "workspace"
-        / "profiles_assembled"
-        / "COMPOUND"
-        / "v1.0"
-        / "profiles.parquet",
-    )
-    hidden = {
-        "config": asdict(cfg),
-        "moa": {jcp[i]: MOA_NAMES[m] for i, m in enumerate(truth["moa"])},
-        "target": {jcp[i]: t for i, t in enumerate(truth["targets"])},
-        "potency": {jcp[i]: float(v) for i, v in enumerate(truth["potency"])},
-    }
-    (root / "simulation.json").write_text(json.dumps(hidden, indent=1))
-    return root
+        def write_plate(key: str) -> None:
+            _write_plate(job, cfg, *units[key])
+
+        bar = (lambda keys: tqdm(keys, desc="simulate plates")) if progress else None
+        job.run_units(list(units), write_plate, progress=bar).raise_if_incomplete()
+
+        def write_metadata(_: str) -> None:
+            from phenotypic.data import load_jump_profiles
+
+            job.write_table("metadata/plate.csv.gz", pd.DataFrame(plates))
+            job.write_table("metadata/well.csv.gz", pd.DataFrame(wells))
+            job.write_table("metadata/compound.csv.gz", compound)
+            job.write_table("metadata/perturbation_control.csv", control)
+            job.write_table("metadata/compound_annotation.csv", annotation)
+            job.write_table(
+                "cpg0016-jump-assembled/source_all/workspace/profiles_assembled/COMPOUND/v1.0/profiles.parquet",
+                load_jump_profiles(job.root, progress=False),
+            )
+            job.write_json("simulation.json", {
+                "config": asdict(cfg),
+                "moa": {jcp[i]: MOA_NAMES[m] for i, m in enumerate(truth["moa"])},
+                "target": {jcp[i]: t for i, t in enumerate(truth["targets"])},
+                "potency": {jcp[i]: float(v) for i, v in enumerate(truth["potency"])},
+            })
+
+        job.run_units(["metadata"], write_metadata, stop_after=None).raise_if_incomplete()
+        return job.root

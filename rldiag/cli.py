@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
-import typing
 from collections.abc import Sequence
 
-from shared.cli import Subcommand, run_subcommands, subcommand_parser
+from shared.cli import (
+    Subcommand,
+    add_dataclass_arguments,
+    add_output_arguments,
+    json_object,
+    run_subcommands,
+    subcommand_parser,
+)
 
 DESCRIPTION = """\
 rldiag: the Learning Challenge Diagnosticator for Procgen.
@@ -47,48 +52,22 @@ def _csv(kind: type):
     return parse
 
 
-def _json_dict(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {err}") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--option`` per dataclass field (help from the field's metadata, defaults shown)."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        hint = hints[f.name]
-        kwargs = {"default": default, "help": f.metadata.get("help", ""), "dest": f.name}
-        if hint is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        elif hint is dict:
-            parser.add_argument(flag, type=_json_dict, metavar="JSON", **kwargs)
-        elif typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
-            inner = next(a for a in typing.get_args(hint) if a is not type(None))
-            parser.add_argument(flag, type=lambda s, t=inner: None if s.lower() == "none" else t(s), **kwargs)
-        else:
-            parser.add_argument(flag, type=hint, **kwargs)
-
-
 def diagnose(argv: list[str]) -> int:
     from rldiag.diagnose import PLC_MODES, PRESETS, config_from_preset
     from rldiag.envs import GAMES
+    from shared.jobs import check_output_folder
 
     p = subcommand_parser(
         "rldiag diagnose",
         """\
 Run the three conditions (pix, simp, bc) for every game and seed with a step budget.
 
-Each (game, condition, seed) cell writes OUT/cells/<game>__<condition>__s<seed>.json atomically; an
-existing cell is skipped, so re-running the same command resumes an interrupted diagnosis (PPO cells also
-resume from their checkpoint in OUT/runs/). Results are normalised with the published per-game
-(R_min, R_max) of openai/train-procgen (Cobbe et al. 2020). PLC/RLC are our definitions: see
+Each (game, condition, seed) cell writes OUT/cells/<game>__<condition>__s<seed>.json atomically and then
+a done-marker in OUT/.job/; a finished cell is skipped, so re-running the same command resumes an
+interrupted diagnosis (PPO cells also resume from their checkpoint in OUT/runs/). Every option is checked
+before the first cell; OUT made with other settings is refused (--overwrite starts over there), and a
+second diagnosis into the same OUT refuses naming the first (--wait waits for it). Results are normalised
+with the published per-game (R_min, R_max) of openai/train-procgen (Cobbe et al. 2020). PLC/RLC are our definitions: see
 `python -c "import rldiag.diagnose as d; help(d)"`.
 
 Presets: cpu-smoke = Nature CNN, 16 envs x 64 steps (minutes on a CPU; not comparable to full runs);
@@ -112,10 +91,10 @@ Explicit options override the preset.""",
     p.add_argument("--distribution-mode", default=None, choices=["easy", "hard"])
     p.add_argument("--num-levels", type=int, default=None, help="training levels (0 = unbounded)")
     p.add_argument("--encoder", default=None, help="impala, nature or a shared backbone name")
-    p.add_argument("--encoder-config", type=_json_dict, default=None, metavar="JSON")
+    p.add_argument("--encoder-config", type=json_object, default=None, metavar="JSON")
     p.add_argument("--num-envs", type=int, default=None)
     p.add_argument("--num-steps", type=int, default=None)
-    p.add_argument("--ppo", type=_json_dict, default=None, metavar="JSON", help="extra PPOConfig fields")
+    p.add_argument("--ppo", type=json_object, default=None, metavar="JSON", help="extra PPOConfig fields")
     p.add_argument(
         "--expert-checkpoint",
         default=None,
@@ -124,32 +103,32 @@ Explicit options override the preset.""",
     p.add_argument("--workers", type=int, default=0, help="dask LocalCluster worker processes (0: serial)")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler (tcp://host:8786)")
     p.add_argument("--no-taxonomy", action="store_true", help="skip writing the taxonomy at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (over cells, or inside each cell)")
     p.add_argument("--plc", default="mean", choices=PLC_MODES, help="how PLC combines PLC_gap and PLC_bc")
+    add_output_arguments(p)
     args = p.parse_args(argv)
     games = list(GAMES) if args.games == ["all"] else args.games
-    try:
-        cfg = config_from_preset(
-            games,
-            args.preset,
-            budget=args.budget,
-            seeds=args.seeds,
-            bc_frames=args.bc_frames,
-            bc_epochs=args.bc_epochs,
-            distribution_mode=args.distribution_mode,
-            num_levels=args.num_levels,
-            encoder=args.encoder,
-            encoder_config=args.encoder_config,
-            num_envs=args.num_envs,
-            num_steps=args.num_steps,
-            ppo=args.ppo,
-            expert_checkpoint=args.expert_checkpoint,
-        )
-    except (ValueError, TypeError) as err:
-        print(f"rldiag diagnose: {err}", file=sys.stderr)
-        return 2
+    check_output_folder(args.out)
+    cfg = config_from_preset(
+        games,
+        args.preset,
+        budget=args.budget,
+        seeds=args.seeds,
+        bc_frames=args.bc_frames,
+        bc_epochs=args.bc_epochs,
+        distribution_mode=args.distribution_mode,
+        num_levels=args.num_levels,
+        encoder=args.encoder,
+        encoder_config=args.encoder_config,
+        num_envs=args.num_envs,
+        num_steps=args.num_steps,
+        ppo=args.ppo,
+        expert_checkpoint=args.expert_checkpoint,
+    )
     from rldiag.sweep import run_diagnosis
 
-    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler)
+    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                  overwrite=args.overwrite, wait=args.wait)
     print(f"diagnosis in {args.out} ({len(cfg.games)} games x 3 conditions x {len(cfg.seeds)} seeds)")
     if not args.no_taxonomy:
         return taxonomy([args.out, "--plc", args.plc])
@@ -165,6 +144,8 @@ def taxonomy(argv: list[str]) -> int:
 Place the games of a diagnosis folder on the PLC x RLC plane with bootstrap intervals, label each axis
 high/low/uncertain against a threshold, give quadrants with their bootstrap stability, cluster the games
 (hierarchical, average linkage) and write DIR/taxonomy.png, taxonomy.csv, taxonomy.json and curves.png.
+A game needs >= 2 seeds with a finite AUC in every condition its PLC uses (pix, simp; bc unless --plc gap);
+otherwise it is reported as "insufficient data", never placed in a quadrant.
 The labels are ours (LCD-style), not the published paper's taxonomy.""",
     )
     p.add_argument("dir", help="folder written by rldiag diagnose")
@@ -177,18 +158,14 @@ The labels are ours (LCD-style), not the published paper's taxonomy.""",
     from rldiag.taxonomy import write_taxonomy
 
     threshold = args.threshold if args.threshold == "median" else float(args.threshold)
-    try:
-        paths = write_taxonomy(
-            args.dir,
-            threshold=threshold,
-            plc=args.plc,
-            n_boot=args.n_boot,
-            ci=args.ci,
-            n_clusters=args.clusters,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"rldiag taxonomy: {err}", file=sys.stderr)
-        return 2
+    paths = write_taxonomy(
+        args.dir,
+        threshold=threshold,
+        plc=args.plc,
+        n_boot=args.n_boot,
+        ci=args.ci,
+        n_clusters=args.clusters,
+    )
     import pandas as pd
 
     table = pd.read_csv(paths["csv"])
@@ -211,15 +188,14 @@ The labels are ours (LCD-style), not the published paper's taxonomy.""",
             .round(3)
             .to_string(index=False)
         )
-    incomplete = json.loads(paths["json"].read_text())["incomplete_games"]
-    if incomplete:
-        print(f"not placed (a condition unfinished or without any finished episode): {', '.join(incomplete)}")
+    for game, note in json.loads(paths["json"].read_text())["insufficient data"].items():
+        print(f"{game}: insufficient data ({note}); not placed in a quadrant")
     print("wrote " + ", ".join(str(v) for v in paths.values()))
     return 0
 
 
 def train(argv: list[str]) -> int:
-    from rldiag.ppo import PPOConfig
+    from rldiag.ppo_config import PPOConfig
 
     p = subcommand_parser(
         "rldiag train",
@@ -234,13 +210,9 @@ same command is run again (the config must match, except --total-timesteps).""",
     run_dir = args.pop("run_dir")
     from rldiag.ppo import train as train_ppo
 
-    try:
-        cfg = PPOConfig(**args)
-        cfg.validate()
-        result = train_ppo(cfg, run_dir, progress=True)
-    except ValueError as err:
-        print(f"rldiag train: {err}", file=sys.stderr)
-        return 2
+    cfg = PPOConfig(**args)
+    cfg.validate()
+    result = train_ppo(cfg, run_dir, progress=True)
     returns = [r for _, r, _ in result.episodes[-20:]]
     mean = sum(returns) / len(returns) if returns else float("nan")
     print(
@@ -264,16 +236,15 @@ train a fresh encoder (a LightningModule) and print the held-out agreement curve
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="write the curve as JSON here")
+    add_output_arguments(p, wait=False)
     args = p.parse_args(argv)
     from rldiag.distill import agreement_curve, collect_expert_frames
     from rldiag.envs import ProcgenVectorEnv
     from rldiag.ppo import load_agent
+    from shared.jobs import atomic_write_json, claim_output
 
-    try:
-        expert, cfg = load_agent(args.checkpoint)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"rldiag distill: {err}", file=sys.stderr)
-        return 2
+    out = None if args.out is None else claim_output(args.out, overwrite=args.overwrite)
+    expert, cfg = load_agent(args.checkpoint)
     envs = ProcgenVectorEnv(
         cfg.game,
         args.num_envs,
@@ -286,9 +257,8 @@ train a fresh encoder (a LightningModule) and print the held-out agreement curve
     print(f"majority rate {curve['majority_rate']:.3f}")
     for s, a in zip(curve["samples"], curve["agreement"]):
         print(f"{s:>9d} frames  agreement {a:.3f}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({k: v for k, v in curve.items() if k != "model"}, f, indent=1)
+    if out is not None:
+        atomic_write_json(out, {k: v for k, v in curve.items() if k != "model"})
     return 0
 
 

@@ -27,8 +27,10 @@ Scores (:func:`normalized_auc`, :func:`challenge_scores`):
   how hard it is to learn to see the expert's decisions with perfect credit assignment.
   ``PLC = mean(PLC_gap, PLC_bc)`` (``plc="mean"``, default), or either alone (``"gap"``, ``"bc"``).
   A ``bc`` cell whose expert always takes the same action (a barely trained expert: common at smoke
-  budgets) is uninformative: its AUC is NaN and the mean falls back to ``PLC_gap`` (``PLC_basis``).
-* Intervals: percentile bootstrap over seeds, resampling each condition's seeds independently.
+  budgets) is uninformative: its AUC is NaN and the mean falls back to ``PLC_gap`` (``PLC_basis``); the
+  taxonomy then reports the game as "insufficient data" unless ``plc="gap"`` (:mod:`rldiag.taxonomy`).
+* Intervals: percentile bootstrap over seeds, resampling each condition's seeds independently (a single
+  seed gives a zero-width interval; the taxonomy needs >= 2 seeds with a finite AUC per condition).
 
 Caveat: ``simp`` still learns from pixels, so RLC overstates pure RL difficulty (procgen exposes no
 parsed state: :data:`rldiag.envs.PRIVILEGED_STATE_GAMES` is empty).
@@ -42,17 +44,19 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.integrate import trapezoid
 
 from rldiag.envs import GAMES, check_procgen_options
 from rldiag.normalization import SOURCE, normalize_return
+from shared.jobs import Job, atomic_write_json
 from shared.validation import check_choice
 
+COMMAND = "rldiag diagnose"
 CONDITIONS = ("pix", "simp", "bc")
 PLC_MODES = ("mean", "gap", "bc")
 
@@ -109,8 +113,8 @@ class DiagnoseConfig:
             check_procgen_options(game, self.distribution_mode, self.num_levels, self.start_level)
         if self.distribution_mode not in ("easy", "hard"):
             raise ValueError("diagnostics need published (R_min, R_max): distribution_mode must be easy or hard")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct and non-empty, got {self.seeds}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct, >= 0 and non-empty, got {self.seeds}")
         if self.budget < self.num_envs * self.num_steps:
             raise ValueError(
                 f"budget {self.budget} is less than one PPO rollout (num_envs * num_steps = "
@@ -124,6 +128,26 @@ class DiagnoseConfig:
         bad = sorted(set(self.ppo) - free)
         if bad:
             raise ValueError(f"ppo overrides {bad} are not allowed; valid keys: {', '.join(sorted(free))}")
+        try:
+            ppo = ppo_config_for(self, self.games[0], "pix", self.seeds[0])
+        except TypeError as err:  # a wrongly typed override
+            raise ValueError(f"ppo overrides {self.ppo} do not fit rldiag.ppo.PPOConfig: {err}") from None
+        ppo.validate()  # learning rate, encoder and encoder_config, before the first cell runs
+        if self.expert_checkpoint is not None:
+            self._check_experts()
+
+    def _check_experts(self) -> None:
+        """Every game and seed's expert checkpoint exists and is an ``rldiag train`` checkpoint."""
+        from shared.checkpoints import load_checkpoint
+
+        for game in self.games:
+            for seed in self.seeds:
+                try:
+                    path = self.expert_checkpoint.format(game=game, seed=seed)
+                except (KeyError, IndexError, ValueError) as err:
+                    raise ValueError(f"expert_checkpoint {self.expert_checkpoint!r} may only contain {{game}} and "
+                                     f"{{seed}} placeholders ({type(err).__name__}: {err})") from None
+                load_checkpoint(path, expect="ppo")
 
     def scoring_dict(self) -> dict[str, Any]:
         """The fields a cell's result depends on (not the list of games or seeds)."""
@@ -189,6 +213,8 @@ def normalized_auc(x, y, budget: float) -> float:
         return float("nan")
     if np.any(np.diff(x) < 0) or x[0] < 0 or x[-1] > budget:
         raise ValueError("x must be increasing and lie in [0, budget]")
+    from scipy.integrate import trapezoid  # here, not at the top: scipy.integrate alone costs ~0.5 s of CLI start-up
+
     x = np.concatenate([[0.0], x, [budget]])
     y = np.concatenate([[y[0]], y, [y[-1]]])
     return float(trapezoid(y, x) / budget)
@@ -319,25 +345,29 @@ def cell_path(out_dir: Path, cell: Cell) -> Path:
     return Path(out_dir) / "cells" / f"{cell.key}.json"
 
 
-def is_done(out_dir: Path, cell: Cell, cfg: DiagnoseConfig) -> bool:
-    """A cell is done when its result file exists and was made under the same config fingerprint."""
-    path = cell_path(out_dir, cell)
-    if not path.exists():
+def cell_job(out_dir: str | Path, cfg: DiagnoseConfig) -> Job:
+    """The diagnosis job in ``out_dir`` (not opened: :func:`rldiag.sweep.run_diagnosis` holds its lock and
+    checked its manifest), through which cells mark themselves done, in this process or a dask worker."""
+    return Job(out_dir, COMMAND, cfg.scoring_dict())
+
+
+def is_done(out_dir: Path, cell: Cell, cfg: DiagnoseConfig, *, quiet: bool = False) -> bool:
+    """A cell is done when its done-marker exists and its result file reads as JSON.
+
+    The settings were checked once for the whole output (its ``.job/manifest.json``). A marked cell whose
+    result file is missing or unreadable (truncated by a copy, say) is named in a warning and recomputed.
+    """
+    if not cell_job(out_dir, cfg).is_done(cell.key):
         return False
-    saved = json.loads(path.read_text())
-    if saved.get("fingerprint") != cfg.fingerprint:
-        raise ValueError(
-            f"{path} was made under a different diagnose config (fingerprint "
-            f"{saved.get('fingerprint')} vs {cfg.fingerprint}); use a new --out directory"
-        )
+    path = cell_path(out_dir, cell)
+    try:
+        json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        if not quiet:
+            warnings.warn(f"{path} is missing or unreadable ({type(err).__name__}: {err}); recomputing cell "
+                          f"{cell.key}", stacklevel=2)
+        return False
     return True
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
 
 
 def _versions() -> dict[str, str]:
@@ -393,18 +423,22 @@ def ppo_config_for(cfg: DiagnoseConfig, game: str, condition: str, seed: int):
     )
 
 
-def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_dependencies: Any) -> dict[str, Any]:
-    """Run one cell unless its result file exists; return the result (also written atomically).
+def run_cell(
+    cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_dependencies: Any, progress: bool = False
+) -> dict[str, Any]:
+    """Run one cell unless it is done; return the result (written atomically, then marked done).
 
     Module-level and taking plain values so dask workers can run it. ``_dependencies`` lets a scheduler
     order ``bc`` after its ``pix`` expert. An interrupted PPO cell resumes from its run's checkpoint.
+    ``progress`` shows the cell's own tqdm bar under the sweep's: env steps, steps/s and recent return
+    for PPO; expert frames, then training samples and held-out agreement for bc.
     """
     import torch
 
     cfg = DiagnoseConfig(**cfg_dict)
     out_dir = Path(out_dir)
     path = cell_path(out_dir, cell)
-    if is_done(out_dir, cell, cfg):
+    if is_done(out_dir, cell, cfg, quiet=True):  # the sweep already named an unreadable result
         return json.loads(path.read_text())
     if os.environ.get("RLDIAG_TORCH_THREADS"):
         torch.set_num_threads(int(os.environ["RLDIAG_TORCH_THREADS"]))
@@ -422,7 +456,9 @@ def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_depend
         from rldiag.ppo import train
 
         ppo_cfg = ppo_config_for(cfg, cell.game, cell.condition, cell.seed)
-        run = train(ppo_cfg, out_dir / "runs" / cell.key)
+        run = train(
+            ppo_cfg, out_dir / "runs" / cell.key, progress=progress, progress_label=cell.key, progress_position=1
+        )
         xs, ys = rl_curve(run.episodes, ppo_cfg.batch_size, cfg.budget, cell.game, cfg.distribution_mode)
         result.update(
             x=xs,
@@ -433,14 +469,15 @@ def run_cell(cfg_dict: dict[str, Any], cell: Cell, out_dir: str | Path, *_depend
             raw_returns=[r for _, r, _ in run.episodes],
         )
     else:
-        result.update(_run_bc_cell(cfg, cell, out_dir))
+        result.update(_run_bc_cell(cfg, cell, out_dir, progress=progress))
     result["auc"] = normalized_auc(result["x"], result["y"], result["budget"])
     result["seconds"] = time.perf_counter() - started
-    _write_json_atomic(path, result)
+    atomic_write_json(path, result)  # the sweep claimed cells/ for this job
+    cell_job(out_dir, cfg).mark_done(cell.key)
     return result
 
 
-def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path) -> dict[str, Any]:
+def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path, *, progress: bool = False) -> dict[str, Any]:
     from rldiag.distill import agreement_curve, collect_expert_frames
     from rldiag.envs import ProcgenVectorEnv
     from rldiag.ppo import load_agent
@@ -464,12 +501,25 @@ def _run_bc_cell(cfg: DiagnoseConfig, cell: Cell, out_dir: Path) -> dict[str, An
         num_levels=cfg.num_levels,
         start_level=cfg.start_level,
     )
-    data = collect_expert_frames(expert, envs, cfg.bc_frames, seed=10_000 + cell.seed)
+    from tqdm.auto import tqdm
+
+    # one bar for the cell: expert frames collected, then training samples with the held-out agreement
+    bar = tqdm(
+        total=cfg.bc_frames, desc=cell.key, unit="frame", unit_scale=True, position=1, leave=False, disable=not progress
+    )
+    data = collect_expert_frames(expert, envs, cfg.bc_frames, seed=10_000 + cell.seed, progress_bar=bar)
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    bar.set_description(f"{cell.key} cloning")
     curve = agreement_curve(
-        data, encoder=cfg.encoder, encoder_config=cfg.encoder_config, epochs=cfg.bc_epochs, seed=cell.seed
+        data,
+        encoder=cfg.encoder,
+        encoder_config=cfg.encoder_config,
+        epochs=cfg.bc_epochs,
+        seed=cell.seed,
+        progress_bar=bar,
     )
+    bar.close()
     return {
         "x": curve["samples"],
         "y": bc_curve_scores(curve["agreement"], curve["majority_rate"]),
@@ -486,7 +536,14 @@ def load_results(out_dir: str | Path) -> list[dict[str, Any]]:
     cells = Path(out_dir) / "cells"
     if not cells.is_dir():
         raise FileNotFoundError(f"no diagnosis found in {out_dir} (expected a 'cells' folder from rldiag diagnose)")
-    return [json.loads(p.read_text()) for p in sorted(cells.glob("*.json"))]
+    results = []
+    for p in sorted(cells.glob("*.json")):
+        try:
+            results.append(json.loads(p.read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{p} is truncated or not JSON ({err}); rerun the same `rldiag diagnose` command to "
+                             "recompute that cell") from None
+    return results
 
 
 def _finite_mean(values: list[float]) -> float:

@@ -40,7 +40,13 @@ from shared.validation import check_choice
 
 @torch.inference_mode()
 def collect_expert_frames(
-    agent: nn.Module, envs: VectorEnv, num_frames: int, *, seed: int = 0, device: torch.device | str = "cpu"
+    agent: nn.Module,
+    envs: VectorEnv,
+    num_frames: int,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress_bar: Any = None,
 ) -> dict[str, np.ndarray]:
     """Roll out ``agent`` (a :class:`rldiag.ppo.Agent`) and label every frame with its decisions.
 
@@ -52,6 +58,8 @@ def collect_expert_frames(
         Frames to collect (rounded up to a multiple of ``envs.num_envs``).
     seed : int
         Env seed and the seed of the expert's action sampling.
+    progress_bar : tqdm, optional
+        Advanced by the frames collected.
 
     Returns
     -------
@@ -70,6 +78,8 @@ def collect_expert_frames(
         logits.append(step_logits.numpy())
         action = torch.multinomial(F.softmax(step_logits, dim=-1), 1, generator=generator).squeeze(-1)
         obs, *_ = envs.step(action.numpy())
+        if progress_bar is not None:
+            progress_bar.update(envs.num_envs)
     all_logits = np.concatenate(logits).astype(np.float32)
     return {
         "frames": np.concatenate(frames),
@@ -202,6 +212,19 @@ class AgreementCurve(L.Callback):
         self.points.append((int(seen), float(trainer.callback_metrics["val/agreement"])))
 
 
+class _ProgressHook(L.Callback):
+    """Advance a tqdm bar by the training samples consumed; show the latest held-out agreement."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        self.bar.update(len(batch[0]))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bar.set_postfix_str(f"agreement {float(trainer.callback_metrics['val/agreement']):.3f}", refresh=False)
+
+
 def agreement_curve(
     data: dict[str, np.ndarray],
     *,
@@ -213,12 +236,14 @@ def agreement_curve(
     learning_rate: float = 5e-4,
     seed: int = 0,
     log_dir: str | None = None,
+    progress_bar: Any = None,
 ) -> dict[str, Any]:
     """Train :class:`BehaviourCloning` on expert frames and return its learning curve.
 
     The x-axis is training samples consumed (frames x epochs, so ``epochs`` > 1 counts repeats). With one
     epoch, validation runs ``evaluations`` times, evenly spaced (else once per epoch), plus once before
-    training.
+    training. ``progress_bar`` (a tqdm bar) is reset to the training samples and advanced through them,
+    with the latest held-out agreement.
 
     Returns
     -------
@@ -231,6 +256,8 @@ def agreement_curve(
     L.seed_everything(seed, workers=True, verbose=False)
     dm = ExpertFramesDataModule(data, batch_size=batch_size)
     dm.setup("fit")
+    if progress_bar is not None:
+        progress_bar.reset(total=len(dm.train_set) * epochs)
     model = BehaviourCloning(encoder=encoder, encoder_config=encoder_config, learning_rate=learning_rate)
     n_batches = -(-len(dm.train_set) // batch_size)
     curve = AgreementCurve(batch_size)
@@ -244,7 +271,7 @@ def agreement_curve(
         enable_progress_bar=False,
         enable_model_summary=False,
         precision=lightning_precision(),
-        callbacks=[curve],
+        callbacks=[curve] if progress_bar is None else [curve, _ProgressHook(progress_bar)],
         deterministic=False,
     )
     with warnings.catch_warnings():

@@ -7,19 +7,34 @@ sub-environment. The old ``gym``/``gym3`` packages procgen depends on are import
 
 Facts the adapter encodes (openai/procgen 0.10.7; see the project reference ``rldiag.md``):
 
-* **Auto-reset in the same step** (gymnasium ``AutoresetMode.SAME_STEP``): when an episode ends, the
-  observation returned is already the first of the next episode. procgen does not expose the final
-  observation, so ``info`` has no ``"final_obs"``; agents treat truncated steps as terminal for procgen.
+* **Auto-reset.** procgen restarts an ended episode inside the same step and never renders the terminal
+  state. Two gymnasium modes (``autoreset_mode``):
+
+  - ``AutoresetMode.SAME_STEP`` (the default; rldiag's PPO uses it): the observation returned with
+    ``terminated``/``truncated`` is already the first of the next episode. There is no ``"final_obs"``
+    in ``info``: the terminal frame does not exist, and PPO treats procgen time-outs as terminal.
+  - ``AutoresetMode.NEXT_STEP`` (gymnasium's default, what its observation wrappers require): the step
+    that ends an episode returns the episode's *last rendered frame* (the one the final action was taken
+    on; the terminal state itself is never rendered); the next step ignores that sub-env's action and
+    returns the new episode's first frame with reward 0 (the sub-env's procgen state is restored after the
+    shared ``act``, so the new episode starts exactly where procgen started it; one sub-env state save and
+    restore per episode end, about 0.5 ms on the 2-core development VM).
+
 * **terminated vs truncated.** procgen reports only "episode over". An episode that reaches the game's step
   limit (:data:`TIMEOUTS`) without completing the level is *truncated*; every other end is *terminated*.
 * **Seeding.** ``reset(seed=s)`` (re)creates the gym3 env with ``rand_seed=s``: the same seed, level range
   and actions reproduce the trajectory exactly. Without a seed the constructor's ``seed`` is used, never
   procgen's ``SystemRandom`` default. Re-creating leaks a little memory in procgen (openai/procgen#68), so
   reset once and keep the env.
-* **Episode statistics** like gymnasium's ``RecordEpisodeStatistics``: when sub-env ``i`` ends an episode,
-  ``info["episode"]["r"][i]`` / ``["l"][i]`` hold its return and length and ``info["_episode"][i]`` is
-  True. ``info["level_seed"]``, ``info["prev_level_seed"]`` and ``info["prev_level_complete"]`` come from
-  procgen.
+* **Episode statistics** (``episode_statistics=True``, the default, an rldiag option): when sub-env ``i``
+  ends an episode, ``info["episode"]["r"][i]`` / ``["l"][i]`` hold its return and length and
+  ``info["_episode"][i]`` is True, the keys gymnasium's ``RecordEpisodeStatistics`` writes (kept in the
+  env so checkpoints resume them). With ``episode_statistics=False`` the key is left to that wrapper.
+  ``info["level_seed"]``, ``info["prev_level_seed"]`` and ``info["prev_level_complete"]`` come from
+  procgen, each with its gymnasium mask (``info["_level_seed"]``, ...).
+* **Rendering.** ``render_mode="rgb_array"``: :meth:`ProcgenVectorEnv.render` returns each sub-env's
+  current 64 x 64 observation frame (procgen's own 512 x 512 renderer reportedly drops throughput
+  from ~5k to ~400 steps/s, openai/procgen#62; unverified here).
 * **State.** :meth:`ProcgenVectorEnv.get_state` / :meth:`~ProcgenVectorEnv.set_state` save and restore
   every sub-env (procgen's serialised game state, 21-37 KB of bytes each, plus the adapter's episode
   counters); a restored env replays identically.
@@ -27,6 +42,11 @@ Facts the adapter encodes (openai/procgen 0.10.7; see the project reference ``rl
   returns an undocumented serialisation whose layout differs between builds. rldiag therefore offers no
   privileged-state observation and says so (:data:`PRIVILEGED_STATE_GAMES` is empty); the perceptually
   simplified rendering (``simplified=True``) is the "perception made easy" condition.
+
+The gymnasium registration (:mod:`rldiag.registration`, run on ``import rldiag``) exposes every game as
+``rldiag/<game>-v0``: ``gymnasium.make`` gives the single env :class:`ProcgenEnv` and ``gymnasium.make_vec``
+this vector env with gymnasium's defaults (``NEXT_STEP`` autoreset, ``episode`` left to
+``RecordEpisodeStatistics``).
 
 Any other gymnasium vector env with image observations ``(H, W, C)`` uint8 and discrete actions works with
 the agents through :func:`make_vector_env` (``"gymnasium:<id>"``), with gymnasium's own
@@ -141,6 +161,10 @@ ACTION_NAMES: tuple[str, ...] = (
 )
 
 
+#: The per-sub-env ``info`` keys procgen reports.
+_PROCGEN_INFO_KEYS = ("level_seed", "prev_level_seed", "prev_level_complete")
+
+
 def _procgen_env_class():
     """Import procgen quietly: ``import procgen`` imports the unmaintained ``gym``, which prints a banner."""
     with (
@@ -196,6 +220,13 @@ class ProcgenVectorEnv(VectorEnv):
         procgen options, passed through.
     num_threads : int
         procgen's worker threads for stepping.
+    autoreset_mode : AutoresetMode or str
+        ``SAME_STEP`` (default; rldiag's PPO) or ``NEXT_STEP`` (gymnasium's default); module docstring.
+    episode_statistics : bool
+        Write ``info["episode"]``/``info["_episode"]`` here (default) or leave them to gymnasium's
+        ``RecordEpisodeStatistics`` (``False``).
+    render_mode : {None, "rgb_array"}
+        ``"rgb_array"``: :meth:`render` returns the sub-envs' current observation frames.
 
     Examples
     --------
@@ -206,9 +237,6 @@ class ProcgenVectorEnv(VectorEnv):
     >>> obs, reward, terminated, truncated, info = env.step(np.zeros(2, dtype=np.int64))
     >>> env.close()
     """
-
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
-    records_episode_statistics = True
 
     def __init__(
         self,
@@ -224,15 +252,25 @@ class ProcgenVectorEnv(VectorEnv):
         center_agent: bool = True,
         paint_vel_info: bool = False,
         num_threads: int = 2,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        episode_statistics: bool = True,
+        render_mode: str | None = None,
     ) -> None:
         check_procgen_options(game, distribution_mode, num_levels, start_level)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        autoreset_mode = AutoresetMode(autoreset_mode)
+        check_choice(autoreset_mode, (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP), name="autoreset_mode")
+        check_choice(render_mode, (None, "rgb_array"), name="render_mode")
         self.game = game
         self.num_envs = int(num_envs)
         self.distribution_mode = distribution_mode
         self.simplified = bool(simplified)
         self.timeout = TIMEOUTS[game]
+        self.autoreset_mode = autoreset_mode
+        self.episode_statistics = bool(episode_statistics)
+        self.render_mode = render_mode
+        self.metadata = {"autoreset_mode": autoreset_mode, "render_modes": ["rgb_array"], "render_fps": 15}
         self._seed = int(seed)
         self._options: dict[str, Any] = {
             "env_name": game,
@@ -253,6 +291,12 @@ class ProcgenVectorEnv(VectorEnv):
         self._env = None
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._obs = np.zeros(self.observation_space.shape, dtype=np.uint8)  # last returned frames
+        # NEXT_STEP: sub-envs whose episode ended last step, with the next episode's first frame and state
+        self._pending = np.zeros(self.num_envs, dtype=bool)
+        self._pending_obs = np.zeros(self.observation_space.shape, dtype=np.uint8)
+        self._pending_states: list[bytes | None] = [None] * self.num_envs
+        self._pending_info: dict[str, np.ndarray] = {}
 
     @property
     def spec_summary(self) -> dict[str, Any]:
@@ -262,35 +306,50 @@ class ProcgenVectorEnv(VectorEnv):
             "num_envs": self.num_envs,
             "seed": self._seed,
             "simplified": self.simplified,
+            "autoreset_mode": self.autoreset_mode.value,
             **{k: v for k, v in self._options.items() if k != "env_name"},
         }
 
     def _require_env(self):
+        if self.closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new env")
         if self._env is None:
-            raise RuntimeError("call reset() before step(), get_state() or set_state()")
+            raise RuntimeError("call reset() before step(), get_state(), set_state() or render()")
         return self._env
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        """Create the procgen env with ``rand_seed = seed`` (or the constructor's seed) and observe it."""
+        """Create the procgen env with ``rand_seed = seed`` (or the constructor's seed) and observe it.
+
+        procgen has one ``rand_seed`` per vector env, so ``seed`` is one integer (not one per sub-env).
+        """
+        if self.closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed; create a new env")
         if options:
             raise ValueError(f"ProcgenVectorEnv.reset takes no options, got {sorted(options)}")
         if seed is not None:
+            if not isinstance(seed, int | np.integer):
+                raise TypeError(f"seed must be one int (procgen seeds the whole vector env), got {seed!r}")
             self._seed = int(seed)
         env_class = _procgen_env_class()
         self._env = env_class(num=self.num_envs, rand_seed=self._seed, **self._options)
         self._returns[:] = 0.0
         self._lengths[:] = 0
+        self._pending[:] = False
+        self._pending_states = [None] * self.num_envs
         _, obs, _ = self._env.observe()
-        return obs["rgb"].copy(), self._procgen_info()
+        self._obs = obs["rgb"].copy()
+        return self._obs.copy(), self._procgen_info()
 
     def _procgen_info(self) -> dict[str, Any]:
         raw = self._env.get_info()
-        return {
-            key: np.array([d[key] for d in raw]) for key in ("level_seed", "prev_level_seed", "prev_level_complete")
-        }
+        info: dict[str, Any] = {}
+        for key in _PROCGEN_INFO_KEYS:
+            info[key] = np.array([d[key] for d in raw])
+            info[f"_{key}"] = np.ones(self.num_envs, dtype=bool)  # gymnasium's per-key mask: every sub-env
+        return info
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Act in every sub-env; ended episodes restart in the same step (their stats are in ``info``)."""
+        """Act in every sub-env; ended episodes restart as ``autoreset_mode`` says (module docstring)."""
         env = self._require_env()
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iu":
@@ -301,19 +360,55 @@ class ProcgenVectorEnv(VectorEnv):
             raise ValueError(f"actions must lie in [0, 15), got range [{actions.min()}, {actions.max()}]")
         env.act(actions.astype(np.int32))
         reward, obs, first = env.observe()
+        obs = obs["rgb"].copy()
         info = self._procgen_info()
         reward = reward.astype(np.float64)
-        self._returns += reward
-        self._lengths += 1
-        done = first.astype(bool)
+        resetting = self._pending.copy()
+        if resetting.any():  # NEXT_STEP: undo the shared act for sub-envs that were starting an episode
+            for i in np.flatnonzero(resetting):
+                self._set_sub_state(i, self._pending_states[i])
+                for key, values in self._pending_info.items():
+                    info[key][i] = values[i]
+            obs[resetting] = self._pending_obs[resetting]
+            reward[resetting] = 0.0
+        self._returns[~resetting] += reward[~resetting]
+        self._lengths[~resetting] += 1
+        done = first.astype(bool) & ~resetting
         truncated = done & (self._lengths >= self.timeout) & (info["prev_level_complete"] == 0)
         terminated = done & ~truncated
         if done.any():
-            info["episode"] = {"r": np.where(done, self._returns, 0.0), "l": np.where(done, self._lengths, 0)}
-            info["_episode"] = done
+            if self.episode_statistics:
+                info["episode"] = {"r": np.where(done, self._returns, 0.0), "l": np.where(done, self._lengths, 0)}
+                info["_episode"] = done
             self._returns[done] = 0.0
             self._lengths[done] = 0
-        return obs["rgb"].copy(), reward, terminated, truncated, info
+            if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+                self._pending_obs[done] = obs[done]
+                for i in np.flatnonzero(done):
+                    self._pending_states[i] = self._get_sub_state(i)
+                self._pending_info = {k: info[k].copy() for k in _PROCGEN_INFO_KEYS}
+                obs[done] = self._obs[done]  # the episode's last rendered frame
+        self._pending = done if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros_like(done)
+        self._obs = obs
+        return obs.copy(), reward, terminated, truncated, info
+
+    def _get_sub_state(self, index: int) -> bytes:
+        """One sub-env's serialised state (procgen's ``get_state`` does this for every sub-env)."""
+        from procgen.env import MAX_STATE_SIZE
+
+        buf = self._env._ffi.new(f"char[{MAX_STATE_SIZE}]")
+        n = self._env.call_c_func("get_state", index, buf, MAX_STATE_SIZE)
+        return bytes(self._env._ffi.buffer(buf, n))
+
+    def _set_sub_state(self, index: int, state: bytes) -> None:
+        self._env.call_c_func("set_state", index, state, len(state))
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """Each sub-env's current ``(64, 64, 3)`` uint8 frame with ``render_mode="rgb_array"``, else None."""
+        self._require_env()
+        if self.render_mode is None:
+            return None
+        return tuple(self._obs.copy())
 
     def get_state(self) -> dict[str, Any]:
         """Every sub-env's serialised procgen state plus the adapter's episode counters.
@@ -321,15 +416,25 @@ class ProcgenVectorEnv(VectorEnv):
         Returns
         -------
         dict with ``"procgen"`` (list of ``num_envs`` bytes), ``"returns"`` (float64, (num_envs,)),
-        ``"lengths"`` (int64, (num_envs,)) and ``"seed"``.
+        ``"lengths"`` (int64, (num_envs,)) and ``"seed"``; with ``NEXT_STEP`` autoreset also the pending
+        resets (``"pending"``, ``"pending_obs"``, ``"pending_states"``, ``"pending_info"``, ``"obs"``).
         """
         env = self._require_env()
-        return {
+        state = {
             "procgen": list(env.callmethod("get_state")),
             "returns": self._returns.copy(),
             "lengths": self._lengths.copy(),
             "seed": self._seed,
         }
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            state.update(
+                pending=self._pending.copy(),
+                pending_obs=self._pending_obs.copy(),
+                pending_states=list(self._pending_states),
+                pending_info={k: v.copy() for k, v in self._pending_info.items()},
+                obs=self._obs.copy(),
+            )
+        return state
 
     def set_state(self, state: dict[str, Any]) -> np.ndarray:
         """Restore :meth:`get_state`'s output (creating the env if needed); return the current observation."""
@@ -337,14 +442,109 @@ class ProcgenVectorEnv(VectorEnv):
             raise ValueError(f"state holds {len(state['procgen'])} sub-env states, this env has {self.num_envs}")
         if self._env is None:
             self.reset(seed=int(state["seed"]))
-        self._env.callmethod("set_state", list(state["procgen"]))
+        self._require_env().callmethod("set_state", list(state["procgen"]))
         self._returns[:] = np.asarray(state["returns"], dtype=np.float64)
         self._lengths[:] = np.asarray(state["lengths"], dtype=np.int64)
         _, obs, _ = self._env.observe()
-        return obs["rgb"].copy()
+        self._obs = obs["rgb"].copy()
+        if "pending" in state:
+            self._pending = np.asarray(state["pending"], dtype=bool).copy()
+            self._pending_obs = np.asarray(state["pending_obs"], dtype=np.uint8).copy()
+            self._pending_states = list(state["pending_states"])
+            self._pending_info = {k: np.array(v) for k, v in state["pending_info"].items()}
+            self._obs = np.asarray(state["obs"], dtype=np.uint8).copy()
+        return self._obs.copy()
 
     def close_extras(self, **kwargs: Any) -> None:
         self._env = None
+
+
+class ProcgenEnv(gymnasium.Env):
+    """One Procgen game as a single gymnasium ``Env`` (passes ``gymnasium.utils.env_checker.check_env``).
+
+    Built on a one-env :class:`ProcgenVectorEnv`. ``reset(seed=s)`` starts procgen with ``rand_seed=s``;
+    ``reset()`` after an episode end continues procgen's level stream at no cost, and any other
+    ``reset()`` re-creates procgen's env with a ``rand_seed`` drawn from ``self.np_random`` (re-creating
+    leaks a little memory, openai/procgen#68). The observation returned with ``terminated``/``truncated``
+    is the episode's last rendered frame: procgen never renders the terminal state. ``render()`` with
+    ``render_mode="rgb_array"`` returns the current observation frame.
+
+    Parameters
+    ----------
+    game : str
+        One of :data:`GAMES`.
+    render_mode : {None, "rgb_array"}
+    **options
+        :class:`ProcgenVectorEnv` options: ``distribution_mode``, ``num_levels``, ``start_level``,
+        ``simplified``, ``use_sequential_levels``, ``center_agent``, ``paint_vel_info``.
+
+    Examples
+    --------
+    >>> env = ProcgenEnv("coinrun", distribution_mode="easy")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, int(info["level_seed"]) >= 0
+    ((64, 64, 3), True)
+    >>> obs, reward, terminated, truncated, info = env.step(4)
+    >>> env.close()
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, game: str, *, render_mode: str | None = None, **options: Any) -> None:
+        check_choice(render_mode, (None, "rgb_array"), name="render_mode")
+        unknown = set(options) - {
+            "distribution_mode",
+            "num_levels",
+            "start_level",
+            "simplified",
+            "use_sequential_levels",
+            "center_agent",
+            "paint_vel_info",
+        }
+        if unknown:
+            raise TypeError(f"unknown ProcgenEnv option(s): {', '.join(sorted(unknown))}")
+        self._vec = ProcgenVectorEnv(game, 1, num_threads=0, episode_statistics=False, **options)
+        self.game = game
+        self.render_mode = render_mode
+        self.observation_space = self._vec.single_observation_space
+        self.action_space = self._vec.single_action_space
+        self._obs: np.ndarray | None = None
+        self._next_episode: tuple[np.ndarray, dict] | None = None  # procgen's already started next episode
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        if options:
+            raise ValueError(f"ProcgenEnv.reset takes no options, got {sorted(options)}")
+        if seed is None and self._next_episode is not None:
+            obs, info = self._next_episode
+        else:
+            rand_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
+            obs, info = self._vec.reset(seed=rand_seed)
+        self._next_episode = None
+        self._obs = obs[0]
+        return self._obs.copy(), _first_env_info(info)
+
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._next_episode is not None:
+            raise RuntimeError("the episode is over: call reset() before step()")
+        obs, reward, terminated, truncated, info = self._vec.step(np.array([action], dtype=np.int64))
+        if terminated[0] or truncated[0]:
+            self._next_episode = (obs, info)
+        else:
+            self._obs = obs[0]
+        return self._obs.copy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first_env_info(info)
+
+    def render(self) -> np.ndarray | None:
+        if self._obs is None:
+            raise RuntimeError("call reset() before render()")
+        return self._obs.copy() if self.render_mode == "rgb_array" else None
+
+    def close(self) -> None:
+        self._vec.close()
+
+
+def _first_env_info(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: v[0].item() for k, v in info.items() if not k.startswith("_") and isinstance(v, np.ndarray)}
 
 
 def make_vector_env(env_id: str, num_envs: int, *, seed: int = 0, **kwargs: Any) -> VectorEnv:

@@ -31,10 +31,9 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,86 +45,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from rldiag.encoders import make_encoder
 from rldiag.envs import ProcgenVectorEnv
+from rldiag.ppo_config import PPOConfig
 from shared.checkpoints import load_checkpoint
 from shared.devices import autocast, default_device
-
-
-@dataclass
-class PPOConfig:
-    """Every PPO hyper-parameter. Sizes derived from these (batch size, iterations) are properties."""
-
-    # --- environment
-    game: str = field(default="coinrun", metadata={"help": "Procgen game (one of rldiag.envs.GAMES)"})
-    distribution_mode: str = field(default="easy", metadata={"help": "easy, hard or a game-specific mode"})
-    num_levels: int = field(default=0, metadata={"help": "number of training levels (0 = unbounded)"})
-    start_level: int = field(default=0, metadata={"help": "first level seed"})
-    simplified: bool = field(default=False, metadata={"help": "perceptually simplified rendering"})
-    # --- agent
-    encoder: str = field(default="impala", metadata={"help": "impala, nature or a shared backbone name"})
-    encoder_config: dict = field(default_factory=dict, metadata={"help": "encoder options (JSON)"})
-    # --- run
-    seed: int = field(default=1, metadata={"help": "seed of torch, numpy and the env's rand_seed"})
-    total_timesteps: int = field(default=25_000_000, metadata={"help": "env steps over all envs"})
-    num_envs: int = field(default=64, metadata={"help": "parallel environments"})
-    num_steps: int = field(default=256, metadata={"help": "rollout length per env and iteration"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA if present), cpu or cuda[:i]"})
-    amp: bool = field(default=True, metadata={"help": "float16 autocast + grad scaling on CUDA"})
-    cpu_bf16: bool = field(
-        default=False,
-        metadata={"help": "opt-in bfloat16 autocast on the CPU (~2x faster CNN with AVX-512-BF16; not float32-exact)"},
-    )
-    torch_deterministic: bool = field(default=True, metadata={"help": "cudnn.deterministic"})
-    # --- optimisation
-    learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
-    anneal_lr: bool = field(default=False, metadata={"help": "linearly anneal the learning rate to 0"})
-    num_minibatches: int = field(default=8, metadata={"help": "minibatches per epoch"})
-    update_epochs: int = field(default=3, metadata={"help": "passes over each rollout"})
-    max_grad_norm: float = field(default=0.5, metadata={"help": "global gradient-norm clip"})
-    target_kl: float | None = field(default=None, metadata={"help": "stop the update early above this KL"})
-    # --- PPO objective
-    gamma: float = field(default=0.999, metadata={"help": "discount factor"})
-    gae_lambda: float = field(default=0.95, metadata={"help": "GAE lambda"})
-    norm_adv: bool = field(default=True, metadata={"help": "normalise advantages per minibatch"})
-    clip_coef: float = field(default=0.2, metadata={"help": "policy ratio clip"})
-    clip_vloss: bool = field(default=True, metadata={"help": "clip the value loss like the policy"})
-    ent_coef: float = field(default=0.01, metadata={"help": "entropy bonus coefficient"})
-    vf_coef: float = field(default=0.5, metadata={"help": "value loss coefficient"})
-    normalize_reward: bool = field(default=True, metadata={"help": "scale rewards by the return's std"})
-    reward_clip: float = field(default=10.0, metadata={"help": "clip normalised rewards to +-this"})
-    # --- logging and checkpoints
-    tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard event files"})
-    checkpoint_every: int = field(default=10, metadata={"help": "iterations between checkpoints (0: end only)"})
-    video_every: int = field(default=0, metadata={"help": "iterations between GIFs of env 0 (0: none)"})
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_timesteps // self.batch_size
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field for impossible settings."""
-        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size % self.num_minibatches:
-            raise ValueError(
-                f"num_envs * num_steps = {self.batch_size} must be divisible by num_minibatches "
-                f"= {self.num_minibatches}"
-            )
-        if self.num_iterations < 1:
-            raise ValueError(
-                f"total_timesteps = {self.total_timesteps} is less than one rollout "
-                f"(num_envs * num_steps = {self.batch_size})"
-            )
-        if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
-            raise ValueError(f"need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got {self.gamma}, {self.gae_lambda}")
+from shared.jobs import atomic_path
 
 
 def make_env(cfg: PPOConfig) -> ProcgenVectorEnv:
@@ -317,12 +240,17 @@ def train(
     envs: VectorEnv | None = None,
     resume: bool = True,
     progress: bool = False,
+    progress_label: str | None = None,
+    progress_position: int | None = None,
 ) -> PPOResult:
     """Train PPO for ``cfg.total_timesteps`` env steps, logging and checkpointing under ``run_dir``.
 
     ``envs`` replaces the procgen env the config describes (any gymnasium vector env with uint8 image
     observations, discrete actions and ``SAME_STEP`` autoreset). With ``resume`` an existing
     ``run_dir/checkpoint.pt`` is continued; its config must match except ``total_timesteps``.
+    ``progress`` shows a tqdm bar in env steps with steps/s and the mean return of the last 20 episodes
+    (``progress_label`` names it, ``progress_position`` stacks it under another bar and removes it at
+    the end).
     """
     cfg.validate()
     run_dir = Path(run_dir)
@@ -348,7 +276,8 @@ def train(
     if autoreset != AutoresetMode.SAME_STEP:
         raise ValueError(
             f"PPO needs an env with SAME_STEP autoreset, got {autoreset}; build gymnasium envs with "
-            "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}"
+            "vector_kwargs={'autoreset_mode': AutoresetMode.SAME_STEP}, and rldiag/<game>-v0 or "
+            "ProcgenVectorEnv with autoreset_mode=AutoresetMode.SAME_STEP, episode_statistics=True"
         )
     if envs.num_envs != cfg.num_envs:
         raise ValueError(f"envs has {envs.num_envs} sub-envs but cfg.num_envs = {cfg.num_envs}")
@@ -389,18 +318,20 @@ def train(
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     start_time, start_step = time.perf_counter(), global_step
-    iterations = range(start_iteration, cfg.num_iterations + 1)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterations = tqdm(
-            iterations,
-            desc=f"PPO {cfg.game}",
-            unit="it",
-            initial=start_iteration - 1,
-            total=cfg.num_iterations,
+        bar = tqdm(
+            desc=progress_label or f"PPO {cfg.game}",
+            unit="step",
+            unit_scale=True,
+            initial=global_step,
+            total=cfg.num_iterations * cfg.batch_size,
+            position=progress_position,
+            leave=progress_position is None,
         )
-    for iteration in iterations:
+    for iteration in range(start_iteration, cfg.num_iterations + 1):
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - (iteration - 1.0) / cfg.num_iterations)
 
@@ -490,6 +421,11 @@ def train(
             },
         )
         episodes.extend(iteration_episodes)
+        if bar is not None:
+            recent = [r for _, r, _ in episodes[-20:]]
+            # tqdm shows env steps and steps/s itself
+            bar.set_postfix_str("recent return " + (f"{np.mean(recent):.2f}" if recent else "n/a"), refresh=False)
+            bar.update(cfg.batch_size)
         if cfg.video_every and iteration % cfg.video_every == 0:
             write_gif(obs[:, 0].cpu().numpy(), run_dir / "videos" / f"iteration_{iteration:06d}.gif")
 
@@ -508,6 +444,8 @@ def train(
                 episodes,
             )
     logger.close()
+    if bar is not None:
+        bar.close()
     return PPOResult(agent, episodes, run_dir, global_step, time.perf_counter() - start_time)
 
 
@@ -542,9 +480,8 @@ def save_checkpoint(
     }
     if hasattr(envs, "get_state"):
         ckpt["env_state"] = _env_state_to_tensors(envs.get_state())
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_agent(
@@ -554,7 +491,7 @@ def load_agent(
     map_location: str | torch.device = "cpu",
 ) -> tuple[Agent, PPOConfig]:
     """Rebuild a trained :class:`Agent` and its config from ``checkpoint.pt`` (weights only)."""
-    ckpt = load_checkpoint(path, map_location=map_location)
+    ckpt = load_checkpoint(path, map_location=map_location, expect="ppo")
     cfg = PPOConfig(**ckpt["config"])
     agent = make_agent(cfg, obs_shape, n_actions)
     agent.load_state_dict(ckpt["model"])

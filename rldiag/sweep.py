@@ -5,9 +5,11 @@ Parallelism comes from ``dask.distributed``, not a home-made scheduler: a ``Loca
 which separate worker processes contain), or ``Client(scheduler_address)`` for a cluster started with
 ``dask scheduler`` / ``dask worker`` (workers must have recurrent-vision installed and see ``out_dir``).
 
-Resumability lives in the cells (:func:`rldiag.diagnose.is_done`): finished cells are skipped before
-submission, so re-running the same command continues an interrupted sweep. Each ``bc`` cell is submitted
-with its ``pix`` cell's future as an argument, so dask runs it after the expert exists.
+The output folder is a :mod:`shared.jobs` job: its ``.job/`` holds the settings (a rerun with other
+settings is refused in one line), the lock (a second sweep into the same folder refuses naming the first,
+or waits), and one done-marker per finished cell (:func:`rldiag.diagnose.is_done`): finished cells are
+skipped before submission, so re-running the same command continues an interrupted sweep. Each ``bc`` cell
+is submitted with its ``pix`` cell's future as an argument, so dask runs it after the expert exists.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rldiag.diagnose import Cell, DiagnoseConfig, is_done, plan_cells, run_cell
+from rldiag.diagnose import COMMAND, Cell, DiagnoseConfig, is_done, plan_cells, run_cell
+from shared.jobs import open_job
 
 
 def run_diagnosis(
@@ -27,6 +30,8 @@ def run_diagnosis(
     workers: int = 0,
     scheduler: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    wait: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every unfinished cell of ``cfg`` and return all cell results.
 
@@ -41,35 +46,38 @@ def run_diagnosis(
     scheduler : str, optional
         Address of a running dask scheduler, e.g. ``tcp://10.0.0.5:8786``.
     progress : bool
-        Show a tqdm bar over cells.
+        Show a tqdm bar over cells and, when cells run serially in this process, one bar inside each cell
+        (PPO: env steps, steps/s, mean return of the last 20 episodes; bc: expert frames, then training
+        samples and held-out agreement). dask workers run without bars.
+    overwrite : start over in an ``out_dir`` holding a diagnosis with other settings (or files this
+        command did not write); cells are replaced as they are recomputed.
+    wait : if another sweep holds ``out_dir``, wait for it instead of refusing.
+
+    Raises
+    ------
+    shared.jobs.JobConfigError : ``out_dir`` holds a diagnosis with other settings (and not ``overwrite``).
+    shared.jobs.JobLockedError : another sweep is writing ``out_dir`` (and not ``wait``).
     """
     from tqdm.auto import tqdm
 
     cfg.validate()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cfg_dict = dataclasses.asdict(cfg)
     cells = plan_cells(cfg)
-    todo = [c for c in cells if not is_done(out_dir, c, cfg)]
-    bar = tqdm(
-        total=len(cells),
-        initial=len(cells) - len(todo),
-        desc="rldiag cells",
-        unit="cell",
-        disable=not progress,
-    )
-    if not todo:
+    with open_job(out_dir, COMMAND, cfg.scoring_dict(), overwrite=overwrite, wait=wait) as job:
+        job.claim("cells", "runs")
+        todo = [c for c in cells if not is_done(out_dir, c, cfg)]
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="rldiag cells", unit="cell",
+                   disable=not progress)
+        if todo and scheduler is None and workers == 0:
+            for cell in todo:  # plan order: pix and simp before bc
+                bar.set_postfix_str(cell.key)
+                run_cell(cfg_dict, cell, out_dir, progress=progress)
+                bar.update()
+        elif todo:
+            _run_on_dask(cfg_dict, todo, out_dir, workers=workers, scheduler=scheduler, bar=bar)
         bar.close()
         return [run_cell(cfg_dict, c, out_dir) for c in cells]
-    if scheduler is None and workers == 0:
-        for cell in todo:  # plan order: pix and simp before bc
-            bar.set_postfix_str(cell.key)
-            run_cell(cfg_dict, cell, out_dir)
-            bar.update()
-    else:
-        _run_on_dask(cfg_dict, todo, out_dir, workers=workers, scheduler=scheduler, bar=bar)
-    bar.close()
-    return [run_cell(cfg_dict, c, out_dir) for c in cells]
 
 
 def _run_on_dask(

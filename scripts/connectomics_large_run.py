@@ -159,7 +159,7 @@ def main() -> int:
     ckpt = args.checkpoint or train_checkpoint(work, args.train_steps, log, report)
 
     # 3. predict: killed, resumed, compared with an uninterrupted run over the slab(s) of the kill
-    pred, done = f"{work}/pred.zarr/affs", work / "pred.zarr.blockwise/affs/done"
+    pred, done = f"{work}/pred.zarr/affs", work / "pred.zarr/affs/0/.job/done"
     predict = ["predict", str(ckpt), f"{sim}/raw", pred, "--block", args.predict_block, "--context",
                args.predict_context, "--workers", str(args.workers), "--no-progress"]
     blocks = block_grid(volume, parse_coordinate(args.predict_block, name="--predict-block"))

@@ -1,20 +1,66 @@
-"""Console-command plumbing shared by ``connectomics``, ``phenotypic`` and ``rldiag``.
+"""The one CLI layer shared by ``connectomics``, ``phenotypic``, ``rldiag`` and ``python -m shared.alignment``.
 
-A console command is a set of subcommands, each a function ``run(argv: list[str]) -> int | None`` living in
-the module that does the work and imported only when chosen (so ``--help`` is fast). Training subcommands
-(``fit``, ``validate``, ``test``, ``predict``) go through :func:`lightning_cli`, i.e. LightningCLI with YAML
-configs: ``connectomics fit --config configs/connectomics/gammanet.yaml``.
+* A console command is a set of subcommands, each a function ``run(argv: list[str]) -> int | None`` living
+  in its package's ``cli.py`` and imported only when chosen (so ``--help`` is fast): :func:`run_subcommands`.
+* Options come from config dataclasses, one ``--option`` per field, the field's docstring as its help:
+  :func:`add_dataclass_arguments` and :func:`dataclass_from_args`.
+* User errors are caught in one place (:func:`run_subcommands`): :class:`UserError`, ``ValueError`` and
+  ``OSError`` print as one line ``prog: error: ...`` with exit code 2; ``--verbose`` (anywhere on the
+  command line) also prints the traceback. Other exceptions are bugs and keep their traceback.
+* Output options: :func:`add_output_arguments` (``--overwrite``, ``--wait``), enforced by :mod:`shared.jobs`.
+* Training subcommands (``fit``, ``validate``, ``test``, ``predict``) go through :func:`lightning_cli`, i.e.
+  LightningCLI with YAML configs: ``connectomics fit --config configs/connectomics/gammanet.yaml``.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
+import functools
 import importlib
+import inspect
+import json
 import sys
+import textwrap
+import traceback
+import types
+import typing
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+VERBOSE_FLAG = "--verbose"
+
+
+class UserError(Exception):
+    """A mistake in a command's input or environment; shown as one line and exit code :attr:`exit_code`."""
+
+    exit_code = 2
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, OSError)
+"""Exceptions that mean "the input is wrong" rather than "the code is wrong"."""
+
+
+def error_line(err: BaseException) -> str:
+    """One line for an exception: the message with its whitespace collapsed (``OSError`` as
+    ``strerror: filename``), at most 600 characters.
+
+    Examples
+    --------
+    >>> error_line(ValueError("bad\\n  value"))
+    'bad value'
+    >>> error_line(FileNotFoundError(2, "No such file or directory", "x.ckpt"))
+    'No such file or directory: x.ckpt'
+    """
+    if isinstance(err, OSError) and not isinstance(err, UserError) and err.strerror and err.filename:
+        text = f"{err.strerror}: {err.filename}"
+    else:
+        text = str(err) or type(err).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= 600 else text[:597] + "..."
 
 
 @dataclass(frozen=True)
@@ -25,15 +71,36 @@ class Subcommand:
     help: str
 
 
+def run_guarded(prog: str, func: Callable[[list[str]], int | None], argv: Sequence[str]) -> int:
+    """Call ``func(argv)`` and turn user errors into one line on stderr and their exit code (2).
+
+    ``--verbose`` in ``argv`` adds the traceback. ``KeyboardInterrupt`` exits 130 with a hint to resume.
+    """
+    argv = list(argv)
+    try:
+        return int(func(argv) or 0)
+    except USER_ERRORS as err:
+        if VERBOSE_FLAG in argv:
+            traceback.print_exc()
+        hint = "" if VERBOSE_FLAG in argv else f" (add {VERBOSE_FLAG} for the traceback)"
+        print(f"{prog}: error: {error_line(err)}{hint}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
 def run_subcommands(
     prog: str, description: str, subcommands: dict[str, Subcommand], argv: Sequence[str] | None = None,
     epilog: str = "",
 ) -> int:
-    """Dispatch ``prog SUBCOMMAND [args...]`` to the subcommand's function, with a manual-like ``--help``."""
+    """Dispatch ``prog SUBCOMMAND [args...]`` to the subcommand's function (through :func:`run_guarded`),
+    with a manual-like ``--help``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     width = max(len(n) for n in subcommands)
     listing = "\n".join(f"  {name:<{width}}  {sc.help}" for name, sc in subcommands.items())
-    manual = f"{description}\n\nsubcommands:\n{listing}\n\nRun '{prog} SUBCOMMAND --help' for its options."
+    manual = (f"{description}\n\nsubcommands:\n{listing}\n\nRun '{prog} SUBCOMMAND --help' for its options; "
+              f"add {VERBOSE_FLAG} to see the traceback of an error.")
     if epilog:
         manual += f"\n\n{epilog}"
     if not argv or argv[0] in {"-h", "--help"}:
@@ -45,23 +112,170 @@ def run_subcommands(
         return 2
     module_name, func_name = subcommands[name].target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    result = func(rest)
-    return int(result or 0)
+    return run_guarded(f"{prog} {name}", func, rest)
 
 
 def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with the house formatting (defaults shown, description kept as written)."""
+    """An ``ArgumentParser`` with the house formatting (defaults shown, description kept as written) and
+    the ``--verbose`` flag that :func:`run_guarded` reads."""
 
     class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
         """Show defaults and keep the description's own line breaks (examples stay readable)."""
 
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
+    parser.add_argument(VERBOSE_FLAG, action=_ReadByRunGuarded, help="on an error, also print the traceback")
+    return parser
+
+
+class _ReadByRunGuarded(argparse.Action):
+    """Accept a flag that :func:`run_guarded` reads from argv, without adding it to the parsed namespace
+    (subcommands that turn the namespace into a config never see it)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        """Nothing to store."""
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, *, wait: bool = True) -> None:
+    """``--overwrite`` (and ``--wait`` for outputs that take a lock): the switches :mod:`shared.jobs`
+    enforces."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing outputs that this command did not create (never needed to resume "
+                             "an interrupted run of the same command)")
+    if wait:
+        parser.add_argument("--wait", action="store_true",
+                            help="if another run is writing the same output, wait for it instead of stopping")
+
+
+# ------------------------------------------------------------------------------------------ dataclasses
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (``x: int = 1`` then ``\"\"\"help\"\"\"``, read from the
+    class's source file, through its bases); a field's ``metadata["help"]`` wins (and is the only source for
+    classes without a source file).
+
+    Examples
+    --------
+    >>> @dataclass
+    ... class Config:
+    ...     steps: int = dataclasses.field(default=10, metadata={"help": "optimiser steps"})
+    >>> field_docs(Config)
+    {'steps': 'optimiser steps'}
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    for f in dataclasses.fields(cls):
+        if "help" in f.metadata:
+            docs[f.name] = f.metadata["help"]
+    return {f.name: docs[f.name] for f in dataclasses.fields(cls) if f.name in docs}
+
+
+def json_object(text: str) -> dict:
+    """Parse an option's value as a JSON object (an ``argparse`` type: other input is a usage error).
+
+    Examples
+    --------
+    >>> json_object('{"hidden": 32}')
+    {'hidden': 32}
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}: {err}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_or_none(text: str) -> Any:
+        return None if text.lower() == "none" else parse(text)
+
+    parse_or_none.__name__ = getattr(parse, "__name__", "value")
+    return parse_or_none
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: Sequence[str] = ()) -> None:
+    """One ``--option`` per field of dataclass ``cls`` (``n_steps`` -> ``--n-steps``), help from
+    :func:`field_docs`, defaults shown, ``dest`` the field name.
+
+    Types: ``bool`` (``--x/--no-x``), ``int``, ``float``, ``str``, ``Literal[...]`` (choices), ``list[T]``
+    (space-separated values), ``dict`` (a JSON object) and ``T | None`` (``none`` gives None). A field with
+    no default is a required option.
+    """
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"dest": f.name, "help": docs.get(f.name, "")}
+        if f.default is not dataclasses.MISSING:
+            kwargs["default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            kwargs["default"] = f.default_factory()
+        else:
+            kwargs["required"] = True
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+        if optional:
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+        if hint is bool:
+            parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if origin is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(hint))
+            parse = type(kwargs["choices"][0])
+        elif origin is list:
+            (item,) = typing.get_args(hint) or (str,)
+            kwargs["nargs"] = "+"
+            parse = item
+        elif hint is dict or origin is dict:
+            kwargs["metavar"] = "JSON"
+            parse = json_object
+        elif hint in (int, float, str):
+            parse = hint
+        else:
+            raise TypeError(f"{cls.__name__}.{f.name}: no command-line parser for type {hint!r}")
+        parser.add_argument("--" + f.name.replace("_", "-"), type=_optional(parse) if optional else parse,
+                            **kwargs)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace | dict) -> Any:
+    """Build ``cls`` from the parsed options that :func:`add_dataclass_arguments` added (others ignored)."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else args
+    return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.init and f.name in values})
+
+
+# ------------------------------------------------------------------------------------------ LightningCLI
+def _option_value(args: Sequence[str], flag: str) -> str | None:
+    """The value of ``flag VALUE`` or ``flag=VALUE`` in ``args`` (the last one wins), else None."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str] | None = None,
                   run: bool = True, **kwargs: Any):
     """LightningCLI with the project's defaults: YAML configs, the resolved config saved beside the logs,
-    seeding on by default, and no subclass magic. ``args`` lets tests and scripts call it in-process."""
+    seeding on by default, and no subclass magic. ``args`` lets tests and scripts call it in-process;
+    ``--verbose`` (read by :func:`run_guarded`) is removed from them."""
     from lightning.pytorch.cli import LightningCLI
 
     class _SafeCLI(LightningCLI):
@@ -74,5 +288,10 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     kwargs.setdefault("save_config_kwargs", {"overwrite": True})
     kwargs.setdefault("seed_everything_default", 0)
-    return _SafeCLI(model_class, datamodule_class, args=None if args is None else list(args), run=run,
-                        **kwargs)
+    args = None if args is None else [a for a in args if a != VERBOSE_FLAG]
+    resume_from = _option_value(args or [], "--ckpt_path")
+    if resume_from is not None and resume_from not in ("best", "last", "hpc", "registry"):
+        from shared.checkpoints import load_checkpoint
+
+        load_checkpoint(resume_from)  # an empty, truncated or hostile file fails here, in one line
+    return _SafeCLI(model_class, datamodule_class, args=args, run=run, **kwargs)

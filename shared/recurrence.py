@@ -24,6 +24,14 @@ Training modes
     theorem ``g dF/dw`` is the gradient of the loss at the fixed point, so memory does not depend on T.
     It needs a local contraction (``||J|| < 1``); the Lipschitz coefficient penalty (LCP,
     :func:`lipschitz_penalty`) encourages one.
+``bptt`` with the penalty (C-BPTT)
+    ``CRBPConfig(penalty=True)`` computes the same LCP in ``bptt`` (and ``truncated``) mode, on the last
+    step's Jacobian ``J = d h_T / d h_{T-1}`` taken on the BPTT graph, and returns it as ``stats.penalty``:
+    the C-RBP paper's comparison arm. Unlike C-RBP, h_{T-1} is not detached, so the penalty's gradient
+    also reaches the earlier steps; this is what the ``bptt`` branch of c-rbp/pathfinder_experiments
+    ``models/hgrucleanSEG.py`` does (``autograd.grad(last_state, state_2nd_last, ones, create_graph=True)``
+    on the undetached BPTT states; its ``BPTT_penmain14SEG.sh`` runs it). Plain BPTT (the default,
+    ``penalty=None``) computes no penalty.
 
 Every call returns :class:`RecurrenceStats`: the relative residual ``||h_t - h_{t-1}|| / ||h_t||`` per step
 and, after ``backward()`` in C-RBP mode, the number of Neumann terms used, which stopping rule fired and
@@ -72,7 +80,10 @@ class CRBPConfig:
     stop_on_growth : stop (keeping the previous partial sum) when ``||v_k|| > ||v_{k-1}||``.
     tol : stop when ``||v_k|| <`` this (published: 1e-9).
     damping : factor ``d`` in ``v_k = d v_{k-1} J`` (1.0 in the PyTorch code, 0.9 in its TF ancestor).
-    penalty : compute the LCP on the tracked step while gradients are enabled (C-RBP = RBP + LCP).
+    penalty : compute the LCP on the last step while gradients are enabled and return it as
+        ``stats.penalty``. None (default): on in ``crbp`` mode (C-RBP = RBP + LCP), off in the others.
+        ``True`` with ``mode="bptt"`` is C-BPTT, the C-RBP paper's comparison arm: the same penalty, on the
+        last step's Jacobian, added to a BPTT loss. ``False`` in ``crbp`` mode is plain RBP.
     penalty_lambda : the LCP target ``lambda`` (0.9 for Pathfinder, 0.95 for COCO in the reference).
     """
 
@@ -82,7 +93,7 @@ class CRBPConfig:
     stop_on_growth: bool = True
     tol: float = 1e-9
     damping: float = 1.0
-    penalty: bool = True
+    penalty: bool | None = None
     penalty_lambda: float = 0.9
 
     def __post_init__(self) -> None:
@@ -96,6 +107,10 @@ class CRBPConfig:
             raise ValueError(f"tol must be >= 0, got {self.tol}")
         if self.penalty_lambda <= 0:
             raise ValueError(f"penalty_lambda must be > 0, got {self.penalty_lambda}")
+
+    def penalty_in(self, mode: str) -> bool:
+        """Whether the LCP is computed in ``mode`` (``penalty``, or None: only in ``crbp``)."""
+        return mode == "crbp" if self.penalty is None else self.penalty
 
 
 @dataclass
@@ -116,8 +131,8 @@ class RecurrenceStats:
     neumann_ratio : ``||v_K|| / ||v_0||`` for the last term computed, a contraction estimate.
     contractive : ``False`` when the Neumann terms grew (the series diverges: the gradient is an
         approximation); ``True`` when they shrank; ``None`` before backward / outside C-RBP.
-    penalty : the LCP, a scalar Tensor with a graph (C-RBP while training), else ``None``. Add
-        ``weight * penalty`` to the loss.
+    penalty : the LCP, a scalar Tensor with a graph (while training, when :meth:`CRBPConfig.penalty_in`
+        the mode: C-RBP by default, C-BPTT on request), else ``None``. Add ``weight * penalty`` to the loss.
     """
 
     mode: str
@@ -167,6 +182,13 @@ def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 def _detach(h: State, requires_grad: bool = False) -> State:
     tensors, single = flatten_state(h)
     return unflatten_state([t.detach().requires_grad_(requires_grad) for t in tensors], single)
+
+
+def _differentiable(h: State) -> State:
+    """``h`` with every Tensor in a graph: constants (e.g. a zero initial state) become leaves."""
+    tensors, single = flatten_state(h)
+    return unflatten_state([t if t.requires_grad else t.detach().requires_grad_(True) for t in tensors],
+                           single)
 
 
 def _vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], v: Sequence[torch.Tensor], *,
@@ -336,7 +358,8 @@ def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State],
     h0 : initial state (Tensor or tuple/list of Tensors), or a zero-argument callable returning it; a
         callable is evaluated without a graph when the mode does not back-propagate into the initial state.
     timesteps : T >= 1.
-    mode : ``"bptt"``, ``"truncated"`` or ``"crbp"`` (see the module docstring).
+    mode : ``"bptt"``, ``"truncated"`` or ``"crbp"`` (see the module docstring). With
+        ``crbp.penalty=True`` the BPTT and truncated modes also return the LCP of the last step (C-BPTT).
     truncate_k : steps with a graph in ``truncated`` mode (``k >= T`` is BPTT).
     crbp : C-RBP options; defaults to ``CRBPConfig()``.
     record_fn : called on the state after every step; its results are returned in ``steps`` (use it for
@@ -400,7 +423,7 @@ def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State],
         prev = _detach(h, requires_grad=True)
         last = advance(prev, timesteps - 1)
         prev_t, last_t = flatten_state(prev)[0], flatten_state(last)[0]
-        if crbp.penalty:
+        if crbp.penalty_in(mode):
             stats.penalty = _penalty_from(prev_t, last_t, crbp.penalty_lambda)
         wrapped = _NeumannGradient.apply(stats, crbp, len(prev_t), *prev_t, *last_t)
         pass_through = unflatten_state(list(wrapped), single)
@@ -409,10 +432,16 @@ def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State],
     else:
         if untracked > 0:
             h = _detach(h)
+        penalty = crbp.penalty_in(mode)
         for t in range(untracked, timesteps):
+            if penalty and t == timesteps - 1:
+                h = _differentiable(h)  # the last step's J = d h_T / d h_{T-1} needs a graph to h_{T-1}
+                prev_t = flatten_state(h)[0]
             h = advance(h, t)
             if record_fn is not None:
                 steps.append(record_fn(h))
+        if penalty:
+            stats.penalty = _penalty_from(prev_t, flatten_state(h)[0], crbp.penalty_lambda)
         pass_through = h
     stats.residuals = torch.stack(residuals).tolist() if residuals else []
     return RecurrenceResult(pass_through, stats, steps)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from shared.jobs import atomic_write_text
+
 
 @dataclass
 class Section:
@@ -85,8 +87,5 @@ class Report:
                 )
         total = time.perf_counter() - self._started
         parts.append(f"<hr><p><small>generated in {total:.0f} s</small></p></body></html>")
-        path = out_dir / "report.html"
-        tmp = path.with_suffix(".html.tmp")
-        tmp.write_text("\n".join(parts), encoding="utf-8")
-        tmp.replace(path)  # atomic: a reader never sees a half-written report
-        return path
+        # atomic: a reader never sees a half-written report
+        return atomic_write_text(out_dir / "report.html", "\n".join(parts))

@@ -109,3 +109,22 @@ def test_engine_skips_done_and_contains_failures(tmp_path, scheduler):
     again = run_blockwise(Recorder(tmp_path, fail_on=-1), blocks, markers, scheduler=scheduler,
                           progress=False)
     assert again.n_processed == 1 and not again.failed
+
+
+def test_engine_records_failures_in_the_job_of_the_output(tmp_path):
+    """With a shared.jobs job, markers live in <out>/.job/done and a failed block's error and traceback in
+    <out>/.job/failed/<id>.json (cleared once it succeeds); the error is JobIncompleteError (exit code 1)."""
+    from shared.jobs import JobIncompleteError, open_job
+
+    blocks = block_grid(Roi((0, 0, 0), (4, 4, 4)), (2, 2, 2))
+    with open_job(tmp_path / "out", "test", {}) as job:
+        result = run_blockwise(Recorder(tmp_path, fail_on=5), blocks, DoneMarkers.of_job(job), progress=False)
+    record = json.loads((tmp_path / "out/.job/failed/5.json").read_text())
+    assert record["error"] == "OSError: disk full" and record["attempts"] == 1 and record["traceback"]
+    assert job.done_units() == {str(i) for i in range(8) if i != 5}
+    with pytest.raises(JobIncompleteError, match=r"1 of 8 blocks failed .*block 5: OSError: disk full") as err:
+        result.raise_for_failures("test", records=job.folder / "failed")
+    assert err.value.exit_code == 1 and isinstance(err.value, RuntimeError)
+    with open_job(tmp_path / "out", "test", {}) as job:
+        run_blockwise(Recorder(tmp_path, fail_on=-1), blocks, DoneMarkers.of_job(job), progress=False)
+    assert job.failed_units() == {} and len(job.done_units()) == 8

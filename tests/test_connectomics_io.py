@@ -12,14 +12,18 @@ import tifffile
 import zarr
 
 from connectomics.io import (
+    add_alias,
     add_multiscale_levels,
     check_role,
     check_same_geometry,
+    create_label_image,
     create_ome_zarr_array,
+    create_segmentation_image,
     downsample_block,
     normalize_raw,
     open_volume,
     parse_volume_path,
+    write_label_image,
     write_ome_zarr,
 )
 
@@ -217,3 +221,205 @@ def test_normalize_raw():
     assert normalize_raw(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
     assert normalize_raw(np.array([65535], np.uint16)).tolist() == [1.0]
     assert normalize_raw(np.array([0.5], np.float64)).dtype == np.float32
+
+
+# ------------------------------------------------------------------------------------------ label images
+def _image_with_levels(path: Path, raw: np.ndarray, n_levels: int = 3) -> str:
+    write_ome_zarr(path, raw, axes="zyx", voxel_size=(40, 4, 4), offset=(80, 8, 8), chunks=(3, 10, 12),
+                   n_levels=n_levels)
+    return str(path)
+
+
+def test_label_image_layout_levels_and_metadata(tmp_path, raw):
+    image = _image_with_levels(tmp_path / "v.zarr" / "raw", raw)
+    ids = np.random.default_rng(1).integers(0, 4, size=raw.shape).astype(np.uint32)
+    write_label_image(image, "cells", ids, chunks=(3, 10, 12), colors={3: (255, 0, 0, 255)},
+                      properties={3: {"class": "glia"}})
+    vol = open_volume(f"{image}/labels/cells", role="labels")
+    np.testing.assert_array_equal(vol.data.compute(), ids)
+    assert vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
+    # same number of levels as the image, each the image's shape and scale, downsampled by window mode
+    expected = ids
+    for level in (1, 2):
+        expected = downsample_block(expected, (1, 2, 2), "mode")
+        lab, img = open_volume(f"{image}/labels/cells", level=level), open_volume(image, level=level)
+        np.testing.assert_array_equal(lab.data.compute(), expected)
+        assert lab.shape == img.shape and lab.voxel_size == img.voxel_size and lab.offset == img.offset
+    with pytest.raises(ValueError, match="has 3 scale level"):
+        open_volume(f"{image}/labels/cells", level=3)
+    meta = json.loads((tmp_path / "v.zarr" / "raw" / "labels" / "cells" / "zarr.json").read_text())
+    label = meta["attributes"]["ome"]["image-label"]
+    assert label["source"] == {"image": "../../"}
+    assert label["colors"] == [{"label-value": 0, "rgba": [0, 0, 0, 0]}, {"label-value": 3, "rgba": [255, 0, 0, 255]}]
+    assert label["properties"] == [{"label-value": 3, "class": "glia"}]
+    labels_meta = json.loads((tmp_path / "v.zarr" / "raw" / "labels" / "zarr.json").read_text())
+    assert labels_meta["attributes"]["ome"] == {"version": "0.5", "labels": ["cells"]}
+
+
+def test_label_images_read_by_ome_zarr_and_valid_per_ome_zarr_models(tmp_path, raw):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Labels, Multiscales, Reader
+    from ome_zarr_models import open_ome_zarr
+    from ome_zarr_models.v05.image import Image
+    from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels as LabelsGroup
+
+    image = _image_with_levels(tmp_path / "v.zarr" / "raw", raw)
+    ids = (raw // 64).astype(np.uint64)
+    write_label_image(image, "neuron_ids", ids, chunks=(6, 20, 24), colors={1: (0, 255, 0, 128)})
+    write_label_image(image, "labels_mask", (raw > 10).astype(np.uint8), chunks=(6, 20, 24))
+    nodes = list(Reader(parse_url(image))())
+    kinds = {Path(str(n.zarr.path)).name: {type(s) for s in n.specs} for n in nodes}
+    assert kinds == {"raw": {Multiscales}, "labels": {Labels}, "neuron_ids": {Label, Multiscales},
+                     "labels_mask": {Label, Multiscales}}
+    label_node = next(n for n in nodes if str(n.zarr.path).endswith("neuron_ids"))
+    assert label_node.metadata["color"] == {0: [0, 0, 0, 0], 1: [0.0, 1.0, 0.0, 128 / 255]}
+    assert [d.shape for d in label_node.data] == [(6, 20, 24), (6, 10, 12), (6, 5, 6)]
+    np.testing.assert_array_equal(np.asarray(label_node.data[0]), ids)
+    # opening the label image finds its source image through source.image = "../../"
+    from_label = list(Reader(parse_url(f"{image}/labels/neuron_ids"))())
+    assert [Path(str(n.zarr.path)).name for n in from_label][0] == "raw" and not from_label[0].visible
+    # ome-zarr-models: each group validates as what it is (a validating parser of the NGFF 0.5 metadata)
+    assert isinstance(open_ome_zarr(zarr.open_group(image, mode="r")), Image)
+    labels_group = open_ome_zarr(zarr.open_group(f"{image}/labels", mode="r"))
+    assert isinstance(labels_group, LabelsGroup) and labels_group.ome_attributes.labels == ["neuron_ids",
+                                                                                             "labels_mask"]
+    label = ImageLabel.from_zarr(zarr.open_group(f"{image}/labels/neuron_ids", mode="r"))
+    assert label.ome_attributes.image_label.source.image == "../../"
+    # the validator is strict: a label image with fewer levels than its image is rejected
+    create_label_image(image, "unfinished", dtype=np.uint8, chunks=(6, 20, 24))
+    with pytest.raises(RuntimeError, match="Number of image label multiscale levels"):
+        Image.from_zarr(zarr.open_group(image, mode="r"))
+
+
+def test_label_list_keeps_every_name_under_concurrent_creation(tmp_path, raw):
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = _image_with_levels(tmp_path / "v.zarr" / "raw", raw, n_levels=1)
+    names = [f"seg_{i}" for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: create_label_image(image, n, dtype=np.uint64, chunks=(6, 20, 24)), names))
+    listed = zarr.open_group(f"{image}/labels", mode="r").attrs["ome"]["labels"]
+    assert sorted(listed) == names
+    create_label_image(image, "seg_0", dtype=np.uint64, chunks=(6, 20, 24), exists_ok=True)
+    assert sorted(zarr.open_group(f"{image}/labels", mode="r").attrs["ome"]["labels"]) == names
+
+
+def test_label_image_bad_input(tmp_path, raw):
+    image = _image_with_levels(tmp_path / "v.zarr" / "raw", raw, n_levels=1)
+    kw = {"dtype": np.uint32, "chunks": (6, 20, 24)}
+    with pytest.raises(TypeError, match="must have an integer dtype"):
+        create_label_image(image, "f", **{**kw, "dtype": np.float32})
+    with pytest.raises(ValueError, match=r"of shape \(6, 20, 25\) does not match image"):
+        create_label_image(image, "s", shape=(6, 20, 25), **kw)
+    with pytest.raises(ValueError, match="plain name"):
+        create_label_image(image, "a/b", **kw)
+    with pytest.raises(ValueError, match="4 integers 0-255"):
+        create_label_image(image, "c", colors={1: (0, 0, 300, 0)}, **kw)
+    create_label_image(image, "ok", **kw)
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        create_label_image(image, "ok", **kw)
+    with pytest.raises(KeyError, match="no dataset 'nope'"):
+        create_label_image(f"{tmp_path}/v.zarr/nope", "x", **kw)
+    write_ome_zarr(tmp_path / "v.zarr" / "affs", np.zeros((3, 6, 20, 24), np.float32), axes="czyx",
+                   voxel_size=(40, 4, 4), chunks=(3, 6, 20, 24))
+    with pytest.raises(ValueError, match="need a \\(plane, row, column\\) image"):
+        create_label_image(f"{tmp_path}/v.zarr/affs", "x", **kw)
+
+
+def test_alias_keeps_a_moved_address_readable(tmp_path, raw):
+    image = _image_with_levels(tmp_path / "v.zarr" / "raw", raw, n_levels=1)
+    write_label_image(image, "neuron_ids", raw.astype(np.uint64), chunks=(6, 20, 24))
+    add_alias(tmp_path / "v.zarr", "labels", "raw/labels/neuron_ids")
+    np.testing.assert_array_equal(open_volume(f"{tmp_path}/v.zarr/labels").data.compute(), raw)
+    with pytest.raises(KeyError, match="no dataset 'other'"):
+        open_volume(f"{tmp_path}/v.zarr/other")
+
+
+def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    image = _image_with_levels(tmp_path / "sim.zarr" / "raw", raw, n_levels=1)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*"))
+    seg = create_segmentation_image(tmp_path / "seg.zarr", "seg_0.5", shape=raw.shape, dtype=np.uint64,
+                                    chunks=(6, 20, 24), source_image=image)
+    seg[...] = raw // 50
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*")) == before  # input untouched
+    vol = open_volume(f"{tmp_path}/seg.zarr/seg_0.5", role="labels")
+    assert vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
+    meta = ImageLabel.from_zarr(zarr.open_group(f"{tmp_path}/seg.zarr/seg_0.5", mode="r")).ome_attributes
+    assert meta.image_label.source.image == "../../sim.zarr/raw/"
+    nodes = list(Reader(parse_url(f"{tmp_path}/seg.zarr/seg_0.5"))())
+    assert [Path(str(n.zarr.path)).name for n in nodes] == ["raw", "seg_0.5"]  # the image, then the labels
+    assert Label in {type(s) for s in nodes[1].specs}
+    np.testing.assert_array_equal(np.asarray(nodes[1].data[0]), raw // 50)
+    # without a source image the voxel size must be given; the shape must match the image's
+    plain = create_segmentation_image(tmp_path / "seg.zarr", "fragments", shape=raw.shape, dtype=np.uint32,
+                                      chunks=(6, 20, 24), voxel_size=(40, 4, 4))
+    assert "source" not in zarr.open_group(f"{tmp_path}/seg.zarr/fragments", mode="r").attrs["ome"]["image-label"]
+    assert plain.dtype == np.uint32
+    with pytest.raises(ValueError, match="pass voxel_size"):
+        create_segmentation_image(tmp_path / "seg.zarr", "x", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24))
+    with pytest.raises(ValueError, match="does not match its image"):
+        create_segmentation_image(tmp_path / "seg.zarr", "y", shape=(6, 20, 25), dtype=np.uint64, chunks=(6, 20, 25),
+                                  source_image=image)
+    with pytest.raises(TypeError, match="integer dtype"):
+        create_segmentation_image(tmp_path / "seg.zarr", "z", shape=raw.shape, dtype=np.float32, chunks=(6, 20, 24),
+                                  source_image=image)
+    write_ome_zarr(tmp_path / "pred.zarr" / "affs", np.zeros((3, *raw.shape), np.float32), axes="czyx",
+                   voxel_size=(40, 4, 4), chunks=(3, 6, 20, 24))
+    with pytest.raises(ValueError, match="source image must be \\(plane, row, column\\)"):
+        create_segmentation_image(tmp_path / "seg.zarr", "a", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24),
+                                  source_image=f"{tmp_path}/pred.zarr/affs")
+
+
+def test_simulated_container_is_an_image_with_label_images(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v05.image import Image
+
+    from connectomics.simulate import simulate_to_zarr
+
+    path = tmp_path / "sim.zarr"
+    simulate_to_zarr(path, "retina", (4, 32, 32), seed=1, chunks=(4, 16, 16), levels=2, progress=False)
+    nodes = list(Reader(parse_url(f"{path}/raw"))())
+    labels = [n for n in nodes if Label in {type(s) for s in n.specs}]
+    assert [Path(str(n.zarr.path)).name for n in labels] == ["neuron_ids", "labels_mask"]
+    for label in labels:
+        assert [d.shape for d in label.data] == [d.shape for d in nodes[0].data]
+    Image.from_zarr(zarr.open_group(f"{path}/raw", mode="r"))  # validates, label levels included
+    ids = open_volume(f"{path}/raw/labels/neuron_ids", role="labels")
+    assert ids.dtype == np.uint64
+    np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ids.data.compute())
+    mask = open_volume(f"{path}/labels_mask").data.compute()  # the alias of raw/labels/labels_mask
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+
+
+def test_tiff_must_be_a_3d_stack_like_zarr(tmp_path):
+    """A 4-D TIFF is not read as its pages in a row, and a 2-D TIFF is refused as a 2-D zarr array is."""
+    tifffile.imwrite(tmp_path / "four.tif", np.zeros((2, 16, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(2, 16, 64, 64\) \(4 axes\); expected a 3-D stack"):
+        open_volume(tmp_path / "four.tif")
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"\(2 axes\)"):
+        open_volume(tmp_path / "two.tif")
+    zarr.create_array(str(tmp_path / "two.zarr"), shape=(64, 64), dtype="uint8", chunks=(64, 64))
+    with pytest.raises(ValueError, match="2 axes"):
+        open_volume(tmp_path / "two.zarr")
+    for _ in range(3):  # pages appended one at a time still form a stack
+        tifffile.imwrite(tmp_path / "pages.tif", np.ones((8, 8), np.uint8), append=True)
+    assert open_volume(tmp_path / "pages.tif").data.shape == (3, 8, 8)
+
+
+def test_affinities_role_refuses_inf_and_values_outside_0_1(tmp_path):
+    affs = np.full((3, 4, 8, 8), 0.5, np.float32)
+    write_ome_zarr(tmp_path / "ok.zarr/affs", affs, axes="czyx", voxel_size=(1, 1, 1), chunks=(3, 4, 8, 8))
+    assert open_volume(tmp_path / "ok.zarr/affs", role="affinities").data.shape == affs.shape
+    for name, value in (("inf", np.inf), ("big", 1.5), ("neg", -0.1)):
+        bad = affs.copy()
+        bad[1, 2, 3, 4] = value
+        write_ome_zarr(tmp_path / f"{name}.zarr/affs", bad, axes="czyx", voxel_size=(1, 1, 1), chunks=(3, 4, 8, 8))
+        with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+            open_volume(tmp_path / f"{name}.zarr/affs", role="affinities")

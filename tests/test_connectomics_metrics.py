@@ -13,11 +13,13 @@ import zarr
 from connectomics.io import write_ome_zarr
 from connectomics.metrics import (
     adapted_rand_error,
+    border_mask,
     cli,
     contingency_table,
     contingency_table_blockwise,
     cremi_score,
     evaluate_segmentation,
+    exclude_voxels,
     merge_tables,
     variation_of_information,
 )
@@ -239,3 +241,146 @@ def test_evaluate_cli_reads_chunks_and_writes_json(tmp_path, capsys):
     assert "must have the same shape" in capsys.readouterr().err
     assert cli([f"{tmp_path}/bad.zarr/float", f"{tmp_path}/gt.zarr/labels", "--quiet"]) == 2
     assert "must have an integer dtype" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- excluded voxels: CREMI conventions
+def _dot_in_plane() -> np.ndarray:
+    """One 5x5 section of id 1 with a single voxel of id 2 in the middle."""
+    gt = np.ones((1, 5, 5), np.uint64)
+    gt[0, 2, 2] = 2
+    return gt
+
+
+def test_border_mask_hand_computed():
+    gt = _dot_in_plane()
+    # boundary pixels: the dot and its 4 neighbours (each has a 4-neighbour with another id)
+    plus = np.zeros((5, 5), bool)
+    plus[2, 1:4] = plus[1:4, 2] = True
+    np.testing.assert_array_equal(border_mask(gt, 0.0, (40, 4, 4))[0], plus)
+    # 1 pixel (4 nm at 4 nm/px): everything within Euclidean distance 1 of the plus = |dy| + |dx| <= 2
+    yy, xx = np.mgrid[-2:3, -2:3]
+    np.testing.assert_array_equal(border_mask(gt, 4.0, (40, 4, 4))[0], abs(yy) + abs(xx) <= 2)
+    # 1.5 pixels reaches the diagonal sqrt(2) but not the corners (distance sqrt(5))
+    corners = (abs(yy) == 2) & (abs(xx) == 2)
+    np.testing.assert_array_equal(border_mask(gt, 6.0, (40, 4, 4))[0], ~corners)
+    # in nm: at 8 nm/px 8 nm is one pixel again; a section without boundary masks nothing
+    np.testing.assert_array_equal(border_mask(gt, 8.0, (40, 8, 8)), border_mask(gt, 4.0, (40, 4, 4)))
+    assert not border_mask(np.ones((2, 4, 4), np.uint8), 200.0, (40, 4, 4)).any()
+
+
+def test_cremi_evaluation_hand_computed():
+    gt = _dot_in_plane()
+    seg = np.full((1, 5, 5), 8, np.uint64)
+    seg[0, :, :2] = 7  # columns 0-1 one segment, 2-4 another
+    kept = exclude_voxels(gt, border=border_mask(gt, 4.0, (40, 4, 4)))
+    # 12 voxels survive, all of id 1, split 6/6 between segments 7 and 8: H(seg|gt) = 1 bit, no merge;
+    # sum a^2 = 144, sum b^2 = sum n^2 = 72: precision 1, recall 1/2, ARAND 1 - 2 * 0.5 / 1.5 = 1/3
+    assert int((kept != 0).sum()) == 12 and set(np.unique(kept)) == {0, 1}
+    scores = evaluate_segmentation(seg, kept)
+    assert scores["voi_split"] == pytest.approx(1.0) and scores["voi_merge"] == pytest.approx(0.0)
+    assert scores["precision"] == pytest.approx(1.0) and scores["recall"] == pytest.approx(0.5)
+    assert scores["arand"] == pytest.approx(1 / 3) and scores["cremi_score"] == pytest.approx(math.sqrt(1 / 3))
+
+
+def test_exclude_voxels_ignore_labels_and_mask():
+    gt = np.array([0, 0, 1, 1, 2, 2, 5, 5], np.uint32)
+    mask = np.array([1, 1, 1, 0, 1, 1, 1, 1], np.uint8)
+    assert exclude_voxels(gt).tolist() == [0, 0, 1, 1, 2, 2, 5, 5]
+    assert exclude_voxels(gt, ignore_labels=[0, 5], mask=mask).tolist() == [0, 0, 1, 0, 2, 2, 0, 0]
+    # 0 scored as an object (cremi_python's gt += 1): ids shift, excluded voxels are 0
+    assert exclude_voxels(gt, ignore_labels=[], mask=mask).tolist() == [1, 1, 2, 0, 3, 3, 6, 6]
+    # a seg that splits the two GT-0 voxels: invisible while 0 is ignored, a split once 0 is scored
+    seg = np.array([3, 4, 1, 1, 2, 2, 5, 5], np.uint64)
+    assert variation_of_information(seg, exclude_voxels(gt)).split == pytest.approx(0.0)
+    assert variation_of_information(seg, exclude_voxels(gt, ignore_labels=[])).split == pytest.approx(2 / 8)
+    # unlabelled voxels are not scored even when the segmentation is wrong there
+    wrong = seg.copy()
+    wrong[3] = 9
+    assert adapted_rand_error(wrong, exclude_voxels(gt, mask=mask)).error == pytest.approx(
+        adapted_rand_error(seg, exclude_voxels(gt, mask=mask)).error)
+    with pytest.raises(ValueError, match="2\\^64 - 1"):
+        exclude_voxels(np.array([0, 2**64 - 1], np.uint64), ignore_labels=[])
+    with pytest.raises(ValueError, match="mask and gt must have the same shape"):
+        exclude_voxels(gt, mask=mask[:4])
+
+
+def _border_mask_by_definition(plane: np.ndarray, distance_px: float) -> np.ndarray:
+    """cremi_python's create_border_mask_2d definition, written as a brute-force search: a pixel is masked
+    when some boundary pixel (a 4-neighbour differs; the image is edge-padded) lies within distance_px."""
+    rows, cols = plane.shape
+    boundary = [(y, x) for y in range(rows) for x in range(cols)
+                if any(0 <= y + dy < rows and 0 <= x + dx < cols and plane[y + dy, x + dx] != plane[y, x]
+                       for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)))]
+    out = np.zeros(plane.shape, bool)
+    for y in range(rows):
+        for x in range(cols):
+            out[y, x] = any((y - by) ** 2 + (x - bx) ** 2 <= distance_px ** 2 for by, bx in boundary)
+    return out
+
+
+@pytest.mark.parametrize("distance_px", [0.0, 1.0, 2.5, 4.0])
+def test_border_mask_matches_cremi_definition(distance_px):
+    rng = np.random.default_rng(int(distance_px * 10))
+    gt = np.repeat(np.repeat(rng.integers(0, 4, size=(2, 6, 7)), 3, axis=1), 3, axis=2).astype(np.uint64)
+    mask = border_mask(gt, distance_px * 4.0, (40, 4, 4))
+    for z in range(gt.shape[0]):
+        np.testing.assert_array_equal(mask[z], _border_mask_by_definition(gt[z], distance_px))
+
+
+def test_blockwise_exclusions_equal_whole_volume_and_skimage():
+    rng = np.random.default_rng(5)
+    gt = np.repeat(np.repeat(rng.integers(0, 6, size=(4, 6, 6)), 8, axis=1), 8, axis=2).astype(np.uint64)
+    seg = (gt + (rng.random(gt.shape) < 0.05)).astype(np.uint64) % 5
+    mask = (rng.random(gt.shape) > 0.2).astype(np.uint8)
+    voxel = (40.0, 8.0, 8.0)
+    kept = exclude_voxels(gt, ignore_labels=[], mask=mask, border=border_mask(gt, 8.0, voxel))
+    assert 0.3 < (kept != 0).mean() < 0.7  # blocks of 7x9 without their margin would mask ~1400 voxels wrongly
+    whole = contingency_table(seg, kept)
+    blocks = contingency_table_blockwise(seg, gt, block_shape=(3, 7, 9), progress=False, ignore_labels=[],
+                                         mask=mask, border_distance=8.0, voxel_size=voxel)
+    assert evaluate_segmentation(table=blocks) == evaluate_segmentation(table=whole)
+    # skimage (outside reference) with the excluded voxels as its ignore label gives the same VOI
+    sk_split, sk_merge = skimage.metrics.variation_of_information(kept, seg, ignore_labels=[0])
+    voi = variation_of_information(table=blocks, seg_zero="label")
+    assert (voi.split, voi.merge) == (pytest.approx(sk_split, abs=1e-12), pytest.approx(sk_merge, abs=1e-12))
+
+
+def test_evaluate_cli_mask_ignore_labels_and_border(tmp_path, capsys):
+    from connectomics.io import write_label_image
+
+    rng = np.random.default_rng(3)
+    # 800 nm objects at 50 nm/px: the default 200 nm (4 px) border mask leaves their cores
+    gt = np.repeat(np.repeat(rng.integers(0, 5, size=(4, 4, 4)), 16, axis=1), 16, axis=2).astype(np.uint64)
+    seg = (gt // 2).astype(np.uint64)
+    mask = np.ones(gt.shape, np.uint8)
+    mask[:, :20] = 0
+    image = f"{tmp_path}/sim.zarr/raw"
+    write_ome_zarr(image, np.zeros(gt.shape, np.uint8), axes="zyx", voxel_size=(40, 50, 50), chunks=(2, 32, 32))
+    write_label_image(image, "neuron_ids", gt, chunks=(2, 32, 32))
+    write_label_image(image, "labels_mask", mask, chunks=(2, 32, 32))
+    write_ome_zarr(tmp_path / "seg.zarr" / "seg", seg, axes="zyx", voxel_size=(40, 50, 50), chunks=(4, 64, 64))
+    out = tmp_path / "s.json"
+    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--mask", f"{image}/labels/labels_mask",
+                "--ignore-labels", "none", "--border-mask", "--block", "2,32,32", "--json", str(out),
+                "--quiet"]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["border_mask_nm"] == 200.0 and scores["ignore_labels"] == [] and scores["mask"].endswith("mask")
+    kept = exclude_voxels(gt, ignore_labels=[], mask=mask, border=border_mask(gt, 200.0, (40, 50, 50)))
+    expected = evaluate_segmentation(seg, kept)
+    assert scores["arand"] == pytest.approx(expected["arand"], abs=1e-12)
+    assert scores["voi"] == pytest.approx(expected["voi"], abs=1e-12)
+    assert scores["n_scored"] == int((kept != 0).sum()) > 0
+    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--ignore-labels", "0,3",
+                "--json", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["arand"] == pytest.approx(
+        evaluate_segmentation(seg, exclude_voxels(gt, ignore_labels=[0, 3]))["arand"], abs=1e-12)
+    capsys.readouterr()
+    root = zarr.open_group(str(tmp_path / "bad.zarr"), mode="w")
+    root.create_array("mask", data=np.ones((4, 64, 63), np.uint8))
+    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--mask", f"{tmp_path}/bad.zarr/mask",
+                "--quiet"]) == 2
+    assert "must be an integer volume of the ground truth's shape" in capsys.readouterr().err
+    # everything excluded: a one-line error, not a traceback
+    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--ignore-labels", "0,1,2,3,4",
+                "--quiet"]) == 2
+    assert "no foreground" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import pytest
 import torch
 import zarr
 
-from connectomics.blocks import Roi
+from connectomics.blocks import DoneMarkers, Roi
 from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.predict import bump_weights, predict_blockwise, window_starts, windows_for
 
@@ -136,7 +136,7 @@ def test_manifest_refuses_other_settings_and_keeps_data(setup):
     before = read(tmp / "out.zarr/affs")
     for kwargs in ({"context": 1}, {"dtype": "float16"}):
         settings = dict(block_shape=(4, 16, 16), context=2) | kwargs
-        with pytest.raises(ValueError, match="refusing to resume"):
+        with pytest.raises(ValueError, match="with other settings"):
             predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), out, loader=LOADER, progress=False, **settings)
     other = tmp / "other.ckpt"
     torch.save({"state_dict": TinyAffinityNet().state_dict(), "delay": 0.0}, other)
@@ -173,14 +173,16 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
                                                        str(Path(__file__).parents[1])]))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    done = tmp / "k.zarr.blockwise/affs/done"
+    # count done block ids, not files: a killed run can leave a half-written `.<id>.<pid>.tmp` marker behind
+    markers = DoneMarkers(tmp / "k.zarr/affs/0/.job/done")
     deadline = time.time() + 60
-    while time.time() < deadline and (not done.is_dir() or len(os.listdir(done)) < 5):
+    while time.time() < deadline and (not markers.folder.is_dir() or len(markers.done_ids()) < 5):
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    n_before = len(os.listdir(done))
+    n_before = len(markers.done_ids())
     assert 5 <= n_before < 27, "the run should have been killed midway"
+    (markers.folder / f".26.{proc.pid}.tmp").write_text("")  # what a kill during a marker write leaves
     result = predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "k.zarr/affs"),
                                block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
     assert result.n_already_done == n_before and result.n_processed == 27 - n_before
@@ -232,3 +234,139 @@ def test_cli_default_loader_rebuilds_affinity_model_without_lightning(setup):
                broken)
     with pytest.raises(ValueError, match="does not match its own hyper-parameters"):
         load_affinity_net(broken)
+
+
+def test_protection_travels_with_a_copied_output_and_survives_a_deleted_manifest(setup):
+    """Issue 15: a container copied without any sibling folder keeps its manifest, so another model is refused;
+    deleting only the manifest does not make old done-markers count for new settings; --overwrite redoes all."""
+    import shutil
+
+    from shared.jobs import JobConfigError
+
+    tmp, ckpt, raw = setup
+    run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "p.zarr/affs"), **run)
+    shutil.copytree(tmp / "p.zarr", tmp / "q.zarr")
+    assert not list(tmp.glob("*.blockwise"))  # nothing beside the container
+    torch.manual_seed(7)
+    other = tmp / "other.ckpt"
+    torch.save({"state_dict": TinyAffinityNet().state_dict(), "delay": 0.0}, other)
+    before = read(tmp / "q.zarr/affs")
+    with pytest.raises(JobConfigError, match="checkpoint_sha256"):
+        predict_blockwise(other, str(tmp / "vol.zarr/raw"), str(tmp / "q.zarr/affs"), **run)
+    np.testing.assert_array_equal(read(tmp / "q.zarr/affs"), before)
+    (tmp / "q.zarr/affs/0/.job/manifest.json").unlink()
+    with pytest.raises(JobConfigError, match="no manifest.json"):
+        predict_blockwise(other, str(tmp / "vol.zarr/raw"), str(tmp / "q.zarr/affs"), **run)
+    redone = predict_blockwise(other, str(tmp / "vol.zarr/raw"), str(tmp / "q.zarr/affs"), overwrite=True, **run)
+    assert redone.n_processed == 27 and redone.n_already_done == 0
+    assert np.abs(read(tmp / "q.zarr/affs") - whole_volume(other, raw)).max() <= 1e-4
+    np.testing.assert_array_equal(read(tmp / "p.zarr/affs"), before)  # the original is untouched
+
+
+def test_foreign_output_and_a_held_lock_are_refused(setup):
+    """An array this command did not write needs --overwrite; a live holder of the output's lock is named."""
+    import json
+    import socket
+
+    from shared.jobs import JobLockedError, OutputExistsError
+
+    tmp, ckpt, _ = setup
+    run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    create_ome_zarr_array(tmp / "f.zarr/affs", shape=(3,) + SHAPE, dtype="float32", chunks=(3, 4, 16, 16),
+                          axes=("c", "z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    with pytest.raises(OutputExistsError, match="was not written by `connectomics predict`"):
+        predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "f.zarr/affs"), **run)
+    assert not (tmp / "f.zarr/affs/0/.job").exists()
+    lock = tmp / "l.zarr/affs/0/.job/lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now",
+                                "command": "connectomics predict"}))
+    with pytest.raises(JobLockedError, match=f"in use by pid {os.getpid()}.*--wait"):
+        predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "l.zarr/affs"), **run)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    from connectomics.predict import cli
+    from shared.cli import run_guarded
+
+    code = run_guarded("connectomics predict", cli, argv)
+    return code, capsys.readouterr().err
+
+
+def test_cli_refuses_bad_input_in_one_line_before_creating_anything(setup, capsys):
+    import h5py
+
+    tmp, ckpt, raw = setup
+    create_ome_zarr_array(tmp / "i16.zarr/raw", shape=SHAPE, dtype="int16", chunks=(4, 16, 16),
+                          axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    with h5py.File(tmp / "v.h5", "w") as f:
+        f["volumes/raw"] = raw
+    (tmp / "plain.zarr").write_text("not a folder")
+    pathfinder = tmp / "pathfinder.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "max", "lipschitz_weight": 1}},
+               pathfinder)
+    hostile = tmp / "hostile.ckpt"
+    torch.save({"state_dict": {}, "payload": Path("x")}, hostile)  # a pickled object beside the tensors
+    vol, out = str(tmp / "vol.zarr/raw"), str(tmp / "out.zarr/affs")
+    cases = [
+        ([str(ckpt), str(tmp / "i16.zarr/raw"), out, "--block", "4,16,16"], "int16; raw must be uint8"),
+        ([str(ckpt), vol, out, "--block", "0,16,16"], "block must be positive"),
+        ([str(ckpt), f"{tmp / 'v.h5'}:volumes/nope", out, "--block", "4,16,16"], "no dataset 'volumes/nope'"),
+        ([str(ckpt), vol, str(tmp / "plain.zarr/affs"), "--block", "4,16,16"], "is a file, not a folder"),
+        ([str(pathfinder), vol, out, "--block", "4,16,16"], "Pathfinder checkpoint"),
+        ([str(hostile), vol, out, "--block", "4,16,16"], "could run code"),
+    ]
+    for argv, message in cases:
+        code, err = _cli(argv, capsys)
+        assert code == 2, (argv, err)
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp / "out.zarr").exists()
+
+
+def test_missing_input_chunks_are_refused_unless_declared_empty(setup):
+    """A zarr chunk absent from the raw input (a partial copy) would read as zeros: refused by default."""
+    import shutil
+
+    tmp, ckpt, raw = setup
+    shutil.copytree(tmp / "vol.zarr", tmp / "partial.zarr")
+    shutil.rmtree(tmp / "partial.zarr/raw/0/c/1")  # the second plane of chunks
+    run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    with pytest.raises(ValueError, match="9 of 27 storage chunks are missing.*--missing-chunks zeros"):
+        predict_blockwise(ckpt, str(tmp / "partial.zarr/raw"), str(tmp / "p.zarr/affs"), **run)
+    assert not (tmp / "p.zarr").exists()
+    predict_blockwise(ckpt, str(tmp / "partial.zarr/raw"), str(tmp / "p.zarr/affs"), missing_chunks="zeros", **run)
+    holes = raw.copy()
+    holes[4:8] = 0
+    assert np.abs(read(tmp / "p.zarr/affs") - whole_volume(ckpt, holes)).max() <= 1e-4
+
+
+def test_a_second_run_into_the_same_output_refuses_or_waits_and_redoes_nothing(setup):
+    """Issue 15: two identical runs into one output used to both do all the work. Now the second one refuses
+    naming the first, or (--wait) waits for it and then finds every block done."""
+    from shared.jobs import JobLockedError
+
+    tmp, ckpt, _ = setup
+    slow = tmp / "slow.ckpt"
+    torch.save({"state_dict": load_tiny_model(str(ckpt)).state_dict(), "delay": 0.05}, slow)
+    script = (
+        "import sys; from connectomics.predict import predict_blockwise; "
+        f"predict_blockwise({str(slow)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(tmp / 'two.zarr/affs')!r}, "
+        f"block_shape=(4, 16, 16), context=2, loader={LOADER!r}, workers=1, progress=False)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
+                                                       str(Path(__file__).parents[1])]))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        done = tmp / "two.zarr/affs/0/.job/done"
+        deadline = time.time() + 60
+        while time.time() < deadline and not (done.is_dir() and os.listdir(done)):
+            time.sleep(0.02)
+        run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+        with pytest.raises(JobLockedError, match=f"in use by pid {proc.pid} "):
+            predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "two.zarr/affs"), **run)
+        second = predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "two.zarr/affs"), wait=True, **run)
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    assert second.n_already_done == 27 and second.n_processed == 0

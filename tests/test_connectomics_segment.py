@@ -3,20 +3,25 @@ thresholds, blockwise = in-memory = whole volume, dust, resume."""
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
-from connectomics.affinities import NEAREST_OFFSETS, compute_affinities
+from benchmarks.segmentation_quality import quiet_stdout
+from connectomics.affinities import NEAREST_OFFSETS, compute_affinities, noisy_affinities
+from connectomics.hashtable import delete_slot, find_slot
 from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.metrics import adapted_rand_error
+from connectomics.morphology import MORPHOLOGIES, neuron_labels
 from connectomics.segment import (
     RegionGraph,
-    _delete_slot,
-    _find_slot,
+    SegmentSettings,
     agglomerate,
     boundary_map,
     cli,
@@ -24,11 +29,12 @@ from connectomics.segment import (
     relabel,
     segment_blockwise,
     segment_in_memory,
+    waterz_fragments,
 )
 
 SHAPE = (16, 48, 48)
 BLOCK = (8, 24, 24)
-SEEDS = dict(seed_radius=2, min_seed_distance=1.0)  # cells here are ~13 voxels across
+SEEDED = dict(fragments="seeded", seed_radius=2, min_seed_distance=1.0)  # cells here are ~13 voxels across
 
 
 def cylinders(shape=SHAPE, seed=0) -> np.ndarray:
@@ -44,7 +50,7 @@ def cylinders(shape=SHAPE, seed=0) -> np.ndarray:
     return labels
 
 
-def noisy_affinities(labels: np.ndarray, sigma: float = 0.1, seed: int = 0) -> np.ndarray:
+def cylinder_affinities(labels: np.ndarray, sigma: float = 0.1, seed: int = 0) -> np.ndarray:
     affs, _ = compute_affinities(labels, NEAREST_OFFSETS)
     noise = np.random.default_rng(seed).normal(0, sigma, affs.shape)
     return np.clip(0.8 * affs + 0.1 + noise, 0, 1).astype(np.float32)
@@ -53,7 +59,7 @@ def noisy_affinities(labels: np.ndarray, sigma: float = 0.1, seed: int = 0) -> n
 @pytest.fixture()
 def volume(tmp_path: Path):
     gt = cylinders()
-    affs = noisy_affinities(gt)
+    affs = cylinder_affinities(gt)
     arr = create_ome_zarr_array(tmp_path / "pred.zarr/affs", shape=affs.shape, dtype="float32",
                                 chunks=(3, 8, 24, 24), axes=("c", "z", "y", "x"), voxel_size=(4.0, 4.0, 4.0))
     arr[...] = affs
@@ -65,14 +71,16 @@ def read(path: Path) -> np.ndarray:
     return np.asarray(open_volume(str(path)).data.compute())
 
 
-def test_blockwise_equals_in_memory_and_whole_volume(volume):
+@pytest.mark.parametrize("method", [{}, SEEDED], ids=["waterz", "seeded"])
+def test_blockwise_equals_in_memory_and_whole_volume(volume, method):
     tmp, gt, affs = volume
     summary = segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), thresholds=[0.3, 0.6],
-                                block_shape=BLOCK, context=(2, 8, 8), progress=False, workers=2, **SEEDS)
+                                block_shape=BLOCK, context=(2, 8, 8), progress=False, workers=2, **method)
     assert set(summary["segmentations"]) == {0.3, 0.6}
     in_memory = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=[0.3, 0.6], block_shape=BLOCK,
-                                  context=(2, 8, 8), sampling=(4.0, 4.0, 4.0), **SEEDS)
-    whole = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=[0.3], sampling=(4.0, 4.0, 4.0), **SEEDS)[0.3]
+                                  context=(2, 8, 8), sampling=(4.0, 4.0, 4.0), **method)
+    whole = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=[0.3], block_shape=SHAPE, context=0,
+                              sampling=(4.0, 4.0, 4.0), **method)[0.3]
     blockwise = read(tmp / "seg.zarr/seg_0.3")
     assert blockwise.dtype == np.uint64
     np.testing.assert_array_equal(blockwise, in_memory[0.3])  # same algorithm, same ids
@@ -91,7 +99,7 @@ def test_blockwise_equals_in_memory_and_whole_volume(volume):
 
 def test_rerun_resumes_and_other_settings_are_refused(volume):
     tmp, gt, affs = volume
-    kwargs = dict(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8), progress=False, **SEEDS)
+    kwargs = dict(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8), progress=False)
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     first = read(tmp / "seg.zarr/seg_0.5")
     markers = tmp / "seg.zarr.blockwise/seg_0.5_done"
@@ -102,14 +110,19 @@ def test_rerun_resumes_and_other_settings_are_refused(volume):
     arr[:8, :24, :24] = 0
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.5"), first)
-    with pytest.raises(ValueError, match="refusing to resume"):
-        segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **(kwargs | {"min_size": 10}))
+    for other in ({"min_size": 10}, {"score": "quantile-50"}, {"fragments": "seeded"}):
+        with pytest.raises(ValueError, match="refusing to resume"):
+            segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **(kwargs | other))
+    manifest = json.loads((tmp / "seg.zarr.blockwise/manifest.json").read_text())
+    settings = SegmentSettings(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8))
+    assert {k: manifest[k] for k in settings.to_manifest()} == settings.to_manifest()
+    assert manifest["score"] == "mean" and manifest["fragments"] == "waterz"
 
 
 def test_dust_removal_and_cli(volume, capsys):
     tmp, gt, affs = volume
     args = ["--thresholds", "0.5", "--block", "8,24,24", "--context", "2,8,8", "--min-size", "400",
-            "--seed-radius", "2", "--min-seed-distance", "1"]
+            "--score", "quantile-50"]
     code = cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--no-progress"])
     assert code == 0 and "n_fragments" in capsys.readouterr().out
     seg = read(tmp / "seg.zarr/seg_0.5")
@@ -118,7 +131,9 @@ def test_dust_removal_and_cli(volume, capsys):
     code = cli([str(tmp / "pred.zarr/affs"), str(tmp / "mem.zarr"), *args, "--in-memory"])
     assert code == 0
     np.testing.assert_array_equal(read(tmp / "mem.zarr/seg_0.5"), seg)
-    assert cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 1
+    assert cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 2
+    assert cli([str(tmp / "pred.zarr/affs"), str(tmp / "y.zarr"), "--score", "median"]) == 2
+    assert "quantile-Q" in capsys.readouterr().err
 
 
 def test_edge_table_matches_a_dict_under_inserts_and_deletes():
@@ -129,11 +144,11 @@ def test_edge_table_matches_a_dict_under_inserts_and_deletes():
         bits = int(rng.integers(2, 6))
         keys, slots, reference = np.full(1 << bits, -1, np.int64), np.empty(1 << bits, np.int64), {}
         for step, key in enumerate(rng.integers(0, 40, 150).tolist()):
-            h = _find_slot(keys, key, bits)
+            h = find_slot(keys, key, bits)
             if key in reference:
                 assert (keys[h], slots[h]) == (key, reference[key])
                 if rng.random() < 0.6:
-                    _delete_slot(keys, slots, h, bits)
+                    delete_slot(keys, slots, h, bits)
                     del reference[key]
             elif len(reference) < (1 << bits) - 1:
                 assert keys[h] == -1
@@ -146,7 +161,7 @@ def test_agglomeration_hand_computed():
     graph = RegionGraph(u=np.array([1, 2, 1], np.uint64), v=np.array([2, 3, 3], np.uint64),
                         affinity_sum=np.array([1.8, 0.35, 1.0]), count=np.array([2, 1, 2]),
                         fragments=np.array([1, 2, 3], np.uint64), sizes=np.array([5, 3, 1]))
-    luts = agglomerate(graph, [0.05, 0.2, 0.6], min_size=2)
+    luts = agglomerate(graph, thresholds=[0.05, 0.2, 0.6], min_size=2)
     assert luts[0.05].tolist() == [1, 2, 0]  # no merge; fragment 3 (size 1) is dust
     assert luts[0.2].tolist() == [1, 1, 0]  # {1,2}; then the pooled edge {1,2}-3 has mean (0.35+1)/3 = 0.45
     assert luts[0.6].tolist() == [1, 1, 1]  # score 0.55 < 0.6 merges all
@@ -227,7 +242,7 @@ def test_compiled_agglomeration_equals_brute_force_and_nests(seed):
                         affinity_sum=rng.random(keep.sum()) * count, count=count,
                         fragments=(np.arange(n) * 10 + 10).astype(np.uint64), sizes=rng.integers(1, 9, n))
     thresholds = [0.2, 0.4, 0.6, 0.8, 1.01]
-    luts = agglomerate(graph, thresholds)
+    luts = agglomerate(graph, thresholds=thresholds)
     for t in thresholds:
         reference = np.array(reference_agglomeration(graph, t))
         same_ref = reference[:, None] == reference[None, :]
@@ -249,3 +264,100 @@ def test_relabel_matches_a_lookup(spread):
     out = relabel(fragments, fragment_ids, segment_ids)
     assert out.shape == fragments.shape and out.dtype == np.uint64
     assert out.ravel().tolist() == [expected[int(f)] for f in fragments.ravel()]
+
+
+# --------------------------------------------------------------------------------------------------------
+# thin neuron shapes (issue 13)
+
+THIN = (12, 48, 48)
+THIN_BLOCK = dict(block_shape=(6, 24, 24), context=(2, 8, 8))
+
+
+@functools.lru_cache
+def neurons(morphology: str) -> np.ndarray:
+    """Simulated tissue of one class (cached: the tests below share it)."""
+    labels = neuron_labels(morphology, THIN, seed=1)
+    labels.flags.writeable = False
+    return labels
+
+
+def waterz_segmentations(affs: np.ndarray, thresholds, **kwargs) -> list[np.ndarray]:
+    waterz = pytest.importorskip("waterz")
+    with quiet_stdout():
+        return [s.copy() for s in waterz.agglomerate(np.ascontiguousarray(affs[:3]), thresholds, **kwargs)]
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to renaming (0 compared as a label)."""
+    return (adapted_rand_error(a, b, seg_zero="label").error == 0.0
+            and adapted_rand_error(b, a, seg_zero="label").error == 0.0)
+
+
+@pytest.mark.parametrize("morphology", MORPHOLOGIES)
+def test_noise_free_neuron_shapes_give_arand_zero(morphology):
+    gt = neurons(morphology)
+    assert len(np.unique(gt)) > 5
+    # a neuron may leave the volume and come back, or touch itself only along an edge: no nearest-neighbour
+    # affinity joins such pieces, so the reference is the 6-connected pieces of every object; a piece of
+    # one voxel has no affinity 1 at all and is background to any affinity-based method
+    pieces = connected_components(gt, background=0, connectivity=1)
+    ids, sizes = np.unique(pieces, return_counts=True)
+    pieces[np.isin(pieces, ids[sizes == 1])] = 0
+    segs = segment_in_memory(noisy_affinities(gt, 0.0), NEAREST_OFFSETS, thresholds=[0.2, 0.5, 0.8],
+                             **THIN_BLOCK)
+    for seg in segs.values():
+        assert adapted_rand_error(seg, pieces).error == 0.0
+        assert adapted_rand_error(seg, gt).precision == 1.0  # against the objects: no merge at all
+        assert (seg[pieces == 0] == 0).all()  # no affinity 1 there: waterz's watershed leaves it 0
+
+
+def test_waterz_fragments_equal_waterz_voxel_for_voxel():
+    rng = np.random.default_rng(0)
+    affs = rng.random((3, 6, 20, 21)).astype(np.float32)
+    affs[:, :, :10] = np.round(affs[:, :, :10] * 4) / 4  # plateaus (ties) are divided as waterz does
+    affs[:, rng.random(affs.shape[1:]) < 0.2] = 0.0  # background voxels
+    theirs = waterz_segmentations(affs, [0.0])[0]  # threshold 0: no merge, the watershed's own ids
+    np.testing.assert_array_equal(waterz_fragments(affs), theirs)
+
+
+@pytest.mark.parametrize("morphology", MORPHOLOGIES)
+def test_blocks_with_face_links_equal_one_block_and_waterz(morphology):
+    gt = neurons(morphology)
+    affs = noisy_affinities(gt, 0.3, seed=2)
+    thresholds = [0.3, 0.6, 0.9]
+    blocks = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, **THIN_BLOCK)
+    whole = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, block_shape=THIN, context=0)
+    for t, theirs in zip(thresholds, waterz_segmentations(affs, thresholds)):
+        assert same_partition(blocks[t], whole[t])  # fragment pieces cut at faces are re-joined first
+        assert same_partition(whole[t], theirs)
+
+
+def test_median_score_equals_waterz_quantile():
+    gt = neurons("thin")
+    affs = noisy_affinities(gt, 0.2, seed=3)
+    thresholds = [0.3, 0.6]
+    ours = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, score="quantile-50", **THIN_BLOCK)
+    theirs = waterz_segmentations(
+        affs, thresholds,
+        scoring_function="OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, false>>")
+    for t, seg in zip(thresholds, theirs):
+        assert adapted_rand_error(ours[t], seg, seg_zero="label").error < 0.01
+    mean = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, **THIN_BLOCK)
+    assert any(not same_partition(ours[t], mean[t]) for t in thresholds)  # the score is not ignored
+
+
+def test_quantile_agglomeration_hand_computed():
+    # edge 1-2: affinities 0.1, 0.2, 0.9 (median bin of 0.2); edge 2-3: 0.6 (one pair)
+    histogram = np.zeros((2, 256), np.uint32)
+    for edge, values in ((0, [0.1, 0.2, 0.9]), (1, [0.6])):
+        for value in values:
+            histogram[edge, int(value * 256)] += 1
+    graph = RegionGraph(u=np.array([1, 2], np.uint64), v=np.array([2, 3], np.uint64),
+                        affinity_sum=np.array([1.2, 0.6]), count=np.array([3, 1]),
+                        fragments=np.array([1, 2, 3], np.uint64), sizes=np.array([1, 1, 1]), histogram=histogram)
+    # mean of 1-2 is 0.4 (score 0.6); its median is 0.2 (score ~0.8)
+    assert agglomerate(graph, thresholds=[0.7])[0.7].tolist() == [1, 1, 1]
+    assert agglomerate(graph, thresholds=[0.7], score="quantile-50")[0.7].tolist() == [1, 2, 2]
+    with pytest.raises(ValueError, match="histograms"):
+        agglomerate(RegionGraph(graph.u, graph.v, graph.affinity_sum, graph.count, graph.fragments,
+                                graph.sizes), score="quantile-50")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,10 +10,13 @@ import pytest
 from scipy import ndimage
 
 from connectomics.io import open_volume
+from connectomics.morphology import NEURITE, Tissue, probe_sheet_width, sheet_width
 from connectomics.simulate import (
+    MORPHOLOGIES,
     SOURCES,
     cli,
     get_source,
+    neuron_labels,
     section_defects,
     simulate_block,
     simulate_to_zarr,
@@ -130,3 +134,140 @@ def test_cli(tmp_path, capsys):
     assert open_volume(f"{out}/raw").shape == (4, 32, 32)
     assert cli([str(out), "--shape", "4,32,32", "--quiet"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- neuron morphologies
+@pytest.mark.parametrize("morphology", list(MORPHOLOGIES))
+def test_neuron_labels_deterministic_with_many_thin_objects(morphology):
+    shape = (8, 64, 64)
+    labels = neuron_labels(morphology, shape, seed=2)
+    assert labels.dtype == np.uint64 and labels.shape == shape
+    np.testing.assert_array_equal(labels, neuron_labels(morphology, shape, seed=2))
+    assert not np.array_equal(labels, neuron_labels(morphology, shape, seed=3))
+    # thin objects: in-plane cross-sections of at most ~300 nm diameter (8 nm pixels) are frequent
+    areas = np.concatenate([np.unique(labels[z][labels[z] > 0], return_counts=True)[1] for z in range(shape[0])])
+    assert np.sum(areas * 64.0 < np.pi * 150.0 ** 2) >= 10, np.sort(areas)
+
+
+def _calibres_nm(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> np.ndarray:
+    """Per object: the median over its sections of twice the largest in-plane distance (nm, EDT) from an
+    inside pixel to another object or ECS: the diameter of a tube, whatever its angle to the sections."""
+    per_object: dict[int, list[float]] = {}
+    for section in labels:
+        inner = section > 0
+        inner[1:] &= section[1:] == section[:-1]
+        inner[:-1] &= section[:-1] == section[1:]
+        inner[:, 1:] &= section[:, 1:] == section[:, :-1]
+        inner[:, :-1] &= section[:, :-1] == section[:, 1:]
+        depth = ndimage.distance_transform_edt(inner, sampling=voxel_size[1:])
+        ids = np.unique(section[section > 0])
+        # + one pixel: the EDT reaches the centre of the edge pixel, not the membrane
+        for i, d in zip(ids, ndimage.maximum(depth, section, ids)):
+            per_object.setdefault(int(i), []).append(2.0 * (float(d) + voxel_size[1]))
+    return np.array([np.median(v) for v in per_object.values()])
+
+
+def test_thin_processes_have_realistic_calibre_in_nm():
+    voxel_size = (40.0, 8.0, 8.0)
+    thin = neuron_labels("thin", (12, 96, 96), seed=0, voxel_size=voxel_size)
+    assert 0.15 < np.mean(thin == 0) < 0.45  # moderate ECS between packed thin processes
+    calibres = _calibres_nm(thin, voxel_size)
+    # axons of median diameter ~90 nm (range ~50-400): a few voxels across at 8 nm, about one section thick
+    assert len(calibres) >= 50
+    assert 40.0 <= np.median(calibres) <= 200.0, np.median(calibres)
+    dense = _calibres_nm(neuron_labels("dense", (12, 96, 96), seed=0, voxel_size=voxel_size), voxel_size)
+    assert np.mean(dense < 250.0) >= 0.5  # most objects in neuropil are thin, though big cells fill space
+    assert dense.max() >= 300.0
+
+
+def test_ecs_fraction_follows_the_request():
+    fractions = []
+    for requested in (0.07, 0.20):
+        morph = dataclasses.replace(MORPHOLOGIES["dense"], ecs_fraction=requested)
+        fractions.append(np.mean(neuron_labels(morph, (12, 96, 96), seed=1) == 0))
+        assert abs(fractions[-1] - requested) < 0.05, (requested, fractions[-1])
+    assert fractions[1] > fractions[0] + 0.06
+    # sparse: far more ECS than dense neuropil
+    assert np.mean(neuron_labels("sparse", (12, 96, 96), seed=1) == 0) > 0.3
+
+
+def test_sparse_labels_and_mask(tmp_path):
+    shape = (6, 48, 48)
+    dense = simulate_to_zarr(tmp_path / "dense.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False)
+    sparse = simulate_to_zarr(tmp_path / "sparse.zarr", "sbem", shape, seed=2, chunks=(2, 16, 24),
+                              progress=False, label_fraction=0.4)
+    full = open_volume(f"{dense}/labels").data.compute()
+    assert (open_volume(f"{dense}/labels_mask").data.compute() == 1).all()
+    labels = open_volume(f"{sparse}/labels").data.compute()
+    mask = open_volume(f"{sparse}/labels_mask").data.compute()
+    assert mask.dtype == np.uint8
+    # labelled = a subset of whole objects (every voxel of a chosen object); the rest, ECS included, is
+    # unlabelled rather than background
+    np.testing.assert_array_equal(mask == 1, labels > 0)
+    np.testing.assert_array_equal(labels, np.where(mask == 1, full, 0))
+    chosen = np.unique(labels[labels > 0])
+    assert np.isin(full, chosen).sum() == mask.sum()
+    ids = np.unique(full[full > 0])
+    assert 0.15 < len(chosen) / len(ids) < 0.7
+    # the same choice whatever the chunking
+    again = simulate_to_zarr(tmp_path / "again.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False,
+                             label_fraction=0.4)
+    np.testing.assert_array_equal(open_volume(f"{again}/labels_mask").data.compute(), mask)
+
+
+def test_contrast_drift_varies_by_section():
+    defects = section_defects(get_source("sbem"), 0, 200)
+    assert 0.02 < np.std(np.log(defects.gain)) < 0.15 and 0.02 < np.std(defects.offset) < 0.15
+    assert abs(np.corrcoef(defects.gain[1:], defects.gain[:-1])[0, 1]) > 0.5  # slow drift, not flicker
+
+
+def _label_edges(labels: np.ndarray) -> np.ndarray:
+    """Labelled voxels with an in-plane 4-neighbour of another label (another object or ECS)."""
+    edge = np.zeros(labels.shape, bool)
+    for axis in (1, 2):
+        change = np.diff(labels, axis=axis) != 0
+        lo, hi = [slice(None)] * 3, [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        edge[tuple(lo)] |= change
+        edge[tuple(hi)] |= change
+    return edge & (labels > 0)
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_every_label_boundary_is_a_membrane(name):
+    # noise-free, so that every single voxel can be judged: real EM has a membrane at every cell boundary
+    spec = dataclasses.replace(get_source(name), noise=0.0, p_missing=0.0)
+    raw, labels = simulate_volume(spec, (6, 64, 64), seed=7, threads=1)
+    edge = _label_edges(labels)
+    interior = np.stack([ndimage.binary_erosion(~e, iterations=3) for e in edge]) & (labels > 0)
+    assert edge.mean() > 0.05
+    for z in range(labels.shape[0]):  # per section: contrast drifts between sections
+        cytoplasm = np.median(raw[z][interior[z]])
+        assert raw[z][edge[z]].max() < cytoplasm, (z, raw[z][edge[z]].max(), cytoplasm)
+
+
+@pytest.mark.parametrize("morphology", [pytest.param(m, marks=pytest.mark.slow) if m == "thin" else m
+                                        for m in MORPHOLOGIES])
+def test_processes_run_in_all_directions(morphology):
+    # in-plane processes (a long profile one to three 40 nm sections thick) are what splits objects in z in
+    # real data; isotropic segment directions put half within 30 deg of the sections, 13 % within 30 deg of z
+    extent = (1500.0,) * 3
+    spheres = Tissue(morphology, 1, extent, (0.0, 0.0, 0.0), extent, sheet=5.0).spheres
+    step = np.diff(spheres.centres, axis=0)
+    length = np.linalg.norm(step, axis=1)
+    segment = ((spheres.ids[1:] == spheres.ids[:-1]) & (spheres.kinds[1:] == NEURITE) & (length > 0)
+               & (length < 1.5 * (spheres.radii[1:] + spheres.radii[:-1]))
+               & (np.minimum(spheres.radii[1:], spheres.radii[:-1]) < 120.0))  # thin processes only
+    elevation = np.degrees(np.arcsin(np.abs(step[segment, 0]) / length[segment]))
+    assert segment.sum() > 2000
+    assert abs(np.mean(elevation < 30.0) - 0.5) < 0.05
+    assert abs(np.mean(elevation > 60.0) - (1.0 - np.cos(np.radians(30.0)))) < 0.04
+
+
+_TISSUES = {m.name: m for m in [*MORPHOLOGIES.values(), *(s.tissue for s in SOURCES.values())]}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n == "sparse" else pytest.mark.slow) for n in _TISSUES])
+def test_tabulated_sheet_width_matches_the_probe(name):
+    # the table only saves time: it must hold what the probe gives for the current geometry
+    assert sheet_width(_TISSUES[name]) == probe_sheet_width(_TISSUES[name]), probe_sheet_width(_TISSUES[name])

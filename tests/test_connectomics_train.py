@@ -11,6 +11,7 @@ import yaml
 
 from connectomics.affinities import DEFAULT_OFFSETS, compute_affinities, shift_affinities, validate_offsets
 from connectomics.augment import AugmentConfig, augment_crop, flip_transpose, misalign
+from connectomics.io import open_volume
 from connectomics.simulate import simulate_to_zarr
 from connectomics.train import AffinityDataModule, AffinityModel, affinity_loss, cli
 from shared.checkpoints import load_lightning_module
@@ -41,10 +42,11 @@ def test_affinity_convention():
     assert affs[:, labels == 0].max() == 0  # background never gets affinity
     assert affs[0, 0].sum() == 0 and mask[0, 0].sum() == 0  # first plane has no z-neighbour
     assert mask[10].sum() == 0  # 27-voxel offset does not fit in 4 rows
-    unlabelled = np.ones_like(labels, bool)
-    unlabelled[1] = False
-    _, mask2 = compute_affinities(labels, [[-1, 0, 0]], labels_mask=unlabelled)
-    assert mask2[0, 1].sum() == 0 and mask2[0, 2].sum() == 0 and mask2[0, 0].sum() == 0
+    annotated = np.zeros_like(labels, bool)
+    annotated[1] = True  # only plane 1 annotated
+    _, mask2 = compute_affinities(labels, [[-1, 0, 0]], labels_mask=annotated)
+    # z-edges (1, 0) and (2, 1) touch the annotated plane: trained (target 0 across its boundary); none else
+    assert mask2[0, 1].min() == 1 and mask2[0, 2].min() == 1 and mask2[0, 0].sum() == 0
     with pytest.raises(ValueError, match="offsets must be non-positive"):
         validate_offsets([[0, 1, 0]])
     with pytest.raises(TypeError, match="labels must have an integer dtype"):
@@ -119,7 +121,7 @@ def test_datamodule_crops_and_errors(volumes, tmp_path):
     assert batch["raw"].shape == (2, 1, 4, 24, 24) and batch["raw"].dtype == torch.float32
     assert 0.0 <= batch["raw"].min() and batch["raw"].max() <= 1.0
     assert batch["affinities"].shape == (2, 12, 4, 24, 24) and batch["mask"].shape == (2, 12, 4, 24, 24)
-    assert dm.train_set.volumes[0][2] == (6, 32, 32)  # sqrt(0.25) of the rows/columns, at least crop+margin
+    assert dm.train_set.volumes[0][-1] == (6, 32, 32)  # sqrt(0.25) of the rows/columns, at least crop+margin
     val = [dm.val_set[i]["raw"] for i in range(2)]
     assert torch.equal(val[0], dm.val_set[0]["raw"]) and not torch.equal(val[0], val[1])
     with pytest.raises(ValueError, match="smaller than the crop plus augmentation margin"):
@@ -183,3 +185,35 @@ def test_star_refuses_unmatched_budgets_and_formats_results(tmp_path):
                            "held_out_voi_merge": 2.0, "held_out_cremi": 1.5, "train_seconds": 3.0}])
     text = results_markdown(table, "retina", ["sstem"])
     assert "held out: retina" in text and "| unet | 10 | 0.1 | 0.5 | 0.2500 | 0.5000 |" in text
+
+
+def test_loss_ignores_affinities_touching_unlabelled_voxels(tmp_path):
+    path = simulate_to_zarr(tmp_path / "sparse.zarr", "sbem", (6, 48, 48), seed=1, chunks=(6, 48, 48),
+                            progress=False, label_fraction=0.4)
+    data = AffinityDataModule(train=[str(path)], crop_shape=[6, 48, 48], augment=False, val_samples=1,
+                              offsets=DEFAULT_OFFSETS[:3])
+    data.setup()
+    item = data.val_set[0]
+    labelled = open_volume(f"{path}/labels_mask").data.compute() > 0
+    assert 0 < labelled.mean() < 1
+    mask = item["mask"].numpy()
+    # x-edge at v joins v and v - (0, 0, 1): trained when either voxel is labelled (gunpowder's rule)
+    both_unlabelled = ~labelled[:, :, 1:] & ~labelled[:, :, :-1]
+    np.testing.assert_array_equal(mask[2][:, :, 1:] > 0, ~both_unlabelled)
+    assert mask[2][:, :, 0].sum() == 0
+    # a labelled object's boundary with unlabelled voxels is trained as "different objects"
+    border = labelled[:, :, 1:] != labelled[:, :, :-1]
+    assert border.any() and item["affinities"].numpy()[2][:, :, 1:][border].max() == 0
+    # edges between two unlabelled voxels contribute nothing to the loss, whatever the prediction there
+    logits = torch.randn(1, *item["affinities"].shape)
+    target, m = item["affinities"][None], item["mask"][None]
+    changed = logits.clone()
+    changed[:, 2, :, :, 1:][:, torch.from_numpy(both_unlabelled)] += 5.0
+    torch.testing.assert_close(affinity_loss(logits, target, m), affinity_loss(changed, target, m))
+    # with augmentation the mask travels with the labels through misalignment and flips
+    augmented = AffinityDataModule(train=[str(path)], crop_shape=[6, 32, 32], val_samples=1,
+                                   offsets=DEFAULT_OFFSETS[:3], augment_config={"p_misalign": 1.0})
+    augmented.setup()
+    sample = augmented.train_set[0]
+    assert (sample["affinities"] * (1 - sample["mask"])).max() == 0  # unlabelled: 0, never the reserved id
+    assert 0 < sample["mask"].mean() < 1

@@ -12,7 +12,8 @@ MODULES = [
     "sklearn", "rdkit.Chem", "pandas", "pyarrow", "pyarrow.parquet", "gymnasium", "matplotlib", "tqdm", "h5py",
     "tifffile", "pycytominer", "captum", "tensorboard", "numba", "threadpoolctl",
     # dev extra: notebook runner and the peers tests/benchmarks compare against
-    "nbclient", "nbformat", "copairs", "waterz", "stable_baselines3",
+    "nbclient", "nbformat", "copairs", "waterz", "mwatershed", "stable_baselines3",
+    "ome_zarr.reader", "ome_zarr_models",
 ]
 
 

@@ -112,6 +112,7 @@ def test_zarr_round_trip_resume_and_refusal(tmp_path):
 
     group = zarr.open_group(path, mode="r+")
     group["done"][1] = False
+    (path / "images/.job/done/block-1").unlink()
     group["images"][4:8] = 0.0
     with pytest.raises(ValueError, match="incomplete"):
         load_pathfinder_zarr(path)
@@ -135,6 +136,43 @@ def test_zarr_round_trip_resume_and_refusal(tmp_path):
     with pytest.raises(ValueError, match="not a Pathfinder dataset"):
         write_pathfinder_zarr(foreign, 4, config=SMALL, overwrite=True, progress=False)
     assert foreign.exists()
+
+
+def test_zarr_writer_never_writes_into_a_group_it_did_not_create(tmp_path):
+    """Issue 15: a Pathfinder group without the writer's bookkeeping (another tool, an older writer) is
+    refused unless overwrite; a second writer holding the lock is named; the bookkeeping travels with a copy."""
+    import json
+    import os
+    import shutil
+    import socket
+
+    import zarr
+
+    from shared.cli import UserError
+    from shared.jobs import JobLockedError, OutputExistsError
+
+    path = tmp_path / "pf.zarr"
+    write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
+    shutil.copytree(path, tmp_path / "copy.zarr")
+    write_pathfinder_zarr(tmp_path / "copy.zarr", 4, config=SMALL, seed=0, block_size=2, progress=False)
+    np.testing.assert_array_equal(load_pathfinder_zarr(tmp_path / "copy.zarr").images,
+                                  load_pathfinder_zarr(path).images)
+    shutil.rmtree(path / "images/.job")
+    stamp = (path / "zarr.json").stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match="not written by write_pathfinder_zarr"):
+        write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
+    assert (path / "zarr.json").stat().st_mtime_ns == stamp and not (path / "images/.job").exists()
+    write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False, overwrite=True)
+    assert load_pathfinder_zarr(path).labels.shape == (4,)
+    assert "images" in zarr.open_group(path, mode="r")
+    lock = path / "images/.job/lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now",
+                                "command": "pathfinder generate"}))
+    with pytest.raises(JobLockedError, match=f"pid {os.getpid()}"):
+        write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
+    (tmp_path / "file.zarr").write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        write_pathfinder_zarr(tmp_path / "file.zarr", 4, config=SMALL, progress=False)
 
 
 def _datamodule(root: Path, **kw) -> PathfinderDataModule:
@@ -227,13 +265,13 @@ def test_demo_runs_tiny_and_reports(tmp_path):
                              "backbone_config": {"widths": [4], "stem_channels": 4}, "readout": "reference"},
                       data={"image_size": 48, "geometry_scale": 0.3, "n_train": 16, "n_val": 8, "n_test": 8,
                             "batch_size": 8},
-                      max_seconds=2)
-    assert 0.0 <= result["test_acc"] <= 1.0 and result["parameters"] > 0
-    for key in ("examples_png", "timesteps_png"):
+                      steps=3)
+    assert 0.0 <= result["test_acc"] <= 1.0 and result["parameters"] > 0 and result["train_steps"] == 3
+    for key in ("examples_png", "learning_curve_png", "timesteps_png"):
         png = Path(result[key])
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG" and png.parent == tmp_path / "pathfinder"
     (section,) = report.sections
-    assert section.tables[0][1]["test_acc"].iloc[0] == result["test_acc"] and len(section.figures) == 2
+    assert section.tables[0][1]["test_acc"].iloc[0] == result["test_acc"] and len(section.figures) == 3
     html = report.write(tmp_path)
     assert "pathfinder/pathfinder_timesteps.png" in html.read_text()
 
@@ -264,3 +302,51 @@ def test_crbp_training_logs_neumann_statistics_and_penalty(tmp_path):
     assert "train/lipschitz_penalty" in metrics and float(metrics["train/lipschitz_penalty"]) >= 0
     assert float(metrics["train/recurrence/neumann_iterations"]) >= 0
     assert "train/recurrence/residuals_final" in metrics and "val/recurrence/residuals_final" in metrics
+
+
+def test_demo_settings_are_the_documented_gabor_hgru():
+    from shared.pathfinder.demo import DEMO_DATA, DEMO_MODEL
+    from shared.pathfinder.experiment import build_model
+
+    model = build_model(DEMO_MODEL)
+    assert model.backbone.config.frontend_init == "gabor" and model.backbone.config.norm == "batch_stats"
+    assert model.hparams.readout == "reference" and model.hparams.readout_norm == "batch_stats"
+    # honest Pathfinder: the shortest published contours, with distractors
+    assert DEMO_DATA["contour_length"] >= 6 and DEMO_DATA["distractor_paddles"] > 0
+
+
+def test_reference_readout_with_batch_stats_gives_the_same_logits_in_train_and_eval():
+    torch.manual_seed(0)
+    model = PathfinderClassifier("hgru", {"hidden_channels": 4, "kernel_size": 3, "frontend_kernel": 5,
+                                          "timesteps": 3})
+    x = torch.rand(6, 1, 24, 24)
+    assert torch.allclose(model.train()(x), model.eval()(x), atol=1e-5)
+    with pytest.raises(ValueError, match="readout norm"):
+        PathfinderClassifier("hgru", {"hidden_channels": 4}, readout_norm="layer")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        PathfinderClassifier("hgru", {"hidden_channels": 4}, lr_schedule="step")
+
+
+@pytest.mark.slow
+def test_demo_learning_benchmark_runs_tiny_and_reuses_its_cache(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pathfinder_demo_learning.py"
+    spec = importlib.util.spec_from_file_location("pathfinder_demo_learning", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--out", str(tmp_path), "--seeds", "0,1", "--steps", "4",
+            "--data", json.dumps({"n_train": 32, "n_val": 16, "n_test": 16, "batch_size": 8,
+                                  "generation_workers": 1}),
+            "--model", json.dumps({"hidden_channels": 4, "kernel_size": 3, "timesteps": 2})]
+    assert bench.main(args) == 0
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["seeds"] == [0, 1] and len(summary["test_acc"]) == 2
+    assert all(row["train_steps"] == 4 for row in summary["rows"].values())
+    assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "mean" in capsys.readouterr().out
+    before = (tmp_path / "seed0" / "result.json").stat().st_mtime_ns
+    assert bench.main(args) == 0  # cached: not retrained
+    assert (tmp_path / "seed0" / "result.json").stat().st_mtime_ns == before
+    assert bench.main(["--seeds", "x"]) == 2

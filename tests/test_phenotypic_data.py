@@ -123,7 +123,7 @@ def test_remote_prefix_maps_to_local_root():
 def test_validation_errors(release):
     df = load_jump_profiles(release, progress=False)
     feat = [c for c in df.columns if not c.startswith("Metadata_")][0]
-    with pytest.raises(ProfileError, match="share a"):
+    with pytest.raises(ProfileError, match="rows for 1 repeated wells"):
         validate_profiles(pd.concat([df, df.iloc[:1]]))
     no_ctrl = df[~((df["Metadata_Plate"] == df["Metadata_Plate"].iloc[0]) & (df["Metadata_pert_type"] == "negcon"))]
     with pytest.raises(ProfileError, match="no negative-control"):
@@ -176,3 +176,92 @@ def test_normalisation_matches_pycytominer_and_whitening(release):
     np.testing.assert_allclose(z.std(0, ddof=1), 1, rtol=1e-3)
     with pytest.raises(ValueError, match="NaN"):
         fit_whitening(np.array([[np.nan, 1.0], [1.0, 2.0]]))
+
+
+def _stamps(root):
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and ".job" not in p.parts}
+
+
+def test_simulate_never_replaces_a_release_it_did_not_make(tmp_path, capsys):
+    import shutil
+
+    from phenotypic.cli import main
+
+    root = tmp_path / "rel"
+    argv = ["simulate", "--out", str(root), "--n-compounds", "30", "--plates-per-batch", "1", "--n-features", "20"]
+    assert main(argv) == 0
+    before = _stamps(root)
+    compound = (root / "metadata" / "compound.csv.gz").read_bytes()
+    assert main(argv) == 0  # the same command: its own job, already finished; nothing is rewritten
+    assert _stamps(root) == before
+    assert main([*argv, "--seed", "1"]) == 2
+    assert "other settings (seed: 0 -> 1); choose another output folder, or pass --overwrite" in capsys.readouterr().err
+    shutil.rmtree(root / ".job")  # a release made before the job layer, or copied without its bookkeeping
+    assert main([*argv, "--seed", "1"]) == 2
+    assert "exists and was not written by this `phenotypic simulate` job" in capsys.readouterr().err
+    assert _stamps(root) == before
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (root / "metadata" / "compound.csv.gz").read_bytes() != compound
+    (tmp_path / "file").write_text("x")
+    assert main(["simulate", "--out", str(tmp_path / "file")]) == 2
+    assert main(["simulate", "--out", str(tmp_path / "new"), "--n-features", "100000"]) == 2
+    assert "n_features must be <=" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_repeated_wells_and_empty_tables_are_named(release, tmp_path):
+    import shutil
+
+    copy = tmp_path / "rel"
+    shutil.copytree(release, copy, ignore=shutil.ignore_patterns("images"))
+    plate = sorted(copy.rglob("SIM*.parquet"))[0]
+    frame = pd.read_parquet(plate)
+    pd.concat([frame, frame.head(2)]).to_parquet(plate)  # keeps a repeated index: used to be InvalidIndexError
+    with pytest.raises(ProfileError, match=rf"{plate.stem}: wells A01, A24\); each \(source, plate, well\)"):
+        load_jump_profiles(copy, progress=False)
+    frame.to_parquet(plate, index=False)
+    well = copy / "metadata" / "well.csv.gz"
+    table = pd.read_csv(well, dtype=str)
+    pd.concat([table, table.head(1)]).to_csv(well, index=False)
+    with pytest.raises(ProfileError, match=r"the well table \(well.csv.gz\) has 2 rows for 1 repeated wells"):
+        load_jump_profiles(copy, progress=False)
+    table.to_csv(well, index=False)
+    compound = copy / "metadata" / "compound.csv.gz"
+    pd.read_csv(compound, dtype=str).head(0).to_csv(compound, index=False)
+    with pytest.raises(ProfileError, match="compound.csv.gz has a header but no rows"):
+        load_jump_profiles(copy, progress=False)
+    compound.write_bytes(b"")
+    with pytest.raises(ProfileError, match=r"compound.csv.gz is empty \(not even a header\)"):
+        load_jump_profiles(copy, progress=False)
+
+
+def test_interrupted_simulation_resumes_to_the_same_release(tmp_path, monkeypatch):
+    import gzip
+
+    import phenotypic.simulate as sim
+    from shared.jobs import JobIncompleteError
+
+    settings = dict(n_compounds=30, plates_per_batch=2, n_features=20, images=True, image_plates=1, image_size=32,
+                    progress=False)
+    write_plate = sim._write_plate
+
+    def flaky(job, cfg, plate, render):
+        write_plate(job, cfg, plate, render)
+        if plate["plate"].endswith("001"):  # fails after writing its files: the rerun may replace them
+            raise OSError("disk full")
+
+    monkeypatch.setattr(sim, "_write_plate", flaky)
+    with pytest.raises(JobIncompleteError, match=r"1 of 2 units failed .*plate-SIM101001: OSError: disk full"):
+        simulate_release(tmp_path / "resumed", **settings)
+    assert not (tmp_path / "resumed" / "metadata").exists()  # metadata waits for every plate
+    monkeypatch.setattr(sim, "_write_plate", write_plate)
+    simulate_release(tmp_path / "resumed", **settings)  # retries the failed plate only
+    simulate_release(tmp_path / "whole", **settings)
+    for path in sorted((tmp_path / "whole").rglob("*")):
+        if path.is_file() and ".job" not in path.parts:
+            twin = tmp_path / "resumed" / path.relative_to(tmp_path / "whole")
+            if path.suffix == ".parquet":
+                pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(twin))
+            elif path.suffix == ".gz":  # the gzip header holds a time stamp
+                assert gzip.decompress(path.read_bytes()) == gzip.decompress(twin.read_bytes()), path
+            else:
+                assert path.read_bytes() == twin.read_bytes(), path

@@ -141,8 +141,8 @@ def test_non_contractive_step_is_reported(rules):
 def test_model_level_divergence_warning_and_last_stats():
     torch.manual_seed(0)
     net = create("fgru2d", hidden_channels=3, kernel_size=3, timesteps=4, mode="crbp")
-    with torch.no_grad():
-        net.cell.exc.A.mul_(50.0)
+    with torch.no_grad():  # C1 = N(W_inh * .): the norm's scale, not W's, sets the inhibition's gain
+        net.cell.norm_inh.norms[0].weight.mul_(50.0)  # spectral radius of J ~0.8 -> ~4.7
     y = net(torch.rand(1, 1, 10, 10))
     with pytest.warns(RuntimeWarning, match="C-RBP"):
         y.square().sum().backward()

@@ -2,8 +2,10 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rldiag.cli import main
@@ -21,7 +23,7 @@ from rldiag.diagnose import (
 from rldiag.envs import GAMES
 from rldiag.normalization import RETURN_RANGES, SOURCE, normalize_return, return_range
 from rldiag.sweep import run_diagnosis
-from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, write_taxonomy
+from rldiag.taxonomy import axis_label, build_taxonomy, cluster_games, place_labels, write_taxonomy
 
 
 def test_normalisation_table_covers_all_games_with_its_source():
@@ -123,6 +125,66 @@ def test_taxonomy_labels_quadrants_and_clusters(tmp_path):
     assert median.attrs["rlc_threshold"] == pytest.approx(float(median["RLC"].median()))
 
 
+def test_taxonomy_says_insufficient_data_instead_of_a_quadrant(tmp_path, capsys):
+    # coinrun: the README smoke run's situation, one seed with a finished episode and bc uninformative;
+    # starpilot: three seeds but bc NaN everywhere; heist: a clear RL-limited game; maze: simp never finished
+    nan = float("nan")
+    for seed in (0, 1, 2):
+        for cond, auc in (("pix", 0.1), ("simp", 0.12), ("bc", 0.9)):
+            _write_cell(tmp_path, "heist", cond, seed, auc + 0.01 * seed)
+        for cond, auc in (("pix", 0.2), ("simp", 0.6), ("bc", nan)):
+            _write_cell(tmp_path, "starpilot", cond, seed, auc + 0.01 * seed)
+    for seed, auc in ((0, 0.0), (1, nan)):
+        for cond in ("pix", "simp"):
+            _write_cell(tmp_path, "coinrun", cond, seed, auc)
+        _write_cell(tmp_path, "coinrun", "bc", seed, nan)
+    _write_cell(tmp_path, "maze", "pix", 0, 0.3)
+    table = build_taxonomy(tmp_path, n_boot=200).set_index("game")
+    assert table.loc["heist", "quadrant"] == "RL-limited" and table.loc["heist", "note"] == ""
+    for game in ("coinrun", "starpilot", "maze"):
+        assert table.loc[game, "quadrant"] == table.loc[game, "PLC_axis"] == "insufficient data"
+        assert math.isnan(table.loc[game, "stability"]) and pd.isna(table.loc[game, "cluster"])
+    assert "1 seed" in table.loc["coinrun", "note"] and math.isnan(table.loc["coinrun", "RLC_low"])
+    assert "bc AUC NaN" in table.loc["starpilot", "note"] and "--plc gap" in table.loc["starpilot", "note"]
+    assert "simp" in table.loc["maze", "note"]
+    # with PLC from the pix/simp gap alone, three seeds suffice for starpilot; one still does not for coinrun
+    gap = build_taxonomy(tmp_path, plc="gap", n_boot=200).set_index("game")
+    assert gap.loc["starpilot", "quadrant"] != "insufficient data"
+    assert gap.loc["coinrun", "quadrant"] == "insufficient data"
+    assert main(["taxonomy", str(tmp_path), "--n-boot", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert "coinrun: insufficient data (1 seed" in printed and "RL-limited" in printed
+    saved = json.loads((tmp_path / "taxonomy.json").read_text())
+    assert set(saved["insufficient data"]) == {"coinrun", "starpilot", "maze"}
+    assert saved["incomplete_games"] == ["maze"]
+    coinrun = next(g for g in saved["games"] if g["game"] == "coinrun")
+    assert coinrun["quadrant"] == "insufficient data" and coinrun["cluster"] is None
+    assert pd.read_csv(tmp_path / "taxonomy.csv").set_index("game").loc["coinrun", "quadrant"] == "insufficient data"
+
+
+def test_taxonomy_labels_never_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=110)
+    ax.set(xlim=(-0.05, 1.05), ylim=(-0.14, 1.14))
+    rng = np.random.default_rng(0)
+    points = np.vstack([0.3 + rng.normal(0, 0.005, (12, 2)), [[0.9, 0.9], [0.91, 0.9]]])
+    labels = [f"game{i}" for i in range(len(points))]
+    annotations = place_labels(ax, points, labels)
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for ann in annotations:
+        ann.update_positions(renderer)
+        boxes.append(Text.get_window_extent(ann, renderer))
+    overlaps = [(i, j) for i in range(len(boxes)) for j in range(i) if boxes[i].overlaps(boxes[j])]
+    assert overlaps == []
+    plt.close(fig)
+
+
 def test_config_presets_and_validation():
     cfg = config_from_preset(["coinrun"], "cpu-smoke", budget=4096)
     assert cfg.encoder == "nature" and cfg.profile == "cpu-smoke" and cfg.bc_frames == 1024
@@ -140,7 +202,7 @@ def test_config_presets_and_validation():
     assert config_from_preset(["coinrun"], "cpu-smoke", budget=4096, ppo={"ent_coef": 0.02}).ppo == {"ent_coef": 0.02}
 
 
-def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
+def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path, capsys):
     cfg = config_from_preset(
         ["starpilot"],
         "cpu-smoke",
@@ -164,7 +226,12 @@ def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
     )
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").glob("*.json")}
     (tmp_path / "cells" / f"{Cell('starpilot', 'simp', 1).key}.json").unlink()  # an "interrupted" sweep
-    run_diagnosis(cfg, tmp_path, workers=0, progress=False)
+    shutil.rmtree(tmp_path / "runs" / Cell("starpilot", "simp", 1).key)  # ... before its first checkpoint
+    capsys.readouterr()
+    run_diagnosis(cfg, tmp_path, workers=0, progress=True)
+    bars = capsys.readouterr().err
+    # the sweep's bar, and the re-run PPO cell's own bar (env steps, steps/s, recent return)
+    assert "rldiag cells" in bars and "starpilot__simp__s1" in bars and "recent return" in bars
     for p, t in stamps.items():
         if "simp__s1" not in p.name:
             assert p.stat().st_mtime_ns == t  # finished cells are skipped
@@ -179,7 +246,7 @@ def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path):
         bc_frames=64,
         encoder_config={"hidden": 32},
     )
-    with pytest.raises(ValueError, match="different diagnose config"):
+    with pytest.raises(ValueError, match=r"other settings \(budget: 256 -> 384"):
         run_diagnosis(changed, tmp_path, workers=0, progress=False)
     paths = write_taxonomy(tmp_path, n_boot=100)
     assert all(p.stat().st_size > 0 for p in paths.values())
@@ -248,3 +315,76 @@ def test_cli_train_then_distill(tmp_path, capsys):
     curve = json.loads(out.read_text())
     assert curve["samples"][0] == 0 and len(curve["agreement"]) == len(curve["samples"])
     assert main(["distill", str(tmp_path / "missing.pt")]) == 2
+    assert main(args) == 2 and "bc.json exists" in capsys.readouterr().err  # never replaced silently
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_diagnose_checks_every_option_before_the_first_cell(tmp_path, capsys):
+    """Issue 15: a bad seed, learning rate, encoder, encoder config or expert is one line, exit 2, and leaves
+    no folder behind; --out that is a file is refused the same way."""
+    base = ["diagnose", "--games", "coinrun", "--budget", "128", "--preset", "cpu-smoke", "--num-envs", "2",
+            "--num-steps", "64", "--bc-frames", "32"]
+    out = tmp_path / "out"
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--seeds", "-1", "--out", str(out)], "seeds must be distinct, >= 0"),
+        (["--ppo", '{"learning_rate": -0.1}', "--out", str(out)], "learning_rate must be a positive number"),
+        (["--encoder", "resnet9000", "--out", str(out)], "unknown encoder 'resnet9000'"),
+        (["--encoder-config", '{"widht": 3}', "--out", str(out)], "does not fit encoder 'nature'"),
+        (["--expert-checkpoint", str(tmp_path / "{game}_{seed}.pt"), "--out", str(out)], "coinrun_0.pt"),
+        (["--expert-checkpoint", str(tmp_path / "{level}.pt"), "--out", str(out)], "placeholders"),
+        (["--out", str(tmp_path / "afile")], "is a file, not a folder"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert not out.exists()
+
+
+def _cell_curves(out) -> dict[str, tuple]:
+    return {p.stem: (r["x"], r["y"], r["auc"]) for p in sorted((out / "cells").glob("*.json"))
+            for r in [json.loads(p.read_text())]}
+
+
+def test_diagnose_killed_then_resumed_equals_uninterrupted_and_recomputes_a_truncated_cell(tmp_path, capsys):
+    """kill -9 in the middle of a diagnosis, then the same command: the same curves as a run never stopped.
+    A truncated cell file is named and that cell recomputed; a changed budget is one line, exit 2."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = ["diagnose", "--games", "coinrun", "--budget", "128", "--seeds", "0", "--preset", "cpu-smoke",
+            "--num-envs", "2", "--num-steps", "64", "--bc-frames", "32", "--encoder-config", '{"hidden": 16}',
+            "--no-taxonomy", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    expected = _cell_curves(tmp_path / "whole")
+    assert len(expected) == 3
+    killed = tmp_path / "killed"
+    script = f"import sys; from rldiag.cli import main; sys.exit(main({[*args, '--out', str(killed)]!r}))"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((killed / ".job/done").glob("*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(list((killed / ".job/done").glob("*")))
+    assert 1 <= n_done < 3, "the kill should land between the first and the last cell"
+    capsys.readouterr()
+    assert main([*args, "--out", str(killed)]) == 0
+    assert _cell_curves(killed) == expected
+    truncated = killed / "cells/coinrun__simp__s0.json"
+    truncated.write_text(truncated.read_text()[:40])
+    assert main(["taxonomy", str(killed)]) == 2
+    assert "coinrun__simp__s0.json is truncated" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="coinrun__simp__s0.json is missing or unreadable"):
+        assert main([*args, "--out", str(killed)]) == 0
+    assert _cell_curves(killed) == expected
+    capsys.readouterr()
+    assert main([*args[:4], "256", *args[5:], "--out", str(killed)]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (budget: 128 -> 256" in err and len(err.strip().splitlines()) == 1

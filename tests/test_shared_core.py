@@ -108,3 +108,64 @@ def test_report_writes_tables_and_relative_figures(tmp_path):
     assert "demo &lt;test&gt;" in html and "<td>0.5</td>" in html
     assert "src='part/fig.png'" in html
     assert html.count("<p>") >= 2
+
+
+class _Payload:
+    """Unpickling this would create a file: a stand-in for code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def hostile_checkpoint(path: Path, marker: Path) -> Path:
+    """A Lightning-looking checkpoint whose state_dict carries a pickle payload (used by CLI tests too)."""
+    torch.save({"state_dict": {"w": _Payload(marker)}, "hyper_parameters": {}}, path)
+    return path
+
+
+def test_hostile_checkpoint_is_refused_unread(tmp_path):
+    path = hostile_checkpoint(tmp_path / "evil.ckpt", tmp_path / "pwned")
+    with pytest.raises(checkpoints.CheckpointError, match="refused checkpoint .*could run code"):
+        checkpoints.load_checkpoint(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_empty_and_truncated_checkpoints_name_the_problem(tmp_path):
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(4096)}, "hyper_parameters": {"width": 3}}, good)
+    data = good.read_bytes()
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(checkpoints.CheckpointError, match=r"is empty \(0 bytes\)"):
+        checkpoints.load_checkpoint(tmp_path / "empty.ckpt")
+    # cut points that made torch raise RuntimeError ("central directory") and OSError ([Errno 22])
+    for n in (100, len(data) // 2, len(data) - 30, len(data) - 1):
+        (tmp_path / "cut.ckpt").write_bytes(data[:n])
+        with pytest.raises(checkpoints.CheckpointError, match="is truncated or corrupt"):
+            checkpoints.load_checkpoint(tmp_path / "cut.ckpt")
+    (tmp_path / "text.ckpt").write_text("not a checkpoint at all")
+    with pytest.raises(checkpoints.CheckpointError, match="not a PyTorch checkpoint"):
+        checkpoints.load_checkpoint(tmp_path / "text.ckpt")
+
+
+def test_checkpoint_of_another_subsystem_is_named(tmp_path):
+    path = tmp_path / "pf.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "reference",
+                                                       "lipschitz_weight": 10.0}}, path)
+
+    class IBPModule(_Tiny):  # the class name is what identifies the expected kind
+        pass
+
+    with pytest.raises(checkpoints.CheckpointError,
+                       match="this is a Pathfinder checkpoint .*; expected a phenotypic IBP checkpoint"):
+        checkpoints.load_lightning_module(IBPModule, path)
+    with pytest.raises(checkpoints.CheckpointError, match="this is a Pathfinder checkpoint"):
+        checkpoints.load_checkpoint(path, expect="ppo")
+    torch.save({"state_dict": {}, "hyper_parameters": {"depthh": 3}}, path)  # unknown kind, wrong arguments
+    with pytest.raises(checkpoints.CheckpointError, match=r"hyper-parameters \['depthh'\] are not arguments"):
+        checkpoints.load_lightning_module(_Tiny, path)
+    torch.save({"state_dict": {"lin.weight": torch.zeros(1, 9)}, "hyper_parameters": {"width": 3}}, path)
+    with pytest.raises(checkpoints.CheckpointError, match="does not rebuild as a _Tiny checkpoint: .*size mismatch"):
+        checkpoints.load_lightning_module(_Tiny, path)

@@ -11,14 +11,12 @@ registry backbone name and config in its hyper-parameters, so any registered bac
 from __future__ import annotations
 
 import importlib
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from shared.cli import Subcommand, run_subcommands, subcommand_parser
+from shared.cli import Subcommand, UserError, add_output_arguments, run_subcommands, subcommand_parser
 
 KNOWN_MODULES = {"pathfinder": "shared.pathfinder.module:PathfinderClassifier"}
 
@@ -34,6 +32,8 @@ the alignment score (mean rho / ceiling), Dice, IoU, accuracy and the per-image 
 MAPS and --images are each a folder of PNG/NPY files (paired by sorted file name; names must match), an
 NPY/NPZ file or a zarr array. Maps are used as given unless --clickme-processing is set (resize to 64,
 published 10x10 Gaussian blur, resize to the image size). Images are used as stored (no scaling).
+
+An existing --out file is never replaced unless --overwrite is given.
 
 example:
   python -m shared.alignment score model.ckpt maps/ --images images/ --labels labels.npy --out report.json
@@ -64,6 +64,20 @@ def _load_labels(path: str | None, n: int) -> np.ndarray | None:
     return labels.astype(np.int64)
 
 
+def _n_classes(model, images: np.ndarray) -> int:
+    """Run the model on one image: the number of classes, or a one-line error if it cannot take the images."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            logits = model(torch.as_tensor(images[:1]))
+    except RuntimeError as err:
+        first = str(err).splitlines()[0][:200]
+        raise ValueError(f"the model cannot take images of shape {images.shape[1:]} (channels, rows, columns): "
+                         f"{first}") from err
+    return int(logits.shape[1])
+
+
 def score_command(argv: Sequence[str]) -> int:
     """The ``score`` subcommand."""
     parser = subcommand_parser("python -m shared.alignment score", SCORE_HELP)
@@ -83,35 +97,46 @@ def score_command(argv: Sequence[str]) -> int:
     parser.add_argument("--clickme-processing", action="store_true",
                         help="apply the published ClickMe map processing before scoring")
     parser.add_argument("--batch-size", type=int, default=64)
+    add_output_arguments(parser, wait=False)
     args = parser.parse_args(list(argv))
 
     from shared.alignment.evaluate import score_model
     from shared.alignment.human_maps import load_images, load_maps
     from shared.alignment.processing import process_clickme_maps
     from shared.alignment.scores import CLICKME_HUMAN_CEILING
+    from shared.jobs import atomic_write_json, claim_output
 
+    # every input is checked before any work, and --out before anything else
+    out = claim_output(args.out, overwrite=args.overwrite)
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.ceiling is not None and not 0 < args.ceiling <= 1:
+        raise UserError(f"--ceiling must be in (0, 1], got {args.ceiling}")
     maps, map_names = load_maps(args.maps, key=args.maps_key)
     images, image_names = load_images(args.images, key=args.images_key)
     if len(maps) != len(images):
-        raise SystemExit(f"error: {len(maps)} maps but {len(images)} images")
+        raise UserError(f"{len(maps)} maps but {len(images)} images; they are paired one to one")
     if Path(args.maps).is_dir() and Path(args.images).is_dir() and map_names != image_names:
         mismatch = next(f"{a} != {b}" for a, b in zip(map_names, image_names) if a != b)
-        raise SystemExit(f"error: map and image file names differ ({mismatch}); they are paired by name")
+        raise UserError(f"map and image file names differ ({mismatch}); they are paired by name")
     if args.clickme_processing:
         maps = process_clickme_maps(maps, output_size=images.shape[2:])
+    elif maps.shape[1:] != images.shape[2:]:
+        raise UserError(f"maps are {maps.shape[1:]} but images {images.shape[2:]} (rows, columns); resize them "
+                        "or pass --clickme-processing")
     labels = _load_labels(args.labels, len(images))
     model = load_model(args.checkpoint, args.module)
+    n_classes = _n_classes(model, images)
+    if labels is not None and (labels.min() < 0 or labels.max() >= n_classes):
+        raise UserError(f"labels must be class indices in [0, {n_classes}) for this model, got "
+                        f"{labels.min()}..{labels.max()}")
     report = score_model(model, images, maps, labels, method=args.method, batch_size=args.batch_size,
                          ceiling=CLICKME_HUMAN_CEILING if args.ceiling is None else args.ceiling)
     report.pop("saliency")
     report["per_image"]["name"] = image_names
     report["checkpoint"] = str(Path(args.checkpoint).resolve())
     report["module"] = args.module
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    atomic_write_json(claim_output(out, overwrite=args.overwrite), report, indent=2)
     print(f"alignment score {report['score']:.4f} (mean Spearman {report['mean_spearman']:.4f}, "
           f"Dice {report['dice']:.4f}, IoU {report['iou']:.4f}, {report['n_images']} images) -> {out}")
     return 0

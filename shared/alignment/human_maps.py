@@ -43,7 +43,36 @@ def _read_file(path: Path) -> np.ndarray:
     return _read_png(path)
 
 
+def _readable(read):
+    """Turn a reader's low-level failure (corrupt file, pickled objects, not an array) into one
+    ``ValueError`` naming the file; a missing key keeps its own message."""
+
+    def guarded(path: Path, *args) -> np.ndarray:
+        import zipfile
+
+        try:
+            return read(path, *args)
+        except _KeyNotFound:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            detail = " ".join(str(err).split())[:200] or type(err).__name__
+            raise ValueError(f"cannot read {path} as an array: {detail}") from err
+
+    return guarded
+
+
+class _KeyNotFound(KeyError, ValueError):
+    """``key`` names no array in the file; a ValueError too, so command lines report it as bad input."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@_readable
 def _read_array_file(path: Path, key: str | None) -> np.ndarray:
+    if path.is_file() and path.suffix.lower() not in (".npz", ".npy"):
+        raise ValueError(f"{path} is neither a .npy/.npz file nor a zarr array (nor a folder of "
+                         f"{'/'.join(IMAGE_SUFFIXES)} files)")
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -52,7 +81,7 @@ def _read_array_file(path: Path, key: str | None) -> np.ndarray:
                     raise ValueError(f"{path} holds arrays {names}; pass key= to choose one")
                 key = names[0]
             if key not in names:
-                raise KeyError(f"{path} has no array {key!r}; it holds {names}")
+                raise _KeyNotFound(f"{path} has no array {key!r}; it holds {names}")
             return z[key]
     if path.suffix.lower() == ".npy":
         return np.load(path, allow_pickle=False)
@@ -66,32 +95,44 @@ def _read_array_file(path: Path, key: str | None) -> np.ndarray:
                 raise ValueError(f"zarr group {path} holds arrays {names}; pass key= to choose one")
             key = names[0]
         if key not in names:
-            raise KeyError(f"zarr group {path} has no array {key!r}; it holds {names}")
+            raise _KeyNotFound(f"zarr group {path} has no array {key!r}; it holds {names}")
         node = node[key]
     return np.asarray(node[...])
 
 
-def load_stack(path: str | Path, *, key: str | None = None) -> tuple[np.ndarray, list[str]]:
+def load_stack(path: str | Path, *, key: str | None = None, name: str = "maps path"
+               ) -> tuple[np.ndarray, list[str]]:
     """Load a stack of arrays from a folder of PNG/NPY files, an NPY/NPZ file or a zarr array/group.
 
     Returns
     -------
     stack : ndarray of shape (n, ...), as stored (a folder's files must share one shape).
     names : list of n names (file stems for a folder; ``"0", "1", ...`` otherwise).
+
+    Raises
+    ------
+    FileNotFoundError : no such path. ValueError : anything unreadable, named (``name`` in messages).
     """
-    p = check_existing_path(path, name="maps path")
+    p = check_existing_path(path, name=name)
     if p.is_dir() and not (p / "zarr.json").exists() and not (p / ".zarray").exists() \
             and not (p / ".zgroup").exists():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"folder {p} holds no {'/'.join(IMAGE_SUFFIXES)} files")
-        arrays = [_read_file(f) for f in files]
+        arrays = [_readable(_read_file)(f) for f in files]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise ValueError(f"files in {p} differ in shape: {sorted(shapes)}")
         return np.stack(arrays), [f.stem for f in files]
     arr = _read_array_file(p, key)
+    if arr.ndim == 0 or len(arr) == 0:
+        raise ValueError(f"{name} {p} holds no images (shape {arr.shape})")
     return arr, [str(i) for i in range(len(arr))]
+
+
+def _check_real(stack: np.ndarray, name: str) -> None:
+    if stack.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold numbers, got dtype {stack.dtype}")
 
 
 def load_maps(path: str | Path, *, key: str | None = None) -> tuple[np.ndarray, list[str]]:
@@ -110,7 +151,8 @@ def load_maps(path: str | Path, *, key: str | None = None) -> tuple[np.ndarray, 
     ValueError
         For any other shape, or NaN/inf values.
     """
-    stack, names = load_stack(path, key=key)
+    stack, names = load_stack(path, key=key, name="maps path")
+    _check_real(stack, f"human maps from {path}")
     maps = np.asarray(stack, dtype=np.float64)
     if maps.ndim == 4 and maps.shape[-1] in (3, 4) and maps.shape[1] not in (1, 3):
         maps = maps[..., :3].mean(axis=-1)
@@ -130,7 +172,8 @@ def load_images(path: str | Path, *, key: str | None = None) -> tuple[np.ndarray
     (e.g. RGB PNGs) are moved to channels-first. Values are kept as stored (PNG: 0-255); scale them as
     your model expects.
     """
-    stack, names = load_stack(path, key=key)
+    stack, names = load_stack(path, key=key, name="images path")
+    _check_real(stack, f"images from {path}")
     images = np.asarray(stack, dtype=np.float32)
     if images.ndim == 3:
         images = images[:, None]

@@ -93,16 +93,15 @@ def write_tfrecord(path: str | Path, records: Iterable[bytes]) -> int:
     -------
     n : the number of records written.
     """
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
+    from shared.jobs import atomic_path
+
     n = 0
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         for data in records:
             header = struct.pack("<Q", len(data))
             f.write(header + struct.pack("<I", masked_crc32c(header)))
             f.write(data + struct.pack("<I", masked_crc32c(data)))
             n += 1
-    tmp.replace(p)
     return n
 
 

@@ -1,7 +1,7 @@
 """hGRU and fGRU cells: one step ``cell(drive, h, t) -> h`` of a circuit with horizontal connections.
 
-All cells follow ONE gate convention, the one of the PyTorch ports (hgru-pytorch, c-rbp, gammanet_pytorch)
-and of gamma-Net::
+All cells follow ONE gate convention, the one of the PyTorch ports (hgru-pytorch, c-rbp, gammanet_pytorch's
+``fGRUCell2``) and of gamma-Net::
 
     H[t] = (1 - G2) . H[t-1] + G2 . H~          (G2: the "mix" gate, 0 keeps the old state)
 
@@ -15,12 +15,51 @@ and share these construction rules:
 * **Chrono gate-bias initialisation with the real T** (Tallec & Ollivier 2018): ``b = log U[1, T - 1]``.
   Gain gate ``b_gain = -log U`` and mix gate ``b_mix = -log U`` (under our convention a negative mix bias
   starts the cell near keeping its state, which is what TF's ``b2 = +log U`` does under the TF
-  convention). The bias tensor is overwritten in place; the PyTorch ports discard a non-in-place
-  ``.log()`` and hard-code T = 8, so their chrono init is a no-op.
-* **Time-invariant normalisation** (``norm``): ``"batch"`` (one BatchNorm shared by all steps),
-  ``"group"``, ``"instance"`` (parameter-free) or ``"none"`` compute the same map at every step, as C-RBP
-  requires. ``"batch_per_step"`` keeps one BatchNorm per timestep, as in hgru-pytorch and the TF
-  ``hgru_bn_for``/EM gamma-Net, for BPTT fidelity only; the recurrent backbones reject it in C-RBP mode.
+  convention). The bias tensor is overwritten in place; the hGRU PyTorch ports (hgru-pytorch, c-rbp)
+  discard a non-in-place ``.log()`` and hard-code T = 8, so their chrono init is a no-op.
+  gammanet_pytorch's ``fGRUCell2`` applies it (gain ``+log U``, mix ``-log U``, T = 8 because its
+  ``BaseGN`` never passes ``timesteps``), but before the gate norm, where it cancels (see below).
+* **Time-invariant normalisation** (``norm``): ``"batch"`` (one BatchNorm shared by all steps, running
+  statistics at test time), ``"batch_stats"`` (BatchNorm with batch statistics in training and testing,
+  c-rbp's choice), ``"group"``, ``"instance"`` (per-sample statistics, gammanet_pytorch's choice) or
+  ``"none"`` compute the same map at every step, as C-RBP requires. ``"batch_per_step"`` keeps one
+  BatchNorm per timestep, as in hgru-pytorch and the TF ``hgru_bn_for``/EM gamma-Net, for BPTT fidelity
+  only; the recurrent backbones reject it in C-RBP mode.
+
+Fidelity to the reference code
+------------------------------
+Checked against serre-lab/gammanet_pytorch ``layers/fgru_base.py`` (``fGRUCell2``, used by
+``models/base_gammanet.py``), drewlinsley/ffn_membrane
+``membrane/layers/recurrent/feedback_hgru_constrained_3l.py`` (TF, 3D EM) and serre-lab/hgru_share
+``layers/recurrent/hgru.py`` (2018 hGRU). Where :class:`FGRUCell` follows them by default:
+
+* **Norm order.** Both references normalise the *output* of each horizontal convolution,
+  ``C = N(W * x)``; so do we (``norm_order="output"``). ``"input"`` (``C = W * N(x)``) is kept as an
+  option: it was this cell's earlier form, and no reference uses it.
+* **Gate bias before the gate norm**, ``sigma(N(U * x + b))``, in both references (``gate_bias=
+  "before_norm"``). A per-channel bias is removed by any norm that subtracts a per-channel mean
+  (instance, batch, batch_stats), so the chrono bias has no effect there; ``"after_norm"`` keeps it.
+* **Scalars** alpha 0.1, mu 1, kappa 0.5, omega 0.5 (``fGRUCell2``); ``scalar_init="htdfgru"`` gives
+  alpha 1, mu 0, kappa 0, omega 1 (our earlier default, taken from the notes on htdfgru_disentangling,
+  unverified), which switches the additive facilitation off at initialisation. ffn_membrane draws them
+  Xavier-random (not modelled).
+* **Norm kind.** ``fGRUCell2`` uses affine InstanceNorm2d at scale 0.1 with ``track_running_stats=False``
+  (per-sample statistics in training and testing) on gates and C1/C2: ``norm="instance"``, the default of
+  the fGRU and gamma-Net backbones. ffn_membrane uses scale-only BatchNorm with running statistics, one per
+  timestep (``"batch_per_step"``, BPTT only).
+* **GALA** in the gain gate (``attention="gala"``, :mod:`shared.backbones.gala`), the default of
+  ``fGRUCell2`` and of the 2D gamma-Net backbones; ffn_membrane has none (3D default ``"none"``).
+
+Differences that remain, by name: W is channel-symmetric by parameterisation (``fGRUCell2`` initialises
+it orthogonally and leaves it free; ffn_membrane symmetrises the gradient); the fGRU's horizontal
+convolutions pad with zeros (``fGRUCell2``: reflect; the :class:`HGRUCell` takes ``padding`` and reflects by
+default, a measured difference from its zero-padding references); S keeps the ``[Z]+`` of the gamma-Net
+equations (``fGRUCell2`` computes ``[Z - [.]+]+``, the same for the non-negative drives our backbones give
+it); alpha is not squashed; chrono signs are ``-log U`` for both gates (``fGRUCell2``: gain ``+log U``, mix ``-log U``;
+both cancelled by the default gate norm); the top-down fGRU mixes towards its hidden state H (the
+upsampled high level) where ``fGRUCell2_td`` uses ``(1 - G2) . Z`` (see :mod:`shared.backbones.gammanet`);
+no gamma on C2 (as in ``fGRUCell2``; the TF cells have one). The hGRU differences are in
+:class:`HGRUCell`.
 
 Mapping published checkpoints onto these cells
 ----------------------------------------------
@@ -41,17 +80,21 @@ No converter ships here (no public weights can be downloaded in this environment
   ``mix_bias``), ``w_gate_inh`` / ``w_gate_exc`` -> ``inh.A`` / ``exc.A``, ``alpha, mu, gamma, kappa, w``
   -> ``alpha, mu, gamma, kappa, omega``, their BNs on C1/C2 -> ``norm_inh`` / ``norm_exc``.
 * **What does not map.** The TF hGRU's per-timestep ``eta_t`` and per-timestep BN make the step differ
-  across time (no fixed point); load such BN statistics into ``norm="batch_per_step"`` (BPTT only) and
-  there is no slot for ``eta_t``. The TF hGRU also normalises the gate pre-activations and uses tanh for
-  xi/zeta, while :class:`HGRUCell` is the C-RBP-era cell (no gate norm, softplus), so a TF hGRU
-  checkpoint is only approximately reproduced. The fGRU of gamma-Net normalises gates and kernel inputs
-  like :class:`FGRUCell`; the TD+H-CNN fGRU additionally has gamma and scale-only BN (not modelled).
+  across time (no fixed point); load such BN statistics into ``norm="batch_per_step"`` and ``eta_t`` into
+  the ``eta`` of ``variant="2018"`` (both BPTT only). The TF ``hgru_bn*`` cells also normalise the gate
+  pre-activations (not modelled), so their checkpoints are only approximately reproduced; the plain
+  ``variant="2018"`` step with ``norm="none"`` is the one of
+  ``layers/recurrent/hgru.py``. gammanet_pytorch's ``fGRUCell2`` maps onto
+  :class:`FGRUCell` with its defaults (``conv_g1_w``/``conv_g2_w`` -> ``gain``/``mix``, ``bn_g1, bn_c1,
+  bn_g2, bn_c2`` -> ``norm_gain, norm_inh, norm_mix, norm_exc``, ``attention.se``/``attention.sa`` ->
+  ``gain.feature``/``gain.spatial``); the TD+H-CNN fGRU additionally has gamma and scale-only BN (not
+  modelled).
 
 Unverified against the papers (checked against the public code only): the exact letter/parameter
 scaling C2 in the hGRU candidate (code: gamma), tanh vs ReLU/softplus in the reported hGRU, the sign of
-the gamma-Net mix-gate chrono bias (the reference lists ``+log U`` under the (1 - G2) convention, which
-would favour the candidate; we follow Tallec & Ollivier and start near "keep"), and the gamma-Net
-defaults alpha 1, mu 0, kappa 0, omega 1.
+the gamma-Net mix-gate chrono bias (the reference notes list ``+log U`` under the (1 - G2) convention,
+which would favour the candidate; we follow Tallec & Ollivier and start near "keep"), and the
+htdfgru_disentangling scalars alpha 1, mu 0, kappa 0, omega 1 (``scalar_init="htdfgru"``).
 """
 
 from __future__ import annotations
@@ -63,16 +106,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from shared.backbones.gala import GALAAttention
 from shared.backbones.layers import as_tuple, make_norm
 
-CELL_NORMS = ("batch", "group", "instance", "none", "batch_per_step")
+CELL_NORMS = ("batch", "group", "instance", "none", "batch_stats", "batch_per_step")
 
 
-def conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """'Same' convolution of (batch, channel, *spatial) ``x`` with an odd kernel (out, in, *kernel)."""
-    padding = tuple(k // 2 for k in weight.shape[2:])
+PADDINGS = ("zeros", "reflect")
+
+
+def conv(x: torch.Tensor, weight: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """'Same' convolution of (batch, channel, *spatial) ``x`` with an odd kernel (out, in, *kernel).
+
+    ``padding`` is ``"zeros"`` or ``"reflect"``; an axis too short to reflect (size <= half the kernel)
+    is replicated instead.
+    """
+    half = tuple(k // 2 for k in weight.shape[2:])
     fn = F.conv2d if x.ndim == 4 else F.conv3d
-    return fn(x, weight, padding=padding)
+    if padding == "zeros" or not any(half):
+        return fn(x, weight, padding=half)
+    mode = "reflect" if all(s > h for s, h in zip(x.shape[2:], half)) else "replicate"
+    pad = [p for h in reversed(half) for p in (h, h)]  # F.pad lists the last axis first
+    return fn(F.pad(x, pad, mode=mode), weight)
 
 
 class SymmetricConv(nn.Module):
@@ -83,13 +138,17 @@ class SymmetricConv(nn.Module):
     dims : 2 or 3 spatial dimensions.
     channels : input = output channels.
     kernel_size : odd size per spatial axis, e.g. 15 or (3, 7, 7).
+    padding : ``"zeros"`` or ``"reflect"`` (see :func:`conv`).
     """
 
-    def __init__(self, dims: int, channels: int, kernel_size: int | Sequence[int]) -> None:
+    def __init__(self, dims: int, channels: int, kernel_size: int | Sequence[int], padding: str = "zeros") -> None:
         super().__init__()
         k = as_tuple(kernel_size, dims, name="kernel_size")
         if any(s % 2 == 0 or s < 1 for s in k):
             raise ValueError(f"horizontal kernel_size must be odd and positive on every axis, got {k}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {', '.join(map(repr, PADDINGS))}, got {padding!r}")
+        self.padding = padding
         self.A = nn.Parameter(torch.empty(channels, channels, *k))
         nn.init.xavier_normal_(self.A)
 
@@ -99,7 +158,7 @@ class SymmetricConv(nn.Module):
         return 0.5 * (self.A + self.A.transpose(0, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv(x, self.weight)
+        return conv(x, self.weight, self.padding)
 
 
 def chrono_bias_(bias: torch.Tensor, timesteps: int, *, sign: float) -> torch.Tensor:
@@ -192,10 +251,15 @@ class _GatedCell(nn.Module, abc.ABC):
         """One step returning the new state and a dict of named intermediate maps (gates, H1/S)."""
 
 
-class HGRUCell(_GatedCell):
-    """The hGRU (Linsley et al. 2018) in its C-RBP-era form (c-rbp ``hgrucleanSEG.py``, 2D).
+HGRU_NONLINEARITIES = {"softplus": F.softplus, "relu": F.relu, "tanh": torch.tanh}
+HGRU_VARIANTS = ("crbp", "2018")
 
-    One step, with ``sp`` the nonlinearity (softplus by default) and N the normalisation::
+
+class HGRUCell(_GatedCell):
+    """The hGRU (Linsley et al. 2018): its C-RBP-era form (default) or the 2018 TF form.
+
+    ``variant="crbp"`` (c-rbp ``hgrucleanSEG.py``, 2D), with ``sp`` the nonlinearity (softplus by default)
+    and N the normalisation::
 
         G1 = sigma(U1 * H + b_gain)
         C1 = N(W_inh * (H . G1))
@@ -205,18 +269,43 @@ class HGRUCell(_GatedCell):
         H~ = sp(kappa . H1 + gamma . C2 + omega . H1 . C2)  # facilitation
         H  = sp((1 - G2) . H + G2 . H~)
 
-    ``share_kernel=True`` uses one W for inhibition and excitation (the 2018 TF cell). Per-channel
-    parameters start at the PyTorch port's constants alpha 0.1, mu 1, gamma 1, kappa 0.5, omega 0.5.
+    ``variant="2018"`` (serre-lab/hgru_share ``layers/recurrent/hgru.py``), with ``xi`` the nonlinearity
+    (tanh there) and one learned scalar ``eta_t`` per timestep::
+
+        C1 = N(W * (H . G1))
+        H1 = xi(X - (alpha . H + mu) . C1)
+        C2 = N(W * H1)
+        H~ = xi(kappa . (H1 + gamma . C2) + omega . (H1 . gamma . C2))
+        H  = eta_t . ((1 - G2) . H + G2 . H~)
+
+    with the gates as above, written in our gate convention (TF: ``G2 H + (1 - G2) H~``; see the
+    checkpoint notes of this module). N is the identity in that file (``norm="none"``); ``hgru_bn`` shares
+    BatchNorms across steps (``"batch"``) and ``hgru_bn_for`` keeps one per step (``"batch_per_step"``);
+    their scale-only BN of the gate pre-activations is not modelled. ``eta`` starts at U[0, 1) as in the
+    TF code; alpha, mu, gamma, kappa, omega are Xavier-random there (not modelled); steps past
+    the trained T reuse ``eta_{T-1}``. Per-step eta makes the step differ across time, so the 2018 form
+    cannot be trained with C-RBP.
+
+    Per-channel parameters start at the PyTorch port's constants alpha 0.1, mu 1, gamma 1, kappa 0.5,
+    omega 0.5 in both variants.
 
     Parameters
     ----------
     channels : K, the drive and state channels.
     kernel_size : odd horizontal kernel size (published 15).
-    timesteps : T, for the chrono initialisation and ``batch_per_step``.
+    timesteps : T, for the chrono initialisation, ``batch_per_step`` and the 2018 eta.
     norm : see :data:`CELL_NORMS`.
-    share_kernel : one W for both horizontal convolutions.
-    nonlinearity : ``"softplus"`` (C-RBP) or ``"relu"`` (hgru-pytorch).
+    share_kernel : one W for both horizontal convolutions; None: True for ``"2018"``, else False.
+    nonlinearity : ``"softplus"`` (C-RBP), ``"relu"`` (hgru-pytorch) or ``"tanh"`` (2018 TF); None:
+        tanh for ``"2018"``, softplus for ``"crbp"``.
     norm_scale : initial scale of the C1/C2 norms (TF hGRU: 0.1; see :class:`StepNorm`).
+    variant : ``"crbp"`` or ``"2018"``.
+    padding : border handling of the horizontal convolutions, ``"reflect"`` (default) or ``"zeros"``.
+        A difference from the PyTorch references, which zero-pad (c-rbp ``hgrucleanSEG.py``,
+        hgru-pytorch): the softplus state has a positive background (about log 2), so zero padding makes
+        the image border look like an edge that the circuit then spreads and integrates. Measured on the
+        demo's Pathfinder task (BENCHMARKS.md, "Pathfinder demo"): one seed at 400 steps reached 0.78 test
+        accuracy with reflect padding against 0.59 with zeros.
 
     Examples
     --------
@@ -227,14 +316,21 @@ class HGRUCell(_GatedCell):
     """
 
     def __init__(self, channels: int, *, kernel_size: int | Sequence[int] = 15, timesteps: int = 8,
-                 norm: str = "batch", share_kernel: bool = False, nonlinearity: str = "softplus",
-                 norm_scale: float = 0.1) -> None:
+                 norm: str = "batch", share_kernel: bool | None = None, nonlinearity: str | None = None,
+                 norm_scale: float = 0.1, variant: str = "crbp", padding: str = "reflect") -> None:
         super().__init__(2, channels, timesteps)
-        if nonlinearity not in ("softplus", "relu"):
-            raise ValueError(f"nonlinearity must be 'softplus' or 'relu', got {nonlinearity!r}")
-        self.act = F.softplus if nonlinearity == "softplus" else F.relu
-        self.inh = SymmetricConv(2, channels, kernel_size)
-        self.exc = self.inh if share_kernel else SymmetricConv(2, channels, kernel_size)
+        if variant not in HGRU_VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(map(repr, HGRU_VARIANTS))}; got {variant!r}")
+        self.variant = variant
+        is_2018 = variant == "2018"
+        nonlinearity = nonlinearity or ("tanh" if is_2018 else "softplus")
+        if nonlinearity not in HGRU_NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {', '.join(map(repr, HGRU_NONLINEARITIES))}, "
+                             f"got {nonlinearity!r}")
+        self.act = HGRU_NONLINEARITIES[nonlinearity]
+        self.inh = SymmetricConv(2, channels, kernel_size, padding)
+        shared = is_2018 if share_kernel is None else share_kernel
+        self.exc = self.inh if shared else SymmetricConv(2, channels, kernel_size, padding)
         self.norm_inh = StepNorm(norm, channels, 2, timesteps, init_scale=norm_scale)
         self.norm_exc = StepNorm(norm, channels, 2, timesteps, init_scale=norm_scale)
         self.alpha = _channel_param(channels, 2, 0.1)
@@ -242,32 +338,61 @@ class HGRUCell(_GatedCell):
         self.gamma = _channel_param(channels, 2, 1.0)
         self.kappa = _channel_param(channels, 2, 0.5)
         self.omega = _channel_param(channels, 2, 0.5)
+        # read by the recurrent backbones' C-RBP check, like StepNorm.per_step
+        self.per_step = is_2018
+        if is_2018:
+            self.eta = nn.Parameter(torch.rand(timesteps))
 
     def step(self, drive: torch.Tensor, h: torch.Tensor, t: int = 0) -> tuple[torch.Tensor, dict]:
         """One step; also returns the gates and H1 (``g1, c1, h1, g2, c2, candidate``) for figures."""
         act = self.act
         g1 = torch.sigmoid(self.gain(h) + self._bias(self.gain_bias))
         c1 = self.norm_inh(self.inh(h * g1), t)
-        h1 = act(drive - act(c1 * (self.alpha * h + self.mu)))
+        if self.variant == "2018":
+            h1 = act(drive - (self.alpha * h + self.mu) * c1)
+        else:
+            h1 = act(drive - act(c1 * (self.alpha * h + self.mu)))
         g2 = torch.sigmoid(self.mix(h1) + self._bias(self.mix_bias))
         c2 = self.norm_exc(self.exc(h1), t)
-        candidate = act(self.kappa * h1 + self.gamma * c2 + self.omega * h1 * c2)
-        new = act((1 - g2) * h + g2 * candidate)
+        if self.variant == "2018":
+            excitation = self.gamma * c2
+            candidate = act(self.kappa * (h1 + excitation) + self.omega * (h1 * excitation))
+            new = self.eta[min(t, len(self.eta) - 1)] * ((1 - g2) * h + g2 * candidate)
+        else:
+            candidate = act(self.kappa * h1 + self.gamma * c2 + self.omega * h1 * c2)
+            new = act((1 - g2) * h + g2 * candidate)
         return new, {"g1": g1, "c1": c1, "h1": h1, "g2": g2, "c2": c2, "candidate": candidate}
+
+
+FGRU_SCALAR_INITS = {
+    # gammanet_pytorch layers/fgru_base.py, fGRUCell2 (the cell its BaseGN uses)
+    "gammanet_pytorch": {"alpha": 0.1, "mu": 1.0, "kappa": 0.5, "omega": 0.5},
+    # the gamma-Net defaults listed for drewlinsley/htdfgru_disentangling in our reference notes (unverified
+    # against that code); kappa 0 switches the additive facilitation off at initialisation
+    "htdfgru": {"alpha": 1.0, "mu": 0.0, "kappa": 0.0, "omega": 1.0},
+}
 
 
 class FGRUCell(_GatedCell):
     """The fGRU of gamma-Net (Linsley et al. 2020), 2D or 3D, horizontal or top-down.
 
-    One step, with N the normalisation and ``[.]+`` ReLU::
+    One step with the defaults (serre-lab/gammanet_pytorch ``fGRUCell2``), N the normalisation, ``[.]+``
+    ReLU, A(H) the gain-gate input (``U1 * H``, or ``GALA(H)`` with ``attention="gala"``)::
 
-        G1 = sigma(N(U1 * H) + b_gain)
-        C1 = W_inh * N(H . G1)
+        G1 = sigma(N(A(H) + b_gain))
+        C1 = N(W_inh * (H . G1))
         S  = [[Z]+ - [(alpha . H + mu) . C1]+]+
-        G2 = sigma(N(U2 * S) + b_mix)
-        C2 = W_exc * N(S)
+        G2 = sigma(N(U2 * S + b_mix))
+        C2 = N(W_exc * S)
         H~ = [kappa . (S + C2) + omega . (S . C2)]+
         H  = (1 - G2) . H + G2 . H~
+
+    ``norm_order="input"`` normalises the kernel inputs instead (``C1 = W_inh * N(H . G1)``,
+    ``C2 = W_exc * N(S)``, this cell's earlier form); ``gate_bias="after_norm"`` adds the gate biases after
+    the gate norms (``sigma(N(A(H)) + b_gain)``). With the default ``"before_norm"`` and a norm that
+    subtracts a per-channel mean (instance, batch, batch_stats), the bias is cancelled by the norm, so the
+    chrono initialisation has no effect and the gates start close to ``sigma(0) = 0.5`` (norm scale 0.1);
+    this is what the reference computes.
 
     A *horizontal* fGRU carries H across time (its kernel is spatial, e.g. 1x9x9, 3x7x7, 3x5x5). A
     *top-down* fGRU (kernel 1) is called once per step with Z = the low-level state and H = the upsampled
@@ -281,6 +406,14 @@ class FGRUCell(_GatedCell):
     timesteps : T, for the chrono initialisation and ``batch_per_step``.
     norm : see :data:`CELL_NORMS` (gamma-Net: ``"instance"``).
     norm_scale : initial scale of the four norms (gamma-Net PyTorch port: 0.1; see :class:`StepNorm`).
+    norm_order : ``"output"`` (normalise the horizontal convolutions' outputs, both references) or
+        ``"input"``.
+    gate_bias : ``"before_norm"`` (both references) or ``"after_norm"``.
+    scalar_init : initial alpha, mu, kappa, omega, a key of :data:`FGRU_SCALAR_INITS`
+        (``"gammanet_pytorch"``: 0.1, 1, 0.5, 0.5; ``"htdfgru"``: 1, 0, 0, 1).
+    attention : ``"none"`` (a 1x1 gain convolution) or ``"gala"`` (:class:`GALAAttention`, the default of
+        gammanet_pytorch).
+    saliency_kernel : odd kernel of GALA's spatial branch; None: 5 in 2D, (1, 5, 5) in 3D.
 
     Examples
     --------
@@ -291,29 +424,60 @@ class FGRUCell(_GatedCell):
     """
 
     def __init__(self, dims: int, channels: int, *, kernel_size: int | Sequence[int] = 3, timesteps: int = 8,
-                 norm: str = "instance", norm_scale: float = 0.1) -> None:
+                 norm: str = "instance", norm_scale: float = 0.1, norm_order: str = "output",
+                 gate_bias: str = "before_norm", scalar_init: str = "gammanet_pytorch",
+                 attention: str = "none", saliency_kernel: int | Sequence[int] | None = None) -> None:
         super().__init__(dims, channels, timesteps)
+        check_fgru_options(norm_order=norm_order, gate_bias=gate_bias, scalar_init=scalar_init,
+                           attention=attention)
+        self.norm_output, self.bias_before_norm = norm_order == "output", gate_bias == "before_norm"
+        if attention == "gala":
+            self.gain = GALAAttention(dims, channels, saliency_kernel if saliency_kernel is not None
+                                      else (5 if dims == 2 else (1, 5, 5)))
         self.inh = SymmetricConv(dims, channels, kernel_size)
         self.exc = SymmetricConv(dims, channels, kernel_size)
         self.norm_gain = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
         self.norm_inh = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
         self.norm_mix = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
         self.norm_exc = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
-        self.alpha = _channel_param(channels, dims, 1.0)
-        self.mu = _channel_param(channels, dims, 0.0)
-        self.kappa = _channel_param(channels, dims, 0.0)
-        self.omega = _channel_param(channels, dims, 1.0)
+        scalars = FGRU_SCALAR_INITS[scalar_init]
+        self.alpha = _channel_param(channels, dims, scalars["alpha"])
+        self.mu = _channel_param(channels, dims, scalars["mu"])
+        self.kappa = _channel_param(channels, dims, scalars["kappa"])
+        self.omega = _channel_param(channels, dims, scalars["omega"])
+
+    def _gate(self, pre: torch.Tensor, bias: torch.Tensor, norm: StepNorm, t: int) -> torch.Tensor:
+        b = self._bias(bias)
+        return torch.sigmoid(norm(pre + b, t) if self.bias_before_norm else norm(pre, t) + b)
+
+    def _horizontal(self, x: torch.Tensor, kernel: SymmetricConv, norm: StepNorm, t: int) -> torch.Tensor:
+        return norm(kernel(x), t) if self.norm_output else kernel(norm(x, t))
 
     def step(self, drive: torch.Tensor, h: torch.Tensor, t: int = 0) -> tuple[torch.Tensor, dict]:
         """One step; also returns the gates and S (``g1, c1, s, g2, c2, candidate``) for figures."""
-        g1 = torch.sigmoid(self.norm_gain(self.gain(h), t) + self._bias(self.gain_bias))
-        c1 = self.inh(self.norm_inh(h * g1, t))
+        g1 = self._gate(self.gain(h), self.gain_bias, self.norm_gain, t)
+        c1 = self._horizontal(h * g1, self.inh, self.norm_inh, t)
         s = F.relu(F.relu(drive) - F.relu((self.alpha * h + self.mu) * c1))
-        g2 = torch.sigmoid(self.norm_mix(self.mix(s), t) + self._bias(self.mix_bias))
-        c2 = self.exc(self.norm_exc(s, t))
+        g2 = self._gate(self.mix(s), self.mix_bias, self.norm_mix, t)
+        c2 = self._horizontal(s, self.exc, self.norm_exc, t)
         candidate = F.relu(self.kappa * (s + c2) + self.omega * (s * c2))
         new = (1 - g2) * h + g2 * candidate
         return new, {"g1": g1, "c1": c1, "s": s, "g2": g2, "c2": c2, "candidate": candidate}
+
+
+FGRU_NORM_ORDERS = ("output", "input")
+FGRU_GATE_BIASES = ("before_norm", "after_norm")
+FGRU_ATTENTIONS = ("none", "gala")
+
+
+def check_fgru_options(*, norm_order: str, gate_bias: str, scalar_init: str, attention: str) -> None:
+    """Raise ``ValueError`` naming the option when an fGRU option is not one of its documented values."""
+    for name, value, allowed in (("norm_order", norm_order, FGRU_NORM_ORDERS),
+                                 ("gate_bias", gate_bias, FGRU_GATE_BIASES),
+                                 ("scalar_init", scalar_init, tuple(FGRU_SCALAR_INITS)),
+                                 ("attention", attention, FGRU_ATTENTIONS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 
 
 def has_per_step_norm(module: nn.Module) -> bool:

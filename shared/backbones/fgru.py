@@ -8,11 +8,12 @@ drive Z once, the horizontal :class:`shared.backbones.cells.FGRUCell` (anisotrop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 
-from shared.backbones.cells import FGRUCell
+from shared.backbones.cells import FGRUCell, check_fgru_options
 from shared.backbones.layers import as_tuple, conv_nd
 from shared.backbones.recurrent import RecurrentBackbone, RecurrentConfig
 from shared.backbones.registry import register_backbone
@@ -28,8 +29,38 @@ def check_odd_kernel(value: int | tuple[int, ...] | None, name: str) -> None:
 
 
 @dataclass
-class FGRUConfig(RecurrentConfig):
-    """fGRU backbone (see :class:`shared.backbones.recurrent.RecurrentConfig` for the shared keys).
+class FGRUCellConfig(RecurrentConfig):
+    """The fGRU options shared by the fGRU and gamma-Net backbones (see :class:`FGRUCell`).
+
+    attention : gain-gate input, ``"gala"`` (GALA attention) or ``"none"`` (a 1x1 convolution). None:
+        ``"gala"`` in 2D (the default of serre-lab/gammanet_pytorch), ``"none"`` in 3D (the EM gamma-Net of
+        drewlinsley/ffn_membrane has no attention).
+    norm_order : ``"output"`` (``C = N(W * x)``, both references) or ``"input"`` (``C = W * N(x)``).
+    gate_bias : ``"before_norm"`` (both references) or ``"after_norm"``.
+    scalar_init : ``"gammanet_pytorch"`` (alpha 0.1, mu 1, kappa 0.5, omega 0.5) or ``"htdfgru"``
+        (alpha 1, mu 0, kappa 0, omega 1).
+    """
+
+    attention: Literal["gala", "none"] | None = None
+    norm_order: Literal["output", "input"] = "output"
+    gate_bias: Literal["before_norm", "after_norm"] = "before_norm"
+    scalar_init: Literal["gammanet_pytorch", "htdfgru"] = "gammanet_pytorch"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fgru_options(norm_order=self.norm_order, gate_bias=self.gate_bias, scalar_init=self.scalar_init,
+                           attention=self.attention or "none")
+
+    def cell_options(self, dims: int) -> dict[str, Any]:
+        """Keyword arguments of :class:`FGRUCell` for a ``dims``-D model."""
+        attention = self.attention or ("gala" if dims == 2 else "none")
+        return {"norm": self.norm, "norm_order": self.norm_order, "gate_bias": self.gate_bias,
+                "scalar_init": self.scalar_init, "attention": attention}
+
+
+@dataclass
+class FGRUConfig(FGRUCellConfig):
+    """fGRU backbone (see :class:`FGRUCellConfig` and :class:`shared.backbones.recurrent.RecurrentConfig`).
 
     hidden_channels : channels of the front end and the fGRU.
     frontend_kernel : odd front-end kernel per axis; None: 5 in 2D, (1, 5, 5) in 3D (the EM gamma-Net).
@@ -59,7 +90,7 @@ class FGRUNet(RecurrentBackbone):
         horizontal = cfg.kernel_size if cfg.kernel_size is not None else (9 if d == 2 else (3, 7, 7))
         self.frontend = conv_nd(d, cfg.in_channels, k, as_tuple(front, d, name="frontend_kernel"))
         self.cell = FGRUCell(d, k, kernel_size=as_tuple(horizontal, d, name="kernel_size"),
-                             timesteps=cfg.timesteps, norm=cfg.norm)
+                             timesteps=cfg.timesteps, **cfg.cell_options(d))
         self.head = conv_nd(d, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or k
 

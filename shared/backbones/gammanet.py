@@ -15,9 +15,18 @@ resizing (the BSDS model; the EM model used transposed convolutions), and the to
 kernels. The initial state is one feed-forward pass (h_0 = Z, h_l = E_l(pool(h_{l-1}))), so "the first
 hidden state equals the drive". The readout is a 1x1 convolution of h_0 at the input resolution.
 
-Not reproduced: the VGG16 ImageNet front end of the BSDS model, GALA attention in the gain gate and the
-learned sigmoid mixing of bottom-up and top-down states of the EM model (the residual add follows the
-BSDS description). Per-timestep BN (the EM model) is available as ``norm="batch_per_step"`` for BPTT only.
+The fGRUs follow serre-lab/gammanet_pytorch ``fGRUCell2`` by default (normalised kernel outputs, gate
+biases before the gate norms, its scalar initialisation, affine instance norms at scale 0.1), with GALA
+attention in every gain gate in 2D (``attention``; the default of that port's ``models/base_gammanet.py``)
+and none in 3D (the EM gamma-Net of drewlinsley/ffn_membrane has none); see
+:mod:`shared.backbones.cells` for the remaining differences.
+
+Not reproduced: the VGG16 ImageNet front end of the BSDS model; the learned sigmoid mixing of bottom-up
+and top-down states of the EM model (the residual add follows the BSDS description and
+``models/base_gammanet.py``); that file's top-down step, which mixes towards the low-level state
+(``fGRUCell2_td``: ``(1 - G2) . Z + G2 . H~``) where ours mixes towards the top-down hidden state; and its
+norm before the readout. Per-timestep BN (the EM model) is available as ``norm="batch_per_step"`` for
+BPTT only.
 """
 
 from __future__ import annotations
@@ -28,17 +37,18 @@ import torch
 import torch.nn as nn
 
 from shared.backbones.cells import FGRUCell, StepNorm
-from shared.backbones.fgru import check_odd_kernel
+from shared.backbones.fgru import FGRUCellConfig, check_odd_kernel
 from shared.backbones.layers import as_tuple, conv_nd, max_pool, resize_to
-from shared.backbones.recurrent import RecurrentBackbone, RecurrentConfig
+from shared.backbones.recurrent import RecurrentBackbone
 from shared.backbones.registry import register_backbone
 
 Kernel = int | tuple[int, ...]
 
 
 @dataclass
-class GammaNetConfig(RecurrentConfig):
-    """gamma-Net (see :class:`shared.backbones.recurrent.RecurrentConfig` for the shared keys).
+class GammaNetConfig(FGRUCellConfig):
+    """gamma-Net (see :class:`shared.backbones.fgru.FGRUCellConfig` for the fGRU options and
+    :class:`shared.backbones.recurrent.RecurrentConfig` for the shared keys).
 
     features : channels per level, fine to coarse (>= 1 level).
     downsample : pooling factor per level transition (``len(features) - 1`` entries, one value per axis,
@@ -103,12 +113,13 @@ class GammaNet(RecurrentBackbone):
         self.encoders = nn.ModuleList(
             conv_nd(d, feats[i - 1], feats[i], as_tuple(enc, d, name="encoder_kernel"), bias=False)
             for i in range(1, levels))
+        fgru = cfg.cell_options(d)
         self.encoder_norms = nn.ModuleList(StepNorm(cfg.norm, feats[i], d, T) for i in range(1, levels))
         self.horizontal = nn.ModuleList(
-            FGRUCell(d, feats[i], kernel_size=kernels[i], timesteps=T, norm=cfg.norm) for i in range(levels))
+            FGRUCell(d, feats[i], kernel_size=kernels[i], timesteps=T, **fgru) for i in range(levels))
         self.reductions = nn.ModuleList(conv_nd(d, feats[i + 1], feats[i], 1) for i in range(levels - 1))
         self.topdown = nn.ModuleList(
-            FGRUCell(d, feats[i], kernel_size=1, timesteps=T, norm=cfg.norm) for i in range(levels - 1))
+            FGRUCell(d, feats[i], kernel_size=1, timesteps=T, **fgru) for i in range(levels - 1))
         self.head = conv_nd(d, feats[0], cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or feats[0]
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from shared.backbones.cells import HGRUCell
+from shared.backbones.gabor import gabor_bank
 from shared.backbones.layers import conv_nd
 from shared.backbones.recurrent import RecurrentBackbone, RecurrentConfig, RecurrentNorm
 from shared.backbones.registry import register_backbone
@@ -28,34 +29,61 @@ class HGRUConfig(RecurrentConfig):
     hidden_channels : K, the front-end and hGRU channels (published 25).
     frontend_kernel : odd size of the front-end convolution (published 7).
     frontend : front-end nonlinearity: ``"square"`` (the published energy model) or ``"relu"``.
-    frontend_bias : give the front-end convolution a bias. Default False: the published front end is a
-        bank of Gabor filters (no bias), and with ``frontend="square"`` a bias b turns into a constant
-        drive b^2 everywhere, plus a 2bw cross term, which floods the background and swamps the contours.
+    frontend_init : ``"gabor"`` (default, the published front end: :func:`shared.backbones.gabor.gabor_bank`,
+        oriented zero-mean unit-norm Gabors plus a luminance filter) or ``"random"`` (PyTorch's default
+        convolution init). With ``"gabor"`` and several input channels each filter sees the channel mean.
+    frontend_bias : give the front-end convolution a bias (the reference ports keep PyTorch's default
+        bias; with ``frontend_init="gabor"`` it starts at zero, as in hgru-pytorch). Default False: with
+        ``frontend="square"`` a bias b turns into a constant drive b^2 everywhere, plus a 2bw cross term,
+        which can flood the background and swamp the contours.
     frontend_padding : ``"reflect"`` (default) or ``"zeros"``. With zero padding the front end sees an
         artificial edge at the image border that the square turns into strong drive, and the hGRU then
         spreads and integrates that frame instead of the contours (visible in ``return_steps`` figures).
     kernel_size : odd horizontal kernel size (published 15).
-    share_kernel : one horizontal kernel for inhibition and excitation (the 2018 cell) instead of two.
-    nonlinearity : ``"softplus"`` (C-RBP cell) or ``"relu"`` (hgru-pytorch).
-    norm : default ``"batch"`` (the C-RBP cell normalises C1 and C2 with BatchNorm).
+    horizontal_padding : ``"reflect"`` (default) or ``"zeros"`` (the references) at the border of the
+        horizontal convolutions; see :class:`shared.backbones.cells.HGRUCell` for why and the measurement.
+    share_kernel : one horizontal kernel for inhibition and excitation (the 2018 cell) instead of two;
+        None: True for ``variant="2018"``, else False.
+    nonlinearity : ``"softplus"`` (C-RBP cell), ``"relu"`` (hgru-pytorch) or ``"tanh"`` (2018 TF cell);
+        None: tanh for ``variant="2018"``, else softplus.
+    variant : ``"crbp"`` (the C-RBP-era cell) or ``"2018"`` (serre-lab/hgru_share: tanh, one shared
+        kernel, a learned ``eta_t`` per timestep; see :class:`shared.backbones.cells.HGRUCell`). The
+        per-step eta is not C-RBP-compatible, so ``"2018"`` is rejected with ``mode="crbp"``.
+    norm : default ``"batch_stats"``: the C-RBP cell normalises C1 and C2 with BatchNorm that keeps no
+        running statistics (``track_running_stats=False`` in c-rbp ``hgrucleanSEG.py``), so training and
+        evaluation both use the batch's statistics. ``"batch"`` (running statistics shared across
+        timesteps) gives a train/test mismatch: the states' statistics change from step to step.
     """
 
     hidden_channels: int = 25
     frontend_kernel: int = 7
     frontend: Literal["square", "relu"] = "square"
+    frontend_init: Literal["gabor", "random"] = "gabor"
     frontend_bias: bool = False
     frontend_padding: Literal["reflect", "zeros"] = "reflect"
     kernel_size: int = 15
-    share_kernel: bool = False
-    nonlinearity: Literal["softplus", "relu"] = "softplus"
-    norm: RecurrentNorm = "batch"
+    horizontal_padding: Literal["reflect", "zeros"] = "reflect"
+    share_kernel: bool | None = None
+    nonlinearity: Literal["softplus", "relu", "tanh"] | None = None
+    variant: Literal["crbp", "2018"] = "crbp"
+    norm: RecurrentNorm = "batch_stats"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.hidden_channels < 1:
             raise ValueError(f"hidden_channels must be >= 1, got {self.hidden_channels}")
+        if self.frontend_init not in ("gabor", "random"):
+            raise ValueError(f"frontend_init must be 'gabor' or 'random', got {self.frontend_init!r}")
         if self.frontend_padding not in ("reflect", "zeros"):
             raise ValueError(f"frontend_padding must be 'reflect' or 'zeros', got {self.frontend_padding!r}")
+        if self.horizontal_padding not in ("reflect", "zeros"):
+            raise ValueError(f"horizontal_padding must be 'reflect' or 'zeros', got {self.horizontal_padding!r}")
+        if self.variant not in ("crbp", "2018"):
+            raise ValueError(f"variant must be 'crbp' or '2018', got {self.variant!r}")
+        if self.variant == "2018" and self.mode == "crbp":
+            raise ValueError("variant='2018' scales the state by a learned eta per timestep, so the step is not "
+                             "the same map at every timestep; mode='crbp' needs variant='crbp' (use "
+                             "mode='bptt' or 'truncated' for the 2018 hGRU)")
         for name in ("frontend_kernel", "kernel_size"):
             value = getattr(self, name)
             if value < 1 or value % 2 == 0:
@@ -70,9 +98,16 @@ class HGRUNet(RecurrentBackbone):
         k = cfg.hidden_channels
         self.frontend = nn.Conv2d(cfg.in_channels, k, cfg.frontend_kernel, padding=cfg.frontend_kernel // 2,
                                   bias=cfg.frontend_bias, padding_mode=cfg.frontend_padding)
+        if cfg.frontend_init == "gabor":
+            with torch.no_grad():
+                bank = gabor_bank(k, cfg.frontend_kernel, luminance=k > 1)
+                self.frontend.weight.copy_(bank.expand(-1, cfg.in_channels, -1, -1) / cfg.in_channels)
+                if self.frontend.bias is not None:
+                    self.frontend.bias.zero_()
         self.square = cfg.frontend == "square"
         self.cell = HGRUCell(k, kernel_size=cfg.kernel_size, timesteps=cfg.timesteps, norm=cfg.norm,
-                             share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity)
+                             share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity, variant=cfg.variant,
+                             padding=cfg.horizontal_padding)
         self.head = conv_nd(2, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or k
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-NORMS = ("batch", "group", "instance", "none")
+NORMS = ("batch", "group", "instance", "none", "batch_stats")
 
 
 def as_tuple(value: int | Sequence[int], dims: int, *, name: str) -> tuple[int, ...]:
@@ -33,12 +33,17 @@ def conv_nd(dims: int, in_ch: int, out_ch: int, kernel_size: int | Sequence[int]
 def make_norm(kind: str, channels: int, dims: int, *, affine: bool = False) -> nn.Module:
     """A normalisation layer that computes the same map at every call.
 
-    ``batch`` is BatchNorm (running statistics), ``group`` is GroupNorm with up to 8 groups, ``instance`` is
-    instance normalisation (parameter-free unless ``affine``), ``none`` is the identity. None of them keeps
-    per-timestep state, which is what C-RBP requires. BatchNorm and GroupNorm are always affine.
+    ``batch`` is BatchNorm (running statistics), ``batch_stats`` is BatchNorm with batch statistics in
+    training and testing (``track_running_stats=False``, as in the c-rbp hGRU; affine only if ``affine``),
+    ``group`` is GroupNorm with up to 8 groups, ``instance`` is instance normalisation (parameter-free
+    unless ``affine``), ``none`` is the identity. None of them keeps per-timestep state, which is what
+    C-RBP requires. BatchNorm (``batch``) and GroupNorm are always affine.
     """
     if kind == "batch":
         return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
+    if kind == "batch_stats":
+        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels, affine=affine,
+                                                               track_running_stats=False)
     if kind == "group":
         groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)

@@ -24,7 +24,7 @@ import torch
 from shared.backbones.base import Backbone, BackboneOutput
 from shared.recurrence import CRBPConfig, RecurrenceStats, check_mode, run_recurrence
 
-RecurrentNorm = Literal["batch", "group", "instance", "none", "batch_per_step"]
+RecurrentNorm = Literal["batch", "group", "instance", "none", "batch_stats", "batch_per_step"]
 
 
 @dataclass
@@ -44,11 +44,15 @@ class RecurrentConfig:
         rule is not scale-invariant and would otherwise stop at the first term (``stats.neumann_stop``
         then reads ``"g_norm"``).
     neumann_damping : damping ``d`` in ``v_k = d v_{k-1} J`` (1.0 = none, as in the PyTorch code).
-    lipschitz_penalty : compute the Lipschitz coefficient penalty in C-RBP mode while training; it is
-        returned as ``stats.penalty`` for the caller to add (weighted) to the loss.
+    lipschitz_penalty : compute the Lipschitz coefficient penalty of the last step while training; it is
+        returned as ``stats.penalty`` (``model.last_stats.penalty``) for the caller to add (weighted) to
+        the loss. None (default): on in ``crbp`` mode only, so plain BPTT pays nothing. ``True`` with
+        ``mode="bptt"`` is C-BPTT (the C-RBP paper's comparison arm); ``False`` with ``crbp`` is plain RBP.
+        Resolved at every call, so it follows a later change of ``model.mode``.
     penalty_lambda : the penalty's target ``lambda`` (published 0.9 for Pathfinder).
-    norm : normalisation inside the recurrent step: ``"batch"``, ``"group"``, ``"instance"``, ``"none"``
-        (the same map at every step) or ``"batch_per_step"`` (one BatchNorm per timestep, BPTT/truncated
+    norm : normalisation inside the recurrent step: ``"batch"``, ``"batch_stats"`` (BatchNorm with batch
+        statistics in training and testing), ``"group"``, ``"instance"``, ``"none"`` (the same map at
+        every step) or ``"batch_per_step"`` (one BatchNorm per timestep, BPTT/truncated
         only: rejected in C-RBP mode).
     """
 
@@ -61,7 +65,7 @@ class RecurrentConfig:
     neumann_stopping: bool = True
     neumann_g_limit: float | None = 1.0
     neumann_damping: float = 1.0
-    lipschitz_penalty: bool = True
+    lipschitz_penalty: bool | None = None
     penalty_lambda: float = 0.9
     norm: RecurrentNorm = "instance"
 
@@ -74,7 +78,7 @@ class RecurrentConfig:
         if self.mode == "crbp" and self.norm == "batch_per_step":
             raise ValueError("norm='batch_per_step' keeps one BatchNorm per timestep, so the step is not the "
                              "same map at every timestep; mode='crbp' needs a time-invariant norm "
-                             "('batch', 'group', 'instance' or 'none')")
+                             "('batch', 'batch_stats', 'group', 'instance' or 'none')")
         self.crbp_config()  # validates neumann_* and penalty_lambda with messages naming them
 
     def crbp_config(self) -> CRBPConfig:
@@ -127,8 +131,8 @@ class RecurrentBackbone(Backbone, abc.ABC):
     def forward_steps(self, x: torch.Tensor, return_steps: bool) -> BackboneOutput:
         check_mode(self.mode, timesteps=self.timesteps, truncate_k=self.truncate_k)
         if self.mode == "crbp" and any(getattr(m, "per_step", False) for m in self.modules()):
-            raise ValueError("mode='crbp' cannot be used with norm='batch_per_step' (per-timestep "
-                             "normalisation breaks the fixed point C-RBP differentiates)")
+            raise ValueError("mode='crbp' cannot be used with per-timestep parameters (norm='batch_per_step' "
+                             "or the 2018 hGRU's eta): they break the fixed point C-RBP differentiates")
         drive = self.make_drive(x)
         result = run_recurrence(self.step, drive, lambda: self.initial_state(drive), timesteps=self.timesteps,
                                 mode=self.mode, truncate_k=self.truncate_k, crbp=self.crbp,

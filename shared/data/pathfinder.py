@@ -611,16 +611,26 @@ def _describe_mismatch(found: dict, expected: dict) -> str:
     return "; ".join(diffs)
 
 
+JOB_COMMAND = "pathfinder generate"
+_JOB_ARRAY = "images"  # the array whose folder holds the writer's bookkeeping (see write_pathfinder_zarr)
+
+
 def write_pathfinder_zarr(path: str | Path, n: int, *, config: PathfinderConfig,
                           seed: int | Sequence[int] = 0, block_size: int = 256, overwrite: bool = False,
-                          progress: bool = True, num_workers: int = 1) -> Path:
+                          progress: bool = True, num_workers: int = 1, wait: bool = False) -> Path:
     """Generate a Pathfinder set into a zarr group, resumably.
 
     The group holds ``images`` (n, 1, rows, columns) float32, ``path_masks`` (n, 1, rows, columns) uint8
     (both chunked per sample), ``labels`` (n,) int64, ``markers`` (n, 2, 2) float32 and
-    ``num_distractor_paddles`` (n,) int32, and ``done`` (n_blocks,) bool. The generation parameters are in
-    the group's attrs. Blocks of ``block_size`` images are written and then marked done, so an interrupted
-    write resumes where it stopped and never mixes configurations.
+    ``num_distractor_paddles`` (n,) int32, and ``done`` (n_blocks,) bool (what
+    :func:`load_pathfinder_zarr` checks). The generation parameters are in the group's attrs. Blocks of
+    ``block_size`` images are written and then marked done, so an interrupted write resumes where it
+    stopped and never mixes configurations.
+
+    The bookkeeping is a :mod:`shared.jobs` job in ``images/.job/`` (inside an array: zarr 3 warns about
+    unknown folders at group level): its manifest holds the parameters, its lock stops a second writer
+    (``wait`` waits for it) and its done-markers decide what a rerun skips. A group without that
+    bookkeeping was not created by this writer and is never written into or deleted unless ``overwrite``.
 
     Parameters
     ----------
@@ -628,78 +638,88 @@ def write_pathfinder_zarr(path: str | Path, n: int, *, config: PathfinderConfig,
     n : number of images.
     config, seed : as in :func:`generate_pathfinder`.
     block_size : images per resumable block.
-    overwrite : delete an existing Pathfinder group generated with a different configuration and
-        regenerate it; without it such a group is refused with ``ValueError``.
+    overwrite : delete an existing Pathfinder group generated with a different configuration (or not by
+        this writer) and regenerate it; without it such a group is refused with ``ValueError``. Something
+        that is not a Pathfinder group is never deleted.
     progress : show a tqdm progress bar.
     num_workers : processes generating blocks in parallel (the result does not depend on it).
+    wait : if another process is writing ``path``, wait for it instead of refusing.
 
     Returns
     -------
     path : the resolved group path.
+
+    Raises
+    ------
+    ValueError : bad arguments, a group with another configuration, a group not written by this writer,
+        something that is not a Pathfinder group, ``path`` a file.
+    shared.jobs.JobLockedError : another process is writing ``path`` (and not ``wait``).
     """
     import zarr
+
+    from shared.jobs import BOOKKEEPING, JobConfigError, OutputExistsError, check_output_folder, open_job
 
     if block_size < 1 or num_workers < 1:
         raise ValueError(f"block_size and num_workers must be >= 1, got {block_size} and {num_workers}")
     seed_t = _seed_tuple(seed)
-    path = Path(path).expanduser().resolve()
+    path = check_output_folder(Path(path).expanduser().resolve(), name="Pathfinder dataset")
     expected = _expected_attrs(n, config, seed_t, block_size)
     balanced_labels(n, seed_t)  # validates n
-    if path.exists():
-        found = _read_attrs(path)
-        mismatch = _describe_mismatch(found, expected)
+    job_root = path / _JOB_ARRAY
+    if path.exists() and any(path.iterdir()):
+        found = _read_attrs(path)  # refuses (and never deletes) what is not a Pathfinder group
+        ours = (job_root / BOOKKEEPING / "manifest.json").exists()
+        mismatch = _describe_mismatch(found, expected) if ours else "not written by write_pathfinder_zarr"
         if mismatch and not overwrite:
-            raise ValueError(
-                f"existing Pathfinder dataset at {path} was generated with a different configuration "
-                f"({mismatch}); use another path or pass overwrite=True to regenerate it"
-            )
+            error = JobConfigError if ours else OutputExistsError
+            raise error(f"existing Pathfinder dataset at {path} was generated with a different configuration "
+                        f"({mismatch}); use another path or pass overwrite=True to regenerate it")
         if mismatch:
             shutil.rmtree(path)
     n_blocks = math.ceil(n / block_size)
     rows, cols = config.image_size
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        group = zarr.open_group(path, mode="w")
-        group.create_array("images", shape=(n, 1, rows, cols), chunks=(1, 1, rows, cols), dtype="float32",
-                           fill_value=0.0)
-        group.create_array("path_masks", shape=(n, 1, rows, cols), chunks=(1, 1, rows, cols), dtype="uint8",
-                           fill_value=0)
-        group.create_array("labels", shape=(n,), chunks=(block_size,), dtype="int64", fill_value=-1)
-        group.create_array("markers", shape=(n, 2, 2), chunks=(block_size, 2, 2), dtype="float32",
-                           fill_value=0.0)
-        group.create_array("num_distractor_paddles", shape=(n,), chunks=(block_size,), dtype="int32",
-                           fill_value=0)
-        group.create_array("done", shape=(n_blocks,), chunks=(1,), dtype="bool", fill_value=False)
-        group.attrs.update(expected)  # attrs last: a group without them is recognisably unfinished
-    group = zarr.open_group(path, mode="r+")
-    done = group["done"][:]
-    todo = [b for b in range(n_blocks) if not done[b]]
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
+    with open_job(job_root, JOB_COMMAND, expected, wait=wait) as job:
+        group = zarr.open_group(path, mode="a")  # creates a missing group; never erases
+        if "done" not in group:  # created last below, so its absence means the arrays need creating
+            shapes = {"images": ((n, 1, rows, cols), (1, 1, rows, cols), "float32", 0.0),
+                      "path_masks": ((n, 1, rows, cols), (1, 1, rows, cols), "uint8", 0),
+                      "labels": ((n,), (block_size,), "int64", -1),
+                      "markers": ((n, 2, 2), (block_size, 2, 2), "float32", 0.0),
+                      "num_distractor_paddles": ((n,), (block_size,), "int32", 0),
+                      "done": ((n_blocks,), (1,), "bool", False)}
+            for name, (shape, chunks, dtype, fill) in shapes.items():
+                if name not in group:  # one this job created before an interruption is kept (same settings)
+                    group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
+            group.attrs.update(expected)  # attrs last: a group without them is recognisably unfinished
+        done = job.done_units()
+        todo = [b for b in range(n_blocks) if f"block-{b}" not in done]
+        bar = None
+        if progress and todo:
+            from tqdm.auto import tqdm
 
-        total = sum(min(block_size, n - b * block_size) for b in todo)
-        bar = tqdm(total=total, desc=f"pathfinder {path.name}", unit="img")
-    blocks = [range(b * block_size, min((b + 1) * block_size, n)) for b in todo]
-    generate = partial(generate_pathfinder, n, config=config, seed=seed_t)
-    with contextlib.ExitStack() as stack:
-        if num_workers > 1 and len(blocks) > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=mp.get_context("spawn")))
-            results = pool.map(_generate_block, [generate] * len(blocks), blocks)
-        else:
-            results = map(_generate_block, [generate] * len(blocks), blocks)
-        for b, rows_, data in zip(todo, blocks, results):
-            lo, hi = rows_.start, rows_.stop
-            group["images"][lo:hi] = data.images
-            group["path_masks"][lo:hi] = data.path_masks
-            group["labels"][lo:hi] = data.labels
-            group["markers"][lo:hi] = data.markers
-            group["num_distractor_paddles"][lo:hi] = data.num_distractor_paddles
-            group["done"][b] = True  # after the block's data: a crash mid-block redoes only that block
-            if bar is not None:
-                bar.update(hi - lo)
-    if bar is not None:
-        bar.close()
+            total = sum(min(block_size, n - b * block_size) for b in todo)
+            bar = tqdm(total=total, desc=f"pathfinder {path.name}", unit="img")
+        blocks = [range(b * block_size, min((b + 1) * block_size, n)) for b in todo]
+        generate = partial(generate_pathfinder, n, config=config, seed=seed_t)
+        with contextlib.ExitStack() as stack:
+            if num_workers > 1 and len(blocks) > 1:
+                pool = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=mp.get_context("spawn")))
+                results = pool.map(_generate_block, [generate] * len(blocks), blocks)
+            else:
+                results = map(_generate_block, [generate] * len(blocks), blocks)
+            for b, rows_, data in zip(todo, blocks, results):
+                lo, hi = rows_.start, rows_.stop
+                group["images"][lo:hi] = data.images
+                group["path_masks"][lo:hi] = data.path_masks
+                group["labels"][lo:hi] = data.labels
+                group["markers"][lo:hi] = data.markers
+                group["num_distractor_paddles"][lo:hi] = data.num_distractor_paddles
+                group["done"][b] = True  # for the loader
+                job.mark_done(f"block-{b}")  # after the block's data: a crash mid-block redoes only that block
+                if bar is not None:
+                    bar.update(hi - lo)
+        if bar is not None:
+            bar.close()
     return path
 
 

@@ -43,21 +43,46 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
 def build_model(spec: dict[str, Any]) -> PathfinderClassifier:
     """A :class:`PathfinderClassifier` from a model spec dict."""
     return PathfinderClassifier(spec["backbone"], dict(spec.get("backbone_config") or {}),
-                                readout=spec.get("readout", "reference"), lr=float(spec.get("lr", 1e-3)))
+                                readout=spec.get("readout", "reference"), lr=float(spec.get("lr", 1e-3)),
+                                lr_schedule=spec.get("lr_schedule", "constant"))
+
+
+class LearningCurve(L.Callback):
+    """Records the learning curve: training loss per optimiser step and validation accuracy per validation.
+
+    After training, ``train`` holds ``(step, loss)`` pairs and ``val`` holds ``(step, accuracy)`` pairs.
+    """
+
+    def __init__(self) -> None:
+        self.train: list[tuple[int, float]] = []
+        self.val: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.train.append((int(trainer.global_step), float(loss.detach())))
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
+            self.val.append((int(trainer.global_step), float(trainer.callback_metrics["val/acc"])))
 
 
 def train_and_test(spec: dict[str, Any], datamodule: PathfinderDataModule, *, out_dir: Path,
-                   max_seconds: float, max_epochs: int = 1000, seed: int = 0,
+                   max_seconds: float | None = None, max_steps: int = -1, max_epochs: int = 1000,
+                   val_every_steps: int | None = None, callbacks: Sequence[L.Callback] = (), seed: int = 0,
                    progress: bool = True) -> tuple[dict[str, Any], PathfinderClassifier]:
-    """Train one model for a wall-clock budget, test it, and return a result row and the model.
+    """Train one model for a wall-clock and/or step budget, test it, and return a result row and the model.
 
     Parameters
     ----------
     spec : model spec (see :data:`DEFAULT_MODELS`).
     datamodule : prepared Pathfinder data.
     out_dir : Lightning's ``default_root_dir`` for this model (logs, checkpoint).
-    max_seconds : training time budget (Lightning ``max_time``); validation runs once per epoch.
+    max_seconds : training time budget (Lightning ``max_time``); None for no time limit.
+    max_steps : optimiser-step budget (-1: none). A step budget makes results independent of the load.
     max_epochs : epoch cap.
+    val_every_steps : validate every this many optimiser steps (default: once per epoch).
+    callbacks : extra Lightning callbacks (e.g. :class:`LearningCurve`).
     seed : seed for weights and data order.
 
     Returns
@@ -67,11 +92,14 @@ def train_and_test(spec: dict[str, Any], datamodule: PathfinderDataModule, *, ou
     """
     L.seed_everything(seed, workers=True, verbose=False)
     model = build_model(spec)
+    validation = ({"val_check_interval": int(val_every_steps), "check_val_every_n_epoch": None}
+                  if val_every_steps else {})
     trainer = L.Trainer(
-        default_root_dir=str(out_dir), max_epochs=max_epochs, accelerator="auto", devices=1,
-        precision=lightning_precision(), max_time={"seconds": max(float(max_seconds), 1.0)},
+        default_root_dir=str(out_dir), max_epochs=max_epochs, max_steps=max_steps, accelerator="auto", devices=1,
+        precision=lightning_precision(),
+        max_time=None if max_seconds is None else {"seconds": max(float(max_seconds), 1.0)},
         enable_progress_bar=progress, enable_model_summary=False, logger=False, num_sanity_val_steps=0,
-        log_every_n_steps=10, deterministic=False,
+        log_every_n_steps=10, deterministic=False, callbacks=list(callbacks), **validation,
     )
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)

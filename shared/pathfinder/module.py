@@ -25,6 +25,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from shared.backbones import BackboneOutput, create, model_info
 
 READOUTS = ("reference", "pool_mlp")
+READOUT_NORMS = ("batch_stats", "batch")
+LR_SCHEDULES = ("constant", "onecycle")
 _PENALTY_NAMES = ("penalty", "lipschitz_penalty")
 
 
@@ -32,13 +34,19 @@ class ReferenceReadout(nn.Module):
     """BN -> 1x1 conv (C -> 2) -> global max pool -> BN -> dense 2, as in the hGRU Pathfinder model.
 
     ``class_maps(features)`` gives the (batch, 2, rows, columns) maps before pooling (for figures).
+    ``norm="batch_stats"`` normalises with the statistics of the batch at hand in training and evaluation
+    (c-rbp's readout BN keeps no running statistics); evaluate it on batches of several mixed images.
+    ``norm="batch"`` keeps running statistics (hgru-pytorch).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "batch_stats") -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels)
+        if norm not in READOUT_NORMS:
+            raise ValueError(f"readout norm must be one of {', '.join(map(repr, READOUT_NORMS))}; got {norm!r}")
+        running = norm == "batch"
+        self.norm = nn.BatchNorm2d(channels, track_running_stats=running)
         self.to_classes = nn.Conv2d(channels, 2, kernel_size=1)
-        self.pooled_norm = nn.BatchNorm1d(2)
+        self.pooled_norm = nn.BatchNorm1d(2, track_running_stats=running)
         self.dense = nn.Linear(2, 2)
 
     def class_maps(self, features: torch.Tensor) -> torch.Tensor:
@@ -122,7 +130,11 @@ class PathfinderClassifier(L.LightningModule):
     backbone_config : keyword config for :func:`shared.backbones.create`; ``in_channels`` defaults to 1.
     readout : ``"reference"`` (1x1 conv to 2, global max pool, as published) or ``"pool_mlp"``.
     readout_hidden : hidden units of the ``pool_mlp`` head.
+    readout_norm : the ``reference`` head's BatchNorms: ``"batch_stats"`` (c-rbp: batch statistics in
+        training and testing) or ``"batch"`` (running statistics).
     lr, weight_decay : Adam(W) settings (published: Adam, lr 1e-3).
+    lr_schedule : ``"constant"`` or ``"onecycle"`` (warm up to ``lr`` over the first 15% of the trainer's
+        steps, then cosine decay; needs a step budget, i.e. ``max_steps`` or ``max_epochs``).
     lipschitz_weight : weight of the C-RBP contraction penalty when the backbone reports one (the
         reference Pathfinder setting is 10).
 
@@ -134,8 +146,9 @@ class PathfinderClassifier(L.LightningModule):
     """
 
     def __init__(self, backbone: str = "hgru", backbone_config: dict[str, Any] | None = None,
-                 readout: str = "reference", readout_hidden: int = 32, lr: float = 1e-3,
-                 weight_decay: float = 0.0, lipschitz_weight: float = 10.0) -> None:
+                 readout: str = "reference", readout_hidden: int = 32, readout_norm: str = "batch_stats",
+                 lr: float = 1e-3, weight_decay: float = 0.0, lipschitz_weight: float = 10.0,
+                 lr_schedule: str = "constant") -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(map(repr, READOUTS))}; got {readout!r}")
@@ -147,15 +160,18 @@ class PathfinderClassifier(L.LightningModule):
             raise ValueError(f"Pathfinder images are 2D; backbone {backbone!r} is {info.spatial_dims}D")
         if "in_channels" in {f.name for f in dataclasses.fields(info.config_class)}:
             config.setdefault("in_channels", 1)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}; got {lr_schedule!r}")
         self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "readout": readout,
-                                   "readout_hidden": readout_hidden, "lr": lr, "weight_decay": weight_decay,
-                                   "lipschitz_weight": lipschitz_weight})
+                                   "readout_hidden": readout_hidden, "readout_norm": readout_norm, "lr": lr,
+                                   "weight_decay": weight_decay, "lipschitz_weight": lipschitz_weight,
+                                   "lr_schedule": lr_schedule})
         self.backbone = create(backbone, **config)
         self.recurrent = bool(info.recurrent)
         self._train_stats: Any = None
         channels = self.backbone.out_channels
-        self.readout = ReferenceReadout(channels) if readout == "reference" else PoolMLPReadout(channels,
-                                                                                               readout_hidden)
+        self.readout = (ReferenceReadout(channels, readout_norm) if readout == "reference"
+                        else PoolMLPReadout(channels, readout_hidden))
         # ModuleDict keys may not shadow nn.Module attributes such as ``train``
         self.accuracy = nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes=2)
                                        for stage in ("train", "val", "test")})
@@ -241,9 +257,15 @@ class PathfinderClassifier(L.LightningModule):
         """P(label 1) per image, shape (batch,)."""
         return self(batch[0]).softmax(dim=1)[:, 1]
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
-        return torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.get("lr_schedule", "constant") == "constant":
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=max(total, 1),
+                                                       pct_start=0.15)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,0 +1,91 @@
+"""``connectomics segment``: the command line of the segmentation (blockwise, or ``--in-memory``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from connectomics.blocks import as_coordinate, open_input, parse_coordinate
+from connectomics.segment.blockwise import read_affinity_offsets, segment_blockwise, threshold_name
+from connectomics.segment.in_memory import segment_in_memory
+from connectomics.segment.settings import SegmentSettings
+
+DESCRIPTION = """Affinities to a neuron segmentation, block by block, at any scale.
+
+  connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7 --block 64,256,256
+
+Writes seg.zarr/fragments (waterz-style watershed fragments of the affinity graph, globally unique uint64
+ids, 0 = background) and one OME-Zarr segmentation seg.zarr/seg_<threshold> per threshold (uint64,
+multiscale levels by label mode), stitched across block faces through one global region graph agglomerated
+by --score (mean affinity or a quantile; threshold = merge score 1 - score, as in waterz: higher thresholds
+merge more). Rerunning resumes: finished blocks and
+stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
+--in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs."""
+
+
+def cli(argv: list[str]) -> int:
+    """``connectomics segment``: see ``connectomics segment --help``."""
+    from shared.cli import subcommand_parser
+
+    parser = subcommand_parser("connectomics segment", DESCRIPTION)
+    parser.add_argument("affinities", help="affinities (channel, plane, row, column), e.g. pred.zarr/affs")
+    parser.add_argument("output", help="output container, e.g. seg.zarr")
+    SegmentSettings.add_arguments(parser)
+    parser.add_argument("--offsets", default=None,
+                        help="affinity offsets 'z,y,x;z,y,x;...' if the input has no affinity_offsets attr")
+    parser.add_argument("--chunks", default=None, help="storage chunks Z,Y,X (default: the block shape)")
+    parser.add_argument("--in-memory", action="store_true", help="load everything and segment in memory")
+    parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
+    parser.add_argument("--workers", type=int, default=None, help="local threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        settings = SegmentSettings.from_arguments(args)
+        offsets = None if args.offsets is None else [parse_coordinate(o, name="--offsets")
+                                                     for o in args.offsets.split(";")]
+        kwargs = dict(offsets=offsets,
+                      chunks=None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"))
+        if args.in_memory:
+            summary = segment_to_zarr_in_memory(args.affinities, args.output, settings, **kwargs)
+        else:
+            summary = segment_blockwise(args.affinities, args.output, settings, scheduler=args.scheduler,
+                                        workers=args.workers, progress=not args.no_progress, **kwargs)
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
+        print(f"connectomics segment: error: {err}", file=sys.stderr)
+        return 2
+    print("segment: " + json.dumps(summary, default=str))
+    return 0
+
+
+def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: SegmentSettings, *,
+                              offsets: Sequence[Sequence[int]] | None = None,
+                              chunks: Sequence[int] | None = None) -> dict[str, Any]:
+    """The fast path of the command: read the whole prediction, :func:`segment_in_memory`, write outputs.
+
+    Writes the same ``seg_<t>`` datasets as :func:`segment_blockwise` (the outputs must not exist yet).
+    """
+    from connectomics.io import add_multiscale_levels, create_ome_zarr_array
+
+    volume = open_input(str(affs_path))
+    offsets = read_affinity_offsets(str(affs_path)) or offsets
+    if offsets is None:
+        raise ValueError(f"{affs_path} has no 'affinity_offsets' attribute; pass the offsets (--offsets)")
+    affs = np.asarray(volume.data.compute())
+    segs = segment_in_memory(affs, offsets, settings, sampling=tuple(float(v) for v in volume.voxel_size[-3:]))
+    chunks = settings.block_shape if chunks is None else as_coordinate(chunks, 3, name="chunks")
+    out = {}
+    for t, seg in segs.items():
+        path = f"{output_path}/{threshold_name(t)}"
+        array = create_ome_zarr_array(path, shape=seg.shape, dtype="uint64", chunks=chunks,
+                                      axes=("z", "y", "x"), voxel_size=tuple(volume.voxel_size[-3:]),
+                                      offset=tuple(volume.offset[-3:]),
+                                      fill_value=0, exists_ok=False)
+        array[...] = seg
+        if min(seg.shape[1:]) > 64:
+            add_multiscale_levels(path, int(np.floor(np.log2(min(seg.shape[1:]) / 64))) + 1, method="mode")
+        out[t] = path
+    return {"segmentations": out, "n_segments": {t: int(len(np.unique(s[s > 0]))) for t, s in segs.items()}}
