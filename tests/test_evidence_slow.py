@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
+# each test runs a real training script: allow more than the suite-wide 5 min timeout on a busy machine
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
