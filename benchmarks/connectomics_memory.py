@@ -74,6 +74,10 @@ def main() -> None:
     parser.add_argument("--small", default="64,256,256")
     parser.add_argument("--block", default="32,128,128")
     parser.add_argument("--context", default="6,16,16", help="predict context")
+    parser.add_argument("--segment-options", default="--size-threshold 25 --merge-low 0.5",
+                        help="extra options of the segment step (default: zwatershed's size merge inside "
+                             "blocks; '' gives waterz's fragments unchanged)")
+    parser.add_argument("--steps", default="predict,segment", help="which steps to measure")
     args = parser.parse_args()
     small = parse_coordinate(args.small, name="--small")
     block = parse_coordinate(args.block, name="--block")
@@ -84,12 +88,17 @@ def main() -> None:
     for name, shape in (("small", small), ("8x larger", tuple(2 * s for s in small))):
         vol = tmp / f"{name.replace(' ', '_')}"
         simulate_to_zarr(f"{vol}.zarr", "sstem", shape, seed=1, chunks=block, workers=2, progress=False)
-        pred, _ = peak_rss_mib(["predict", str(ckpt), f"{vol}.zarr/raw", f"{vol}_pred.zarr/affs", "--block",
-                             block_text, "--context", args.context, "--workers", "2", "--no-progress"])
+        pred = np.nan
+        if "predict" in args.steps:
+            pred, _ = peak_rss_mib(["predict", str(ckpt), f"{vol}.zarr/raw", f"{vol}_pred.zarr/affs", "--block",
+                                   block_text, "--context", args.context, "--workers", "2", "--no-progress"])
+        if "segment" not in args.steps:
+            rows[name] = (shape, pred, np.nan)
+            continue
         write_noisy_affinities(f"{vol}.zarr/labels", f"{vol}_affs.zarr/affs", block)
         seg, out = peak_rss_mib(["segment", f"{vol}_affs.zarr/affs", f"{vol}_seg.zarr", "--block", block_text,
                             "--context", "2,16,16", "--thresholds", "0.3,0.5,0.7", "--workers", "2",
-                            "--no-progress"])
+                            "--no-progress", *args.segment_options.split()])
         summary = json.loads(out.strip().splitlines()[-1].partition("segment: ")[2])
         rows[name] = (shape, pred, seg)
         print(f"{name:>10} {shape}: peak RSS predict {pred:.0f} MiB, segment {seg:.0f} MiB "

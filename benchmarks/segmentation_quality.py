@@ -16,6 +16,9 @@ Methods:
   at block faces and re-joined through face links;
 * ``ours-blockwise``: :func:`segment_blockwise` on that grid through zarr (what ``connectomics segment``
   does), 1 worker thread;
+* ``ours-size`` / ``ours-size-blockwise``: ``ours-blocks`` / ``ours-blockwise`` with zwatershed's
+  size-based merge of small fragments inside each block (``--size-threshold``, ``--merge-low``; the
+  setting that bounds the memory benchmark's region graph);
 * ``ours-q50``: the same with the median score (``quantile-50``);
 * ``ours-seeded``: the distance-transform seeded fragments (the pre-issue-13 default);
 * ``waterz`` / ``waterz-q50``: ``waterz.agglomerate`` with ``OneMinus<MeanAffinity>`` (its default) /
@@ -93,8 +96,8 @@ def ours_sweep(**options) -> Callable[[np.ndarray, np.ndarray], dict[float, np.n
     return lambda affs, _all: segment_in_memory(affs, NEAREST_OFFSETS, settings)
 
 
-def blockwise_sweep(block: tuple[int, ...], context: tuple[int, ...]):
-    settings = SegmentSettings(thresholds=THRESHOLDS, block_shape=block, context=context)
+def blockwise_sweep(block: tuple[int, ...], context: tuple[int, ...], **options):
+    settings = SegmentSettings(thresholds=THRESHOLDS, block_shape=block, context=context, **options)
 
     def run(affs: np.ndarray, _all: np.ndarray) -> dict[float, np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -131,14 +134,22 @@ def main() -> None:
     parser.add_argument("--sigmas", default="0.1,0.3")
     parser.add_argument("--morphologies", default=",".join(MORPHOLOGIES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size-threshold", type=int, default=25,
+                        help="size merge of the ours-size methods (voxels)")
+    parser.add_argument("--merge-low", type=float, default=0.5, help="size merge: lowest maximum affinity")
+    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (waterz is "
+                        "always run: it is the reference)")
     args = parser.parse_args()
     shape = parse_coordinate(args.shape, name="--shape")
     block = parse_coordinate(args.block, name="--block")
     context = parse_coordinate(args.context, name="--context")
+    size_merge = dict(size_threshold=args.size_threshold, merge_low=args.merge_low)
     methods: dict[str, Callable] = {
         "ours": ours_sweep(),
         "ours-blocks": ours_sweep(block_shape=block, context=context),
         "ours-blockwise": blockwise_sweep(block, context),
+        "ours-size": ours_sweep(block_shape=block, context=context, **size_merge),
+        "ours-size-blockwise": blockwise_sweep(block, context, **size_merge),
         "ours-q50": ours_sweep(score="quantile-50"),
         "ours-seeded": ours_sweep(fragments="seeded"),
         "waterz": waterz_sweep("OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>"),
@@ -151,6 +162,11 @@ def main() -> None:
         methods["mws"] = mws_sweep
     except ImportError as err:
         print(f"mutex watershed not run: mwatershed does not import ({err})")
+    if args.methods:
+        unknown = set(args.methods.split(",")) - set(methods)
+        if unknown:
+            parser.error(f"unknown methods {sorted(unknown)}; known: {sorted(methods)}")
+        methods = {k: v for k, v in methods.items() if k in args.methods.split(",") or k == "waterz"}
     small = neuron_labels("thin", (8, 32, 32))
     warm = noisy_affinities(small, 0.1, offsets=DEFAULT_OFFSETS)
     for run in methods.values():  # compile / load once, excluded from the timings

@@ -384,3 +384,36 @@ def test_evaluate_cli_mask_ignore_labels_and_border(tmp_path, capsys):
     assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--ignore-labels", "0,1,2,3,4",
                 "--quiet"]) == 2
     assert "no foreground" in capsys.readouterr().err
+
+
+def test_evaluate_cli_per_segmentation_json_sweep_figure_and_no_foreign_overwrite(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    gt = rng.integers(1, 9, size=(4, 16, 16)).astype(np.uint64)
+    for t, seg in ((0.3, gt), (0.5, gt // 2), (0.7, gt // 4)):
+        write_ome_zarr(tmp_path / "seg.zarr" / f"seg_{t}", seg, axes="zyx", voxel_size=(40, 4, 4), chunks=(4, 16, 16))
+    write_ome_zarr(tmp_path / "gt.zarr" / "labels", gt, axes="zyx", voxel_size=(40, 4, 4), chunks=(4, 16, 16))
+    args = [str(tmp_path / "seg.zarr"), str(tmp_path / "gt.zarr/labels"), "--quiet"]
+    assert cli(args) == 0
+    printed = capsys.readouterr().out
+    figure = tmp_path / "seg.zarr.metrics.png"
+    assert f"wrote figure {figure}" in printed and figure.read_bytes()[:4] == b"\x89PNG"
+    scores = {t: json.loads((tmp_path / f"seg.zarr.seg_{t}.metrics.json").read_text()) for t in (0.3, 0.5, 0.7)}
+    assert scores[0.3]["arand"] == pytest.approx(0.0, abs=1e-12)  # one JSON per segmentation, its own scores
+    assert scores[0.7]["arand"] == pytest.approx(adapted_rand_error(gt // 4, gt).error, abs=1e-12)
+    assert cli(args) == 0  # its own outputs are replaced by a rerun
+    # a file it did not write is refused (one line, exit 2), with --overwrite replaced
+    foreign = tmp_path / "seg.zarr.seg_0.5.metrics.json"
+    foreign.write_text("my notes")
+    capsys.readouterr()
+    assert cli([str(tmp_path / "seg.zarr/seg_0.5"), str(tmp_path / "gt.zarr/labels"), "--quiet"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and foreign.read_text() == "my notes"
+    assert cli(args + ["--json", str(tmp_path / "one.json")]) == 2  # --json names one file
+    assert cli([str(tmp_path / "seg.zarr/seg_0.5"), str(tmp_path / "gt.zarr/labels"), "--quiet", "--overwrite"]) == 0
+    assert json.loads(foreign.read_text())["seg"].endswith("seg_0.5")
+    # negative labels: a one-line error, exit 2
+    write_ome_zarr(tmp_path / "neg.zarr" / "seg", -np.ones((4, 16, 16), np.int64), axes="zyx", voxel_size=(40, 4, 4),
+                   chunks=(4, 16, 16))
+    capsys.readouterr()
+    assert cli([str(tmp_path / "neg.zarr/seg"), str(tmp_path / "gt.zarr/labels"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "negative labels" in err and len(err.strip().splitlines()) == 1

@@ -26,6 +26,7 @@ from connectomics.segment import (
     boundary_map,
     cli,
     edge_watershed,
+    merge_small_fragments,
     relabel,
     segment_blockwise,
     segment_in_memory,
@@ -35,6 +36,7 @@ from connectomics.segment import (
 SHAPE = (16, 48, 48)
 BLOCK = (8, 24, 24)
 SEEDED = dict(fragments="seeded", seed_radius=2, min_seed_distance=1.0)  # cells here are ~13 voxels across
+SIZE_MERGE = dict(size_threshold=30, merge_low=0.5)
 
 
 def cylinders(shape=SHAPE, seed=0) -> np.ndarray:
@@ -293,8 +295,9 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
             and adapted_rand_error(b, a, seg_zero="label").error == 0.0)
 
 
+@pytest.mark.parametrize("options", [{}, SIZE_MERGE], ids=["waterz", "size-merge"])
 @pytest.mark.parametrize("morphology", MORPHOLOGIES)
-def test_noise_free_neuron_shapes_give_arand_zero(morphology):
+def test_noise_free_neuron_shapes_give_arand_zero(morphology, options):
     gt = neurons(morphology)
     assert len(np.unique(gt)) > 5
     # a neuron may leave the volume and come back, or touch itself only along an edge: no nearest-neighbour
@@ -304,11 +307,70 @@ def test_noise_free_neuron_shapes_give_arand_zero(morphology):
     ids, sizes = np.unique(pieces, return_counts=True)
     pieces[np.isin(pieces, ids[sizes == 1])] = 0
     segs = segment_in_memory(noisy_affinities(gt, 0.0), NEAREST_OFFSETS, thresholds=[0.2, 0.5, 0.8],
-                             **THIN_BLOCK)
+                             **THIN_BLOCK, **options)
     for seg in segs.values():
         assert adapted_rand_error(seg, pieces).error == 0.0
         assert adapted_rand_error(seg, gt).precision == 1.0  # against the objects: no merge at all
         assert (seg[pieces == 0] == 0).all()  # no affinity 1 there: waterz's watershed leaves it 0
+
+
+def zwatershed_size_merge(labels: np.ndarray, affs: np.ndarray, size: int, low: float) -> np.ndarray:
+    """Plain-Python transcription of zwatershed's get_region_graph + merge_segments_with_function."""
+    strongest: dict[tuple[int, int], float] = {}
+    pairs: dict[tuple[int, int], list[float]] = {}
+    for axis in range(3):
+        for later in zip(*np.nonzero(np.ones(labels.shape, bool))):
+            if later[axis] == 0:
+                continue
+            earlier = tuple(c - (a == axis) for a, c in enumerate(later))
+            a, b = int(labels[later]), int(labels[earlier])
+            if a and b and a != b:
+                key = (min(a, b), max(a, b))
+                strongest[key] = max(strongest.get(key, -1.0), float(affs[(axis, *later)]))
+                pairs.setdefault(key, []).append(float(affs[(axis, *later)]))
+    counts = dict(zip(*np.unique(labels, return_counts=True)))
+    parent = {int(i): int(i) for i in counts}
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    # zwatershed's order (decreasing maximum); ties (clipped affinities) by the higher mean, then the ids
+    for (a, b), weight in sorted(strongest.items(), key=lambda item: (-item[1], -np.mean(pairs[item[0]]), item[0])):
+        if weight < low:
+            break
+        a, b = find(a), find(b)
+        if a != b and (counts[a] < size or counts[b] < size):
+            parent[b] = a
+            counts[a] += counts[b]
+    return np.vectorize(find)(labels)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_size_merge_equals_zwatershed_transcription(seed):
+    rng = np.random.default_rng(seed)
+    affs = rng.random((3, 4, 12, 13)).astype(np.float32)
+    affs[:, rng.random(affs.shape[1:]) < 0.1] = 0.0  # some background
+    affs[affs > 0.8] = 1.0  # ties, as clipped noisy affinities have
+    labels = waterz_fragments(affs)
+    merged = merge_small_fragments(labels, affs, size_threshold=6, merge_low=0.4)
+    assert same_partition(merged, zwatershed_size_merge(labels, affs, 6, 0.4))
+    assert ((merged == 0) == (labels == 0)).all()  # background joins nothing
+    assert 0 < merged.max() < labels.max()
+    np.testing.assert_array_equal(merge_small_fragments(labels, affs, 0, 0.4), labels)  # 0 = off
+
+
+def test_size_merge_blockwise_equals_in_memory_with_fewer_fragments(volume):
+    tmp, gt, affs = volume
+    options = dict(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8))
+    summary = segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), progress=False,
+                                **options, **SIZE_MERGE)
+    plain = segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "plain.zarr"), progress=False, **options)
+    assert summary["n_fragments"] < plain["n_fragments"] / 2
+    blockwise = read(tmp / "seg.zarr/seg_0.5")
+    np.testing.assert_array_equal(blockwise, segment_in_memory(affs, NEAREST_OFFSETS, **options, **SIZE_MERGE)[0.5])
+    assert adapted_rand_error(blockwise, gt).error < 0.05
 
 
 def test_waterz_fragments_equal_waterz_voxel_for_voxel():
@@ -361,3 +423,44 @@ def test_quantile_agglomeration_hand_computed():
     with pytest.raises(ValueError, match="histograms"):
         agglomerate(RegionGraph(graph.u, graph.v, graph.affinity_sum, graph.count, graph.fragments,
                                 graph.sizes), score="quantile-50")
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["blockwise", "in-memory"])
+def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, capsys):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    from connectomics.io import write_ome_zarr
+
+    tmp, gt, _ = volume
+    write_ome_zarr(tmp / "sim.zarr" / "raw", gt.astype(np.uint8), axes="zyx", voxel_size=(4, 4, 4),
+                   chunks=(8, 24, 24))
+    args = [str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), "--thresholds", "0.3,0.6", "--block", "8,24,24",
+            "--context", "2,8,8", "--image", str(tmp / "sim.zarr/raw"), "--no-progress"]
+    assert cli(args + (["--in-memory"] if in_memory else [])) == 0
+    for name in ("seg_0.3", "seg_0.6"):
+        group = zarr.open_group(str(tmp / "seg.zarr" / name), mode="r")
+        meta = ImageLabel.from_zarr(group).ome_attributes  # validates the NGFF 0.5 image-label metadata
+        assert meta.image_label.source.image == "../../sim.zarr/raw/"
+        nodes = list(Reader(parse_url(str(tmp / "seg.zarr" / name)))())
+        assert [Path(str(n.zarr.path)).name for n in nodes] == ["raw", name]  # the image, then the labels
+        assert Label in {type(s) for s in nodes[1].specs}
+        np.testing.assert_array_equal(np.asarray(nodes[1].data[0]), read(tmp / f"seg.zarr/{name}"))
+    # an image of another shape is refused with a one-line error
+    write_ome_zarr(tmp / "other.zarr" / "raw", np.zeros((4, 8, 8), np.uint8), axes="zyx", voxel_size=(4, 4, 4),
+                   chunks=(4, 8, 8))
+    bad = [str(tmp / "pred.zarr/affs"), str(tmp / "bad.zarr"), "--image", str(tmp / "other.zarr/raw"),
+           "--no-progress", "--block", "8,24,24"]
+    capsys.readouterr()
+    assert cli(bad + (["--in-memory"] if in_memory else [])) == 2
+    err = capsys.readouterr().err
+    assert "match" in err and "other.zarr/raw" in err and len(err.strip().splitlines()) == 1
+    assert in_memory or not (tmp / "bad.zarr").exists()  # refused before any block was segmented
+
+
+def test_thresholds_outside_0_1_are_refused():
+    from connectomics.segment.settings import SegmentSettings
+
+    with pytest.raises(ValueError, match=r"thresholds are merge scores .* in \[0, 1\], got 0.5, 1.5"):
+        SegmentSettings(thresholds=(0.5, 1.5))

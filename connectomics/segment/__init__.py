@@ -5,7 +5,8 @@ The pipeline (waterz's, run blockwise as lsd/volara do), one module per stage:
 * :mod:`~connectomics.segment.settings`: :class:`SegmentSettings`, the one description of a run (used by
   the in-memory path, the blockwise path, the manifest and the command line);
 * :mod:`~connectomics.segment.watershed`: fragments from the affinity graph (waterz's watershed by
-  default; the distance-transform seeded watershed as an option);
+  default, optionally with zwatershed's size-based merge of small fragments; the distance-transform
+  seeded watershed as an option);
 * :mod:`~connectomics.segment.region_graph`: fragment adjacency with pooled affinities, per block;
 * :mod:`~connectomics.segment.agglomeration`: hierarchical merging by mean affinity or a quantile
   (waterz's ``OneMinus<MeanAffinity>`` / ``OneMinus<HistogramQuantileAffinity>``), relabelling;
@@ -29,6 +30,7 @@ from connectomics.segment.watershed import (
     block_fragments,
     boundary_map,
     edge_watershed,
+    merge_small_fragments,
     nearest_neighbour_channels,
     seeded_fragments,
     waterz_fragments,
@@ -37,7 +39,7 @@ from connectomics.segment.watershed import (
 __all__ = [
     "FRAGMENT_METHODS", "NEAREST_NEIGHBOUR_OFFSETS", "RegionGraph", "SegmentSettings", "agglomerate",
     "block_fragments", "block_region_graph", "boundary_map", "cli", "edge_watershed",
-    "nearest_neighbour_channels", "read_affinity_offsets", "relabel", "seeded_fragments",
+    "merge_small_fragments", "nearest_neighbour_channels", "read_affinity_offsets", "relabel", "seeded_fragments",
     "segment_blockwise", "segment_in_memory", "segment_to_zarr_in_memory", "threshold_name",
     "waterz_fragments",
 ]

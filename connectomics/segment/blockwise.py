@@ -13,7 +13,11 @@ region graph, the result does not depend on how blocks are scheduled (threads, a
 and :func:`connectomics.segment.in_memory.segment_in_memory` with the same settings gives the same result.
 The region graph (one entry per fragment pair) is held in memory during agglomeration: about 140 bytes
 per edge for the mean score (plus 1 KiB per edge of histograms for a quantile score), so memory grows with
-the number of fragments, not with voxels.
+the number of fragments, not with voxels. On noisy affinities waterz's fragments are tiny (a few voxels),
+so the number of fragments grows with the voxels; ``size_threshold`` (zwatershed's size merge inside each
+block) cuts it about tenfold, but it still grows with the volume. With the size merge, fragments near
+block faces see only their block's read ROI, so the result is that of the block grid (the in-memory path
+on the same grid gives the same), not of one block.
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ def segment_blockwise(
     scheduler: str | Any | None = None,
     workers: int | None = None,
     progress: bool = True,
+    image: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Segment a prediction block by block into ``output_path/fragments`` and ``output_path/seg_<t>``.
@@ -164,7 +169,9 @@ def segment_blockwise(
     Parameters
     ----------
     affs_path : affinities (channel, plane, row, column), e.g. ``pred.zarr/affs``.
-    output_path : the output container, e.g. ``seg.zarr`` (OME-Zarr images with multiscales).
+    output_path : the output container, e.g. ``seg.zarr``; each ``seg_<t>`` is an OME-Zarr label image
+        (NGFF 0.5 ``image-label``, multiscale levels by label mode, see
+        :func:`connectomics.io.create_segmentation_image`).
     settings : the segmentation settings (:class:`SegmentSettings`: fragments, score, thresholds, block
         shape, ...); ``options`` (field names, e.g. ``thresholds=[0.3, 0.5]``) override single ones. They
         are recorded in the run's manifest; a rerun with other settings is refused.
@@ -172,12 +179,14 @@ def segment_blockwise(
     chunks : storage chunks of new outputs (default: the block shape).
     n_levels : multiscale levels added to each segmentation (default: until the rows/columns are <= 64).
     scheduler, workers : see :func:`connectomics.blocks.run_blockwise`.
+    image : address of the raw image the segmentations annotate (e.g. ``sim.zarr/raw``), linked from each
+        label image's ``source.image`` by a relative path; its shape must match.
 
     Returns
     -------
     dict with the output paths, the number of fragments, edges and segments per threshold.
     """
-    from connectomics.io import add_multiscale_levels, create_ome_zarr_array
+    from connectomics.io import add_multiscale_levels, create_ome_zarr_array, create_segmentation_image
 
     volume = open_input(str(affs_path))
     if volume.data.ndim != 4:
@@ -198,6 +207,12 @@ def segment_blockwise(
     voxel_size = tuple(float(v) for v in volume.voxel_size[-3:])
     spatial_offset = tuple(float(v) for v in volume.offset[-3:])
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape[1:]))
+    if image is not None:  # refuse a wrong image before the work, not at the first label image
+        from connectomics.io import open_volume
+
+        if tuple(open_volume(image).spatial_shape) != volume_roi.shape:
+            raise ValueError(f"segmentations of shape {volume_roi.shape} do not match their image {image} of "
+                             f"shape {open_volume(image).spatial_shape}")
     folder = Path(f"{output_path}.blockwise")
     config = {"job": "segment", "affinities": str(affs_path), "shape": list(volume.data.shape),
               "offsets": offsets, "chunks": list(chunks), **settings.to_manifest()}
@@ -248,7 +263,9 @@ def segment_blockwise(
     summary["segmentations"] = {}
     for t in thresholds:
         name = threshold_name(t)
-        seg = create(f"{output_path}/{name}")
+        seg = create_segmentation_image(output_path, name, shape=volume_roi.shape, dtype="uint64", chunks=chunks,
+                                        source_image=image, voxel_size=voxel_size, offset=spatial_offset,
+                                        exists_ok=True)
         run_blockwise(RelabelStep(fragments_path, str(lut_path), t, str(seg.store.root), seg.path), blocks,
                       DoneMarkers(folder / f"{name}_done"), desc=name, **run
                       ).raise_for_failures(f"segment ({name})")

@@ -19,12 +19,16 @@ DESCRIPTION = """Affinities to a neuron segmentation, block by block, at any sca
   connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7 --block 64,256,256
 
 Writes seg.zarr/fragments (waterz-style watershed fragments of the affinity graph, globally unique uint64
-ids, 0 = background) and one OME-Zarr segmentation seg.zarr/seg_<threshold> per threshold (uint64,
-multiscale levels by label mode), stitched across block faces through one global region graph agglomerated
-by --score (mean affinity or a quantile; threshold = merge score 1 - score, as in waterz: higher thresholds
-merge more). Rerunning resumes: finished blocks and
-stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
---in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs."""
+ids, 0 = background) and one segmentation seg.zarr/seg_<threshold> per threshold: an OME-Zarr label image
+(uint64, multiscale levels by label mode; --image sim.zarr/raw links the raw image it annotates), stitched
+across block faces through one global region graph agglomerated by --score (mean affinity or a quantile;
+threshold = merge score 1 - score, as in waterz: higher thresholds merge more). Rerunning resumes: finished
+blocks and stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
+--in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs.
+On noisy affinities waterz's watershed gives many tiny fragments, and the global region graph grows with
+them: --size-threshold N merges fragments smaller than N voxels inside each block into their strongest
+neighbour (zwatershed), about ten times fewer fragments and region-graph edges (still growing with the
+volume: see BENCHMARKS.md)."""
 
 
 def cli(argv: list[str]) -> int:
@@ -38,6 +42,9 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--offsets", default=None,
                         help="affinity offsets 'z,y,x;z,y,x;...' if the input has no affinity_offsets attr")
     parser.add_argument("--chunks", default=None, help="storage chunks Z,Y,X (default: the block shape)")
+    parser.add_argument("--image", default=None,
+                        help="raw image the segmentations annotate (e.g. sim.zarr/raw): linked from each "
+                             "label image's source.image")
     parser.add_argument("--in-memory", action="store_true", help="load everything and segment in memory")
     parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
     parser.add_argument("--workers", type=int, default=None, help="local threads")
@@ -47,7 +54,7 @@ def cli(argv: list[str]) -> int:
         settings = SegmentSettings.from_arguments(args)
         offsets = None if args.offsets is None else [parse_coordinate(o, name="--offsets")
                                                      for o in args.offsets.split(";")]
-        kwargs = dict(offsets=offsets,
+        kwargs = dict(offsets=offsets, image=args.image,
                       chunks=None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"))
         if args.in_memory:
             summary = segment_to_zarr_in_memory(args.affinities, args.output, settings, **kwargs)
@@ -63,12 +70,13 @@ def cli(argv: list[str]) -> int:
 
 def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: SegmentSettings, *,
                               offsets: Sequence[Sequence[int]] | None = None,
-                              chunks: Sequence[int] | None = None) -> dict[str, Any]:
+                              chunks: Sequence[int] | None = None, image: str | None = None) -> dict[str, Any]:
     """The fast path of the command: read the whole prediction, :func:`segment_in_memory`, write outputs.
 
-    Writes the same ``seg_<t>`` datasets as :func:`segment_blockwise` (the outputs must not exist yet).
+    Writes the same ``seg_<t>`` label images as :func:`segment_blockwise` (the outputs must not exist yet);
+    ``image`` is the raw image they annotate (linked from their ``source.image``).
     """
-    from connectomics.io import add_multiscale_levels, create_ome_zarr_array
+    from connectomics.io import add_multiscale_levels, create_segmentation_image
 
     volume = open_input(str(affs_path))
     offsets = read_affinity_offsets(str(affs_path)) or offsets
@@ -80,10 +88,9 @@ def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: Segmen
     out = {}
     for t, seg in segs.items():
         path = f"{output_path}/{threshold_name(t)}"
-        array = create_ome_zarr_array(path, shape=seg.shape, dtype="uint64", chunks=chunks,
-                                      axes=("z", "y", "x"), voxel_size=tuple(volume.voxel_size[-3:]),
-                                      offset=tuple(volume.offset[-3:]),
-                                      fill_value=0, exists_ok=False)
+        array = create_segmentation_image(output_path, threshold_name(t), shape=seg.shape, dtype="uint64",
+                                          chunks=chunks, source_image=image,
+                                          voxel_size=tuple(volume.voxel_size[-3:]), offset=tuple(volume.offset[-3:]))
         array[...] = seg
         if min(seg.shape[1:]) > 64:
             add_multiscale_levels(path, int(np.floor(np.log2(min(seg.shape[1:]) / 64))) + 1, method="mode")

@@ -35,6 +35,11 @@ class SegmentSettings:
     fragments : fragment method, one of :data:`FRAGMENT_METHODS`.
     low, high : ``waterz`` fragments: an edge <= ``low`` joins nothing (a voxel with no stronger edge is
         background 0); edges >= ``high`` always join (waterz's ``aff_threshold_low/high``).
+    size_threshold, merge_low : ``waterz`` fragments: zwatershed's size-based merge inside each block's read
+        ROI (:func:`connectomics.segment.watershed.merge_small_fragments`): a fragment of fewer than
+        ``size_threshold`` voxels joins its neighbour of highest maximum affinity when that affinity is >=
+        ``merge_low``. 0 (the default) keeps waterz's fragments unchanged; on noisy affinities a threshold
+        cuts the number of fragments, hence the global region graph's memory, about tenfold.
     seed_threshold, seed_radius, min_seed_distance : ``seeded`` fragments (see
         :func:`connectomics.segment.watershed.seeded_fragments`).
     score : edge score of the agglomeration: ``mean`` (waterz's default ``OneMinus<MeanAffinity>``) or
@@ -49,6 +54,8 @@ class SegmentSettings:
     fragments: str = "waterz"
     low: float = 0.0001
     high: float = 0.9999
+    size_threshold: int = 0
+    merge_low: float = 0.5
     seed_threshold: float = 0.5
     seed_radius: int = 4
     min_seed_distance: float = 2.0
@@ -64,14 +71,19 @@ class SegmentSettings:
         set_(self, "context", tuple(as_coordinate(self.context, 3, name="context")))
         if not self.thresholds:
             raise ValueError("at least one threshold is needed")
+        if not all(0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ValueError(f"thresholds are merge scores (1 - affinity statistic) in [0, 1], got "
+                             f"{', '.join(f'{t:g}' for t in self.thresholds)}")
         if self.fragments not in FRAGMENT_METHODS:
             raise ValueError(f"fragments must be one of {FRAGMENT_METHODS}, got {self.fragments!r}")
         if not 0.0 <= self.low < self.high <= 1.0:
             raise ValueError(f"need 0 <= low < high <= 1, got low {self.low}, high {self.high}")
         if self.score != "mean" and not 0 < self.quantile < 100:
             raise ValueError(f"score must be 'mean' or 'quantile-Q' with 0 < Q < 100, got {self.score!r}")
-        if self.min_size < 0 or self.seed_radius < 0:
-            raise ValueError("min_size and seed_radius must be >= 0")
+        if self.min_size < 0 or self.seed_radius < 0 or self.size_threshold < 0:
+            raise ValueError("min_size, seed_radius and size_threshold must be >= 0")
+        if not 0.0 <= self.merge_low <= 1.0:
+            raise ValueError(f"merge_low must lie in [0, 1], got {self.merge_low}")
 
     @property
     def quantile(self) -> int:
@@ -107,6 +119,11 @@ class SegmentSettings:
         parser.add_argument("--low", type=float, default=d.low,
                             help="waterz fragments: edges <= this join nothing (background)")
         parser.add_argument("--high", type=float, default=d.high, help="waterz fragments: edges >= this join")
+        parser.add_argument("--size-threshold", type=int, default=d.size_threshold,
+                            help="waterz fragments: merge fragments smaller than this (voxels) inside each "
+                                 "block into their strongest neighbour (zwatershed); 0 = off")
+        parser.add_argument("--merge-low", type=float, default=d.merge_low,
+                            help="waterz fragments: the size merge needs a maximum affinity >= this")
         parser.add_argument("--score", default=d.score, help="agglomeration score: mean or quantile-Q")
         parser.add_argument("--min-size", type=int, default=d.min_size,
                             help="dust removal: smaller segments become 0")
@@ -129,6 +146,7 @@ class SegmentSettings:
         except ValueError:
             raise ValueError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
         return cls(thresholds=thresholds, fragments=args.fragments, low=args.low, high=args.high,
+                   size_threshold=args.size_threshold, merge_low=args.merge_low,
                    seed_threshold=args.seed_threshold, seed_radius=args.seed_radius,
                    min_seed_distance=args.min_seed_distance, score=args.score, min_size=args.min_size,
                    block_shape=parse_coordinate(args.block, name="--block"),

@@ -381,6 +381,93 @@ def waterz_fragments(affs_nn: np.ndarray, *, low: float = 0.0001, high: float = 
     return labels
 
 
+@numba.njit(cache=True)
+def _size_merge(u, v, counts, size_threshold):  # pragma: no cover - compiled
+    """zwatershed's ``merge_segments_with_function`` loop: edges in the given order (decreasing affinity);
+    join the two sets when either holds fewer than ``size_threshold`` voxels. Returns each label's root."""
+    parent = np.arange(len(counts), dtype=np.int64)
+    counts = counts.copy()
+    for i in range(len(u)):
+        a, b = u[i], v[i]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a != b and (counts[a] < size_threshold or counts[b] < size_threshold):
+            if counts[a] < counts[b] or (counts[a] == counts[b] and b < a):
+                a, b = b, a
+            parent[b] = a
+            counts[a] += counts[b]
+    for i in range(len(parent)):
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        parent[i] = root
+    return parent
+
+
+def merge_small_fragments(labels: np.ndarray, affs_nn: np.ndarray, size_threshold: int,
+                          merge_low: float) -> np.ndarray:
+    """zwatershed's size-based merge of watershed basins (Zlateski & Seung 2015, ``merge_segments_with_function``
+    with ``const_above_threshold(size_threshold, merge_low)``, no dust removal).
+
+    The region graph holds the maximum affinity between each pair of touching basins (zwatershed's
+    ``get_region_graph``); its edges are visited in decreasing affinity (ties by the higher mean affinity of
+    the edge's voxel pairs, then by basin ids) down to
+    ``merge_low``, and two basins join when either of their current sets is smaller than ``size_threshold``
+    voxels. A small fragment thus ends in the neighbour it is most strongly linked to. Background (0) joins
+    nothing.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (plane, row, column), int64 basins from :func:`waterz_fragments` (0 =
+        background).
+    affs_nn : ndarray of shape (3, plane, row, column), float32 nearest-neighbour affinities (offsets
+        (-1,0,0), (0,-1,0), (0,0,-1)).
+    size_threshold : sets smaller than this (voxels) are merged; 0 returns ``labels`` unchanged.
+    merge_low : edges below this maximum affinity merge nothing.
+
+    Returns
+    -------
+    ndarray of shape (plane, row, column), int64 labels 1..m (0 = background), numbered in order of the
+    smallest basin id they contain.
+
+    Examples
+    --------
+    >>> labels = np.array([[[1, 1, 1, 2, 3, 3, 3]]])
+    >>> affs = np.zeros((3,) + labels.shape, np.float32)
+    >>> affs[2, 0, 0, 1:] = [1, 1, 0.6, 0.9, 1, 1]  # basin 2 is most strongly linked to basin 3
+    >>> merge_small_fragments(labels, affs, size_threshold=2, merge_low=0.5)[0, 0].tolist()
+    [1, 1, 1, 2, 2, 2, 2]
+    """
+    if size_threshold <= 0:
+        return labels
+    n = np.int64(labels.max(initial=0)) + 1
+    keys, weights = [], []
+    for axis in range(3):
+        later, earlier = _pairs(axis)
+        a, b = labels[later].ravel(), labels[earlier].ravel()
+        affinity = affs_nn[axis][later].ravel()
+        keep = (a != b) & (a > 0) & (b > 0) & (affinity >= merge_low)
+        a, b = a[keep], b[keep]
+        keys.append(np.minimum(a, b) * n + np.maximum(a, b))
+        weights.append(affinity[keep])
+    keys, weights = np.concatenate(keys), np.concatenate(weights)
+    keys, inverse = np.unique(keys, return_inverse=True)
+    strongest = np.full(len(keys), -np.inf, np.float32)
+    np.maximum.at(strongest, inverse, weights)
+    mean = np.bincount(inverse, weights, len(keys)) / np.bincount(inverse, minlength=len(keys))
+    # decreasing maximum affinity, as zwatershed's sorted graph; clipped affinities tie at 1.0 on noisy
+    # input, so ties go to the higher mean affinity (then the ids), not to an arbitrary neighbour
+    order = np.lexsort((keys, -mean, -strongest))
+    counts = np.bincount(labels.ravel(), minlength=n).astype(np.int64)
+    roots = _size_merge(keys[order] // n, keys[order] % n, counts, np.int64(size_threshold))
+    _, dense = np.unique(roots, return_inverse=True)  # root 0 (background) stays first, i.e. 0
+    return dense.astype(np.int64)[labels]
+
+
 def block_fragments(affs_nn: np.ndarray, block: Block, settings: SegmentSettings,
                     sampling: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
     """Fragments of one block, with globally unique ids, and the links across its lower faces.
@@ -410,6 +497,7 @@ def block_fragments(affs_nn: np.ndarray, block: Block, settings: SegmentSettings
     links = np.zeros(block.write_roi.shape, np.uint8)
     if settings.fragments == "waterz":
         labels, pointers = waterz_fragments(affs_nn, low=settings.low, high=settings.high, return_pointers=True)
+        labels = merge_small_fragments(labels, affs_nn, settings.size_threshold, settings.merge_low)
         for axis in range(3):
             if block.write_roi.offset[axis] == block.read_roi.offset[axis]:
                 continue  # no predecessor in the read ROI (volume border or no context)
