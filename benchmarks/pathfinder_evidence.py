@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from shared.pathfinder.demo import DEMO_DATA, DEMO_MODEL
 from shared.pathfinder.experiment import DEFAULT_MODELS, build_model
 from shared.pathfinder.module import PathfinderClassifier, count_parameters
 from shared.recurrence import jacobian_spectral_radius
+from shared.stdio import quiet_lightning_fit
 
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(PathfinderConfig)}
 
@@ -149,11 +149,7 @@ def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: in
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, deterministic=False)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # no validation on purpose (the test set is scored after training); Lightning's own deprecations
-        warnings.filterwarnings("ignore", message=".*val_dataloader.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    with quiet_lightning_fit():  # no validation on purpose: the test set is scored after training
         trainer.fit(model, train_dataloaders=loader)
     loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
     row = {"key": key, "parameters": count_parameters(model), "steps": int(trainer.global_step),

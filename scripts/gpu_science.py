@@ -33,7 +33,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -120,15 +119,14 @@ class Clock:
 def fit_timeboxed(model: Any, datamodule: Any, *, seconds: float, precision: str, root: Path,
                   max_steps: int = -1) -> dict[str, Any]:
     """Fit a LightningModule for at most ``seconds`` of training (Lightning ``max_time``), no validation."""
+    from shared.stdio import quiet_lightning_fit
+
     trainer = L.Trainer(max_time={"seconds": max(seconds, 1.0)}, max_steps=max_steps, max_epochs=-1,
                         accelerator="auto", devices=1, precision=precision, limit_val_batches=0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(root))
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*val_dataloader.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    with quiet_lightning_fit():  # no validation on purpose: the test set is scored after training
         trainer.fit(model, datamodule=datamodule)
     return {"steps": int(trainer.global_step), "train_seconds": round(time.perf_counter() - start, 1)}
 

@@ -1,9 +1,10 @@
-"""Quiet native libraries: C/C++ code that prints to the process's standard output."""
+"""Quiet noisy dependencies: C/C++ code that prints to standard output, and Lightning's expected warnings."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
 
@@ -27,3 +28,22 @@ def quiet_stdout() -> Iterator[None]:
         finally:
             os.dup2(saved, 1)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_lightning_fit() -> Iterator[None]:
+    """Silence the warnings a ``Trainer.fit`` without validation is expected to raise.
+
+    For scripted runs that train with ``limit_val_batches=0`` on purpose (the test set is scored after
+    training): Lightning's "no val_dataloader" notice, its own deprecations and the torch ``LeafSpec`` one.
+
+    Examples
+    --------
+    >>> with quiet_lightning_fit():
+    ...     warnings.warn("Lightning: no val_dataloader")
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*val_dataloader.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        yield
