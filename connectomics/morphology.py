@@ -134,13 +134,18 @@ MORPHOLOGIES: dict[str, Morphology] = {m.name: m for m in [
 ]}
 
 
+def lookup_settings(value: Any, table: dict[str, Any], what: str) -> Any:
+    """``value`` itself if it is a settings object, else ``table[value]``; ``ValueError`` listing the names."""
+    if not isinstance(value, str):
+        return value
+    if value not in table:
+        raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(table)}")
+    return table[value]
+
+
 def get_morphology(morphology: str | Morphology) -> Morphology:
     """Look a morphology class up by name; ``ValueError`` listing the names for an unknown one."""
-    if isinstance(morphology, Morphology):
-        return morphology
-    if morphology not in MORPHOLOGIES:
-        raise ValueError(f"unknown morphology {morphology!r}; choose from {', '.join(MORPHOLOGIES)}")
-    return MORPHOLOGIES[morphology]
+    return lookup_settings(morphology, MORPHOLOGIES, "morphology")
 
 
 @functools.lru_cache(maxsize=256)

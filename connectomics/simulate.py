@@ -82,6 +82,7 @@ from connectomics.morphology import (
     SOMA,
     Morphology,
     Tissue,
+    lookup_settings,
     neuron_labels,
     settings_key,
 )
@@ -164,11 +165,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
 
 def get_source(source: str | Source) -> Source:
     """Look a source up by name; ``ValueError`` listing the names for an unknown one."""
-    if isinstance(source, Source):
-        return source
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}; choose from {', '.join(SOURCES)}")
-    return SOURCES[source]
+    return lookup_settings(source, SOURCES, "source")
 
 
 # ------------------------------------------------------------------------------- deterministic noise
