@@ -25,13 +25,13 @@ Training modes
     It needs a local contraction (``||J|| < 1``); the Lipschitz coefficient penalty (LCP,
     :func:`lipschitz_penalty`) encourages one.
 ``bptt`` with the penalty (C-BPTT)
-    ``CRBPConfig(penalty=True)`` computes the same LCP in ``bptt`` (and ``truncated``) mode, on the last
+    ``CRBPConfig(lipschitz_penalty=True)`` computes the same LCP in ``bptt`` (and ``truncated``) mode, on the last
     step's Jacobian ``J = d h_T / d h_{T-1}`` taken on the BPTT graph, and returns it as ``stats.penalty``:
     the C-RBP paper's comparison arm. Unlike C-RBP, h_{T-1} is not detached, so the penalty's gradient
     also reaches the earlier steps; this is what the ``bptt`` branch of c-rbp/pathfinder_experiments
     ``models/hgrucleanSEG.py`` does (``autograd.grad(last_state, state_2nd_last, ones, create_graph=True)``
     on the undetached BPTT states; its ``BPTT_penmain14SEG.sh`` runs it). Plain BPTT (the default,
-    ``penalty=None``) computes no penalty.
+    ``lipschitz_penalty=None``) computes no penalty.
 
 Every call returns :class:`RecurrenceStats`: the relative residual ``||h_t - h_{t-1}|| / ||h_t||`` per step
 and, after ``backward()`` in C-RBP mode, the number of Neumann terms used, which stopping rule fired and
@@ -73,44 +73,47 @@ class CRBPConfig:
     Attributes
     ----------
     neumann_iters : maximum number of Neumann terms ``v J^k`` (published: 15).
-    stopping_rules : apply the published early-stopping rules below; ``False`` runs all ``neumann_iters``.
-    g_norm_limit : stop (keeping the previous partial sum) when ``||g|| >`` this; ``None`` disables the rule.
-        Absolute, as in the reference code, so it depends on the loss scale: disable it for summed losses
-        or under AMP loss scaling (GradScaler), where it would stop at the first term.
-    stop_on_growth : stop (keeping the previous partial sum) when ``||v_k|| > ||v_{k-1}||``.
-    tol : stop when ``||v_k|| <`` this (published: 1e-9).
-    damping : factor ``d`` in ``v_k = d v_{k-1} J`` (1.0 in the PyTorch code, 0.9 in its TF ancestor).
-    penalty : compute the LCP on the last step while gradients are enabled and return it as
+    neumann_stopping : apply the published early-stopping rules below; ``False`` runs all ``neumann_iters``.
+    neumann_g_limit : stop (keeping the previous partial sum) when ``||g|| >`` this; ``None`` disables the
+        rule. Absolute, as in the reference code, so it depends on the loss scale: disable it for summed
+        losses or under AMP loss scaling (GradScaler), where it would stop at the first term.
+    neumann_stop_on_growth : stop (keeping the previous partial sum) when ``||v_k|| > ||v_{k-1}||``.
+    neumann_tol : stop when ``||v_k|| <`` this (published: 1e-9).
+    neumann_damping : factor ``d`` in ``v_k = d v_{k-1} J`` (1.0 in the PyTorch code, 0.9 in its TF ancestor).
+    lipschitz_penalty : compute the LCP on the last step while gradients are enabled and return it as
         ``stats.penalty``. None (default): on in ``crbp`` mode (C-RBP = RBP + LCP), off in the others.
         ``True`` with ``mode="bptt"`` is C-BPTT, the C-RBP paper's comparison arm: the same penalty, on the
         last step's Jacobian, added to a BPTT loss. ``False`` in ``crbp`` mode is plain RBP.
     penalty_lambda : the LCP target ``lambda`` (0.9 for Pathfinder, 0.95 for COCO in the reference).
+
+    The field names are those of :class:`shared.backbones.RecurrentConfig` (and so of the YAML configs):
+    one vocabulary from the config file to the engine.
     """
 
     neumann_iters: int = 15
-    stopping_rules: bool = True
-    g_norm_limit: float | None = 1.0
-    stop_on_growth: bool = True
-    tol: float = 1e-9
-    damping: float = 1.0
-    penalty: bool | None = None
+    neumann_stopping: bool = True
+    neumann_g_limit: float | None = 1.0
+    neumann_stop_on_growth: bool = True
+    neumann_tol: float = 1e-9
+    neumann_damping: float = 1.0
+    lipschitz_penalty: bool | None = None
     penalty_lambda: float = 0.9
 
     def __post_init__(self) -> None:
         if self.neumann_iters < 0:
             raise ValueError(f"neumann_iters must be >= 0, got {self.neumann_iters}")
-        if self.g_norm_limit is not None and self.g_norm_limit <= 0:
-            raise ValueError(f"g_norm_limit must be > 0 or None, got {self.g_norm_limit}")
-        if not 0 < self.damping <= 1:
-            raise ValueError(f"damping must be in (0, 1], got {self.damping}")
-        if self.tol < 0:
-            raise ValueError(f"tol must be >= 0, got {self.tol}")
+        if self.neumann_g_limit is not None and self.neumann_g_limit <= 0:
+            raise ValueError(f"neumann_g_limit must be > 0 or None, got {self.neumann_g_limit}")
+        if not 0 < self.neumann_damping <= 1:
+            raise ValueError(f"neumann_damping must be in (0, 1], got {self.neumann_damping}")
+        if self.neumann_tol < 0:
+            raise ValueError(f"neumann_tol must be >= 0, got {self.neumann_tol}")
         if self.penalty_lambda <= 0:
             raise ValueError(f"penalty_lambda must be > 0, got {self.penalty_lambda}")
 
     def penalty_in(self, mode: str) -> bool:
-        """Whether the LCP is computed in ``mode`` (``penalty``, or None: only in ``crbp``)."""
-        return mode == "crbp" if self.penalty is None else self.penalty
+        """Whether the LCP is computed in ``mode`` (``lipschitz_penalty``, or None: only in ``crbp``)."""
+        return mode == "crbp" if self.lipschitz_penalty is None else self.lipschitz_penalty
 
 
 @dataclass
@@ -228,20 +231,20 @@ class _NeumannGradient(torch.autograd.Function):
         else:
             with torch.enable_grad():
                 for _ in range(cfg.neumann_iters):
-                    v_new = [cfg.damping * t for t in _vjp(last, prev, v)]
+                    v_new = [cfg.neumann_damping * t for t in _vjp(last, prev, v)]
                     new_norm = float(_norm(v_new))
                     g_new = [a + b for a, b in zip(g, v_new)]
                     ratio = new_norm / v_norm0
                     if new_norm > v_norm or not math.isfinite(new_norm):
                         grew = True
-                    if cfg.stopping_rules:
-                        if cfg.g_norm_limit is not None and float(_norm(g_new)) > cfg.g_norm_limit:
+                    if cfg.neumann_stopping:
+                        if cfg.neumann_g_limit is not None and float(_norm(g_new)) > cfg.neumann_g_limit:
                             stop = "g_norm"
                             break
-                        if cfg.stop_on_growth and grew:
+                        if cfg.neumann_stop_on_growth and grew:
                             stop = "growth"
                             break
-                        if new_norm < cfg.tol:
+                        if new_norm < cfg.neumann_tol:
                             stop = "tol"
                             break
                     v, g, v_norm, used = v_new, g_new, new_norm, used + 1
@@ -359,7 +362,7 @@ def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State],
         callable is evaluated without a graph when the mode does not back-propagate into the initial state.
     timesteps : T >= 1.
     mode : ``"bptt"``, ``"truncated"`` or ``"crbp"`` (see the module docstring). With
-        ``crbp.penalty=True`` the BPTT and truncated modes also return the LCP of the last step (C-BPTT).
+        ``crbp.lipschitz_penalty=True`` the BPTT and truncated modes also return the LCP of the last step (C-BPTT).
     truncate_k : steps with a graph in ``truncated`` mode (``k >= T`` is BPTT).
     crbp : C-RBP options; defaults to ``CRBPConfig()``.
     record_fn : called on the state after every step; its results are returned in ``steps`` (use it for
@@ -376,7 +379,7 @@ def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State],
     >>> w = torch.nn.Parameter(torch.tensor(0.5))
     >>> x = torch.ones(4)
     >>> h, stats, _ = run_recurrence(lambda x, h, t: w * h + x, x, torch.zeros(4), timesteps=40, mode="crbp",
-    ...                              crbp=CRBPConfig(g_norm_limit=None, penalty=False))
+    ...                              crbp=CRBPConfig(neumann_g_limit=None, lipschitz_penalty=False))
     >>> h.sum().backward()          # h* = 2 and d h*/d w = h* / (1 - w) = 4 per element
     >>> round(float(w.grad), 2), stats.neumann_iterations
     (16.0, 15)

@@ -187,10 +187,27 @@ def test_cells_expose_gates_and_intermediate_maps():
 def test_crbp_options_reach_the_engine():
     net = create("hgru", hidden_channels=2, kernel_size=3, timesteps=2, mode="crbp", neumann_g_limit=None,
                  neumann_iters=7, neumann_damping=0.9, neumann_stopping=False, penalty_lambda=0.5)
-    assert (net.crbp.g_norm_limit, net.crbp.neumann_iters, net.crbp.damping) == (None, 7, 0.9)
-    assert not net.crbp.stopping_rules and net.crbp.penalty_lambda == 0.5
+    assert (net.crbp.neumann_g_limit, net.crbp.neumann_iters, net.crbp.neumann_damping) == (None, 7, 0.9)
+    assert not net.crbp.neumann_stopping and net.crbp.penalty_lambda == 0.5
     with pytest.raises(ValueError, match="neumann_g_limit"):
         create("hgru", neumann_g_limit=-1.0)
+
+
+def test_recurrent_config_and_engine_share_one_vocabulary():
+    """Every engine option is a RecurrentConfig field of the same name and type (issue 15)."""
+    import dataclasses
+    import typing
+
+    from shared.backbones import RecurrentConfig
+    from shared.recurrence import CRBPConfig
+
+    config_hints, engine_hints = typing.get_type_hints(RecurrentConfig), typing.get_type_hints(CRBPConfig)
+    for f in dataclasses.fields(CRBPConfig):
+        assert config_hints.get(f.name) == engine_hints[f.name], f.name
+        assert getattr(RecurrentConfig(), f.name) == f.default, f.name
+    net = create("hgru", hidden_channels=2, kernel_size=3, timesteps=2, neumann_tol=1e-3,
+                 neumann_stop_on_growth=False)
+    assert net.crbp.neumann_tol == 1e-3 and not net.crbp.neumann_stop_on_growth
 
 
 def test_forward_states_gives_every_hidden_state():

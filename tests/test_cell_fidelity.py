@@ -193,13 +193,13 @@ def test_cbptt_penalty_on_the_last_step():
     assert plain.stats.penalty is None  # plain BPTT pays for no penalty
     for mode, timesteps in (("bptt", 3), ("bptt", 1), ("truncated", 3)):
         result = run_recurrence(step, x, torch.zeros(4), timesteps=timesteps, mode=mode, truncate_k=1,
-                                crbp=CRBPConfig(penalty=True))
+                                crbp=CRBPConfig(lipschitz_penalty=True))
         pen = result.stats.penalty
         assert pen is not None and pen.requires_grad
         torch.testing.assert_close(pen.detach(), torch.tensor(1.21))
         (grad,) = torch.autograd.grad(pen, w)  # d/dw (w - 0.9)^2 = 2.2
         torch.testing.assert_close(grad, torch.tensor(2.2))
-    off = run_recurrence(step, x, torch.zeros(4), timesteps=3, mode="crbp", crbp=CRBPConfig(penalty=False))
+    off = run_recurrence(step, x, torch.zeros(4), timesteps=3, mode="crbp", crbp=CRBPConfig(lipschitz_penalty=False))
     assert off.stats.penalty is None  # plain RBP
 
 

@@ -42,7 +42,7 @@ def test_crbp_gradient_matches_bptt_at_the_fixed_point():
     for mode in ("bptt", "crbp"):
         cell.zero_grad()
         h, stats[mode], _ = run_recurrence(cell, x, h0, timesteps=60, mode=mode,
-                                           crbp=CRBPConfig(penalty=False))  # published rules, 15 iterations
+                                           crbp=CRBPConfig(lipschitz_penalty=False))  # published rules, 15 iterations
         (h * target).mean().backward()
         grads[mode] = flat_grads(cell)
     assert stats["crbp"].residuals[-1] < 1e-5  # the forward pass converged
@@ -72,7 +72,8 @@ def test_crbp_on_tuple_state_matches_bptt_and_drive_gets_gradient():
         for p in (w1, w2, u):
             p.grad = None
         (a, b), stats, _ = run_recurrence(step, x, h0, timesteps=80, mode=mode,
-                                          crbp=CRBPConfig(penalty=False, g_norm_limit=None, neumann_iters=60))
+                                          crbp=CRBPConfig(lipschitz_penalty=False, neumann_g_limit=None,
+                                                          neumann_iters=60))
         (a.sum() + 2 * b.sum()).backward()
         grads[mode] = torch.cat([w1.grad.flatten(), w2.grad.flatten(), u.grad.flatten(), x.grad.flatten()])
     assert F.cosine_similarity(grads["bptt"], grads["crbp"], dim=0) >= 0.999
@@ -125,7 +126,7 @@ def test_non_contractive_step_is_reported(rules):
     w = torch.nn.Parameter(torch.tensor(1.5))
     x = torch.ones(3)
     h, stats, _ = run_recurrence(lambda x, h, t: w * h + x, x, torch.zeros(3), timesteps=6, mode="crbp",
-                                 crbp=CRBPConfig(stopping_rules=rules, penalty=False, neumann_iters=5))
+                                 crbp=CRBPConfig(neumann_stopping=rules, lipschitz_penalty=False, neumann_iters=5))
     assert stats.contractive is None  # filled in by backward
     with pytest.warns(RuntimeWarning, match="Neumann series diverges"):
         h.sum().backward()
@@ -155,16 +156,16 @@ def test_stopping_rules_fire_and_are_recorded():
 
     def run(**kw) -> RecurrenceStats:
         h, stats, _ = run_recurrence(lambda x, h, t: w * h + x, x, torch.zeros(4), timesteps=30, mode="crbp",
-                                     crbp=CRBPConfig(penalty=False, **kw))
+                                     crbp=CRBPConfig(lipschitz_penalty=False, **kw))
         h.sum().backward()
         return stats
 
     assert run().neumann_stop == "g_norm"  # ||g|| exceeds the absolute limit of 1 right away
-    stats = run(g_norm_limit=None, neumann_iters=200, tol=1e-3)
+    stats = run(neumann_g_limit=None, neumann_iters=200, neumann_tol=1e-3)
     assert stats.neumann_stop == "tol" and stats.contractive is True
     assert 5 < stats.neumann_iterations < 20  # 0.5**k * 2 < 1e-3 after ~11 terms
     w.grad = None
-    damped = run(g_norm_limit=None, damping=0.5, neumann_iters=100)
+    damped = run(neumann_g_limit=None, neumann_damping=0.5, neumann_iters=100)
     # damping d solves g = v + d g J: g = 1 / (1 - 0.5 * 0.5) = 4/3 per element instead of 2, and
     # dL/dw = sum(g * h*) with h* = 2 over 4 elements
     assert float(w.grad) == pytest.approx(4 * 2 * 4 / 3, rel=1e-4)
@@ -220,4 +221,4 @@ def test_engine_validates_its_arguments():
     with pytest.raises(TypeError, match="state"):
         run_recurrence(step, torch.ones(2), [1.0, 2.0], timesteps=2)
     with pytest.raises(ValueError, match="damping"):
-        CRBPConfig(damping=0.0)
+        CRBPConfig(neumann_damping=0.0)

@@ -16,6 +16,7 @@ gate initialisation used the configured ``timesteps``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ class RecurrentConfig:
         it. Set None when the loss is summed rather than averaged or scaled by AMP's GradScaler: the
         rule is not scale-invariant and would otherwise stop at the first term (``stats.neumann_stop``
         then reads ``"g_norm"``).
+    neumann_stop_on_growth : the second stopping rule (stop when ``||v_k||`` grows).
+    neumann_tol : the third stopping rule (stop when ``||v_k|| <`` this; published 1e-9).
     neumann_damping : damping ``d`` in ``v_k = d v_{k-1} J`` (1.0 = none, as in the PyTorch code).
     lipschitz_penalty : compute the Lipschitz coefficient penalty of the last step while training; it is
         returned as ``stats.penalty`` (``model.last_stats.penalty``) for the caller to add (weighted) to
@@ -64,6 +67,8 @@ class RecurrentConfig:
     neumann_iters: int = 15
     neumann_stopping: bool = True
     neumann_g_limit: float | None = 1.0
+    neumann_stop_on_growth: bool = True
+    neumann_tol: float = 1e-9
     neumann_damping: float = 1.0
     lipschitz_penalty: bool | None = None
     penalty_lambda: float = 0.9
@@ -82,17 +87,8 @@ class RecurrentConfig:
         self.crbp_config()  # validates neumann_* and penalty_lambda with messages naming them
 
     def crbp_config(self) -> CRBPConfig:
-        """The engine's :class:`CRBPConfig` from the ``neumann_*`` / penalty fields."""
-        try:
-            return CRBPConfig(neumann_iters=self.neumann_iters, stopping_rules=self.neumann_stopping,
-                              g_norm_limit=self.neumann_g_limit, damping=self.neumann_damping,
-                              penalty=self.lipschitz_penalty, penalty_lambda=self.penalty_lambda)
-        except ValueError as err:
-            names = {"g_norm_limit": "neumann_g_limit", "damping": "neumann_damping"}
-            msg = str(err)
-            for engine_name, config_name in names.items():
-                msg = msg.replace(engine_name, config_name)
-            raise ValueError(msg) from None
+        """The engine's :class:`CRBPConfig`: the fields of the same names (one vocabulary, no renaming)."""
+        return CRBPConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(CRBPConfig)})
 
 
 class RecurrentBackbone(Backbone, abc.ABC):
