@@ -29,7 +29,8 @@ Options and differences, by name:
 * ``initial_phase="zero"`` starts from ``phi_0 = 0`` (deterministic); the reference draws it at random.
 * **Decoded phase.** The reference takes ``stable_angle`` of the decoder's *activated* output, so where the
   ReLU zeroes the magnitude it reads ``angle(eps + i eps) = pi/4`` with no gradient; we return the phase the
-  layer carries, ``angle(psi)``, which equals the reference wherever the magnitude is positive.
+  layer carries, ``angle(psi)``, which equals the reference wherever the magnitude is positive. The phase
+  does not depend on the activation then, so the decoder has none (no InstanceNorm parameters).
 * The reference's unused ``a_h_gate`` and never-initialised ``w`` are not created; symmetric horizontal kernels
   and lesions as in :mod:`~shared.backbones.tracking.int_circuit`.
 
@@ -94,6 +95,9 @@ class CVRNN(RecurrentVideoBackbone):
     model only); both (batch, frame, row, column).
     """
 
+    # parameters used only before frame 0 (c_0): no gradient when frame 0 runs without a graph
+    first_frame_only = ("complex_preproc.",)
+
     def __init__(self, cfg: CVRNNConfig) -> None:
         super().__init__(cfg)
         c, cv = cfg.channels, cfg.complex_valued
@@ -104,7 +108,7 @@ class CVRNN(RecurrentVideoBackbone):
         self.att_gate_w = R2C(c, c, 3, complex_valued=cv)
         self.att_gate_u = R2C(c, c, 3, complex_valued=cv)
         self.hidden_gate = CConv(c, c, 3, complex_valued=cv)
-        self.decode_gate = CConv(c, 1, 3, complex_valued=cv)
+        self.decode_gate = CConv(c, 1, 3, complex_valued=cv, activation=False)  # only its phase is read
         self.amp_norm = nn.InstanceNorm2d(c, affine=True)
         self.kuramoto = (KuramotoCoupling(c, cfg.kuramoto_kernel, lr=cfg.kuramoto_lr, epsilon=cfg.kuramoto_epsilon)
                          if cfg.kuramoto_steps else None)
