@@ -261,6 +261,36 @@ def test_cconv_matches_a_hand_computation():
     torch.testing.assert_close(act_phase, raw_phase)
 
 
+def test_cvrnn_step_composes_the_cvint_equations():
+    # CVInT rCell.forward: ff = a_w(x); att = ff + a_u(e); h = h_gate(ff + c); theta = angle(decode(h));
+    # A = sigma(bn_amp(|att + h|)); then InT's E/I step with A; the new complex state is h
+    torch.manual_seed(0)
+    net = create("cvrnn", channels=2, kernel_size=3, initial_phase="zero")
+    randomise(net)
+    x, i, e = torch.rand(2, 2, 5, 5), torch.rand(2, 2, 5, 5), torch.rand(2, 2, 5, 5)
+    c_re, c_im = torch.randn(2, 2, 5, 5), torch.randn(2, 2, 5, 5)
+    drive = VideoDrive(x[:, :, None], torch.rand(2, 3, 1, 5, 5))
+    net._trace = {}
+    new_i, new_e, h_re, h_im = net.step(drive, (i, e, c_re, c_im), 0)
+    ff_re, ff_im = net.att_gate_w(x)
+    au_re, au_im = net.att_gate_u(e)
+    mag, phase = net.hidden_gate.polar(ff_re + c_re, ff_im + c_im)
+    torch.testing.assert_close(h_re, mag * torch.cos(phase))
+    torch.testing.assert_close(h_im, mag * torch.sin(phase))
+    att = torch.sigmoid(instance_norm(torch.sqrt((ff_re + au_re + h_re) ** 2 + (ff_im + au_im + h_im) ** 2),
+                                      net.amp_norm))
+    expected_i, expected_e = net.cell(x, i, e, att)
+    torch.testing.assert_close(new_i, expected_i)
+    torch.testing.assert_close(new_e, expected_e)
+    torch.testing.assert_close(net._trace["attention"][0], att.mean(dim=1))
+    decoded = F.conv2d(h_re, net.decode_gate.conv.weight, padding=1), F.conv2d(h_im, net.decode_gate.conv.weight,
+                                                                                 padding=1)
+    torch.testing.assert_close(net._trace["phase"][0], stable_angle(*decoded)[:, 0])  # 0 + 0i (all-ReLU'd h) -> pi/4
+    c0_re, c0_im = net.initial_state(drive)[2:]  # c_0 = CConv(|frame_0| e^{i 0}): a real input
+    ref_re, ref_im = net.complex_preproc(drive.video[:, :, 0], torch.zeros(2, 3, 5, 5))
+    torch.testing.assert_close((c0_re, c0_im), (ref_re, ref_im))
+
+
 def test_real_valued_control_zeroes_every_phase_and_keeps_the_parameters():
     layer = CConv(2, 3, kernel_size=3, complex_valued=False)
     assert torch.count_nonzero(layer.polar(torch.rand(1, 2, 5, 5), torch.rand(1, 2, 5, 5))[1]) == 0
