@@ -35,14 +35,15 @@ Options and differences, by name:
   and lesions as in :mod:`~shared.backbones.tracking.int_circuit`.
 
 Unverified: the width and kernel of the paper's runs (``model_selector`` defaults 32 channels, kernel 7 are
-used here) and whether its reported CV-RNN used the Kuramoto option (its ``CVInT.py`` has none).
+used here), and which objects the reference mask channels 1 and 2 hold (see
+:mod:`~shared.backbones.tracking.synchrony`).
 
 Training (mode, C-RBP) as in :mod:`shared.backbones.tracking.base`. Measured at initialisation (32
 channels, 16 frames, 10 settle steps): InT's last-frame map is contractive (Neumann ratio ~0.35), the
 CV-RNN's is not (its complex state keeps changing, residual ~0.6; the Neumann series grows), so train the
-CV-RNN with BPTT. Only the steps with a graph give the
-phase a gradient, so the synchrony loss over all frames needs ``mode="bptt"``; ``c_0``'s layer
-(``complex_preproc``) sees frame 0 only and gets no gradient in ``truncated``/``crbp`` modes.
+CV-RNN with BPTT. Only the steps with a graph give the phase a gradient, so the synchrony loss over all
+frames needs ``mode="bptt"``; ``c_0``'s layer (``complex_preproc``) sees frame 0 only and gets no gradient
+in ``truncated``/``crbp`` modes.
 """
 
 from __future__ import annotations
