@@ -42,8 +42,10 @@ class TrackingRecurrentConfig:
     mode : ``"bptt"``, ``"truncated"`` or ``"crbp"`` (see the module docstring for C-RBP here).
     truncate_k : steps with a graph in ``truncated`` mode.
     settle_steps : extra steps on the last frame after the video (needed, >= 1, by ``crbp``).
-    neumann_iters, neumann_stopping, neumann_g_limit, neumann_damping, lipschitz_penalty,
-    penalty_lambda : the C-RBP options of :class:`shared.backbones.recurrent.RecurrentConfig`.
+    neumann_iters, neumann_stopping, neumann_g_limit, neumann_stop_on_growth, neumann_tol, neumann_damping,
+    lipschitz_penalty, penalty_lambda : the C-RBP options of :class:`shared.backbones.recurrent.RecurrentConfig`
+        (same names and defaults; :meth:`crbp_config` is RecurrentConfig's, so they reach the engine exactly
+        as the image circuits' do).
     """
 
     in_channels: int = 3
@@ -53,6 +55,8 @@ class TrackingRecurrentConfig:
     neumann_iters: int = 15
     neumann_stopping: bool = True
     neumann_g_limit: float | None = 1.0
+    neumann_stop_on_growth: bool = True
+    neumann_tol: float = 1e-9
     neumann_damping: float = 1.0
     lipschitz_penalty: bool | None = None
     penalty_lambda: float = 0.9
