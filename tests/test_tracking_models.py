@@ -194,6 +194,18 @@ def test_int_attention_and_steps_per_frame():
     assert len(out.steps) == 7 and len(out.stats.residuals) == 7
 
 
+@pytest.mark.parametrize("name", ["int", "cvrnn", "convgru"])
+def test_recurrent_video_models_stay_finite_over_a_long_video(name):
+    # 64 frames at 32x32, the published PathTracker size, at initialisation
+    torch.manual_seed(0)
+    net = create(name, channels=4, kernel_size=3)
+    with torch.no_grad():
+        out = net((torch.rand(2, 3, 64, 32, 32) > 0.9).float(), return_steps=True)
+    assert len(out.steps) == 64 and all(torch.isfinite(s).all() for s in out.steps)
+    assert all(math.isfinite(r) for r in out.stats.residuals)
+    assert all(torch.isfinite(v).all() and v.shape == (2, 64, 32, 32) for v in out.aux.values())
+
+
 def test_crbp_without_settle_phase_is_rejected_at_call_time():
     net = create("int", channels=2, kernel_size=3)
     net.mode = "crbp"

@@ -141,13 +141,15 @@ class RecurrentVideoBackbone(Backbone, abc.ABC):
     Subclasses implement ``make_drive(video) -> VideoDrive``, ``initial_state(drive)``,
     ``step(drive, h, t)`` and ``readout(h, drive) -> (batch, 1)``, and may call :meth:`record` inside
     ``step`` to report per-step maps (returned in ``aux``). ``model.mode`` and ``model.settle_steps`` may be
-    changed after construction.
+    changed after construction. ``first_frame_only`` names the parameter prefixes used only for the state
+    before frame 0: they get no gradient in ``truncated``/``crbp`` modes, where frame 0 runs without a graph.
     """
 
     recurrent = True
     spatial_dims = 3
     input_kind = "video"
     out_channels = 1
+    first_frame_only: tuple[str, ...] = ()
 
     def __init__(self, cfg: TrackingRecurrentConfig) -> None:
         super().__init__()
