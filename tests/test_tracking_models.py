@@ -223,6 +223,11 @@ def test_video_input_errors_name_the_axes():
         net(torch.rand(3, 8, 8))
     with pytest.raises(ValueError, match="in_channels"):
         create("int", in_channels=1)
+    transformer = create("spacetime_transformer", image_size=16, embed_dim=16, heads=2, depth=1)
+    with pytest.raises(ValueError, match="tubelet"):
+        transformer(torch.rand(1, 3, 5, 16, 16))  # 5 frames would silently drop the last one
+    with pytest.raises(ValueError, match="image_size"):
+        transformer(torch.rand(1, 3, 4, 12, 12))
 
 
 def test_registry_lists_video_models_by_input_kind():
