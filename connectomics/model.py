@@ -52,8 +52,8 @@ def affinity_backbone(backbone: str, backbone_config: dict[str, Any] | None, off
     """
     offsets = validate_offsets(offsets if offsets is not None else DEFAULT_OFFSETS)
     info = model_info(backbone)
-    if info.spatial_dims != 3:
-        raise ValueError(f"backbone {backbone!r} is {info.spatial_dims}D; affinity models need a 3D "
+    if info.input_kind != "volume":
+        raise ValueError(f"backbone {backbone!r} takes {info.input_kind}s; affinity models need a volume "
                          f"backbone such as gammanet3d or unet3d")
     config = dict(backbone_config or {})
     config.setdefault("in_channels", 1)

@@ -104,8 +104,10 @@ def test_affinity_model_interface():
     assert out.shape == (2, 12, 4, 16, 16)
     with pytest.raises(ValueError, match="out_channels is 3 but there are 12 offsets"):
         AffinityModel("unet3d", {**TINY_UNET, "out_channels": 3})
-    with pytest.raises(ValueError, match="backbone 'unet2d' is 2D"):
+    with pytest.raises(ValueError, match="backbone 'unet2d' takes images; affinity models need a volume"):
         AffinityModel("unet2d", {"features": [4]})
+    with pytest.raises(ValueError, match="backbone 'int' takes videos"):  # 3D input, but (frame, row, column)
+        AffinityModel("int", {})
     gamma = AffinityModel("gammanet3d", {"features": [4], "timesteps": 2, "kernel_sizes": [[1, 3, 3]]},
                           offsets=DEFAULT_OFFSETS[:3])
     logits = gamma(torch.rand(1, 1, 3, 12, 12))
