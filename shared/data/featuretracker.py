@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from shared.data.sampling import balanced_labels, check_indices, sample_rng, seed_tuple
-from shared.data.tracking_paths import curve_length, spline_tracks
+from shared.data.tracking_paths import check_track_span, spline_tracks
 from shared.data.tracking_video import (
     MARKER_ID,
     TARGET_ID,
@@ -143,9 +143,7 @@ class FeatureTrackerConfig:
         if self.frames < 2 or self.speed < 1 or self.num_distractors < 1:
             raise ValueError(f"need frames >= 2, speed >= 1 and num_distractors >= 1 (a negative's goal), got "
                              f"{self.frames}, {self.speed}, {self.num_distractors}")
-        if self.frames * self.speed > curve_length(self.curve_points):
-            raise ValueError(f"frames * speed = {self.frames * self.speed} exceeds the {curve_length(self.curve_points)} "
-                             f"points of a spline (curve_points {self.curve_points}); raise curve_points")
+        check_track_span(self.frames, self.speed, self.curve_points)
         low, high = self.irregular_hue_speed
         if not 0 <= low <= high or self.clearance < 0:
             raise ValueError(f"need 0 <= irregular_hue_speed low <= high and clearance >= 0, got "

@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from shared.data.sampling import balanced_labels, check_indices, sample_rng, seed_tuple
-from shared.data.tracking_paths import curve_length, spline_tracks
+from shared.data.tracking_paths import check_track_span, spline_tracks
 from shared.data.tracking_video import (
     MARKER_ID,
     TARGET_ID,
@@ -115,9 +115,7 @@ class PathTrackerConfig:
         if self.frames < 2 or self.speed < 1 or self.num_distractors < 0:
             raise ValueError(f"need frames >= 2, speed >= 1 and num_distractors >= 0, got {self.frames}, "
                              f"{self.speed}, {self.num_distractors}")
-        if self.frames * self.speed > curve_length(self.curve_points):
-            raise ValueError(f"frames * speed = {self.frames * self.speed} exceeds the {curve_length(self.curve_points)} "
-                             f"points of a spline (curve_points {self.curve_points}); raise curve_points")
+        check_track_span(self.frames, self.speed, self.curve_points)
         if self.dot_size < 1 or self.marker_size < 3 or self.margin < 1 or self.clearance < 0:
             raise ValueError("need dot_size >= 1, marker_size >= 3, margin >= 1 and clearance >= 0")
         reach = self.window + max(self.dot_size, self.marker_size - 1)

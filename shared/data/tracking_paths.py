@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CURVE_POINTS", "SUBSTEPS", "curve_length", "gencoord_curves", "sample_tracks", "spline_tracks"]
+__all__ = ["CURVE_POINTS", "SUBSTEPS", "check_track_span", "curve_length", "gencoord_curves", "sample_tracks", "spline_tracks"]
 
 CURVE_POINTS = 66
 """``length_curve`` of the reference callers (``nTimes * 3``, nTimes = 22)."""
@@ -55,6 +55,15 @@ SUBSTEPS = 5
 def curve_length(curve_points: int = CURVE_POINTS) -> int:
     """Number of points of one curve: ``1 + (curve_points - 1) * 5`` (326 for the published 66)."""
     return 1 + (int(curve_points) - 1) * SUBSTEPS
+
+
+def check_track_span(frames: int, speed: int, curve_points: int = CURVE_POINTS) -> None:
+    """Refuse tracks that do not fit on one curve: ``frames * speed`` must not exceed :func:`curve_length`."""
+    if frames < 1 or speed < 1:
+        raise ValueError(f"frames and speed must be >= 1, got {frames} and {speed}")
+    if frames * speed > curve_length(curve_points):
+        raise ValueError(f"frames * speed = {frames * speed} exceeds the {curve_length(curve_points)} points of a "
+                         f"spline (curve_points {curve_points}); lower frames or speed, or raise curve_points")
 
 
 def gencoord_curves(rng: np.random.Generator, n_curves: int, *, window: float = 27.0,
@@ -116,8 +125,7 @@ def sample_tracks(rng: np.random.Generator, curves: np.ndarray, *, frames: int, 
     n_curves, points = curves.shape[:2]
     span = frames * speed
     if frames < 1 or speed < 1 or span > points:
-        raise ValueError(f"frames * speed = {frames} * {speed} must be in [1, {points}] (points per curve); "
-                         "lower frames or speed, or raise curve_points")
+        raise ValueError(f"frames * speed = {frames} * {speed} must be in [1, {points}] (points per curve)")
     offsets = rng.integers(0, points - span + 1, n_curves)
     index = offsets[:, None] + speed * np.arange(frames)[None, :]
     return np.floor(np.take_along_axis(curves, index[..., None], axis=1)).astype(np.int64)
