@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CURVE_POINTS", "SUBSTEPS", "check_track_span", "curve_length", "gencoord_curves", "sample_tracks", "spline_tracks"]
+__all__ = ["CURVE_POINTS", "SUBSTEPS", "check_track_span", "curve_length", "gencoord_curves", "sample_tracks",
+           "spline_tracks"]
 
 CURVE_POINTS = 66
 """``length_curve`` of the reference callers (``nTimes * 3``, nTimes = 22)."""
