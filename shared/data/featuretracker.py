@@ -195,7 +195,7 @@ def game_of_life_step(grids: np.ndarray, rule: str) -> np.ndarray:
     --------
     >>> blinker = np.zeros((5, 5), bool); blinker[2, 1:4] = True
     >>> game_of_life_step(blinker, "id").astype(int)[1:4, 1:4].tolist()
-    [[1, 1, 1], [1, 1, 1], [1, 1, 1]]
+    [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
     >>> game_of_life_step(blinker, "ood").astype(int)[2].tolist()
     [0, 0, 1, 0, 0]
     """
@@ -260,7 +260,7 @@ def hsv_to_rgb_uint8(hue_deg: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> hsv_to_rgb_uint8(np.array([0.0, 120.0, 200.0])).tolist()
-    [[255, 0, 0], [0, 255, 0], [0, 84, 255]]
+    [[255, 0, 0], [0, 255, 0], [0, 169, 255]]
     """
     h = np.asarray(hue_deg, float) / 360.0
     sector = (h * 6.0).astype(int)  # colorsys: i = int(h * 6), f = h * 6 - i, with s = v = 1: p = 0
