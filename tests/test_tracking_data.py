@@ -177,6 +177,15 @@ def test_pathtracker_objects_markers_and_reference_footprints(pt_set):
     assert (pt_set.masks[0, 0][rr, cc] == 3).all() and len(rr) == PT.dot_size**2
 
 
+def test_pathtracker_videos_equal_the_reference_drawing_loop(pt_set):
+    """The vectorised painter draws exactly what the reference's per-frame scikit-image loop draws."""
+    from benchmarks.tracking_data_speed import reference_render
+
+    for v in range(4):
+        expected = reference_render(pt_set.tracks[v].astype(int), int(pt_set.labels[v]))
+        np.testing.assert_array_equal(pt_set.videos[v], expected)
+
+
 def test_pathtracker_axes_and_conditions():
     assert PATHTRACKER_AXES == {"distractors": (0, 5, 14, 25), "length": (32, 64, 128), "speed": (1, 2, 4)}
     base = PathTrackerConfig()
