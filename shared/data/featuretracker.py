@@ -68,6 +68,7 @@ from shared.data.tracking_video import (
     chebyshev,
     composite,
     load_tracking_zarr,
+    new_layers,
     outline,
     paint,
     write_tracking_zarr,
@@ -321,7 +322,7 @@ def _render(parts: dict[str, np.ndarray], labels: np.ndarray, cfg: FeatureTracke
     else:
         half = "ood" if colours == "ood" else "id"
         rgb = hsv_to_rgb_uint8(hue_degrees(frames, parts["hue_start"], parts["hue_speed"][:, None], half))
-    layers = np.zeros((m, frames, cfg.image_size, cfg.image_size), np.int32)
+    layers = new_layers(m, frames, cfg.image_size, n_layers=3 + k)
     marker = outline(CELL)
     paint(layers, start[:, None], marker, 1)
     paint(layers, goal[:, None], marker, 2)

@@ -113,12 +113,13 @@ def curves_from_draws(seeds: np.ndarray, sign: np.ndarray, d_angle: np.ndarray, 
     -------
     curves : ndarray of shape (n, 1 + 5 * steps, 2), float64 in ``[0, window]``.
     """
-    n_curves, steps = d_angle.shape
-    headings = np.empty((n_curves, steps))
-    heading = np.arctan2(seeds[:, 1], seeds[:, 0])  # radians used as degrees, as in the reference
-    for i in range(steps):
-        heading = rigidity * (heading + sign * d_angle[:, i])
-        headings[:, i] = heading
+    from scipy.signal import lfilter
+
+    first = np.arctan2(seeds[:, 1], seeds[:, 0])  # radians used as degrees, as in the reference
+    # heading_i = rigidity * (heading_{i-1} + sign * d_i): a first-order recursive filter, run by lfilter
+    headings, _ = lfilter([rigidity], [1.0, -rigidity], sign[:, None] * d_angle, axis=1,
+                          zi=(rigidity * first)[:, None])
+    n_curves = d_angle.shape[0]
     radians = np.radians(np.repeat(headings, SUBSTEPS, axis=1))
     # distance_points (.002) drops out of the min-max scaling below; unit steps keep the numbers well scaled
     moves = np.stack([np.cos(radians), np.sin(radians)], axis=-1)
