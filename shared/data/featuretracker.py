@@ -9,7 +9,8 @@ Port of ``S4b1n3/feature_tracker`` (``feature_tracker/generate_data.py``, ``util
 ``utils_color.py``, ``utils_drawing.py``, ``utils_coordinates.py``; paths from
 :mod:`shared.data.tracking_paths`). Follows the reference:
 
-* 32x32 RGB frames, ``path_length`` = 32 frames, 10 distractors, speed (``skip_param``) 1; each object's
+* 32x32 RGB frames, ``path_length`` = 32 frames, 10 distractors, speed (``skip_param``) 1, no ``extra_dist``
+  (``feature_tracker/gen_stim.sh``); each object's
   top-left corner moves along a floored spline track inside the 27x27 window.
 * Shapes (``utils_shapes``): a random 3x3 binary pattern in the centre of a 5x5 grid. Frame 0 shows the start
   state; frames 1 to T-2 apply ``update`` once per frame; the last frame applies ``end`` (one more update,
