@@ -251,6 +251,42 @@ def test_featuretracker_shapes_follow_their_rule_in_the_videos(ft_sets):
     assert _colours(still.videos) <= {(0, 0, 0), (0, 255, 0), RED, BLUE}
 
 
+def _reference_plot_frame(frame, shapes, colours, t, target, distractors, goal):
+    """``utils_drawing.plot_frame`` transcribed (``plot_objects`` per object, the reference's order), without
+    its second drawing of the nearest distractor; shapes (K, T, 5, 5), colours (K, T, 3)."""
+    def plot_objects(shape, color, x, y):
+        for i in range(len(shape)):
+            for j in range(len(shape)):
+                if shape[i, j]:
+                    frame[x + i, y + j] = color
+
+    blob = np.zeros((5, 5), np.uint8)
+    blob[0, :] = blob[-1, :] = blob[:, 0] = blob[:, -1] = 1
+    plot_objects(blob, RED, *target[0])
+    plot_objects(blob, BLUE, *goal)
+    for k, d in enumerate(distractors):
+        plot_objects(shapes[1 + k, t], colours[1 + k, t], *d[t])
+    plot_objects(shapes[0, t], colours[0, t], *target[t])
+    return frame
+
+
+def test_featuretracker_videos_equal_the_reference_drawing(ft_sets):
+    from shared.data.featuretracker import _draw_sample, _shape_frames, hsv_to_rgb_uint8, hue_degrees
+    from shared.data.sampling import sample_rng
+
+    for condition, half in (("idshapes_idcolors", "id"), ("oodshapes_oodcolors", "ood")):
+        data, cfg = ft_sets[condition], dataclasses.replace(FT, condition=condition)
+        for v in range(3):
+            parts = _draw_sample(sample_rng((6, 0), v), cfg)
+            shapes = _shape_frames(parts["start"][None], parts["reseeds"][None], half, cfg.frames)[0]
+            colours = hsv_to_rgb_uint8(hue_degrees(cfg.frames, parts["hue_start"], parts["hue_speed"], half))
+            tracks = parts["tracks"]
+            for t in range(cfg.frames):
+                expected = _reference_plot_frame(np.zeros((32, 32, 3), np.uint8), shapes, colours, t, tracks[0],
+                                                 tracks[1:], data.markers[v, 1])
+                np.testing.assert_array_equal(data.videos[v, t], expected)
+
+
 def _hues(data, ids=(2,)) -> np.ndarray:
     pixels = data.videos[np.isin(data.masks, ids)].astype(float) / 255
     return np.array([colorsys.rgb_to_hsv(*p)[0] for p in np.unique(pixels, axis=0)])
