@@ -169,7 +169,9 @@ def scaling(argv: list[str]) -> int:
     import pandas as pd
 
     from phenotypic.scaling import GridConfig, fit_scaling_laws, frontier, plot_scaling, run_scaling_grid
+    from shared.figures import figure_line
     from shared.jobs import reopen_job
+    from shared.scaleout import add_dask_arguments
 
     parser = subcommand_parser(
         "phenotypic scaling",
@@ -186,6 +188,7 @@ def scaling(argv: list[str]) -> int:
     parser.add_argument("--target-accuracy", type=float, default=None, help="report wells needed for it")
     parser.add_argument("--fit-only", action="store_true",
                         help="fit the existing results.csv of the grid in --out (its own settings), train nothing")
+    add_dask_arguments(parser)
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.n_boot < 0 or (args.target_accuracy is not None and not 0 < args.target_accuracy < 1):
@@ -194,7 +197,8 @@ def scaling(argv: list[str]) -> int:
     out = Path(args.out)
     if not args.fit_only:
         cfg = dataclass_from_args(GridConfig, args)
-        run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait)
+        run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait, workers=args.workers,
+                         scheduler=args.scheduler)
     with reopen_job(out, "phenotypic scaling", wait=args.wait) as job:  # fits and plot belong to the grid job
         results = pd.read_csv(out / "results.csv")
         front = frontier(results, x="n_train_wells", y="ibp_probe_top1")
@@ -221,5 +225,6 @@ def scaling(argv: list[str]) -> int:
         )
     for w in fits["warnings"]:
         print("warning:", w)
-    print(f"written {out / 'results.csv'}, {out / 'fits.json'}, {out / 'scaling.png'}")
+    print(f"written {out / 'results.csv'}, {out / 'fits.json'}")
+    print(figure_line(out / "scaling.png", "accuracy against training wells, fitted laws"))
     return 0
