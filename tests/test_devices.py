@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shared.devices import default_device, worker_gpu_index
+from shared.devices import default_device, lightning_devices, worker_gpu_index
 
 
 @pytest.fixture
@@ -56,6 +56,17 @@ def test_each_dask_worker_its_own_gpu(two_fake_gpus, three_thread_workers):
         for addr, info in workers.items()
     }
     assert got == {0: torch.device("cuda", 0), 1: torch.device("cuda", 1), 2: torch.device("cuda", 0)}
+
+
+def test_lightning_trainers_of_each_worker_name_its_gpu(two_fake_gpus, three_thread_workers):
+    # devices=1 would put every worker's Trainer on GPU 0; lightning_devices names the worker's own index
+    client = three_thread_workers
+    workers = client.scheduler_info()["workers"]
+    got = {
+        info["name"]: client.submit(lightning_devices, workers=[addr], pure=False, allow_other_workers=False).result()
+        for addr, info in workers.items()
+    }
+    assert got == {0: ("gpu", [0]), 1: ("gpu", [1]), 2: ("gpu", [0])}
 
 
 def test_one_visible_gpu_per_worker_is_cuda0(monkeypatch, three_thread_workers):
