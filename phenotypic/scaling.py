@@ -460,8 +460,8 @@ def run_scaling_grid(
     with open_job(out_dir, "phenotypic scaling", ident, overwrite=overwrite, wait=wait) as job:
         n_done = len(set(cells) & job.done_units())
         if progress and n_done:
-            print(f"scaling grid: {n_done} of {len(cells)} cells done earlier; running the other "
-                  f"{len(cells) - n_done}", file=sys.stderr, flush=True)
+            todo = f"running the other {len(cells) - n_done}" if n_done < len(cells) else "nothing to run"
+            print(f"scaling grid: {n_done} of {len(cells)} cells done earlier; {todo}", file=sys.stderr, flush=True)
 
         def save(key: str, row: dict) -> None:
             nonlocal n_done
