@@ -454,6 +454,8 @@ def run_scaling_grid(
     release = Path(release_root)
     if not (release / "metadata").is_dir():
         raise FileNotFoundError(f"release {release} has no metadata/ folder; run `phenotypic simulate` first")
+    if workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {workers}")
     ident = {"release_root": str(release.resolve()), **asdict(cfg)}
     cells = {f"f{f:g}_w{w}_d{d}": {"fraction": f, "width": w, "depth": d}
              for f in cfg.fractions for w in cfg.widths for d in cfg.depths}
