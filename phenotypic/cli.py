@@ -89,15 +89,6 @@ def _unit_key(representation: str, task: str, probe: str) -> str:
 def evaluate(argv: list[str]) -> int:
     import sys
 
-    import numpy as np
-    import pandas as pd
-
-    from phenotypic.datamodule import PhenoDataModule
-    from phenotypic.experiment import well_embeddings, well_scores
-    from phenotypic.figures import plot_tasks
-    from phenotypic.ibp import IBPModule
-    from phenotypic.tasks import chance_topk, task_units, topk_hits
-    from shared.checkpoints import load_checkpoint, load_lightning_module
     from shared.figures import figure_line
     from shared.jobs import check_output_folder, file_sha256, open_job
     from shared.scaleout import add_dask_arguments, dask_client, run_job_units
@@ -131,6 +122,17 @@ def evaluate(argv: list[str]) -> int:
     def status(text: str) -> None:
         print(f"phenotypic evaluate: {text}", file=sys.stderr, flush=True)
 
+    status(f"loading {args.checkpoint} and its release")  # first output before the slow imports (Lightning)
+    import numpy as np
+    import pandas as pd
+
+    from phenotypic.datamodule import PhenoDataModule
+    from phenotypic.experiment import well_embeddings, well_scores
+    from phenotypic.figures import plot_tasks
+    from phenotypic.ibp import IBPModule
+    from phenotypic.tasks import chance_topk, task_units, topk_hits
+    from shared.checkpoints import load_checkpoint, load_lightning_module
+
     def datamodule_for(path: str) -> PhenoDataModule:
         ckpt = load_checkpoint(path, expect="ibp")
         hp = {k: v for k, v in ckpt.get("datamodule_hyper_parameters", {}).items() if not k.startswith("_")}
@@ -143,7 +145,6 @@ def evaluate(argv: list[str]) -> int:
         return dm
 
     # everything is loaded and checked before the output folder is touched
-    status(f"loading {args.checkpoint} and its release")
     dm = datamodule_for(args.checkpoint)
     model = load_lightning_module(IBPModule, args.checkpoint)
     if args.supervised_checkpoint:
