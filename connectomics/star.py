@@ -202,6 +202,13 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
                    "train_seconds": round(train_s, 1), "device": device.type}
             result_path.write_text(json.dumps(row, indent=2))
             rows.append(row)
+    return write_results(out, rows, held_out=held_out, train_sources=train_sources, volumes=volumes)
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], *, held_out: str, train_sources: list[str],
+                  volumes: dict[str, Any]) -> pd.DataFrame:
+    """Write the protocol's ``results.csv``, ``results.json``, ``results.md`` and ``results.png`` into ``out``;
+    return the table (one row per model x fraction)."""
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     (out / "results.json").write_text(json.dumps({"held_out": held_out, "train_sources": train_sources,
