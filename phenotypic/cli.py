@@ -173,6 +173,7 @@ def evaluate(argv: list[str]) -> int:
             _unit_key(name, task, probe): {"representation": name, "task": task, "probe": probe}
             for name in reps for task, probe in task_units(tuple(args.probes))
         }
+
         def save(key: str, row: dict) -> None:
             job.write_json(f"units/{key}.json", row)
 
