@@ -11,7 +11,8 @@ volumes segments a volume from another source or tissue. Here, on simulated sour
 3. predict affinities on the test volumes, segment them (:func:`connectomics.segment.segment_in_memory`:
    waterz-style watershed + mean-affinity agglomeration), choose the threshold with the best in-source adapted
    Rand error, and score both test volumes at that threshold (ARAND, VOI, CREMI score);
-4. write ``results.csv``, ``results.json`` and ``results.md`` (one row per model x fraction).
+4. write ``results.csv``, ``results.json`` and ``results.md`` (one row per model x fraction), and
+   ``results.png`` (held-out scores per model against the data fraction, in-source ARAND for reference).
 
 Each run lives in ``out_dir/<model>_f<fraction>/``; a run with a ``result.json`` is skipped and a run with a
 ``last.ckpt`` is resumed, so an interrupted protocol continues where it stopped.
@@ -201,12 +202,63 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
                    "train_seconds": round(train_s, 1), "device": device.type}
             result_path.write_text(json.dumps(row, indent=2))
             rows.append(row)
+    return write_results(out, rows, held_out=held_out, train_sources=train_sources, volumes=volumes)
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], *, held_out: str, train_sources: list[str],
+                  volumes: dict[str, Any]) -> pd.DataFrame:
+    """Write the protocol's ``results.csv``, ``results.json``, ``results.md`` and ``results.png`` into ``out``;
+    return the table (one row per model x fraction)."""
     table = pd.DataFrame(rows)
     table.to_csv(out / "results.csv", index=False)
     (out / "results.json").write_text(json.dumps({"held_out": held_out, "train_sources": train_sources,
                                                   "volumes": volumes, "rows": rows}, indent=2))
     (out / "results.md").write_text(results_markdown(table, held_out, train_sources))
+    plot_star(table, out / "results.png", held_out=held_out)
     return table
+
+
+def plot_star(table: pd.DataFrame, path: str | Path, *, held_out: str = "held-out") -> Path:
+    """Held-out ARAND, VOI (split + merge) and CREMI score per model against the training-data fraction.
+
+    Parameters
+    ----------
+    table : one row per model x fraction (the columns of ``results.csv``: ``model``, ``data_fraction``,
+        ``held_out_arand``, ``held_out_voi_split``, ``held_out_voi_merge``, ``held_out_cremi``,
+        ``in_source_arand``).
+    path : the PNG written (atomically).
+    held_out : name of the held-out source, for the title.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rows = [{"model": m, "data_fraction": f, "in_source_arand": 0.2, "held_out_arand": 0.3 + f / 10,
+    ...          "held_out_voi_split": 1.0, "held_out_voi_merge": 0.5, "held_out_cremi": 0.6}
+    ...         for m in ("gammanet", "unet") for f in (0.1, 1.0)]
+    >>> plot_star(pd.DataFrame(rows), Path(tempfile.mkdtemp()) / "results.png").suffix
+    '.png'
+    """
+    from shared.figures import pyplot, save_figure
+
+    table = table.sort_values("data_fraction")
+    fig, axes = pyplot().subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    panels = [("held_out_arand", "adapted Rand error"), (None, "VOI split + merge (bits)"),
+              ("held_out_cremi", "CREMI score")]
+    for i, (name, rows) in enumerate(table.groupby("model", sort=False)):
+        color = f"C{i}"
+        x = rows["data_fraction"]
+        for ax, (column, label) in zip(axes, panels, strict=True):
+            y = rows["held_out_voi_split"] + rows["held_out_voi_merge"] if column is None else rows[column]
+            ax.plot(x, y, "o-", color=color, label=f"{name}, held out")
+            ax.set(xlabel="training-data fraction", ylabel=label, xscale="log")
+        axes[0].plot(x, rows["in_source_arand"], "s--", color=color, alpha=0.6, label=f"{name}, in source")
+    fractions = sorted(table["data_fraction"].unique())
+    for ax in axes:
+        ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+        ax.minorticks_off()
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"STAR: scores on the held-out source ({held_out}); lower is better", fontsize=10)
+    return save_figure(fig, path, software="connectomics star")
 
 
 def results_markdown(table: pd.DataFrame, held_out: str, train_sources: list[str]) -> str:
@@ -226,6 +278,8 @@ def cli(argv: list[str]) -> int:
     """``connectomics star --config configs/connectomics/star.yaml``."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
+    from shared.figures import figure_line
+
     parser = ArgumentParser(prog="connectomics star", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with any of the options below")
     parser.add_function_arguments(run_star)
@@ -238,4 +292,5 @@ def cli(argv: list[str]) -> int:
         return 2
     print(results_markdown(table, kwargs["held_out"], kwargs["train_sources"] or ["sstem", "sbem", "fib"]))
     print(f"wrote {Path(kwargs['out_dir']) / 'results.csv'}, results.json, results.md")
+    print(figure_line(Path(kwargs["out_dir"]) / "results.png", "held-out scores per model and data fraction"))
     return 0

@@ -10,6 +10,7 @@ Typical session::
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -72,38 +73,65 @@ def _table_text(frame) -> str:
     return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
-def evaluate(argv: list[str]) -> int:
-    import numpy as np
-    import pandas as pd
+def _evaluate_unit(representations: dict, representation: str, **task) -> dict:
+    """One (representation, task, probe) unit of ``phenotypic evaluate``; a dask task (top-level, plain values)."""
+    from phenotypic.tasks import evaluate_task
 
-    from phenotypic.datamodule import PhenoDataModule
-    from phenotypic.experiment import well_embeddings, well_scores
-    from phenotypic.ibp import IBPModule
-    from phenotypic.tasks import evaluate_representation, topk_hits
-    from shared.checkpoints import load_checkpoint, load_lightning_module
+    return evaluate_task(representations[representation], name=representation, **task)
+
+
+def _unit_key(representation: str, task: str, probe: str) -> str:
+    """A file-name-safe unit key, e.g. ``ibp-frozen.moa-deconvolution.linear``."""
+    return ".".join("-".join("".join(c if c.isalnum() else " " for c in part.lower()).split())
+                    for part in (representation, task, probe))
+
+
+def evaluate(argv: list[str]) -> int:
+    import sys
+
+    from shared.figures import figure_line
     from shared.jobs import check_output_folder, file_sha256, open_job
+    from shared.scaleout import add_dask_arguments, dask_client, run_job_units
 
     parser = subcommand_parser(
         "phenotypic evaluate",
         "Probe a frozen IBP encoder on the Pheno-CA tasks (MoA "
         "and target deconvolution, molecule rediscovery, activity and consistency mAP) "
         "next to the whitened CellProfiler profiles and, optionally, a task-supervised "
-        "model. Probes select on validation compounds/plates, never on test. Rerunning with the same "
-        "checkpoints and settings finds the results done; earlier results of other settings are kept unless "
-        "--overwrite.",
+        "model. Probes select on validation compounds/plates, never on test. Each (representation, task, "
+        "probe) is a unit that can run on dask (--workers, --scheduler) and is kept when finished: rerunning "
+        "the same command resumes an interrupted evaluation, or finds the results done; earlier results of "
+        "other settings are kept unless --overwrite. Writes tasks.csv, tasks.json and tasks.png (every task "
+        "against chance).",
     )
     parser.add_argument("--checkpoint", required=True, help="IBP Lightning checkpoint (phenotypic fit)")
     parser.add_argument("--supervised-checkpoint", default=None, help="task-supervised (label=moa) checkpoint")
     parser.add_argument("--release", default=None, help="release root (default: the one in the checkpoint)")
-    parser.add_argument("--out", required=True, help="folder for tasks.csv / tasks.json")
+    parser.add_argument("--out", required=True, help="folder for tasks.csv / tasks.json / tasks.png")
     parser.add_argument("--probes", nargs="+", default=["linear", "mlp"], choices=["linear", "mlp"])
     parser.add_argument("--k", type=int, default=10, help="top-k besides top-1")
     parser.add_argument("--epochs", type=int, default=300, help="maximum probe epochs")
+    add_dask_arguments(parser)
     add_output_arguments(parser)
     args = parser.parse_args(argv)
-    if args.k < 1 or args.epochs < 1:
-        raise ValueError(f"--k and --epochs must be >= 1, got {args.k} and {args.epochs}")
+    if args.k < 1 or args.epochs < 1 or args.workers < 0:
+        raise ValueError(f"--k and --epochs must be >= 1 and --workers >= 0, got {args.k}, {args.epochs} and "
+                         f"{args.workers}")
     check_output_folder(args.out)
+
+    def status(text: str) -> None:
+        print(f"phenotypic evaluate: {text}", file=sys.stderr, flush=True)
+
+    status(f"loading {args.checkpoint} and its release")  # first output before the slow imports (Lightning)
+    import numpy as np
+    import pandas as pd
+
+    from phenotypic.datamodule import PhenoDataModule
+    from phenotypic.experiment import well_embeddings, well_scores
+    from phenotypic.figures import plot_tasks
+    from phenotypic.ibp import IBPModule
+    from phenotypic.tasks import chance_topk, task_units, topk_hits
+    from shared.checkpoints import load_checkpoint, load_lightning_module
 
     def datamodule_for(path: str) -> PhenoDataModule:
         ckpt = load_checkpoint(path, expect="ibp")
@@ -131,20 +159,38 @@ def evaluate(argv: list[str]) -> int:
     out = Path(args.out)
     with open_job(out, "phenotypic evaluate", settings, overwrite=args.overwrite, wait=args.wait) as job:
         if job.is_done("tasks"):
-            print(pd.read_csv(out / "tasks.csv").to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            print(_table_text(pd.read_csv(out / "tasks.csv")))
             print(f"\n{out} already holds these results (same checkpoints and settings); nothing to do")
+            if (out / "tasks.png").exists():
+                print(figure_line(out / "tasks.png", "every task against chance"))
             return 0
         meta = dm.dataset.meta
+        status(f"embedding {len(meta)} wells with the frozen IBP encoder")
         reps = {"IBP (frozen)": well_embeddings(model, dm)}
         if dm.hparams.modality == "profiles":
             reps["CellProfiler (whitened)"] = dm.x
-        rows = []
-        for name, rep in reps.items():
-            rows += evaluate_representation(
-                rep, meta, dm.splits, name=name, probes=tuple(args.probes), k=args.k, epochs=args.epochs
-            )
+        units = {
+            _unit_key(name, task, probe): {"representation": name, "task": task, "probe": probe}
+            for name in reps for task, probe in task_units(tuple(args.probes))
+        }
+
+        def save(key: str, row: dict) -> None:
+            job.write_json(f"units/{key}.json", row)
+
+        common = {"representations": reps, "meta": meta, "splits": dm.splits, "k": args.k, "epochs": args.epochs}
+        pending = len(set(units) - job.done_units())
+        status(f"{len(units)} units ({len(reps)} representations x {len(units) // len(reps)} tasks), "
+               f"{len(units) - pending} done earlier")
+        with dask_client(workers=args.workers, scheduler=args.scheduler) if pending else contextlib.nullcontext() \
+                as client:
+            report = run_job_units(job, units, _evaluate_unit, save, common=common, client=client,
+                                   desc="phenotypic evaluate")
+        report.raise_if_incomplete()
+        rows = [json.loads((out / "units" / f"{key}.json").read_text()) for key in units]
         if args.supervised_checkpoint:
+            status("scoring the task-supervised model's own head")
             test = sdm.splits["test"][sdm.dataset.annotated[sdm.splits["test"]]]
+            train = sdm.splits["train"][sdm.dataset.annotated[sdm.splits["train"]]]
             scores, y = well_scores(sup, sdm)[test], sdm.y[test]
             rows.append(
                 {
@@ -154,14 +200,18 @@ def evaluate(argv: list[str]) -> int:
                     "metric": f"top1 / top{args.k}",
                     "top1": float(topk_hits(scores, y, 1).mean()),
                     "topk": float(topk_hits(scores, y, args.k).mean()),
+                    "chance_top1": chance_topk(sdm.y[train], y, scores.shape[1], 1),
+                    "chance_topk": chance_topk(sdm.y[train], y, scores.shape[1], args.k),
                     "n_test": int(len(test)),
                 }
             )
         job.write_table("tasks.csv", pd.DataFrame(rows).replace({np.nan: None}))
         job.write_json("tasks.json", {"split": dm.hparams.split, "k": args.k, "rows": rows})
+        plot_tasks(rows, job.claim("tasks.png"))
         job.mark_done("tasks")
     print(_table_text(pd.DataFrame(rows)))
     print(f"\nwritten {out / 'tasks.csv'} and {out / 'tasks.json'}")
+    print(figure_line(out / "tasks.png", "every task against chance"))
     return 0
 
 
@@ -169,7 +219,9 @@ def scaling(argv: list[str]) -> int:
     import pandas as pd
 
     from phenotypic.scaling import GridConfig, fit_scaling_laws, frontier, plot_scaling, run_scaling_grid
+    from shared.figures import figure_line
     from shared.jobs import reopen_job
+    from shared.scaleout import add_dask_arguments
 
     parser = subcommand_parser(
         "phenotypic scaling",
@@ -186,6 +238,7 @@ def scaling(argv: list[str]) -> int:
     parser.add_argument("--target-accuracy", type=float, default=None, help="report wells needed for it")
     parser.add_argument("--fit-only", action="store_true",
                         help="fit the existing results.csv of the grid in --out (its own settings), train nothing")
+    add_dask_arguments(parser)
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.n_boot < 0 or (args.target_accuracy is not None and not 0 < args.target_accuracy < 1):
@@ -194,7 +247,8 @@ def scaling(argv: list[str]) -> int:
     out = Path(args.out)
     if not args.fit_only:
         cfg = dataclass_from_args(GridConfig, args)
-        run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait)
+        run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait, workers=args.workers,
+                         scheduler=args.scheduler)
     with reopen_job(out, "phenotypic scaling", wait=args.wait) as job:  # fits and plot belong to the grid job
         results = pd.read_csv(out / "results.csv")
         front = frontier(results, x="n_train_wells", y="ibp_probe_top1")
@@ -221,5 +275,6 @@ def scaling(argv: list[str]) -> int:
         )
     for w in fits["warnings"]:
         print("warning:", w)
-    print(f"written {out / 'results.csv'}, {out / 'fits.json'}, {out / 'scaling.png'}")
+    print(f"written {out / 'results.csv'}, {out / 'fits.json'}")
+    print(figure_line(out / "scaling.png", "accuracy against training wells, fitted laws"))
     return 0

@@ -9,7 +9,7 @@ import torch
 
 from phenotypic.datamodule import PhenoDataModule
 from phenotypic.ibp import IBPModule
-from shared.devices import lightning_precision
+from shared.devices import lightning_devices, lightning_precision
 
 __all__ = ["train_module", "well_embeddings", "well_scores"]
 
@@ -23,13 +23,15 @@ def train_module(
     progress: bool = False,
     root_dir: str | None = None,
 ) -> IBPModule:
-    """Fit ``module`` for exactly ``max_steps`` optimiser steps (equal compute across compared models)."""
+    """Fit ``module`` for exactly ``max_steps`` optimiser steps (equal compute across compared models), on
+    this process's device (inside a dask worker: the worker's own GPU, :func:`shared.devices.lightning_devices`)."""
     L.seed_everything(seed, workers=True, verbose=False)
+    accelerator, devices = lightning_devices()
     trainer = L.Trainer(
         max_steps=max_steps,
         max_epochs=-1,
-        accelerator="auto",
-        devices=1,
+        accelerator=accelerator,
+        devices=devices,
         precision=lightning_precision(),
         logger=False,
         enable_checkpointing=False,

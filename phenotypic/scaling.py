@@ -17,7 +17,9 @@ What is published and what is ours (see ``shared/reference/phenotypic.md``):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -29,9 +31,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import logsumexp
-from tqdm.auto import tqdm
 
-from shared.jobs import atomic_path, open_job
+from shared.figures import pyplot, save_figure
+from shared.jobs import open_job
+from shared.scaleout import dask_client, run_job_units
+from shared.stdio import quiet_lightning
 
 __all__ = [
     "GridConfig",
@@ -43,6 +47,7 @@ __all__ = [
     "fit_scaling_laws",
     "plot_scaling",
     "frontier",
+    "cell_line",
 ]
 
 
@@ -185,6 +190,13 @@ def _wells_for(fit: Fit, target: float, x_min: float) -> float:
     return float(grid[hit[0]]) if len(hit) else float("inf")
 
 
+def _band(samples: np.ndarray, q: float) -> np.ndarray:
+    """Percentile ``q`` over bootstrap samples (axis 0); NaN, without numpy's warning, when none was usable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(samples, q, axis=0)
+
+
 def fit_scaling_laws(
     x,
     y,
@@ -238,7 +250,7 @@ def fit_scaling_laws(
         entry = {
             "params": fit.params,
             "ci": {
-                k: [float(np.nanpercentile(boots_a[:, i], 2.5)), float(np.nanpercentile(boots_a[:, i], 97.5))]
+                k: [float(_band(boots_a[:, i], 2.5)), float(_band(boots_a[:, i], 97.5))]
                 for i, k in enumerate(fit.params)
             },
             "rmse": float(np.sqrt(np.mean((fit.predict(x) - y) ** 2))),
@@ -248,8 +260,8 @@ def fit_scaling_laws(
             "curve": {
                 "x": grid.tolist(),
                 "y": fit.predict(grid).tolist(),
-                "lower": np.nanpercentile(curves_a, 2.5, axis=0).tolist(),
-                "upper": np.nanpercentile(curves_a, 97.5, axis=0).tolist(),
+                "lower": _band(curves_a, 2.5).tolist(),
+                "upper": _band(curves_a, 97.5).tolist(),
             },
             "n_boot": len(boots),
         }
@@ -278,12 +290,7 @@ def plot_scaling(
     chance: str | None = "chance_top1",
 ) -> Path:
     """Accuracy against training wells for every grid cell, the fitted laws with 95% bootstrap bands."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
     for (col, label), marker in zip(series, ("o", "s", "^"), strict=False):
         if col in results:
             ax.scatter(results[x], results[col], marker=marker, alpha=0.6, label=f"{label} (grid cells)")
@@ -301,11 +308,7 @@ def plot_scaling(
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("Pheno-CA scaling (fits on the IBP frontier, 95% bootstrap bands)", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, software="phenotypic scaling", dpi=110)
 
 
 # ----------------------------------------------------------------------------------------------- grid
@@ -351,6 +354,14 @@ class GridConfig:
 
 
 def _run_cell(release_root: str, cfg: GridConfig, fraction: float, width: int, depth: int) -> dict:
+    """Train and score one grid cell (IBP + probe, and the supervised baseline); a dask task, so it takes
+    plain values and returns the cell's row. Lightning's per-Trainer banners are silenced: the grid prints
+    one line per cell itself."""
+    with quiet_lightning():
+        return _train_and_score_cell(release_root, cfg, fraction, width, depth)
+
+
+def _train_and_score_cell(release_root: str, cfg: GridConfig, fraction: float, width: int, depth: int) -> dict:
     from phenotypic.datamodule import PhenoDataModule
     from phenotypic.experiment import train_module, well_embeddings, well_scores
     from phenotypic.ibp import IBPModule
@@ -398,9 +409,23 @@ def _run_cell(release_root: str, cfg: GridConfig, fraction: float, width: int, d
     }
 
 
+def cell_line(done: int, total: int, key: str, row: dict) -> str:
+    """The one line the grid prints for a finished cell.
+
+    Examples
+    --------
+    >>> cell_line(2, 8, "f0.5_w64_d2", {"ibp_probe_top1": 0.41, "supervised_top1": 0.38, "chance_top1": 0.2,
+    ...                                 "n_train_wells": 720, "seconds": 41.23})
+    'scaling grid [2/8] f0.5_w64_d2: 720 wells, IBP+probe top-1 0.410, supervised 0.380, chance 0.200 (41.2 s)'
+    """
+    return (f"scaling grid [{done}/{total}] {key}: {row['n_train_wells']} wells, IBP+probe top-1 "
+            f"{row['ibp_probe_top1']:.3f}, supervised {row['supervised_top1']:.3f}, chance "
+            f"{row['chance_top1']:.3f} ({row['seconds']:.1f} s)")
+
+
 def run_scaling_grid(
     release_root: str | Path, out_dir: str | Path, config: GridConfig | None = None, *, progress: bool = True,
-    overwrite: bool = False, wait: bool = False,
+    overwrite: bool = False, wait: bool = False, workers: int = 0, scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) the grid, a :mod:`shared.jobs` job with one unit per cell: ``out_dir/cells/<cell>.json``
     per finished cell; ``results.csv`` gathers them.
@@ -408,6 +433,14 @@ def run_scaling_grid(
     The grid's configuration and release path are the job's settings: resuming with different ones raises
     (:class:`shared.jobs.JobConfigError`) instead of mixing incomparable cells, unless ``overwrite``. A cell
     that fails is recorded and retried on the next run; the others still finish.
+
+    Parameters
+    ----------
+    progress : print one line per finished cell (to standard error), nothing else per cell.
+    workers, scheduler : run the cells serially here (``workers=0``, the default), on a dask ``LocalCluster``
+        of ``workers`` processes, or on a running dask ``scheduler`` (``tcp://host:8786``; every worker must
+        see ``release_root``); see :mod:`shared.scaleout`. Each cell is seeded alone, so the results do not
+        depend on where it ran (one torch thread per process: dask workers run with one).
 
     Returns
     -------
@@ -421,15 +454,29 @@ def run_scaling_grid(
     release = Path(release_root)
     if not (release / "metadata").is_dir():
         raise FileNotFoundError(f"release {release} has no metadata/ folder; run `phenotypic simulate` first")
+    if workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {workers}")
     ident = {"release_root": str(release.resolve()), **asdict(cfg)}
-    cells = {f"f{f:g}_w{w}_d{d}": (f, w, d) for f in cfg.fractions for w in cfg.widths for d in cfg.depths}
+    cells = {f"f{f:g}_w{w}_d{d}": {"fraction": f, "width": w, "depth": d}
+             for f in cfg.fractions for w in cfg.widths for d in cfg.depths}
     with open_job(out_dir, "phenotypic scaling", ident, overwrite=overwrite, wait=wait) as job:
+        n_done = len(set(cells) & job.done_units())
+        if progress and n_done:
+            todo = f"running the other {len(cells) - n_done}" if n_done < len(cells) else "nothing to run"
+            print(f"scaling grid: {n_done} of {len(cells)} cells done earlier; {todo}", file=sys.stderr, flush=True)
 
-        def run_cell(key: str) -> None:
-            job.write_json(f"cells/{key}.json", _run_cell(ident["release_root"], cfg, *cells[key]))
+        def save(key: str, row: dict) -> None:
+            nonlocal n_done
+            job.write_json(f"cells/{key}.json", row)
+            n_done += 1
+            if progress:
+                print(cell_line(n_done, len(cells), key, row), file=sys.stderr, flush=True)
 
-        bar = (lambda keys: tqdm(keys, desc="scaling grid")) if progress else None
-        report = job.run_units(list(cells), run_cell, progress=bar)
+        pending = n_done < len(cells)
+        with dask_client(workers=workers, scheduler=scheduler) if pending else contextlib.nullcontext() as client:
+            report = run_job_units(job, cells, _run_cell, save, common={"release_root": ident["release_root"],
+                                                                       "cfg": cfg},
+                                   client=client, desc="scaling grid", progress=False)
         done = job.done_units()
         rows = [json.loads((job.root / "cells" / f"{key}.json").read_text()) for key in cells if key in done]
         results = pd.DataFrame(rows)

@@ -25,7 +25,16 @@ import torch.nn.functional as F
 
 from phenotypic.map import phenotypic_activity, phenotypic_consistency
 
-__all__ = ["train_probe", "topk_hits", "chance_topk", "probe_task", "molecule_rediscovery", "evaluate_representation"]
+__all__ = [
+    "train_probe",
+    "topk_hits",
+    "chance_topk",
+    "probe_task",
+    "molecule_rediscovery",
+    "task_units",
+    "evaluate_task",
+    "evaluate_representation",
+]
 
 
 def topk_hits(scores: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
@@ -241,6 +250,71 @@ def molecule_rediscovery(rep: np.ndarray, meta: pd.DataFrame, rows: np.ndarray) 
     }
 
 
+def task_units(probes: tuple[str, ...] = ("linear", "mlp")) -> list[tuple[str, str]]:
+    """The (task, probe) pairs :func:`evaluate_representation` scores, in table order.
+
+    Examples
+    --------
+    >>> task_units(("linear",))[:2]
+    [('moa deconvolution', 'linear'), ('target deconvolution', 'linear')]
+    >>> len(task_units(("linear", "mlp")))
+    7
+    """
+    return [(f"{task} deconvolution", kind) for task in ("moa", "target") for kind in probes] + [
+        (task, "none") for task in ("molecule rediscovery", "phenotypic activity", "phenotypic consistency (MoA)")
+    ]
+
+
+def evaluate_task(
+    rep: np.ndarray,
+    meta: pd.DataFrame,
+    splits: dict[str, np.ndarray],
+    *,
+    name: str,
+    task: str,
+    probe: str = "none",
+    k: int = 10,
+    seed: int = 0,
+    epochs: int = 300,
+    null_size: int = 2000,
+) -> dict:
+    """One Pheno-CA task (a pair of :func:`task_units`) for one representation: one row of the results table.
+
+    Parameters
+    ----------
+    rep : ndarray of shape (n_wells, n_dims), one representation per row of ``meta``.
+    splits : ``train`` / ``val`` / ``test`` row indices.
+    name : the representation's name in the table.
+    task, probe : as listed by :func:`task_units` (``probe`` is ``"none"`` for the retrieval tasks).
+
+    Returns
+    -------
+    row : ``representation``, ``task``, ``probe``, ``metric``, ``top1`` (and ``topk``), their chance levels
+        ``chance_top1`` / ``chance_topk`` where defined, ``n_test``.
+    """
+    head = {"representation": name, "task": task, "probe": probe}
+    if task in ("moa deconvolution", "target deconvolution"):
+        r = probe_task(rep, meta, splits, task=task.split()[0], kind=probe, k=k, seed=seed, epochs=epochs)
+        return {**head, "metric": f"top1 / top{k}", **r}
+    test = splits["test"]
+    if task == "molecule rediscovery":
+        red = molecule_rediscovery(rep, meta, test)
+        return {**head, "metric": "mAP", "top1": red["map"], "chance_top1": red["chance_map"], "z": red["z"],
+                "n_test": red["n_queries"]}
+    if task == "phenotypic activity":
+        ctrl = np.flatnonzero((meta["Metadata_pert_type"] == "negcon").to_numpy())
+        sel = np.concatenate([test, ctrl])
+        res = phenotypic_activity(rep[sel], meta.iloc[sel], sameby_plate=False, null_size=null_size, seed=seed)
+    elif task == "phenotypic consistency (MoA)":
+        res = phenotypic_consistency(rep[test], meta.iloc[test], label="Metadata_moa", null_size=null_size,
+                                     seed=seed)
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {[t for t, _ in task_units()]}")
+    return {**head, "metric": "fraction retrieved / mAP", "top1": float(res["below_corrected_p"].mean()),
+            "topk": float(res["mean_average_precision"].mean()), "chance_topk": float(res["expected_map"].mean()),
+            "n_test": len(res)}
+
+
 def evaluate_representation(
     rep: np.ndarray,
     meta: pd.DataFrame,
@@ -253,60 +327,10 @@ def evaluate_representation(
     epochs: int = 300,
     null_size: int = 2000,
 ) -> list[dict]:
-    """All Pheno-CA tasks for one representation; one dict per (task, probe) for a results table."""
-    rows = []
-    for task in ("moa", "target"):
-        for kind in probes:
-            r = probe_task(rep, meta, splits, task=task, kind=kind, k=k, seed=seed, epochs=epochs)
-            rows.append(
-                {
-                    "representation": name,
-                    "task": f"{task} deconvolution",
-                    "probe": kind,
-                    "metric": f"top1 / top{k}",
-                    **r,
-                }
-            )
-    test = splits["test"]
-    red = molecule_rediscovery(rep, meta, test)
-    rows.append(
-        {
-            "representation": name,
-            "task": "molecule rediscovery",
-            "probe": "none",
-            "metric": "mAP",
-            "top1": red["map"],
-            "chance_top1": red["chance_map"],
-            "z": red["z"],
-            "n_test": red["n_queries"],
-        }
-    )
-    ctrl = np.flatnonzero((meta["Metadata_pert_type"] == "negcon").to_numpy())
-    sel = np.concatenate([test, ctrl])
-    act = phenotypic_activity(rep[sel], meta.iloc[sel], sameby_plate=False, null_size=null_size, seed=seed)
-    rows.append(
-        {
-            "representation": name,
-            "task": "phenotypic activity",
-            "probe": "none",
-            "metric": "fraction retrieved / mAP",
-            "top1": float(act["below_corrected_p"].mean()),
-            "topk": float(act["mean_average_precision"].mean()),
-            "chance_topk": float(act["expected_map"].mean()),
-            "n_test": len(act),
-        }
-    )
-    con = phenotypic_consistency(rep[test], meta.iloc[test], label="Metadata_moa", null_size=null_size, seed=seed)
-    rows.append(
-        {
-            "representation": name,
-            "task": "phenotypic consistency (MoA)",
-            "probe": "none",
-            "metric": "fraction retrieved / mAP",
-            "top1": float(con["below_corrected_p"].mean()),
-            "topk": float(con["mean_average_precision"].mean()),
-            "chance_topk": float(con["expected_map"].mean()),
-            "n_test": len(con),
-        }
-    )
-    return rows
+    """All Pheno-CA tasks for one representation; one dict per (task, probe) for a results table
+    (:func:`evaluate_task` for each of :func:`task_units`)."""
+    return [
+        evaluate_task(rep, meta, splits, name=name, task=task, probe=probe, k=k, seed=seed, epochs=epochs,
+                      null_size=null_size)
+        for task, probe in task_units(probes)
+    ]

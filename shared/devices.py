@@ -117,3 +117,21 @@ def autocast(device: torch.device | str, enabled: bool = True) -> contextlib.Abs
 def lightning_precision() -> str:
     """The Lightning ``precision`` string to use by default: ``"16-mixed"`` on CUDA, ``"32-true"`` on CPU."""
     return "16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def lightning_devices() -> tuple[str, list[int] | int]:
+    """``(accelerator, devices)`` for a one-device ``lightning.Trainer`` on :func:`default_device`.
+
+    ``devices=1`` would put every dask worker's Trainer on GPU 0; naming the index keeps each worker on the
+    GPU :func:`default_device` gave it.
+
+    Examples
+    --------
+    >>> accelerator, devices = lightning_devices()
+    >>> accelerator in {"cpu", "gpu"} and (devices == 1 or len(devices) == 1)
+    True
+    """
+    device = default_device()
+    if device.type != "cuda":
+        return "cpu", 1
+    return "gpu", [device.index if device.index is not None else torch.cuda.current_device()]

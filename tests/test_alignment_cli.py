@@ -94,6 +94,27 @@ def inputs(tmp_path):
     return tmp_path
 
 
+def test_score_draws_images_maps_saliency_and_the_score_distribution(tmp_path, checkpoint, capsys):
+    from tests.figure_checks import assert_png
+
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "images.npy", rng.random((8, 1, 16, 16)).astype(np.float32))
+    np.save(tmp_path / "maps.npy", rng.random((8, 16, 16)))
+    argv = ["score", str(checkpoint), str(tmp_path / "maps.npy"), "--images", str(tmp_path / "images.npy")]
+    assert main([*argv, "--out", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == ("figure (images, human maps and saliency; score distribution): "
+                       f"{tmp_path / 'report.png'}")
+    assert_png(tmp_path / "report.png", min_size=(600, 500), software="shared.alignment score")
+    # a PNG the command did not write is never replaced, and nothing is scored then
+    (tmp_path / "other.png").write_bytes(b"mine")
+    assert main([*argv, "--out", str(tmp_path / "other.json")]) == 2
+    assert "other.png exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "other.png").read_bytes() == b"mine" and not (tmp_path / "other.json").exists()
+    assert main([*argv, "--out", str(tmp_path / "other.json"), "--overwrite"]) == 0
+    assert_png(tmp_path / "other.png", min_size=(600, 500))
+
+
 def _score(checkpoint, d, *extra, maps="maps.npy", images="images.npy"):
     return main(["score", str(checkpoint), str(d / maps), "--images", str(d / images), "--out", str(d / "r.json"),
                  *extra])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shared.devices import default_device, worker_gpu_index
+from shared.devices import default_device, lightning_devices, worker_gpu_index
 
 
 @pytest.fixture
@@ -48,14 +48,19 @@ def test_outside_a_worker_the_current_cuda_device(two_fake_gpus):
     assert default_device() == torch.device("cuda")
 
 
-def test_each_dask_worker_its_own_gpu(two_fake_gpus, three_thread_workers):
+@pytest.mark.parametrize("pick, expected", [
+    (default_device, {0: torch.device("cuda", 0), 1: torch.device("cuda", 1), 2: torch.device("cuda", 0)}),
+    # devices=1 would put every worker's Trainer on GPU 0; lightning_devices names the worker's own index
+    (lightning_devices, {0: ("gpu", [0]), 1: ("gpu", [1]), 2: ("gpu", [0])}),
+])
+def test_each_dask_worker_its_own_gpu(two_fake_gpus, three_thread_workers, pick, expected):
     client = three_thread_workers
     workers = client.scheduler_info()["workers"]
     got = {
-        info["name"]: client.submit(default_device, workers=[addr], pure=False, allow_other_workers=False).result()
+        info["name"]: client.submit(pick, workers=[addr], pure=False, allow_other_workers=False).result()
         for addr, info in workers.items()
     }
-    assert got == {0: torch.device("cuda", 0), 1: torch.device("cuda", 1), 2: torch.device("cuda", 0)}
+    assert got == expected
 
 
 def test_one_visible_gpu_per_worker_is_cuda0(monkeypatch, three_thread_workers):

@@ -33,7 +33,9 @@ MAPS and --images are each a folder of PNG/NPY files (paired by sorted file name
 NPY/NPZ file or a zarr array. Maps are used as given unless --clickme-processing is set (resize to 64,
 published 10x10 Gaussian blur, resize to the image size). Images are used as stored (no scaling).
 
-An existing --out file is never replaced unless --overwrite is given.
+Beside the JSON report, a PNG of the same name (report.png for report.json) shows images, human maps and
+saliency side by side (best to worst aligned) and the distribution of the per-image rho. An existing --out
+file or PNG is never replaced unless --overwrite is given.
 
 example:
   python -m shared.alignment score model.ckpt maps/ --images images/ --labels labels.npy --out report.json
@@ -84,7 +86,7 @@ def score_command(argv: Sequence[str]) -> int:
     parser.add_argument("checkpoint", help="Lightning checkpoint (.ckpt) of a --module class")
     parser.add_argument("maps", help="human maps: folder of PNG/NPY, .npy/.npz file or zarr array")
     parser.add_argument("--images", required=True, help="model inputs, same formats as MAPS")
-    parser.add_argument("--out", required=True, help="JSON report to write")
+    parser.add_argument("--out", required=True, help="JSON report to write (its figure: the same name, .png)")
     parser.add_argument("--labels", default=None, help=".npy or text file of true class indices")
     parser.add_argument("--module", default="pathfinder", choices=sorted(KNOWN_MODULES),
                         help="LightningModule class of the checkpoint")
@@ -101,13 +103,18 @@ def score_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
 
     from shared.alignment.evaluate import score_model
+    from shared.alignment.figures import plot_alignment
     from shared.alignment.human_maps import load_images, load_maps
     from shared.alignment.processing import process_clickme_maps
     from shared.alignment.scores import CLICKME_HUMAN_CEILING
+    from shared.figures import figure_line
     from shared.jobs import atomic_write_json, claim_output
 
     # every input is checked before any work, and --out before anything else
     out = claim_output(args.out, overwrite=args.overwrite)
+    if out.suffix.lower() == ".png":
+        raise UserError(f"--out {out} is the name of the figure; give the JSON report's name (e.g. report.json)")
+    png = claim_output(out.with_suffix(".png"), overwrite=args.overwrite)
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.ceiling is not None and not 0 < args.ceiling <= 1:
@@ -132,13 +139,16 @@ def score_command(argv: Sequence[str]) -> int:
                         f"{labels.min()}..{labels.max()}")
     report = score_model(model, images, maps, labels, method=args.method, batch_size=args.batch_size,
                          ceiling=CLICKME_HUMAN_CEILING if args.ceiling is None else args.ceiling)
-    report.pop("saliency")
+    saliency = report.pop("saliency")
     report["per_image"]["name"] = image_names
     report["checkpoint"] = str(Path(args.checkpoint).resolve())
     report["module"] = args.module
     atomic_write_json(claim_output(out, overwrite=args.overwrite), report, indent=2)
+    plot_alignment(images, maps, saliency, np.array(report["per_image"]["spearman"], float),
+                   claim_output(png, overwrite=args.overwrite), ceiling=report["ceiling"], names=image_names)
     print(f"alignment score {report['score']:.4f} (mean Spearman {report['mean_spearman']:.4f}, "
           f"Dice {report['dice']:.4f}, IoU {report['iou']:.4f}, {report['n_images']} images) -> {out}")
+    print(figure_line(png, "images, human maps and saliency; score distribution"))
     return 0
 
 

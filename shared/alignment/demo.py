@@ -86,26 +86,17 @@ def train_pair(images: np.ndarray, labels: np.ndarray, human_maps: np.ndarray, *
 def plot_saliency(images: np.ndarray, human_maps: np.ndarray, saliency: dict[str, np.ndarray], png: Path,
                   n: int = 5) -> Path:
     """Rows: image, human map, then one row of saliency per model. Arrays (n_images, [1,] rows, columns)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from shared.alignment.figures import draw_image_rows
+    from shared.figures import pyplot, save_figure
 
     n = min(n, len(images))
     rows = 2 + len(saliency)
-    fig, axes = plt.subplots(rows, n, figsize=(1.9 * n, 1.9 * rows), squeeze=False)
-    panels = [("image", images[:, 0], "gray"), ("human map (path)", human_maps, "magma")]
-    panels += [(f"saliency: {k}", v, "magma") for k, v in saliency.items()]
-    for r, (title, arr, cmap) in enumerate(panels):
-        for i in range(n):
-            axes[r, i].imshow(arr[i], cmap=cmap)
-            axes[r, i].set_xticks([])
-            axes[r, i].set_yticks([])
-        axes[r, 0].set_ylabel(title, fontsize=8)
+    fig, axes = pyplot().subplots(rows, n, figsize=(1.9 * n, 1.9 * rows), squeeze=False)
+    panels = [("image", images[:n, 0], "gray"), ("human map (path)", human_maps[:n], "magma")]
+    panels += [(f"saliency: {k}", v[:n], "magma") for k, v in saliency.items()]
+    draw_image_rows(axes, panels)
     fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, software="alignment demo", dpi=90)
 
 
 def run_alignment_comparison(sizes: dict[str, Any] | None = None, *, seed: int = 0) -> dict[str, Any]:
