@@ -1,4 +1,4 @@
-"""Block geometry, done-markers, manifest and the dask engine, on small ROIs with hand-counted blocks."""
+"""Block geometry, done-markers and the dask engine, on small ROIs with hand-counted blocks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from connectomics.blocks import (
     Roi,
     block_grid,
     check_chunk_aligned,
-    check_or_write_manifest,
     parse_coordinate,
     run_blockwise,
 )
@@ -65,20 +64,16 @@ def test_chunk_alignment_check():
         check_chunk_aligned((32, 128, 130), (16, 64, 64), what="out")
 
 
-def test_manifest_and_markers(tmp_path):
-    manifest = tmp_path / "job" / "manifest.json"
-    assert check_or_write_manifest(manifest, {"block": (4, 4, 4), "dtype": "uint8"}, job="predict") is False
-    assert json.loads(manifest.read_text())["block"] == [4, 4, 4]
-    assert check_or_write_manifest(manifest, {"block": [4, 4, 4], "dtype": "uint8"}, job="predict") is True
-    with pytest.raises(ValueError, match=r"dtype: was 'uint8', now 'float32'"):
-        check_or_write_manifest(manifest, {"block": [4, 4, 4], "dtype": "float32"}, job="predict")
-    manifest.write_text("{not json")
-    with pytest.raises(ValueError, match="corrupt"):
-        check_or_write_manifest(manifest, {}, job="predict")
+def test_markers_and_stages(tmp_path):
     markers = DoneMarkers(tmp_path / "done")
     assert markers.done_ids() == set()
     markers.mark(7)
     assert markers.is_done(7) and markers.done_ids() == {7}
+    # stages of one job share the folder; each sees only its own markers
+    fragments, graph = DoneMarkers(tmp_path / "done", stage="fragments"), DoneMarkers(tmp_path / "done", stage="g")
+    fragments.mark(3)
+    assert (tmp_path / "done/fragments-3").exists() and fragments.done_ids() == {3} and graph.done_ids() == set()
+    assert markers.done_ids() == {7}
 
 
 class Recorder:

@@ -31,6 +31,8 @@ from connectomics.segment import (
     segment_in_memory,
     waterz_fragments,
 )
+from shared.cli import run_guarded
+from shared.jobs import JobConfigError
 from shared.stdio import quiet_stdout
 
 SHAPE = (16, 48, 48)
@@ -73,6 +75,11 @@ def read(path: Path) -> np.ndarray:
     return np.asarray(open_volume(str(path)).data.compute())
 
 
+def run_cli(argv: list[str]) -> int:
+    """``connectomics segment ARGV`` as the console command runs it (user errors: one line, exit code 2)."""
+    return run_guarded("connectomics segment", cli, argv)
+
+
 @pytest.mark.parametrize("method", [{}, SEEDED], ids=["waterz", "seeded"])
 def test_blockwise_equals_in_memory_and_whole_volume(volume, method):
     tmp, gt, affs = volume
@@ -104,21 +111,24 @@ def test_rerun_resumes_and_other_settings_are_refused(volume):
     kwargs = dict(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8), progress=False)
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     first = read(tmp / "seg.zarr/seg_0.5")
-    markers = tmp / "seg.zarr.blockwise/seg_0.5_done"
-    assert len(list(markers.iterdir())) == 2 * 2 * 2
+    markers = tmp / "seg.zarr/fragments/0/.job/done"
+    assert len(list(markers.glob("seg_0.5-*"))) == 2 * 2 * 2
+    assert not list(tmp.glob("*.blockwise"))  # nothing beside the container
     # a lost block (marker removed, data zeroed) is redone and nothing else changes
-    (markers / "0").unlink()
+    (markers / "seg_0.5-0").unlink()
     arr = zarr.open_array(str(tmp / "seg.zarr"), path="seg_0.5/0", mode="r+")
     arr[:8, :24, :24] = 0
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.5"), first)
-    for other in ({"min_size": 10}, {"score": "quantile-50"}, {"fragments": "seeded"}):
-        with pytest.raises(ValueError, match="refusing to resume"):
+    for other, named in (({"min_size": 10}, "min_size: 0 -> 10"), ({"score": "quantile-50"}, "score: 'mean'"),
+                         ({"fragments": "seeded"}, "fragments: 'waterz' -> 'seeded'")):
+        with pytest.raises(JobConfigError, match=named):
             segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **(kwargs | other))
-    manifest = json.loads((tmp / "seg.zarr.blockwise/manifest.json").read_text())
+    manifest = json.loads((tmp / "seg.zarr/fragments/0/.job/manifest.json").read_text())
     settings = SegmentSettings(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8))
-    assert {k: manifest[k] for k in settings.to_manifest()} == settings.to_manifest()
-    assert manifest["score"] == "mean" and manifest["fragments"] == "waterz"
+    assert manifest["command"] == "connectomics segment"
+    assert {k: manifest["config"][k] for k in settings.to_manifest()} == settings.to_manifest()
+    assert manifest["config"]["score"] == "mean" and manifest["config"]["fragments"] == "waterz"
 
 
 def test_dust_removal_and_cli(volume, capsys):
@@ -133,8 +143,8 @@ def test_dust_removal_and_cli(volume, capsys):
     code = cli([str(tmp / "pred.zarr/affs"), str(tmp / "mem.zarr"), *args, "--in-memory"])
     assert code == 0
     np.testing.assert_array_equal(read(tmp / "mem.zarr/seg_0.5"), seg)
-    assert cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 2
-    assert cli([str(tmp / "pred.zarr/affs"), str(tmp / "y.zarr"), "--score", "median"]) == 2
+    assert run_cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 2
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "y.zarr"), "--score", "median"]) == 2
     assert "quantile-Q" in capsys.readouterr().err
 
 
@@ -453,7 +463,7 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
     bad = [str(tmp / "pred.zarr/affs"), str(tmp / "bad.zarr"), "--image", str(tmp / "other.zarr/raw"),
            "--no-progress", "--block", "8,24,24"]
     capsys.readouterr()
-    assert cli(bad + (["--in-memory"] if in_memory else [])) == 2
+    assert run_cli(bad + (["--in-memory"] if in_memory else [])) == 2
     err = capsys.readouterr().err
     assert "match" in err and "other.zarr/raw" in err and len(err.strip().splitlines()) == 1
     assert in_memory or not (tmp / "bad.zarr").exists()  # refused before any block was segmented

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +21,11 @@ Writes seg.zarr/fragments (waterz-style watershed fragments of the affinity grap
 ids, 0 = background) and one segmentation seg.zarr/seg_<threshold> per threshold: an OME-Zarr label image
 (uint64, multiscale levels by label mode; --image sim.zarr/raw links the raw image it annotates), stitched
 across block faces through one global region graph agglomerated by --score (mean affinity or a quantile;
-threshold = merge score 1 - score, as in waterz: higher thresholds merge more). Rerunning resumes: finished
-blocks and stages are skipped (bookkeeping in seg.zarr.blockwise/); a rerun with other settings is refused.
+threshold = merge score 1 - score, as in waterz: higher thresholds merge more). Rerunning the same command
+resumes (after kill -9 too): finished blocks and stages are skipped (bookkeeping and intermediate files in
+seg.zarr/fragments/0/.job/, which travels with the container when it is copied); a rerun with other
+settings is refused naming each that differs, and arrays this command did not write are never replaced
+(--overwrite replaces them). A second run into the same container refuses naming the first (--wait waits).
 --in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs.
 On noisy affinities waterz's watershed gives many tiny fragments, and the global region graph grows with
 them: --size-threshold N merges fragments smaller than N voxels inside each block into their strongest
@@ -33,7 +35,7 @@ volume: see BENCHMARKS.md)."""
 
 def cli(argv: list[str]) -> int:
     """``connectomics segment``: see ``connectomics segment --help``."""
-    from shared.cli import subcommand_parser
+    from shared.cli import UserError, add_output_arguments, subcommand_parser
 
     parser = subcommand_parser("connectomics segment", DESCRIPTION)
     parser.add_argument("affinities", help="affinities (channel, plane, row, column), e.g. pred.zarr/affs")
@@ -49,6 +51,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
     parser.add_argument("--workers", type=int, default=None, help="local threads")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     try:
         settings = SegmentSettings.from_arguments(args)
@@ -60,10 +63,10 @@ def cli(argv: list[str]) -> int:
             summary = segment_to_zarr_in_memory(args.affinities, args.output, settings, **kwargs)
         else:
             summary = segment_blockwise(args.affinities, args.output, settings, scheduler=args.scheduler,
-                                        workers=args.workers, progress=not args.no_progress, **kwargs)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as err:
-        print(f"connectomics segment: error: {err}", file=sys.stderr)
-        return 2
+                                        workers=args.workers, progress=not args.no_progress,
+                                        overwrite=args.overwrite, wait=args.wait, **kwargs)
+    except TypeError as err:  # a wrong dtype of the input: a user error here (run_guarded shows the rest)
+        raise UserError(str(err)) from err
     print("segment: " + json.dumps(summary, default=str))
     return 0
 
