@@ -73,8 +73,10 @@ def run(args: list[str], log: Path, *, kill_when: Callable[[], bool] | None = No
     return result
 
 
-def n_markers(folder: Path) -> int:
-    return len(os.listdir(folder)) if folder.is_dir() else 0
+def n_markers(folder: Path, stage: str = "") -> int:
+    """Done-markers in ``folder`` (of one ``stage`` of a job, e.g. segment's ``fragments``)."""
+    names = os.listdir(folder) if folder.is_dir() else []
+    return len([n for n in names if n.startswith(f"{stage}-")] if stage else names)
 
 
 def nbytes(path: str) -> int:
@@ -195,11 +197,11 @@ def main() -> int:
     segment = ["segment", pred, str(work / "seg.zarr"), "--thresholds", args.thresholds, "--block",
                args.segment_block, "--context", args.segment_context, "--workers", str(args.workers),
                "--no-progress"]
-    frag_done = work / "seg.zarr.blockwise/fragments_done"
+    seg_done = work / "seg.zarr/fragments/0/.job/done"
     n_seg_blocks = len(block_grid(volume, parse_coordinate(args.segment_block, name="--segment-block")))
     if not (work / "seg.zarr" / f"seg_{thresholds[-1]:g}").exists():
-        step = run(segment, log, kill_when=lambda: n_markers(frag_done) >= n_seg_blocks // 2)
-        step["fragment_blocks_done"] = n_markers(frag_done)
+        step = run(segment, log, kill_when=lambda: n_markers(seg_done, "fragments") >= n_seg_blocks // 2)
+        step["fragment_blocks_done"] = n_markers(seg_done, "fragments")
         report["steps"]["segment (killed)"] = step
     report["steps"]["segment (resumed)"] = run(segment, log)
     segment_ref = segment[:2] + [str(work / "seg_ref.zarr")] + segment[3:]

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +37,7 @@ from connectomics.segment import (
     waterz_fragments,
 )
 from shared.cli import run_guarded
-from shared.jobs import JobConfigError
+from shared.jobs import JobConfigError, JobLockedError
 from shared.stdio import quiet_stdout
 
 SHAPE = (16, 48, 48)
@@ -474,3 +479,151 @@ def test_thresholds_outside_0_1_are_refused():
 
     with pytest.raises(ValueError, match=r"thresholds are merge scores .* in \[0, 1\], got 0.5, 1.5"):
         SegmentSettings(thresholds=(0.5, 1.5))
+
+
+# ---------------------------------------------------------------------------------------------- the job (issue 15)
+KILL_BLOCK = (8, 12, 12)  # 2 x 4 x 4 = 32 blocks per stage: room to kill a run midway
+JOB_SETTINGS = dict(thresholds=[0.3, 0.6], block_shape=KILL_BLOCK, context=(2, 8, 8))
+
+
+def slow_segment_process(tmp: Path, out: str, delay: float) -> subprocess.Popen:
+    """``segment_blockwise`` in a subprocess, each block of each stage delayed by ``delay`` seconds."""
+    script = (
+        "import time\n"
+        "import connectomics.segment.blockwise as b\n"
+        "for step in (b.FragmentsStep, b.RegionGraphStep, b.RelabelStep):\n"
+        f"    def slow(self, block, call=step.__call__):\n"
+        f"        time.sleep({delay})\n"
+        "        call(self, block)\n"
+        "    step.__call__ = slow\n"
+        f"b.segment_blockwise({str(tmp / 'pred.zarr/affs')!r}, {out!r}, workers=1, progress=False, "
+        f"**{JOB_SETTINGS!r})\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", script], env=env)
+
+
+def n_done(container: Path) -> int:
+    done = container / "fragments/0/.job/done"
+    return len([n for n in os.listdir(done) if not n.startswith(".")]) if done.is_dir() else 0
+
+
+def outputs(container: Path) -> dict[str, np.ndarray]:
+    return {name: read(container / name) for name in ("fragments", "seg_0.3", "seg_0.6")}
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(volume):
+    """kill -9 in the region-graph stage (fragments done, some per-block graphs written), then the same call
+    again: the result equals an uninterrupted run, voxel for voxel."""
+    tmp, _, _ = volume
+    proc = slow_segment_process(tmp, str(tmp / "k.zarr"), delay=0.05)
+    deadline = time.time() + 120
+    while time.time() < deadline and n_done(tmp / "k.zarr") < 40 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    n_before = n_done(tmp / "k.zarr")
+    assert 40 <= n_before < 64, f"the run should have been killed in the region-graph stage ({n_before} marked)"
+    graphs = tmp / "k.zarr/fragments/0/.job/region_graph"
+    (graphs / f".31.npz.{proc.pid}-1.tmp").write_bytes(b"half a file")  # what a kill mid-write leaves
+    with pytest.warns(UserWarning, match=f"taking over the lock .* left by pid {proc.pid}"):
+        segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "k.zarr"), progress=False, **JOB_SETTINGS)
+    segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "u.zarr"), progress=False, **JOB_SETTINGS)
+    resumed, uninterrupted = outputs(tmp / "k.zarr"), outputs(tmp / "u.zarr")
+    for name in resumed:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+    assert n_done(tmp / "k.zarr") == 32 * 4 + 1  # fragments, graph, two relabels, the lookup table
+
+
+def test_a_copied_container_keeps_its_protection(volume):
+    """Issue 15: a container copied with `cp -r` carries its bookkeeping (nothing lives beside it), so other
+    settings are refused naming the setting, a deleted manifest does not make old markers count, and only
+    --overwrite starts over."""
+    tmp, _, _ = volume
+    affs = str(tmp / "pred.zarr/affs")
+    segment_blockwise(affs, str(tmp / "seg.zarr"), progress=False, **JOB_SETTINGS)
+    assert not list(tmp.glob("seg.zarr?*"))
+    shutil.copytree(tmp / "seg.zarr", tmp / "copy.zarr")
+    before = outputs(tmp / "copy.zarr")
+    with pytest.raises(JobConfigError, match=r"min_size: 0 -> 400.*--overwrite"):
+        segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, min_size=400, **JOB_SETTINGS)
+    segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, **JOB_SETTINGS)  # same settings: all done
+    for name, array in outputs(tmp / "copy.zarr").items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+    (tmp / "copy.zarr/fragments/0/.job/manifest.json").unlink()
+    with pytest.raises(JobConfigError, match="no manifest.json"):
+        segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, min_size=400, **JOB_SETTINGS)
+    segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, min_size=400, overwrite=True, **JOB_SETTINGS)
+    segment_blockwise(affs, str(tmp / "fresh.zarr"), progress=False, min_size=400, **JOB_SETTINGS)
+    for name, array in outputs(tmp / "fresh.zarr").items():
+        np.testing.assert_array_equal(read(tmp / "copy.zarr" / name), array, err_msg=name)
+    assert not np.array_equal(read(tmp / "copy.zarr/seg_0.3"), before["seg_0.3"])  # dust removal changed it
+    for name, array in outputs(tmp / "seg.zarr").items():  # the original is untouched
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+
+
+def test_arrays_it_did_not_write_need_overwrite(volume, capsys):
+    """A segmentation written by another command (here the in-memory path) is never replaced silently."""
+    tmp, _, _ = volume
+    args = ["--thresholds", "0.3,0.6", "--block", "8,12,12", "--context", "2,8,8", "--no-progress"]
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory"]) == 0
+    in_memory = read(tmp / "seg.zarr/seg_0.3")
+    capsys.readouterr()
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "holds seg_0.3, seg_0.6, not written by `connectomics segment`" in err and "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp / "seg.zarr/fragments").exists()
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--overwrite"]) == 0
+    np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.3"), in_memory)  # same algorithm, same ids
+    assert n_done(tmp / "seg.zarr") == 32 * 4 + 1
+
+
+def test_a_second_run_refuses_or_waits_and_redoes_nothing(volume, capsys):
+    """Two segment runs into one container used to collide with a zarr error. The second now refuses naming
+    the first (one line, exit code 2 on the command line), or waits for it and finds everything done."""
+    tmp, _, _ = volume
+    out = tmp / "two.zarr"
+    proc = slow_segment_process(tmp, str(out), delay=0.03)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and n_done(out) < 1 and proc.poll() is None:
+            time.sleep(0.02)
+        with pytest.raises(JobLockedError, match=f"two.zarr is in use by pid {proc.pid} .*--wait"):
+            segment_blockwise(str(tmp / "pred.zarr/affs"), str(out), progress=False, **JOB_SETTINGS)
+        capsys.readouterr()
+        argv = [str(tmp / "pred.zarr/affs"), str(out), "--thresholds", "0.3,0.6", "--block", "8,12,12",
+                "--context", "2,8,8", "--no-progress"]
+        assert run_cli(argv) == 2
+        err = capsys.readouterr().err
+        assert f"in use by pid {proc.pid}" in err and len(err.strip().splitlines()) == 1
+        assert run_cli(argv + ["--wait"]) == 0
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    lut = out / "fragments/0/.job/lut.npz"
+    written = lut.stat().st_mtime_ns
+    segment_blockwise(str(tmp / "pred.zarr/affs"), str(out), progress=False, wait=True, **JOB_SETTINGS)
+    assert lut.stat().st_mtime_ns == written  # nothing redone
+    segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "ref.zarr"), progress=False, **JOB_SETTINGS)
+    for name, array in outputs(tmp / "ref.zarr").items():
+        np.testing.assert_array_equal(read(out / name), array, err_msg=name)
+
+
+def test_bad_affinities_are_refused_in_one_line_before_anything_is_created(volume, capsys):
+    tmp, _, affs = volume
+    cases = {"nan": (affs, np.nan, "1 non-finite value"), "inf": (affs, np.inf, "1 non-finite value"),
+             "big": (affs, 1.5, r"range [0.0, 1.5]"), "int": (affs.astype(np.int16), 0, "must be float or uint8"),
+             "three": (affs[0], 0.5, "must have 4 axes")}
+    for name, (values, bad, message) in cases.items():
+        values = values.copy()
+        values.flat[7] = bad
+        arr = create_ome_zarr_array(tmp / f"{name}.zarr/affs", shape=values.shape, dtype=values.dtype,
+                                    chunks=values.shape, axes=("c", "z", "y", "x")[-values.ndim:],
+                                    voxel_size=(4.0, 4.0, 4.0))
+        arr[...] = values
+        arr.attrs["affinity_offsets"] = NEAREST_OFFSETS
+        capsys.readouterr()
+        assert run_cli([str(tmp / f"{name}.zarr/affs"), str(tmp / f"seg_{name}.zarr"), "--block", "8,24,24"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+        assert not (tmp / f"seg_{name}.zarr").exists()
