@@ -5,7 +5,7 @@ checks.
 Steps (each a ``python -m connectomics.cli ...`` subprocess under ``/usr/bin/time``, which reports its peak
 RSS; a killed step has no figure):
 
-1. ``simulate`` the test volume (skipped when complete; ``--resume`` finishes an interrupted one);
+1. ``simulate`` the test volume (skipped when complete; the same command finishes an interrupted one);
 2. ``fit`` a small U-Net (features [8, 16]) for ``--train-steps`` steps on a separate, small simulated
    volume, so the affinities, fragments and scores mean something (``--checkpoint`` uses a given one);
 3. ``predict``: SIGKILLed after a third of its blocks, then rerun (resumes); an uninterrupted
@@ -152,10 +152,10 @@ def main() -> int:
     # 1. the test volume
     sim = work / "sim.zarr"
     n_chunks = len(block_grid(volume, parse_coordinate(SIM_CHUNKS, name="chunks")))
-    if n_markers(sim / ".simulate_done") < n_chunks:
+    if n_markers(sim / "raw/0/.job/done", "block") < n_chunks:
         sim_args = ["simulate", str(sim), "--shape", args.shape, "--chunks", SIM_CHUNKS, "--seed", "1",
                     "--workers", str(args.workers), "--quiet"]
-        report["steps"]["simulate (not counted)"] = run(sim_args + (["--resume"] if sim.exists() else []), log)
+        report["steps"]["simulate (not counted)"] = run(sim_args, log)  # the same command resumes
 
     # 2. the model
     ckpt = args.checkpoint or train_checkpoint(work, args.train_steps, log, report)
