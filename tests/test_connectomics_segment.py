@@ -627,3 +627,24 @@ def test_bad_affinities_are_refused_in_one_line_before_anything_is_created(volum
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
         assert not (tmp / f"seg_{name}.zarr").exists()
+
+
+def test_command_line_options_come_from_the_settings_dataclass():
+    """`connectomics segment`'s settings options are generated from SegmentSettings: the old flag names and
+    defaults still parse to the same settings."""
+    import argparse
+
+    from shared.cli import add_dataclass_arguments, dataclass_from_args
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, SegmentSettings)
+    assert dataclass_from_args(SegmentSettings, parser.parse_args([])) == SegmentSettings()
+    argv = ["--thresholds", "0.6,0.3", "--block", "8,24,24", "--context", "2", "--fragments", "seeded",
+            "--size-threshold", "30", "--score", "quantile-50", "--min-seed-distance", "1.5"]
+    assert dataclass_from_args(SegmentSettings, parser.parse_args(argv)) == SegmentSettings(
+        thresholds=(0.3, 0.6), block_shape=(8, 24, 24), context=(2, 2, 2), fragments="seeded", size_threshold=30,
+        score="quantile-50", min_seed_distance=1.5)
+    assert "default: 64,256,256" in " ".join(parser.format_help().split())
+    for bad in (["--thresholds", "0.3;0.5"], ["--block", "8,x,8"], ["--fragments", "slic"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

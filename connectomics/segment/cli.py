@@ -35,12 +35,18 @@ volume: see BENCHMARKS.md)."""
 
 def cli(argv: list[str]) -> int:
     """``connectomics segment``: see ``connectomics segment --help``."""
-    from shared.cli import UserError, add_output_arguments, subcommand_parser
+    from shared.cli import (
+        UserError,
+        add_dataclass_arguments,
+        add_output_arguments,
+        dataclass_from_args,
+        subcommand_parser,
+    )
 
     parser = subcommand_parser("connectomics segment", DESCRIPTION)
     parser.add_argument("affinities", help="affinities (channel, plane, row, column), e.g. pred.zarr/affs")
     parser.add_argument("output", help="output container, e.g. seg.zarr")
-    SegmentSettings.add_arguments(parser)
+    add_dataclass_arguments(parser, SegmentSettings)
     parser.add_argument("--offsets", default=None,
                         help="affinity offsets 'z,y,x;z,y,x;...' if the input has no affinity_offsets attr")
     parser.add_argument("--chunks", default=None, help="storage chunks Z,Y,X (default: the block shape)")
@@ -54,7 +60,7 @@ def cli(argv: list[str]) -> int:
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        settings = SegmentSettings.from_arguments(args)
+        settings = dataclass_from_args(SegmentSettings, args)
         offsets = None if args.offsets is None else [parse_coordinate(o, name="--offsets")
                                                      for o in args.offsets.split(";")]
         kwargs = dict(offsets=offsets, image=args.image,
