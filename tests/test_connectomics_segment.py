@@ -632,11 +632,9 @@ def test_bad_affinities_are_refused_in_one_line_before_anything_is_created(volum
 def test_command_line_options_come_from_the_settings_dataclass():
     """`connectomics segment`'s settings options are generated from SegmentSettings: the old flag names and
     defaults still parse to the same settings."""
-    import argparse
+    from shared.cli import add_dataclass_arguments, dataclass_from_args, subcommand_parser
 
-    from shared.cli import add_dataclass_arguments, dataclass_from_args
-
-    parser = argparse.ArgumentParser()
+    parser = subcommand_parser("connectomics segment", "")
     add_dataclass_arguments(parser, SegmentSettings)
     assert dataclass_from_args(SegmentSettings, parser.parse_args([])) == SegmentSettings()
     argv = ["--thresholds", "0.6,0.3", "--block", "8,24,24", "--context", "2", "--fragments", "seeded",
