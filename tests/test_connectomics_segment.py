@@ -569,6 +569,10 @@ def test_arrays_it_did_not_write_need_overwrite(volume, capsys):
     assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory"]) == 0
     in_memory = read(tmp / "seg.zarr/seg_0.3")
     capsys.readouterr()
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory"]) == 2
+    assert "already holds seg_0.3, seg_0.6; pass --overwrite" in capsys.readouterr().err
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory", "--overwrite"]) == 0
+    np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.3"), in_memory)
     assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args]) == 2
     err = capsys.readouterr().err
     assert "holds seg_0.3, seg_0.6, not written by `connectomics segment`" in err and "--overwrite" in err
@@ -623,10 +627,12 @@ def test_bad_affinities_are_refused_in_one_line_before_anything_is_created(volum
         arr[...] = values
         arr.attrs["affinity_offsets"] = NEAREST_OFFSETS
         capsys.readouterr()
-        assert run_cli([str(tmp / f"{name}.zarr/affs"), str(tmp / f"seg_{name}.zarr"), "--block", "8,24,24"]) == 2
-        err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-        assert not (tmp / f"seg_{name}.zarr").exists()
+        for mode in ([], ["--in-memory"]):
+            argv = [str(tmp / f"{name}.zarr/affs"), str(tmp / f"seg_{name}.zarr"), "--block", "8,24,24", *mode]
+            assert run_cli(argv) == 2
+            err = capsys.readouterr().err
+            assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+            assert not (tmp / f"seg_{name}.zarr").exists()
 
 
 def test_command_line_options_come_from_the_settings_dataclass():

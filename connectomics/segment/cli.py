@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from connectomics.blocks import as_coordinate, open_input, parse_coordinate
+from connectomics.blocks import as_coordinate, parse_coordinate
 from connectomics.segment.blockwise import read_affinity_offsets, segment_blockwise, threshold_name
 from connectomics.segment.in_memory import segment_in_memory
 from connectomics.segment.settings import SegmentSettings
@@ -66,7 +67,8 @@ def cli(argv: list[str]) -> int:
         kwargs = dict(offsets=offsets, image=args.image,
                       chunks=None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"))
         if args.in_memory:
-            summary = segment_to_zarr_in_memory(args.affinities, args.output, settings, **kwargs)
+            summary = segment_to_zarr_in_memory(args.affinities, args.output, settings, overwrite=args.overwrite,
+                                                **kwargs)
         else:
             summary = segment_blockwise(args.affinities, args.output, settings, scheduler=args.scheduler,
                                         workers=args.workers, progress=not args.no_progress,
@@ -79,15 +81,24 @@ def cli(argv: list[str]) -> int:
 
 def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: SegmentSettings, *,
                               offsets: Sequence[Sequence[int]] | None = None,
-                              chunks: Sequence[int] | None = None, image: str | None = None) -> dict[str, Any]:
+                              chunks: Sequence[int] | None = None, image: str | None = None,
+                              overwrite: bool = False) -> dict[str, Any]:
     """The fast path of the command: read the whole prediction, :func:`segment_in_memory`, write outputs.
 
-    Writes the same ``seg_<t>`` label images as :func:`segment_blockwise` (the outputs must not exist yet);
-    ``image`` is the raw image they annotate (linked from their ``source.image``).
+    Writes the same ``seg_<t>`` label images as :func:`segment_blockwise`; ``image`` is the raw image they
+    annotate (linked from their ``source.image``). Existing ``seg_<t>`` are refused before any work unless
+    ``overwrite`` (they are then rewritten in place: same shape, dtype and chunks). Not a resumable job and
+    takes no lock: for volumes that fit in memory.
     """
-    from connectomics.io import add_multiscale_levels, create_segmentation_image
+    from connectomics.io import add_multiscale_levels, create_segmentation_image, open_volume
+    from shared.jobs import OutputExistsError, check_output_folder
 
-    volume = open_input(str(affs_path))
+    check_output_folder(output_path, name="output")
+    existing = [threshold_name(t) for t in settings.thresholds if Path(output_path, threshold_name(t)).exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(f"{output_path} already holds {', '.join(existing)}; pass --overwrite to replace "
+                                "them, or choose another output")
+    volume = open_volume(str(affs_path), role="affinities")
     offsets = read_affinity_offsets(str(affs_path)) or offsets
     if offsets is None:
         raise ValueError(f"{affs_path} has no 'affinity_offsets' attribute; pass the offsets (--offsets)")
@@ -98,7 +109,7 @@ def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: Segmen
     for t, seg in segs.items():
         path = f"{output_path}/{threshold_name(t)}"
         array = create_segmentation_image(output_path, threshold_name(t), shape=seg.shape, dtype="uint64",
-                                          chunks=chunks, source_image=image,
+                                          chunks=chunks, source_image=image, exists_ok=overwrite,
                                           voxel_size=tuple(volume.voxel_size[-3:]), offset=tuple(volume.offset[-3:]))
         array[...] = seg
         if min(seg.shape[1:]) > 64:
