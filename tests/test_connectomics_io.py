@@ -446,7 +446,7 @@ def volumes(draw, ndims=(3, 4), dtypes=tuple(VOLUME_DTYPES), min_columns=1):
     return values, chunks, voxel_size
 
 
-ROUND_TRIP = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ROUND_TRIP = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _read_back(address: str, values: np.ndarray) -> None:

@@ -156,12 +156,16 @@ def test_killed_run_resumes_and_foreign_containers_are_refused(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     done = path / "raw/0/.job/done"
+
+    def n_done() -> int:  # block markers only, not a half-written `.block-<id>.<pid>.tmp`
+        return len([n for n in os.listdir(done) if n.startswith("block-")]) if done.is_dir() else 0
+
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and (not done.is_dir() or len(os.listdir(done)) < 2):
+    while time.time() < deadline and proc.poll() is None and n_done() < 2:
         time.sleep(0.02)
     proc.kill()
     proc.wait()
-    n_before = len([n for n in os.listdir(done) if n.startswith("block-")])
+    n_before = n_done()
     assert 2 <= n_before < 8, "the run should have been killed midway"
     with pytest.warns(UserWarning, match="taking over the lock"):
         simulate_to_zarr(path, "sbem", (6, 40, 40), seed=2, chunks=(3, 20, 20), progress=False)
