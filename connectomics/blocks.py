@@ -27,7 +27,6 @@ Roi(offset=(8, 32, 32), shape=(2, 32, 32))
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,17 +38,15 @@ import numpy as np
 
 from shared.jobs import (  # atomic_write_text and file_sha256 are re-exported for connectomics.segment
     Job,
-    JobConfigError,
     JobIncompleteError,
     atomic_write_bytes,
-    atomic_write_json,
     atomic_write_text,
     file_sha256,
 )
 
 __all__ = [
     "Block", "BlockwiseResult", "DoneMarkers", "Roi", "as_coordinate", "atomic_write_text", "block_grid",
-    "check_chunk_aligned", "check_or_write_manifest", "file_sha256", "open_input", "open_output",
+    "check_chunk_aligned", "file_sha256", "open_input", "open_output",
     "parse_coordinate", "pending_blocks", "read_region", "return_freed_buffers_to_os", "run_blockwise",
     "trim_free_memory",
 ]
@@ -287,7 +284,9 @@ class DoneMarkers:
     (:meth:`done_ids`) makes the done-check over millions of blocks a single directory read.
 
     Made with :meth:`of_job`, the markers are the job's own (``<output>/.job/done/<block_id>``, travelling
-    with the output) and a failed block is recorded under ``<output>/.job/failed/<block_id>.json``.
+    with the output) and a failed block is recorded under ``<output>/.job/failed/<block_id>.json``. A job
+    with several blockwise stages gives each a ``stage`` name, which prefixes its markers
+    (``done/fragments-17``).
 
     Examples
     --------
@@ -298,76 +297,42 @@ class DoneMarkers:
     ({3}, False)
     """
 
-    def __init__(self, folder: str | Path, job: Job | None = None) -> None:
+    def __init__(self, folder: str | Path, job: Job | None = None, stage: str = "") -> None:
         self.folder = Path(folder)
         self.job = job
+        self.prefix = f"{stage}-" if stage else ""
 
     @classmethod
-    def of_job(cls, job: Job) -> DoneMarkers:
-        """The done-markers (and failure records) of a :class:`shared.jobs.Job`; one unit per block id."""
-        return cls(job.folder / "done", job)
+    def of_job(cls, job: Job, stage: str = "") -> DoneMarkers:
+        """The done-markers (and failure records) of a :class:`shared.jobs.Job`: one unit per block id, named
+        ``<stage>-<block_id>`` when a ``stage`` is given."""
+        return cls(job.folder / "done", job, stage)
+
+    def key(self, block_id: int) -> str:
+        """The marker's name (the job's unit key) of a block."""
+        return f"{self.prefix}{block_id}"
 
     def mark(self, block_id: int) -> None:
         if self.job is not None:
-            self.job.mark_done(str(block_id))
+            self.job.mark_done(self.key(block_id))
         else:
-            atomic_write_bytes(self.folder / str(block_id), b"")
+            atomic_write_bytes(self.folder / self.key(block_id), b"")
 
     def mark_failed(self, block_id: int, error: BaseException) -> str:
         """Record a block's failure (in the job's ``failed/`` folder, when there is a job); returns one line."""
         if self.job is not None:
-            return self.job.mark_failed(str(block_id), error)
+            return self.job.mark_failed(self.key(block_id), error)
         return f"{type(error).__name__}: {error}"
 
     def is_done(self, block_id: int) -> bool:
-        return (self.folder / str(block_id)).exists()
+        return (self.folder / self.key(block_id)).exists()
 
     def done_ids(self) -> set[int]:
         if not self.folder.is_dir():
             return set()
-        return {int(name) for name in os.listdir(self.folder) if name.isdigit()}
-
-
-def check_or_write_manifest(path: str | Path, config: dict[str, Any], *, job: str) -> bool:
-    """Record a job's configuration, or refuse to resume a job that was started with a different one.
-
-    Used by ``connectomics segment`` until its bookkeeping moves into a :class:`shared.jobs.Job`; new code
-    should use :func:`shared.jobs.open_job`, whose manifest lives in (and travels with) the output.
-
-    Parameters
-    ----------
-    path : the manifest file (JSON).
-    config : plain values that determine the output (block, context, dtype, model hash, ...).
-    job : a name for messages, e.g. ``"segment"``.
-
-    Returns
-    -------
-    True when a matching manifest existed (the run resumes), False when it was written fresh.
-
-    Raises
-    ------
-    JobConfigError (a ``ValueError``) naming every setting that differs, when the manifest exists with
-    another configuration.
-    """
-    path = Path(path)
-    config = json.loads(json.dumps(config, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise JobConfigError(
-                f"{job}: the manifest {path} is corrupt ({err}); move the output away to restart") from None
-        if previous != config:
-            keys = sorted(set(previous) | set(config))
-            diffs = [f"{k}: was {previous.get(k)!r}, now {config.get(k)!r}"
-                     for k in keys if previous.get(k) != config.get(k)]
-            raise JobConfigError(
-                f"{job}: refusing to resume into an output written with a different configuration "
-                f"(manifest {path}): " + "; ".join(diffs)
-                + ". Rerun with the original settings, or write to a new output path.")
-        return True
-    atomic_write_json(path, config, indent=2)
-    return False
+        n = len(self.prefix)
+        return {int(name[n:]) for name in os.listdir(self.folder)
+                if name.startswith(self.prefix) and name[n:].isdigit()}
 
 
 def pending_blocks(blocks: Iterable[Block], done: set[int]) -> Iterator[Block]:

@@ -615,7 +615,7 @@ def _ignore_labels(text: str) -> tuple[int, ...]:
 
 def cli(argv: list[str]) -> int:
     """``connectomics evaluate SEG [SEG ...] GT``: print the metrics tables, write JSON (and a plot)."""
-    from shared.cli import subcommand_parser
+    from shared.cli import add_output_arguments, subcommand_parser
     from shared.jobs import UserError, atomic_write_text
 
     parser = subcommand_parser(
@@ -647,7 +647,6 @@ SEG_CONTAINER.metrics.png. A file this command did not write is never replaced w
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write the metrics as JSON, one segmentation only (default: "
                              "SEG_CONTAINER.SEG_NAME.metrics.json)")
-    parser.add_argument("--overwrite", action="store_true", help="replace output files this command did not write")
     parser.add_argument("--seg-zero", choices=("singletons", "label"), default="singletons",
                         help="how segmentation 0 counts (singletons = SNEMI3D/CREMI reference)")
     parser.add_argument("--ignore-labels", type=_ignore_labels, default=(0,), metavar="IDS",
@@ -659,6 +658,7 @@ SEG_CONTAINER.metrics.png. A file this command did not write is never replaced w
                                            f"(no value: {CREMI_BORDER_NM:g}); default: no border mask")
     parser.add_argument("--block", default=None, help="region read at a time, e.g. 32,512,512")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(parser, wait=False)
     args = parser.parse_args(argv)
     try:
         addresses = _segmentation_addresses(args.seg)

@@ -59,13 +59,10 @@ Example
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
-import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +70,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from connectomics.blocks import DoneMarkers, Roi, block_grid, parse_coordinate, run_blockwise
 from connectomics.morphology import (
     BOUTON,
     ECS,
@@ -397,33 +395,48 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+JOB_COMMAND = "connectomics simulate"
+BOOKKEEPING = "raw/0/.job"
+"""Where a simulation keeps its bookkeeping, relative to the container: inside the level-0 array of the image
+(zarr warns about unknown folders at group level, not inside an array)."""
+
+
 def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int], *, seed: int = 0,
                      chunks: Sequence[int] = (32, 128, 128), workers: int = 1, levels: int = 1,
-                     progress: bool = True, resume: bool = False, label_fraction: float = 1.0) -> Path:
+                     progress: bool = True, label_fraction: float = 1.0, overwrite: bool = False,
+                     wait: bool = False) -> Path:
     """Write a simulated volume as OME-Zarr, chunk by chunk: image ``path/raw`` (uint8) and its NGFF label
     images ``path/raw/labels/neuron_ids`` (uint64) and ``path/raw/labels/labels_mask`` (uint8, 1 =
     labelled), also readable as ``path/labels`` and ``path/labels_mask`` (aliases, see connectomics.io).
 
+    The run is a resumable job (:mod:`shared.jobs`) whose bookkeeping lives in the container
+    (``path/raw/0/.job/``: the settings, a done-marker per chunk, failure records, the lock), so calling it
+    again with the same settings finishes an interrupted run (after ``kill -9`` too) or, if it finished,
+    does nothing; other settings are refused naming each that differs; a second run into the same
+    container refuses naming the first (or waits); a container this function did not write is refused.
+
     Parameters
     ----------
-    path : the zarr container to create, e.g. ``sim.zarr``.
+    path : the zarr container to create (or resume), e.g. ``sim.zarr``.
     source, seed : see :data:`SOURCES`; the output is a pure function of (source, seed, shape).
     shape, chunks : volume and storage-chunk shape (plane, row, column); each chunk is one block of work.
     workers : threads generating blocks in parallel.
     levels : OME-Zarr scale levels to write (1 = full resolution only).
     progress : show a progress bar.
-    resume : if the container exists from an interrupted run with the same settings, regenerate only the
-        chunks not yet recorded as done (recorded in ``path/.simulate_done/``, written after each block).
     label_fraction : fraction of the objects that are annotated (:func:`sparse_labels`); 1 = dense labels.
+    overwrite : write into a container this function did not write, or restart one written with other
+        settings (arrays of the same shape, dtype and chunks are rewritten in place).
+    wait : wait for another run holding the container's lock instead of refusing.
 
     Returns
     -------
     Path of the container.
+
+    Raises
+    ------
+    shared.jobs.OutputExistsError, JobConfigError, JobLockedError : see above (one-line messages);
+    shared.jobs.JobIncompleteError : blocks failed (after the others were written and marked).
     """
-    import json
-
-    from tqdm.auto import tqdm
-
     from connectomics.io import (
         add_alias,
         add_multiscale_levels,
@@ -431,72 +444,64 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
         create_ome_zarr_array,
         match_image_levels,
     )
+    from shared.jobs import OutputExistsError, check_output_folder, open_job
 
     spec = get_source(source)
     shape = _check_shape(shape)
     chunks = _check_shape(chunks)
-    path = Path(path)
     if not 0.0 < label_fraction <= 1.0:
         raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1 (1 = full resolution only), got {levels}")
+    path = check_output_folder(path, name="output")
     settings = {"source": spec.name, "seed": int(seed), "shape": list(shape), "chunks": list(chunks),
                 "label_fraction": float(label_fraction), "source_settings": dataclasses.asdict(spec)}
-    done_dir = path / ".simulate_done"
-    if path.exists():
-        if not resume:
-            raise FileExistsError(f"{path} already exists; refusing to overwrite it (pass resume=True / "
-                                  f"--resume to finish an interrupted run, or choose another path)")
-        manifest = path / "simulate.json"
-        if not manifest.exists() or json.loads(manifest.read_text()) != json.loads(json.dumps(settings)):
-            raise ValueError(f"{path} was written with other settings than requested; refusing to resume "
-                             f"(compare {manifest})")
-    else:
-        path.mkdir(parents=True)
-        (path / "simulate.json").write_text(json.dumps(settings, indent=2))
-    done_dir.mkdir(exist_ok=True)
-    common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
-              "exists_ok": resume}
-    raw = create_ome_zarr_array(path / "raw", dtype=np.uint8, **common)
-    labels = create_label_image(path / "raw", "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=resume)
-    # NGFF requires properties and colours to name the same label values (ome-zarr-models checks it)
-    labels_mask = create_label_image(path / "raw", "labels_mask", dtype=np.uint8, chunks=chunks, exists_ok=resume,
-                                     colors={0: (0, 0, 0, 0), 1: (255, 255, 0, 96)},
-                                     properties={0: {"meaning": "unlabelled"}, 1: {"meaning": "labelled"}})
-    add_alias(path, "labels", "raw/labels/neuron_ids")
-    add_alias(path, "labels_mask", "raw/labels/labels_mask")
-    import zarr
+    if path.is_dir() and any(path.iterdir()) and not (path / BOOKKEEPING).is_dir() and not overwrite:
+        raise OutputExistsError(f"{path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
+                                f"{path / BOOKKEEPING}); pass --overwrite to write into it, or choose another path")
+    with open_job(path, JOB_COMMAND, {**settings, "levels": int(levels)}, overwrite=overwrite, wait=wait,
+                  bookkeeping=BOOKKEEPING) as job:
+        job.claim("zarr.json", "raw/zarr.json", "raw/0/zarr.json", "raw/0/c", "raw/labels",
+                  *[f"raw/{level}" for level in range(1, levels)])
+        common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
+                  "exists_ok": True}
+        raw = create_ome_zarr_array(path / "raw", dtype=np.uint8, **common)
+        labels = create_label_image(path / "raw", "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=True)
+        # NGFF requires properties and colours to name the same label values (ome-zarr-models checks it)
+        labels_mask = create_label_image(path / "raw", "labels_mask", dtype=np.uint8, chunks=chunks,
+                                         exists_ok=True, colors={0: (0, 0, 0, 0), 1: (255, 255, 0, 96)},
+                                         properties={0: {"meaning": "unlabelled"}, 1: {"meaning": "labelled"}})
+        add_alias(path, "labels", "raw/labels/neuron_ids")
+        add_alias(path, "labels_mask", "raw/labels/labels_mask")
+        import zarr
 
-    zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
-                                                                     if k != "source_settings"}})
-    starts = [(z, y, x) for z in range(0, shape[0], chunks[0]) for y in range(0, shape[1], chunks[1])
-              for x in range(0, shape[2], chunks[2])]
+        zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
+                                                                         if k != "source_settings"}})
 
-    def work(start: tuple[int, int, int]) -> None:
-        marker = done_dir / "_".join(map(str, start))
-        if marker.exists():
-            return
-        size = tuple(min(c, s - b) for b, c, s in zip(start, chunks, shape))
-        r, lab = simulate_block(spec, seed, shape, start, size)
-        lab, mask = sparse_labels(lab, label_fraction, seed)
-        sl = tuple(slice(b, b + s) for b, s in zip(start, size))
-        raw[sl] = r
-        labels[sl] = lab
-        labels_mask[sl] = mask
-        marker.touch()  # only after all chunks are written
+        def work(block) -> None:
+            r, lab = simulate_block(spec, seed, shape, block.write_roi.begin, block.write_roi.shape)
+            lab, mask = sparse_labels(lab, label_fraction, seed)
+            sl = block.write_roi.to_slices()
+            raw[sl] = r
+            labels[sl] = lab
+            labels_mask[sl] = mask
 
-    with ThreadPoolExecutor(max_workers=max(int(workers), 1)) as pool:
-        # consume the results as they finish so the bar advances and a failed block raises here
-        collections.deque(tqdm(pool.map(work, starts), total=len(starts), desc=f"simulate {spec.name}",
-                               unit="block", disable=not progress), maxlen=0)
-    if levels > 1:
-        add_multiscale_levels(path / "raw", levels - 1, method="mean")
-    match_image_levels(path / "raw", "neuron_ids")
-    match_image_levels(path / "raw", "labels_mask")
+        blocks = block_grid(Roi((0, 0, 0), shape), chunks)
+        run_blockwise(work, blocks, DoneMarkers.of_job(job, "block"), workers=max(int(workers), 1),
+                      desc=f"simulate {spec.name}", progress=progress
+                      ).raise_for_failures("simulate", records=job.folder / "failed")
+        if not job.is_done("levels"):
+            if levels > 1:
+                add_multiscale_levels(path / "raw", levels - 1, method="mean")
+            match_image_levels(path / "raw", "neuron_ids")
+            match_image_levels(path / "raw", "labels_mask")
+            job.mark_done("levels")
     return path
 
 
 def cli(argv: list[str]) -> int:
     """``connectomics simulate OUT.zarr``: write a simulated EM volume."""
-    from shared.cli import subcommand_parser
+    from shared.cli import add_output_arguments, subcommand_parser
 
     listing = "\n".join(f"  {s.name:<7} {s.voxel_size} nm: {s.description}" for s in SOURCES.values())
     parser = subcommand_parser(
@@ -506,6 +511,10 @@ def cli(argv: list[str]) -> int:
 axons with boutons, spiny tapering dendrites, somata, glia, extracellular space), mitochondria, vesicles,
 dark membranes, texture, blur, shot noise and section artefacts (missing, misaligned, blurred sections,
 contrast drift). Deterministic by seed; generated chunk by chunk, so any size fits in memory.
+Rerunning the same command finishes an interrupted run (after kill -9 too; bookkeeping in
+OUT/raw/0/.job/, which travels with the container) or, if it finished, does nothing; other settings are
+refused naming each that differs; a container this command did not write is never written into
+(--overwrite does); a second run into the same OUT refuses naming the first (--wait waits).
 
 sources:
 {listing}
@@ -513,7 +522,7 @@ sources:
 examples:
   connectomics simulate sim.zarr --source sstem --shape 64,256,256 --seed 0
   connectomics simulate big.zarr --source fib --shape 512,2048,2048 --chunks 64,256,256 --workers 2""")
-    parser.add_argument("out", type=Path, help="zarr container to create (never overwritten)")
+    parser.add_argument("out", type=Path, help="zarr container to create, or to resume")
     parser.add_argument("--source", default="sstem", choices=list(SOURCES), help="simulated EM source")
     parser.add_argument("--shape", default="32,128,128", help="volume shape plane,row,column (voxels)")
     parser.add_argument("--chunks", default="32,128,128", help="storage chunk = block of work")
@@ -522,17 +531,15 @@ examples:
     parser.add_argument("--levels", type=int, default=1, help="OME-Zarr scale levels")
     parser.add_argument("--label-fraction", type=float, default=1.0,
                         help="fraction of objects annotated (sparse labels; the rest is unlabelled, masked)")
-    parser.add_argument("--resume", action="store_true", help="finish an interrupted run with the same settings")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run with the same settings (kept for old scripts: the same "
+                             "command always resumes)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        shape = tuple(int(v) for v in args.shape.split(","))
-        chunks = tuple(int(v) for v in args.chunks.split(","))
-        simulate_to_zarr(args.out, args.source, shape, seed=args.seed, chunks=chunks, workers=args.workers,
-                         levels=args.levels, progress=not args.quiet, resume=args.resume,
-                         label_fraction=args.label_fraction)
-    except (ValueError, FileExistsError) as err:
-        print(f"connectomics simulate: {err}", file=sys.stderr)
-        return 2
+    simulate_to_zarr(args.out, args.source, parse_coordinate(args.shape, name="--shape"), seed=args.seed,
+                     chunks=parse_coordinate(args.chunks, name="--chunks"), workers=args.workers,
+                     levels=args.levels, progress=not args.quiet, label_fraction=args.label_fraction,
+                     overwrite=args.overwrite, wait=args.wait)
     print(f"wrote {args.out}/raw, {args.out}/labels and {args.out}/labels_mask")
     return 0

@@ -59,9 +59,8 @@ def simulate_star_volumes(data_dir: Path, train_sources: list[str], held_out: st
 
     def make(name: str, source: str, vol_shape: list[int], vol_seed: int) -> str:
         path = data_dir / f"{name}.zarr"
-        if not (path / "simulate.json").exists() or not any((path / ".simulate_done").iterdir()):
-            simulate_to_zarr(path, source, vol_shape, seed=vol_seed, chunks=vol_shape, progress=False,
-                             resume=path.exists())
+        # resumes an interrupted simulation; a finished one is found done and kept
+        simulate_to_zarr(path, source, vol_shape, seed=vol_seed, chunks=vol_shape, progress=False)
         return str(path)
 
     train = [make(f"train_{s}_{seed + i}", s, shape, seed + i) for i, s in enumerate(train_sources)]

@@ -5,7 +5,7 @@ checks.
 Steps (each a ``python -m connectomics.cli ...`` subprocess under ``/usr/bin/time``, which reports its peak
 RSS; a killed step has no figure):
 
-1. ``simulate`` the test volume (skipped when complete; ``--resume`` finishes an interrupted one);
+1. ``simulate`` the test volume (skipped when complete; the same command finishes an interrupted one);
 2. ``fit`` a small U-Net (features [8, 16]) for ``--train-steps`` steps on a separate, small simulated
    volume, so the affinities, fragments and scores mean something (``--checkpoint`` uses a given one);
 3. ``predict``: SIGKILLed after a third of its blocks, then rerun (resumes); an uninterrupted
@@ -73,8 +73,10 @@ def run(args: list[str], log: Path, *, kill_when: Callable[[], bool] | None = No
     return result
 
 
-def n_markers(folder: Path) -> int:
-    return len(os.listdir(folder)) if folder.is_dir() else 0
+def n_markers(folder: Path, stage: str = "") -> int:
+    """Done-markers in ``folder`` (of one ``stage`` of a job, e.g. segment's ``fragments``)."""
+    names = os.listdir(folder) if folder.is_dir() else []
+    return len([n for n in names if n.startswith(f"{stage}-")] if stage else names)
 
 
 def nbytes(path: str) -> int:
@@ -150,10 +152,10 @@ def main() -> int:
     # 1. the test volume
     sim = work / "sim.zarr"
     n_chunks = len(block_grid(volume, parse_coordinate(SIM_CHUNKS, name="chunks")))
-    if n_markers(sim / ".simulate_done") < n_chunks:
+    if n_markers(sim / "raw/0/.job/done", "block") < n_chunks:
         sim_args = ["simulate", str(sim), "--shape", args.shape, "--chunks", SIM_CHUNKS, "--seed", "1",
                     "--workers", str(args.workers), "--quiet"]
-        report["steps"]["simulate (not counted)"] = run(sim_args + (["--resume"] if sim.exists() else []), log)
+        report["steps"]["simulate (not counted)"] = run(sim_args, log)  # the same command resumes
 
     # 2. the model
     ckpt = args.checkpoint or train_checkpoint(work, args.train_steps, log, report)
@@ -195,11 +197,11 @@ def main() -> int:
     segment = ["segment", pred, str(work / "seg.zarr"), "--thresholds", args.thresholds, "--block",
                args.segment_block, "--context", args.segment_context, "--workers", str(args.workers),
                "--no-progress"]
-    frag_done = work / "seg.zarr.blockwise/fragments_done"
+    seg_done = work / "seg.zarr/fragments/0/.job/done"
     n_seg_blocks = len(block_grid(volume, parse_coordinate(args.segment_block, name="--segment-block")))
     if not (work / "seg.zarr" / f"seg_{thresholds[-1]:g}").exists():
-        step = run(segment, log, kill_when=lambda: n_markers(frag_done) >= n_seg_blocks // 2)
-        step["fragment_blocks_done"] = n_markers(frag_done)
+        step = run(segment, log, kill_when=lambda: n_markers(seg_done, "fragments") >= n_seg_blocks // 2)
+        step["fragment_blocks_done"] = n_markers(seg_done, "fragments")
         report["steps"]["segment (killed)"] = step
     report["steps"]["segment (resumed)"] = run(segment, log)
     segment_ref = segment[:2] + [str(work / "seg_ref.zarr")] + segment[3:]

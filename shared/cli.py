@@ -214,6 +214,22 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
     Types: ``bool`` (``--x/--no-x``), ``int``, ``float``, ``str``, ``Literal[...]`` (choices), ``list[T]``
     (space-separated values), ``dict`` (a JSON object) and ``T | None`` (``none`` gives None). A field with
     no default is a required option.
+
+    A field's ``metadata`` may override the generated option: ``flag`` (its name, e.g. ``"--block"`` for
+    ``block_shape``), ``choices``, ``metavar``, and ``parse`` with ``show``: the option's text is parsed by
+    ``parse`` and the default is shown (and parsed) as ``show(default)``, e.g. a shape as ``64,256,256``.
+
+    Examples
+    --------
+    >>> @dataclass
+    ... class Blocks:
+    ...     block: tuple[int, ...] = dataclasses.field(default=(4, 8), metadata={
+    ...         "parse": lambda text: tuple(map(int, text.split(","))), "show": lambda v: ",".join(map(str, v)),
+    ...         "help": "block shape Y,X"})
+    >>> parser = argparse.ArgumentParser()
+    >>> add_dataclass_arguments(parser, Blocks)
+    >>> dataclass_from_args(Blocks, parser.parse_args(["--block", "2,3"])), dataclass_from_args(Blocks, {})
+    (Blocks(block=(2, 3)), Blocks(block=(4, 8)))
     """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
@@ -221,19 +237,28 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
         if f.name in exclude or not f.init:
             continue
         hint = hints[f.name]
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         kwargs: dict[str, Any] = {"dest": f.name, "help": docs.get(f.name, "")}
+        kwargs.update({k: f.metadata[k] for k in ("choices", "metavar") if k in f.metadata})
+        if "flag" in f.metadata:  # "--block" shows BLOCK, not the field's name
+            kwargs.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
         if f.default is not dataclasses.MISSING:
             kwargs["default"] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             kwargs["default"] = f.default_factory()
         else:
             kwargs["required"] = True
+        if "parse" in f.metadata:
+            if "default" in kwargs:  # argparse parses a string default like the user's text
+                kwargs["default"] = f.metadata.get("show", str)(kwargs["default"])
+            parser.add_argument(flag, type=f.metadata["parse"], **kwargs)
+            continue
         optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
         if optional:
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
         origin = typing.get_origin(hint)
         if hint is bool:
-            parser.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         if origin is typing.Literal:
             kwargs["choices"] = list(typing.get_args(hint))
@@ -249,8 +274,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, exclu
             parse = hint
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: no command-line parser for type {hint!r}")
-        parser.add_argument("--" + f.name.replace("_", "-"), type=_optional(parse) if optional else parse,
-                            **kwargs)
+        parser.add_argument(flag, type=_optional(parse) if optional else parse, **kwargs)
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace | dict) -> Any:

@@ -21,6 +21,8 @@ Every command that writes results goes through here, so "nothing lost, nothing c
 
 Inside a zarr container, give each array its own job (``root`` = the array's folder): zarr 3 warns about a
 ``.job`` folder at group level ("not recognized as a component of a Zarr hierarchy") but not inside an array.
+A job that writes several arrays of one container keeps ``root`` = the container and its bookkeeping inside
+one of its arrays (``bookkeeping="fragments/0/.job"``, as ``connectomics segment`` does).
 
 Examples
 --------
@@ -279,8 +281,9 @@ def _now() -> str:
 class _Lock:
     """``<bookkeeping>/lock``: created with ``O_CREAT | O_EXCL``; holds JSON host/pid/start/command."""
 
-    def __init__(self, path: Path, command: str) -> None:
+    def __init__(self, path: Path, command: str, output: Path) -> None:
         self.path = path
+        self.output = output
         self.text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
                                 "command": command, "token": os.urandom(8).hex()})
 
@@ -342,7 +345,7 @@ class _Lock:
                 continue
             if not wait:
                 raise JobLockedError(
-                    f"{self.path.parent.parent} is in use by {who}; pass --wait to wait for it, or, if that run "
+                    f"{self.output} is in use by {who}; pass --wait to wait for it, or, if that run "
                     f"is dead (another host cannot be checked), delete {self.path}")
             if timeout_s is not None and time.monotonic() - started > timeout_s:
                 raise JobLockedError(f"gave up after {timeout_s:.0f} s waiting for {who} to release {self.path}")
@@ -391,16 +394,21 @@ class Job:
     config : plain values that determine the output (settings, input paths, checkpoint hashes).
     overwrite : the user passed ``--overwrite``: existing files may be replaced and a job with other
         settings in ``root`` is restarted (its done-markers are cleared; its files stay until replaced).
+    bookkeeping : where the bookkeeping lives, relative to ``root`` (default ``.job``). A job writing several
+        arrays of one zarr container keeps it inside one of them (``fragments/0/.job``), where zarr ignores
+        it, while its claims still cover the whole container.
     """
 
-    def __init__(self, root: str | Path, command: str, config: Mapping[str, Any], *, overwrite: bool = False
-                 ) -> None:
+    def __init__(self, root: str | Path, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
+                 bookkeeping: str = BOOKKEEPING) -> None:
         self.root = check_output_folder(root)
         self.command = command
         self.config = _jsonable(dict(config))
         self.fingerprint = config_fingerprint(self.config)
         self.overwrite = overwrite
-        self.folder = self.root / BOOKKEEPING
+        if Path(bookkeeping).is_absolute() or ".." in Path(bookkeeping).parts:
+            raise ValueError(f"bookkeeping {bookkeeping!r} must be a path inside the output folder")
+        self.folder = self.root / bookkeeping
         self.resumed = False
         self._claims: set[str] = set()
         self._lock: _Lock | None = None
@@ -409,7 +417,7 @@ class Job:
     def open(self, *, wait: bool = False, poll_s: float = 2.0, timeout_s: float | None = None) -> Job:
         """Create the folder, take the lock, then check or write the manifest. Returns ``self``."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock = _Lock(self.folder / "lock", self.command)
+        self._lock = _Lock(self.folder / "lock", self.command, self.root)
         self._lock.acquire(wait=wait, poll_s=poll_s, timeout_s=timeout_s)
         try:
             self._check_manifest()
@@ -611,7 +619,8 @@ class Job:
 
 
 def open_job(root: str | Path, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
-             wait: bool = False, poll_s: float = 2.0, timeout_s: float | None = None) -> Job:
+             wait: bool = False, poll_s: float = 2.0, timeout_s: float | None = None,
+             bookkeeping: str = BOOKKEEPING) -> Job:
     """Open (create or resume) the job writing into ``root``: take its lock, check its manifest.
 
     Use as a context manager so the lock is released however the job ends. Validate every input
@@ -624,7 +633,8 @@ def open_job(root: str | Path, command: str, config: Mapping[str, Any], *, overw
     JobConfigError : ``root`` holds another command's output, or this command's with other settings, and
         ``overwrite`` is False.
     """
-    return Job(root, command, config, overwrite=overwrite).open(wait=wait, poll_s=poll_s, timeout_s=timeout_s)
+    return Job(root, command, config, overwrite=overwrite, bookkeeping=bookkeeping).open(
+        wait=wait, poll_s=poll_s, timeout_s=timeout_s)
 
 
 def reopen_job(root: str | Path, command: str, *, wait: bool = False) -> Job:

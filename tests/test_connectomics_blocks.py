@@ -1,17 +1,19 @@
-"""Block geometry, done-markers, manifest and the dask engine, on small ROIs with hand-counted blocks."""
+"""Block geometry, done-markers and the dask engine, on small ROIs with hand-counted blocks."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectomics.blocks import (
     DoneMarkers,
     Roi,
     block_grid,
     check_chunk_aligned,
-    check_or_write_manifest,
     parse_coordinate,
     run_blockwise,
 )
@@ -65,20 +67,16 @@ def test_chunk_alignment_check():
         check_chunk_aligned((32, 128, 130), (16, 64, 64), what="out")
 
 
-def test_manifest_and_markers(tmp_path):
-    manifest = tmp_path / "job" / "manifest.json"
-    assert check_or_write_manifest(manifest, {"block": (4, 4, 4), "dtype": "uint8"}, job="predict") is False
-    assert json.loads(manifest.read_text())["block"] == [4, 4, 4]
-    assert check_or_write_manifest(manifest, {"block": [4, 4, 4], "dtype": "uint8"}, job="predict") is True
-    with pytest.raises(ValueError, match=r"dtype: was 'uint8', now 'float32'"):
-        check_or_write_manifest(manifest, {"block": [4, 4, 4], "dtype": "float32"}, job="predict")
-    manifest.write_text("{not json")
-    with pytest.raises(ValueError, match="corrupt"):
-        check_or_write_manifest(manifest, {}, job="predict")
+def test_markers_and_stages(tmp_path):
     markers = DoneMarkers(tmp_path / "done")
     assert markers.done_ids() == set()
     markers.mark(7)
     assert markers.is_done(7) and markers.done_ids() == {7}
+    # stages of one job share the folder; each sees only its own markers
+    fragments, graph = DoneMarkers(tmp_path / "done", stage="fragments"), DoneMarkers(tmp_path / "done", stage="g")
+    fragments.mark(3)
+    assert (tmp_path / "done/fragments-3").exists() and fragments.done_ids() == {3} and graph.done_ids() == set()
+    assert markers.done_ids() == {7}
 
 
 class Recorder:
@@ -128,3 +126,46 @@ def test_engine_records_failures_in_the_job_of_the_output(tmp_path):
     with open_job(tmp_path / "out", "test", {}) as job:
         run_blockwise(Recorder(tmp_path, fail_on=-1), blocks, DoneMarkers.of_job(job), progress=False)
     assert job.failed_units() == {} and len(job.done_units()) == 8
+
+
+# ------------------------------------------------------------------------------- property: the block grid
+@st.composite
+def grids(draw):
+    """A volume (any offset), an ROI inside it, a block shape, a context and a grid origin."""
+    ndim = draw(st.integers(1, 3))
+    offset = tuple(draw(st.integers(-5, 5)) for _ in range(ndim))
+    shape = tuple(draw(st.integers(1, 12)) for _ in range(ndim))
+    volume = Roi(offset, shape)
+    begin = tuple(draw(st.integers(o, o + s - 1)) for o, s in zip(offset, shape))
+    end = tuple(draw(st.integers(b + 1, o + s)) for b, o, s in zip(begin, offset, shape))
+    block = tuple(draw(st.integers(1, 7)) for _ in range(ndim))
+    context = tuple(draw(st.integers(0, 4)) for _ in range(ndim))
+    origin = draw(st.none() | st.just(tuple(o - draw(st.integers(0, 3)) for o in offset)))
+    return volume, Roi.from_bounds(begin, end), block, context, origin
+
+
+@settings(max_examples=100, deadline=None)
+@given(grid=grids())
+def test_blocks_tile_the_roi_once_and_read_inside_the_volume(grid):
+    volume, roi, block, context, origin = grid
+    blocks = block_grid(roi, block, context, volume_roi=volume, origin=origin)
+    # write ROIs cover every voxel of the ROI exactly once and nothing outside it
+    count = np.zeros(volume.shape, np.int32)
+    for b in blocks:
+        assert not b.write_roi.empty() and roi.contains(b.write_roi)
+        count[b.write_roi.to_slices(relative_to=volume)] += 1
+    inside = np.zeros(volume.shape, bool)
+    inside[roi.to_slices(relative_to=volume)] = True
+    assert (count[inside] == 1).all() and (count[~inside] == 0).all()
+    # each block is its grid cell cut to the ROI; its read ROI is the context around it, clipped to the volume
+    anchor = volume.offset if origin is None else origin
+    for b in blocks:
+        cell = Roi(tuple(a + i * s for a, i, s in zip(anchor, b.grid_index, block)), block)
+        assert b.write_roi == cell.intersect(roi)
+        assert b.read_roi == b.write_roi.grow(context).intersect(volume)
+        assert volume.contains(b.read_roi) and b.read_roi.contains(b.write_roi)
+    # ids are unique and depend on the grid cell only, not on the ROI asked for
+    assert len({b.block_id for b in blocks}) == len(blocks)
+    whole = {b.grid_index: b.block_id for b in block_grid(volume, block, context, volume_roi=volume,
+                                                          origin=origin)}
+    assert all(whole[b.grid_index] == b.block_id for b in blocks)

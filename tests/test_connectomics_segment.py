@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +36,8 @@ from connectomics.segment import (
     segment_in_memory,
     waterz_fragments,
 )
+from shared.cli import run_guarded
+from shared.jobs import JobConfigError, JobLockedError
 from shared.stdio import quiet_stdout
 
 SHAPE = (16, 48, 48)
@@ -73,6 +80,11 @@ def read(path: Path) -> np.ndarray:
     return np.asarray(open_volume(str(path)).data.compute())
 
 
+def run_cli(argv: list[str]) -> int:
+    """``connectomics segment ARGV`` as the console command runs it (user errors: one line, exit code 2)."""
+    return run_guarded("connectomics segment", cli, argv)
+
+
 @pytest.mark.parametrize("method", [{}, SEEDED], ids=["waterz", "seeded"])
 def test_blockwise_equals_in_memory_and_whole_volume(volume, method):
     tmp, gt, affs = volume
@@ -104,21 +116,24 @@ def test_rerun_resumes_and_other_settings_are_refused(volume):
     kwargs = dict(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8), progress=False)
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     first = read(tmp / "seg.zarr/seg_0.5")
-    markers = tmp / "seg.zarr.blockwise/seg_0.5_done"
-    assert len(list(markers.iterdir())) == 2 * 2 * 2
+    markers = tmp / "seg.zarr/fragments/0/.job/done"
+    assert len(list(markers.glob("seg_0.5-*"))) == 2 * 2 * 2
+    assert not list(tmp.glob("*.blockwise"))  # nothing beside the container
     # a lost block (marker removed, data zeroed) is redone and nothing else changes
-    (markers / "0").unlink()
+    (markers / "seg_0.5-0").unlink()
     arr = zarr.open_array(str(tmp / "seg.zarr"), path="seg_0.5/0", mode="r+")
     arr[:8, :24, :24] = 0
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.5"), first)
-    for other in ({"min_size": 10}, {"score": "quantile-50"}, {"fragments": "seeded"}):
-        with pytest.raises(ValueError, match="refusing to resume"):
+    for other, named in (({"min_size": 10}, "min_size: 0 -> 10"), ({"score": "quantile-50"}, "score: 'mean'"),
+                         ({"fragments": "seeded"}, "fragments: 'waterz' -> 'seeded'")):
+        with pytest.raises(JobConfigError, match=named):
             segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **(kwargs | other))
-    manifest = json.loads((tmp / "seg.zarr.blockwise/manifest.json").read_text())
+    manifest = json.loads((tmp / "seg.zarr/fragments/0/.job/manifest.json").read_text())
     settings = SegmentSettings(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8))
-    assert {k: manifest[k] for k in settings.to_manifest()} == settings.to_manifest()
-    assert manifest["score"] == "mean" and manifest["fragments"] == "waterz"
+    assert manifest["command"] == "connectomics segment"
+    assert {k: manifest["config"][k] for k in settings.to_manifest()} == settings.to_manifest()
+    assert manifest["config"]["score"] == "mean" and manifest["config"]["fragments"] == "waterz"
 
 
 def test_dust_removal_and_cli(volume, capsys):
@@ -133,8 +148,8 @@ def test_dust_removal_and_cli(volume, capsys):
     code = cli([str(tmp / "pred.zarr/affs"), str(tmp / "mem.zarr"), *args, "--in-memory"])
     assert code == 0
     np.testing.assert_array_equal(read(tmp / "mem.zarr/seg_0.5"), seg)
-    assert cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 2
-    assert cli([str(tmp / "pred.zarr/affs"), str(tmp / "y.zarr"), "--score", "median"]) == 2
+    assert run_cli([str(tmp / "missing.zarr/affs"), str(tmp / "x.zarr")]) == 2
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "y.zarr"), "--score", "median"]) == 2
     assert "quantile-Q" in capsys.readouterr().err
 
 
@@ -453,7 +468,7 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
     bad = [str(tmp / "pred.zarr/affs"), str(tmp / "bad.zarr"), "--image", str(tmp / "other.zarr/raw"),
            "--no-progress", "--block", "8,24,24"]
     capsys.readouterr()
-    assert cli(bad + (["--in-memory"] if in_memory else [])) == 2
+    assert run_cli(bad + (["--in-memory"] if in_memory else [])) == 2
     err = capsys.readouterr().err
     assert "match" in err and "other.zarr/raw" in err and len(err.strip().splitlines()) == 1
     assert in_memory or not (tmp / "bad.zarr").exists()  # refused before any block was segmented
@@ -464,3 +479,176 @@ def test_thresholds_outside_0_1_are_refused():
 
     with pytest.raises(ValueError, match=r"thresholds are merge scores .* in \[0, 1\], got 0.5, 1.5"):
         SegmentSettings(thresholds=(0.5, 1.5))
+
+
+# ---------------------------------------------------------------------------------------------- the job (issue 15)
+KILL_BLOCK = (8, 12, 12)  # 2 x 4 x 4 = 32 blocks per stage: room to kill a run midway
+JOB_SETTINGS = dict(thresholds=[0.3, 0.6], block_shape=KILL_BLOCK, context=(2, 8, 8))
+
+
+def slow_segment_process(tmp: Path, out: str, delay: float) -> subprocess.Popen:
+    """``segment_blockwise`` in a subprocess, each block of each stage delayed by ``delay`` seconds."""
+    script = (
+        "import time\n"
+        "import connectomics.segment.blockwise as b\n"
+        "for step in (b.FragmentsStep, b.RegionGraphStep, b.RelabelStep):\n"
+        f"    def slow(self, block, call=step.__call__):\n"
+        f"        time.sleep({delay})\n"
+        "        call(self, block)\n"
+        "    step.__call__ = slow\n"
+        f"b.segment_blockwise({str(tmp / 'pred.zarr/affs')!r}, {out!r}, workers=1, progress=False, "
+        f"**{JOB_SETTINGS!r})\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-c", script], env=env)
+
+
+def n_done(container: Path) -> int:
+    done = container / "fragments/0/.job/done"
+    return len([n for n in os.listdir(done) if not n.startswith(".")]) if done.is_dir() else 0
+
+
+def outputs(container: Path) -> dict[str, np.ndarray]:
+    return {name: read(container / name) for name in ("fragments", "seg_0.3", "seg_0.6")}
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(volume):
+    """kill -9 in the region-graph stage (fragments done, some per-block graphs written), then the same call
+    again: the result equals an uninterrupted run, voxel for voxel."""
+    tmp, _, _ = volume
+    proc = slow_segment_process(tmp, str(tmp / "k.zarr"), delay=0.05)
+    deadline = time.time() + 120
+    while time.time() < deadline and n_done(tmp / "k.zarr") < 40 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    n_before = n_done(tmp / "k.zarr")
+    assert 40 <= n_before < 64, f"the run should have been killed in the region-graph stage ({n_before} marked)"
+    graphs = tmp / "k.zarr/fragments/0/.job/region_graph"
+    (graphs / f".31.npz.{proc.pid}-1.tmp").write_bytes(b"half a file")  # what a kill mid-write leaves
+    with pytest.warns(UserWarning, match=f"taking over the lock .* left by pid {proc.pid}"):
+        segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "k.zarr"), progress=False, **JOB_SETTINGS)
+    segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "u.zarr"), progress=False, **JOB_SETTINGS)
+    resumed, uninterrupted = outputs(tmp / "k.zarr"), outputs(tmp / "u.zarr")
+    for name in resumed:
+        np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+    assert n_done(tmp / "k.zarr") == 32 * 4 + 1  # fragments, graph, two relabels, the lookup table
+
+
+def test_a_copied_container_keeps_its_protection(volume):
+    """Issue 15: a container copied with `cp -r` carries its bookkeeping (nothing lives beside it), so other
+    settings are refused naming the setting, a deleted manifest does not make old markers count, and only
+    --overwrite starts over."""
+    tmp, _, _ = volume
+    affs = str(tmp / "pred.zarr/affs")
+    segment_blockwise(affs, str(tmp / "seg.zarr"), progress=False, **JOB_SETTINGS)
+    assert not list(tmp.glob("seg.zarr?*"))
+    shutil.copytree(tmp / "seg.zarr", tmp / "copy.zarr")
+    before = outputs(tmp / "copy.zarr")
+    with pytest.raises(JobConfigError, match=r"min_size: 0 -> 400.*--overwrite"):
+        segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, min_size=400, **JOB_SETTINGS)
+    segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, **JOB_SETTINGS)  # same settings: all done
+    for name, array in outputs(tmp / "copy.zarr").items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+    (tmp / "copy.zarr/fragments/0/.job/manifest.json").unlink()
+    with pytest.raises(JobConfigError, match="no manifest.json"):
+        segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, min_size=400, **JOB_SETTINGS)
+    segment_blockwise(affs, str(tmp / "copy.zarr"), progress=False, min_size=400, overwrite=True, **JOB_SETTINGS)
+    segment_blockwise(affs, str(tmp / "fresh.zarr"), progress=False, min_size=400, **JOB_SETTINGS)
+    for name, array in outputs(tmp / "fresh.zarr").items():
+        np.testing.assert_array_equal(read(tmp / "copy.zarr" / name), array, err_msg=name)
+    assert not np.array_equal(read(tmp / "copy.zarr/seg_0.3"), before["seg_0.3"])  # dust removal changed it
+    for name, array in outputs(tmp / "seg.zarr").items():  # the original is untouched
+        np.testing.assert_array_equal(array, before[name], err_msg=name)
+
+
+def test_arrays_it_did_not_write_need_overwrite(volume, capsys):
+    """A segmentation written by another command (here the in-memory path) is never replaced silently."""
+    tmp, _, _ = volume
+    args = ["--thresholds", "0.3,0.6", "--block", "8,12,12", "--context", "2,8,8", "--no-progress"]
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory"]) == 0
+    in_memory = read(tmp / "seg.zarr/seg_0.3")
+    capsys.readouterr()
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory"]) == 2
+    assert "already holds seg_0.3, seg_0.6; pass --overwrite" in capsys.readouterr().err
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--in-memory", "--overwrite"]) == 0
+    np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.3"), in_memory)
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "holds seg_0.3, seg_0.6, not written by `connectomics segment`" in err and "--overwrite" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp / "seg.zarr/fragments").exists()
+    assert run_cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--overwrite"]) == 0
+    np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.3"), in_memory)  # same algorithm, same ids
+    assert n_done(tmp / "seg.zarr") == 32 * 4 + 1
+
+
+def test_a_second_run_refuses_or_waits_and_redoes_nothing(volume, capsys):
+    """Two segment runs into one container used to collide with a zarr error. The second now refuses naming
+    the first (one line, exit code 2 on the command line), or waits for it and finds everything done."""
+    tmp, _, _ = volume
+    out = tmp / "two.zarr"
+    proc = slow_segment_process(tmp, str(out), delay=0.03)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and n_done(out) < 1 and proc.poll() is None:
+            time.sleep(0.02)
+        with pytest.raises(JobLockedError, match=f"two.zarr is in use by pid {proc.pid} .*--wait"):
+            segment_blockwise(str(tmp / "pred.zarr/affs"), str(out), progress=False, **JOB_SETTINGS)
+        capsys.readouterr()
+        argv = [str(tmp / "pred.zarr/affs"), str(out), "--thresholds", "0.3,0.6", "--block", "8,12,12",
+                "--context", "2,8,8", "--no-progress"]
+        assert run_cli(argv) == 2
+        err = capsys.readouterr().err
+        assert f"in use by pid {proc.pid}" in err and len(err.strip().splitlines()) == 1
+        assert run_cli(argv + ["--wait"]) == 0
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == 0
+    lut = out / "fragments/0/.job/lut.npz"
+    written = lut.stat().st_mtime_ns
+    segment_blockwise(str(tmp / "pred.zarr/affs"), str(out), progress=False, wait=True, **JOB_SETTINGS)
+    assert lut.stat().st_mtime_ns == written  # nothing redone
+    segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "ref.zarr"), progress=False, **JOB_SETTINGS)
+    for name, array in outputs(tmp / "ref.zarr").items():
+        np.testing.assert_array_equal(read(out / name), array, err_msg=name)
+
+
+def test_bad_affinities_are_refused_in_one_line_before_anything_is_created(volume, capsys):
+    tmp, _, affs = volume
+    cases = {"nan": (affs, np.nan, "1 non-finite value"), "inf": (affs, np.inf, "1 non-finite value"),
+             "big": (affs, 1.5, r"range [0.0, 1.5]"), "int": (affs.astype(np.int16), 0, "must be float or uint8"),
+             "three": (affs[0], 0.5, "must have 4 axes")}
+    for name, (values, bad, message) in cases.items():
+        values = values.copy()
+        values.flat[7] = bad
+        arr = create_ome_zarr_array(tmp / f"{name}.zarr/affs", shape=values.shape, dtype=values.dtype,
+                                    chunks=values.shape, axes=("c", "z", "y", "x")[-values.ndim:],
+                                    voxel_size=(4.0, 4.0, 4.0))
+        arr[...] = values
+        arr.attrs["affinity_offsets"] = NEAREST_OFFSETS
+        capsys.readouterr()
+        for mode in ([], ["--in-memory"]):
+            argv = [str(tmp / f"{name}.zarr/affs"), str(tmp / f"seg_{name}.zarr"), "--block", "8,24,24", *mode]
+            assert run_cli(argv) == 2
+            err = capsys.readouterr().err
+            assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+            assert not (tmp / f"seg_{name}.zarr").exists()
+
+
+def test_command_line_options_come_from_the_settings_dataclass():
+    """`connectomics segment`'s settings options are generated from SegmentSettings: the old flag names and
+    defaults still parse to the same settings."""
+    from shared.cli import add_dataclass_arguments, dataclass_from_args, subcommand_parser
+
+    parser = subcommand_parser("connectomics segment", "")
+    add_dataclass_arguments(parser, SegmentSettings)
+    assert dataclass_from_args(SegmentSettings, parser.parse_args([])) == SegmentSettings()
+    argv = ["--thresholds", "0.6,0.3", "--block", "8,24,24", "--context", "2", "--fragments", "seeded",
+            "--size-threshold", "30", "--score", "quantile-50", "--min-seed-distance", "1.5"]
+    assert dataclass_from_args(SegmentSettings, parser.parse_args(argv)) == SegmentSettings(
+        thresholds=(0.3, 0.6), block_shape=(8, 24, 24), context=(2, 2, 2), fragments="seeded", size_threshold=30,
+        score="quantile-50", min_seed_distance=1.5)
+    assert "default: 64,256,256" in " ".join(parser.format_help().split())
+    for bad in (["--thresholds", "0.3;0.5"], ["--block", "8,x,8"], ["--fragments", "slic"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)

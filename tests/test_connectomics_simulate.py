@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from scipy import ndimage
 
 from connectomics.io import open_volume
@@ -22,6 +29,8 @@ from connectomics.simulate import (
     simulate_to_zarr,
     simulate_volume,
 )
+from shared.cli import run_guarded
+from shared.jobs import JobConfigError, JobLockedError
 
 
 @pytest.fixture(scope="module")
@@ -113,27 +122,75 @@ def test_simulate_to_zarr_writes_ome_zarr_and_resumes(tmp_path):
     np.testing.assert_array_equal(raw.data.compute(), ref_raw)
     np.testing.assert_array_equal(labels.data.compute(), ref_labels)
     assert open_volume(f"{path}/labels", level=1).shape == (6, 20, 20)
-    with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False)
-    # an interrupted run: drop two done-markers and a chunk, resume regenerates exactly those blocks
-    markers = sorted((path / ".simulate_done").iterdir())
-    for marker in markers[:2]:
-        marker.unlink()
-    chunk = path / "raw" / "0" / "c" / "0" / "0" / "0"
-    chunk.unlink()
-    simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, resume=True)
+    # the same call again finds every block done; other settings are refused naming them
+    simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
+    with pytest.raises(JobConfigError, match=r"seed: 4 -> 5.*--overwrite"):
+        simulate_to_zarr(path, "retina", (6, 40, 40), seed=5, chunks=(3, 20, 20), progress=False, levels=2)
+    # a lost block (marker and chunk gone) is regenerated exactly
+    done = path / "raw/0/.job/done"
+    assert sorted(p.name for p in done.iterdir()) == sorted([f"block-{i}" for i in range(8)] + ["levels"])
+    (done / "block-0").unlink()
+    (path / "raw" / "0" / "c" / "0" / "0" / "0").unlink()
+    simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
     np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), ref_raw)
-    with pytest.raises(ValueError, match="written with other settings"):
-        simulate_to_zarr(path, "retina", (6, 40, 40), seed=5, chunks=(3, 20, 20), progress=False, resume=True)
-    assert json.loads((path / "simulate.json").read_text())["seed"] == 4
+    assert json.loads((path / "raw/0/.job/manifest.json").read_text())["config"]["seed"] == 4
+    # a live holder of the lock is named
+    (path / "raw/0/.job/lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                      "started": "now", "command": "connectomics simulate"}))
+    with pytest.raises(JobLockedError, match=f"in use by pid {os.getpid()} .*--wait"):
+        simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
+
+
+def test_killed_run_resumes_and_foreign_containers_are_refused(tmp_path):
+    """kill -9 mid-way, then the same command: identical to an uninterrupted run. A container this command
+    did not write is refused (one line, exit 2) unless --overwrite."""
+    path = tmp_path / "k.zarr"
+    script = ("import time\n"
+              "import connectomics.simulate as s\n"
+              "block = s.simulate_block\n"
+              "def slow(*args, **kwargs):\n"
+              "    time.sleep(0.3)\n"
+              "    return block(*args, **kwargs)\n"
+              "s.simulate_block = slow\n"
+              f"s.simulate_to_zarr({str(path)!r}, 'sbem', (6, 40, 40), seed=2, chunks=(3, 20, 20), progress=False)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    done = path / "raw/0/.job/done"
+
+    def n_done() -> int:  # block markers only, not a half-written `.block-<id>.<pid>.tmp`
+        return len([n for n in os.listdir(done) if n.startswith("block-")]) if done.is_dir() else 0
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and n_done() < 2:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    n_before = n_done()
+    assert 2 <= n_before < 8, "the run should have been killed midway"
+    with pytest.warns(UserWarning, match="taking over the lock"):
+        simulate_to_zarr(path, "sbem", (6, 40, 40), seed=2, chunks=(3, 20, 20), progress=False)
+    ref_raw, ref_labels = simulate_volume("sbem", (6, 40, 40), seed=2, threads=1)
+    np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), ref_raw)
+    np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ref_labels)
+
+    other = tmp_path / "other.zarr"
+    zarr.create_array(str(other / "raw"), shape=(4, 8, 8), dtype="uint8", chunks=(4, 8, 8))
+    code = run_guarded("connectomics simulate", cli, [str(other), "--shape", "6,40,40", "--chunks", "3,20,20",
+                                                      "--quiet"])
+    assert code == 2
+    assert not (other / "raw/0/.job").exists()
+    assert zarr.open_array(str(other / "raw"), mode="r").shape == (4, 8, 8)
 
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "c.zarr"
-    assert cli([str(out), "--source", "fib", "--shape", "4,32,32", "--chunks", "4,16,16", "--quiet"]) == 0
+    args = [str(out), "--source", "fib", "--shape", "4,32,32", "--chunks", "4,16,16", "--quiet"]
+    assert run_guarded("connectomics simulate", cli, args) == 0
     assert open_volume(f"{out}/raw").shape == (4, 32, 32)
-    assert cli([str(out), "--shape", "4,32,32", "--quiet"]) == 2
-    assert "refusing to overwrite" in capsys.readouterr().err
+    assert run_guarded("connectomics simulate", cli, args + ["--resume"]) == 0  # the old flag still works
+    assert run_guarded("connectomics simulate", cli, [str(out), "--shape", "4,32,32", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "chunks: [4, 16, 16] -> [32, 128, 128]" in err and len(err.strip().splitlines()) == 1
 
 
 # ------------------------------------------------------------------------------- neuron morphologies

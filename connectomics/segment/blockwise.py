@@ -3,7 +3,7 @@
 1. **fragments** per block (:func:`connectomics.segment.watershed.block_fragments`) over the block's read
    ROI (write ROI + context), cropped to the write ROI; ids ``block_id * block_voxels + local id``;
 2. **region graph** per block (:func:`connectomics.segment.region_graph.block_region_graph`), saved as
-   ``<output>.blockwise/region_graph/<block_id>.npz``;
+   ``region_graph/<block_id>.npz`` in the job's bookkeeping (:func:`job_folder`);
 3. **agglomeration**, once, on the pooled global graph (:func:`connectomics.segment.agglomeration
    .agglomerate`): a lookup table fragment -> segment per threshold (``lut.npz``);
 4. **relabel** per block, giving ``seg_<threshold>``.
@@ -18,14 +18,21 @@ so the number of fragments grows with the voxels; ``size_threshold`` (zwatershed
 block) cuts it about tenfold, but it still grows with the volume. With the size merge, fragments near
 block faces see only their block's read ROI, so the result is that of the block grid (the in-memory path
 on the same grid gives the same), not of one block.
+
+The bookkeeping (:mod:`shared.jobs`: manifest of the settings, done-markers of every block of every stage,
+failure records, the lock) and the intermediate files (face links, per-block region graphs, the lookup
+tables) live inside the output, in ``<output>/fragments/0/.job/``, so a copied or moved container keeps
+its protection: a rerun with other settings is refused naming each setting that differs, a second run
+into the same output is refused (or waits), and only ``overwrite`` replaces what the job did not write.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,11 +41,8 @@ from connectomics.blocks import (
     DoneMarkers,
     Roi,
     as_coordinate,
-    atomic_write_text,
     block_grid,
     check_chunk_aligned,
-    check_or_write_manifest,
-    open_input,
     open_output,
     read_region,
     run_blockwise,
@@ -48,6 +52,15 @@ from connectomics.segment.agglomeration import agglomerate, relabel
 from connectomics.segment.region_graph import RegionGraph, block_region_graph
 from connectomics.segment.settings import SegmentSettings, resolve
 from connectomics.segment.watershed import as_probabilities, block_fragments, nearest_neighbour_channels
+from shared.jobs import Job, OutputExistsError, atomic_path, check_output_folder, open_job
+
+if TYPE_CHECKING:
+    from connectomics.io import Volume
+
+JOB_COMMAND = "connectomics segment"
+BOOKKEEPING = "fragments/0/.job"
+"""Where a segmentation job keeps its bookkeeping, relative to the output container: inside the level-0
+array of the fragments (zarr warns about unknown folders at group level, not inside an array)."""
 
 
 def _write(root: str, array_path: str, roi: Roi, values: np.ndarray) -> None:
@@ -79,7 +92,7 @@ class RegionGraphStep:
 
     affs_path: str
     fragments_path: str
-    links_path: str
+    links: tuple[str, str]
     nn: tuple[tuple[int, tuple[int, int, int]], ...]
     volume_roi: Roi
     folder: str
@@ -91,12 +104,9 @@ class RegionGraphStep:
         fragments_roi = block.write_roi.grow(neg, pos).intersect(self.volume_roi)
         fragments = read_region(self.fragments_path, fragments_roi)
         affs = as_probabilities(read_region(self.affs_path, block.write_roi, [c for c, _ in self.nn]))
-        links = read_region(self.links_path, block.write_roi)
+        links = np.asarray(open_output(*self.links)[block.write_roi.to_slices()])
         graph = block_region_graph(fragments, affs, block.write_roi, fragments_roi, self.nn, self.settings, links)
-        target = Path(self.folder) / f"{block.block_id}.npz"
-        tmp = target.with_name(f".{block.block_id}.tmp.npz")
-        np.savez(tmp, **vars(graph))
-        tmp.replace(target)
+        _save_npz(Path(self.folder) / f"{block.block_id}.npz", **vars(graph))
 
 
 @dataclass(frozen=True)
@@ -115,11 +125,17 @@ class RelabelStep:
         _write(self.out_root, self.out_array, block.write_roi, relabel(fragments, fragment_ids, segment_ids))
 
 
-_LUTS: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+_LUTS: dict[tuple[str, float, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """An uncompressed ``.npz`` written atomically, streamed to disk (no in-memory copy of the arrays)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _load_lut(path: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    key = (path, threshold)
+    key = (path, threshold, os.stat(path).st_mtime_ns)  # a run with --overwrite rewrites the file
     if key not in _LUTS:
         with np.load(path) as lut:
             _LUTS[key] = (lut["fragments"], lut[threshold_name(threshold)])
@@ -150,6 +166,11 @@ def read_affinity_offsets(affs_path: str) -> list[list[int]] | None:
     return None
 
 
+def job_folder(output_path: str | Path) -> Path:
+    """The bookkeeping folder of the segmentation job writing ``output_path`` (``seg.zarr/fragments/0/.job``)."""
+    return Path(str(output_path).rstrip("/")) / BOOKKEEPING
+
+
 def segment_blockwise(
     affs_path: str,
     output_path: str,
@@ -162,36 +183,49 @@ def segment_blockwise(
     workers: int | None = None,
     progress: bool = True,
     image: str | None = None,
+    overwrite: bool = False,
+    wait: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Segment a prediction block by block into ``output_path/fragments`` and ``output_path/seg_<t>``.
 
+    Every input is checked before anything is created. The run is a resumable job (:mod:`shared.jobs`)
+    whose bookkeeping lives in the output (:func:`job_folder`): rerunning the same call resumes an
+    interrupted run (every stage of every block is marked done once written), other settings are refused
+    naming each that differs, and a second run into the same output refuses naming the first (or waits).
+
     Parameters
     ----------
-    affs_path : affinities (channel, plane, row, column), e.g. ``pred.zarr/affs``.
+    affs_path : affinities (channel, plane, row, column), e.g. ``pred.zarr/affs``; float in [0, 1] (no NaN
+        or inf) or uint8.
     output_path : the output container, e.g. ``seg.zarr``; each ``seg_<t>`` is an OME-Zarr label image
         (NGFF 0.5 ``image-label``, multiscale levels by label mode, see
         :func:`connectomics.io.create_segmentation_image`).
     settings : the segmentation settings (:class:`SegmentSettings`: fragments, score, thresholds, block
         shape, ...); ``options`` (field names, e.g. ``thresholds=[0.3, 0.5]``) override single ones. They
-        are recorded in the run's manifest; a rerun with other settings is refused.
+        are recorded in the job's manifest; a rerun with other settings is refused.
     offsets : affinity offsets when the prediction has no ``affinity_offsets`` attribute.
     chunks : storage chunks of new outputs (default: the block shape).
     n_levels : multiscale levels added to each segmentation (default: until the rows/columns are <= 64).
     scheduler, workers : see :func:`connectomics.blocks.run_blockwise`.
     image : address of the raw image the segmentations annotate (e.g. ``sim.zarr/raw``), linked from each
         label image's ``source.image`` by a relative path; its shape must match.
+    overwrite : replace ``fragments`` / ``seg_<t>`` arrays this job did not write (same shape, dtype and
+        chunks), or restart a job that was run with other settings (its done-markers are cleared).
+    wait : wait for another run holding the output's lock instead of refusing.
 
     Returns
     -------
     dict with the output paths, the number of fragments, edges and segments per threshold.
-    """
-    from connectomics.io import add_multiscale_levels, create_ome_zarr_array, create_segmentation_image
 
-    volume = open_input(str(affs_path))
-    if volume.data.ndim != 4:
-        raise ValueError(f"affinities {affs_path} must have 4 axes (channel, plane, row, column), "
-                         f"got shape {volume.data.shape}")
+    Raises
+    ------
+    shared.jobs.JobConfigError, OutputExistsError, JobLockedError : see above (one-line messages);
+    shared.jobs.JobIncompleteError : blocks failed (after the others were finished and marked).
+    """
+    from connectomics.io import open_volume
+
+    volume = open_volume(str(affs_path), role="affinities")  # 4 axes, dtype, values in [0, 1]: before any work
     offsets = read_affinity_offsets(str(affs_path)) or (None if offsets is None else
                                                          [list(map(int, o)) for o in offsets])
     if offsets is None:
@@ -201,22 +235,46 @@ def segment_blockwise(
                          f"{affs_path}")
     nn = tuple(nearest_neighbour_channels(offsets))
     settings = resolve(settings, options)
-    block_shape, thresholds = settings.block_shape, settings.thresholds
-    chunks = block_shape if chunks is None else as_coordinate(chunks, 3, name="chunks")
-    check_chunk_aligned(block_shape, chunks, what=str(output_path))
-    voxel_size = tuple(float(v) for v in volume.voxel_size[-3:])
-    spatial_offset = tuple(float(v) for v in volume.offset[-3:])
+    chunks = settings.block_shape if chunks is None else as_coordinate(chunks, 3, name="chunks")
+    check_chunk_aligned(settings.block_shape, chunks, what=str(output_path))
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape[1:]))
     if image is not None:  # refuse a wrong image before the work, not at the first label image
-        from connectomics.io import open_volume
-
         if tuple(open_volume(image).spatial_shape) != volume_roi.shape:
             raise ValueError(f"segmentations of shape {volume_roi.shape} do not match their image {image} of "
                              f"shape {open_volume(image).spatial_shape}")
-    folder = Path(f"{output_path}.blockwise")
-    config = {"job": "segment", "affinities": str(affs_path), "shape": list(volume.data.shape),
-              "offsets": offsets, "chunks": list(chunks), **settings.to_manifest()}
-    check_or_write_manifest(folder / "manifest.json", config, job="segment")
+    if n_levels is None:
+        n_levels = max(0, int(np.floor(np.log2(max(min(volume_roi.shape[1:]), 1) / 64))) + 1) if \
+            min(volume_roi.shape[1:]) > 64 else 0
+    root = check_output_folder(output_path, name="output")
+    names = [threshold_name(t) for t in settings.thresholds]
+    if not job_folder(root).is_dir() and not overwrite:
+        foreign = [name for name in ["fragments", *names] if (root / name).exists()]
+        if foreign:
+            raise OutputExistsError(
+                f"{output_path} holds {', '.join(foreign)}, not written by `{JOB_COMMAND}` (no bookkeeping in "
+                f"{job_folder(root)}); pass --overwrite to replace them, or choose another output")
+    config = {"affinities": str(affs_path), "shape": list(volume.data.shape), "offsets": offsets,
+              "chunks": list(chunks), "levels": n_levels, "image": image, **settings.to_manifest()}
+    with open_job(root, JOB_COMMAND, config, overwrite=overwrite, wait=wait, bookkeeping=BOOKKEEPING) as job:
+        job.claim("fragments/zarr.json", "fragments/0/zarr.json", "fragments/0/c", *names)
+        return _run_stages(job, str(affs_path), str(output_path), settings, nn=nn, volume=volume, chunks=chunks,
+                           n_levels=n_levels, image=image,
+                           run=dict(scheduler=scheduler, workers=workers, progress=progress))
+
+
+def _run_stages(job: Job, affs_path: str, output_path: str, settings: SegmentSettings, *,
+                nn: tuple[tuple[int, tuple[int, int, int]], ...], volume: Volume, chunks: tuple[int, ...],
+                n_levels: int, image: str | None, run: dict[str, Any]) -> dict[str, Any]:
+    """The four stages of :func:`segment_blockwise` inside its job; finished blocks and stages are skipped."""
+    import zarr
+
+    from connectomics.io import add_multiscale_levels, create_ome_zarr_array, create_segmentation_image
+
+    block_shape, thresholds = settings.block_shape, settings.thresholds
+    voxel_size = tuple(float(v) for v in volume.voxel_size[-3:])
+    spatial_offset = tuple(float(v) for v in volume.offset[-3:])
+    volume_roi = Roi((0, 0, 0), tuple(volume.data.shape[1:]))
+    folder = job.folder
     blocks = block_grid(volume_roi, block_shape, settings.context, origin=(0, 0, 0))
 
     def create(path: str, dtype: str = "uint64"):
@@ -224,21 +282,23 @@ def segment_blockwise(
                                      axes=("z", "y", "x"), voxel_size=voxel_size, offset=spatial_offset,
                                      fill_value=0, exists_ok=True)
 
-    fragments_path, links_path = f"{output_path}/fragments", f"{folder}/face_links.zarr"
-    fragments, links = create(fragments_path), create(links_path, "uint8")
-    run = dict(scheduler=scheduler, workers=workers, progress=progress)
-    run_blockwise(FragmentsStep(str(affs_path), nn, (str(fragments.store.root), fragments.path),
-                                (str(links.store.root), links.path), settings, voxel_size),
-                  blocks, DoneMarkers(folder / "fragments_done"), desc="fragments", **run
-                  ).raise_for_failures("segment (fragments)")
+    fragments_path = f"{output_path}/fragments"
+    fragments = create(fragments_path)
+    links = zarr.open_array(str(folder / "face_links"), mode="a", shape=volume_roi.shape, dtype="uint8",
+                            chunks=chunks, fill_value=0)
+    links_out = (str(links.store.root), links.path)
+    run_blockwise(FragmentsStep(affs_path, nn, (str(fragments.store.root), fragments.path), links_out, settings,
+                                voxel_size),
+                  blocks, DoneMarkers.of_job(job, "fragments"), desc="fragments", **run
+                  ).raise_for_failures("segment (fragments)", records=folder / "failed")
     edges = folder / "region_graph"
     edges.mkdir(parents=True, exist_ok=True)
-    run_blockwise(RegionGraphStep(str(affs_path), fragments_path, links_path, nn, volume_roi, str(edges), settings),
-                  blocks, DoneMarkers(folder / "region_graph_done"), desc="region graph", **run
-                  ).raise_for_failures("segment (region graph)")
+    run_blockwise(RegionGraphStep(affs_path, fragments_path, links_out, nn, volume_roi, str(edges), settings),
+                  blocks, DoneMarkers.of_job(job, "graph"), desc="region graph", **run
+                  ).raise_for_failures("segment (region graph)", records=folder / "failed")
 
     lut_path = folder / "lut.npz"
-    if not lut_path.exists():
+    if not job.is_done("lut"):
         trim_free_memory()  # the global graph should not sit on top of the block stages' freed buffers
         parts = []
         for block in blocks:
@@ -247,19 +307,15 @@ def segment_blockwise(
         graph = RegionGraph.merge(parts)
         del parts  # the per-block graphs are not needed during the agglomeration
         luts = agglomerate(graph, settings)
-        tmp = folder / ".lut.tmp.npz"
-        np.savez(tmp, fragments=graph.fragments, n_edges=np.int64(len(graph.u)),
-                 **{threshold_name(t): lut for t, lut in luts.items()})
-        tmp.replace(lut_path)
+        _save_npz(lut_path, fragments=graph.fragments, n_edges=np.int64(len(graph.u)),
+                  **{threshold_name(t): lut for t, lut in luts.items()})
+        job.mark_done("lut")
     summary: dict[str, Any] = {"fragments": fragments_path}
     with np.load(lut_path) as lut:
         summary["n_fragments"] = int(len(lut["fragments"]))
         summary["n_edges"] = int(lut["n_edges"])
         summary["n_segments"] = {t: int(len(np.unique(lut[threshold_name(t)][lut[threshold_name(t)] > 0])))
                                  for t in thresholds}
-    if n_levels is None:
-        n_levels = max(0, int(np.floor(np.log2(max(min(volume_roi.shape[1:]), 1) / 64))) + 1) if \
-            min(volume_roi.shape[1:]) > 64 else 0
     summary["segmentations"] = {}
     for t in thresholds:
         name = threshold_name(t)
@@ -267,11 +323,10 @@ def segment_blockwise(
                                         source_image=image, voxel_size=voxel_size, offset=spatial_offset,
                                         exists_ok=True)
         run_blockwise(RelabelStep(fragments_path, str(lut_path), t, str(seg.store.root), seg.path), blocks,
-                      DoneMarkers(folder / f"{name}_done"), desc=name, **run
-                      ).raise_for_failures(f"segment ({name})")
-        levels_marker = folder / f"{name}_levels_done"
-        if n_levels and not levels_marker.exists():
+                      DoneMarkers.of_job(job, name), desc=name, **run
+                      ).raise_for_failures(f"segment ({name})", records=folder / "failed")
+        if n_levels and not job.is_done(f"{name}-levels"):
             add_multiscale_levels(f"{output_path}/{name}", n_levels, method="mode")
-            atomic_write_text(levels_marker, "")
+            job.mark_done(f"{name}-levels")
         summary["segmentations"][t] = f"{output_path}/{name}"
     return summary

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectomics.blocks import as_coordinate, parse_coordinate
@@ -24,45 +24,67 @@ voxels whose strongest edge is <= ``low`` are background; ``seeded``: distance-t
 edge watershed (suits fat convex cells)."""
 
 
+def _numbers(text: str) -> tuple[float, ...]:
+    """``"0.3,0.5"`` -> ``(0.3, 0.5)`` (a command-line value)."""
+    try:
+        return tuple(float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.3,0.5, got {text!r}") from None
+
+
+def _coordinate(text: str) -> tuple[int, ...]:
+    """``"8,64,64"`` (or ``"64"``, broadcast) -> a (plane, row, column) coordinate (a command-line value)."""
+    try:
+        return parse_coordinate(text, name="the value")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _show(values: tuple) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+_NUMBERS = {"parse": _numbers, "show": _show}
+_COORDINATE = {"parse": _coordinate, "show": _show}
+
+
 @dataclass(frozen=True)
 class SegmentSettings:
-    """Everything that decides a segmentation (not where it runs).
+    """Everything that decides a segmentation (not where it runs); one command-line option per field
+    (:func:`shared.cli.add_dataclass_arguments`), documented under each field."""
 
-    Attributes
-    ----------
-    thresholds : agglomeration thresholds on the merge score (``1 - affinity statistic``, waterz's
-        convention: higher thresholds merge more); stored sorted and distinct.
-    fragments : fragment method, one of :data:`FRAGMENT_METHODS`.
-    low, high : ``waterz`` fragments: an edge <= ``low`` joins nothing (a voxel with no stronger edge is
-        background 0); edges >= ``high`` always join (waterz's ``aff_threshold_low/high``).
-    size_threshold, merge_low : ``waterz`` fragments: zwatershed's size-based merge inside each block's read
-        ROI (:func:`connectomics.segment.watershed.merge_small_fragments`): a fragment of fewer than
-        ``size_threshold`` voxels joins its neighbour of highest maximum affinity when that affinity is >=
-        ``merge_low``. 0 (the default) keeps waterz's fragments unchanged; on noisy affinities a threshold
-        cuts the number of fragments, hence the global region graph's memory, about tenfold.
-    seed_threshold, seed_radius, min_seed_distance : ``seeded`` fragments (see
-        :func:`connectomics.segment.watershed.seeded_fragments`).
-    score : edge score of the agglomeration: ``mean`` (waterz's default ``OneMinus<MeanAffinity>``) or
-        ``quantile-Q`` (``OneMinus<HistogramQuantileAffinity<Q, 256 bins>>``, e.g. ``quantile-50``, the
-        median).
-    min_size : dust removal: segments with fewer voxels become 0.
-    block_shape : fragment/processing block (plane, row, column).
-    context : read context around each block for the watershed (plane, row, column).
-    """
-
-    thresholds: tuple[float, ...] = (0.5,)
-    fragments: str = "waterz"
+    thresholds: tuple[float, ...] = field(default=(0.5,), metadata=_NUMBERS)
+    """comma-separated agglomeration thresholds on the merge score (1 - affinity statistic, waterz's
+    convention: higher thresholds merge more); stored sorted and distinct"""
+    fragments: str = field(default="waterz", metadata={"choices": FRAGMENT_METHODS})
+    """fragment method (see FRAGMENT_METHODS)"""
     low: float = 0.0001
+    """waterz fragments: edges <= this join nothing; a voxel with no stronger edge is background 0 (waterz's
+    aff_threshold_low)"""
     high: float = 0.9999
+    """waterz fragments: edges >= this always join (waterz's aff_threshold_high)"""
     size_threshold: int = 0
+    """waterz fragments: merge fragments smaller than this (voxels) inside each block's read ROI into their
+    neighbour of highest maximum affinity (zwatershed's size merge,
+    connectomics.segment.watershed.merge_small_fragments); 0 = off. On noisy affinities it cuts the number of
+    fragments, hence the global region graph's memory, about tenfold"""
     merge_low: float = 0.5
+    """waterz fragments: the size merge needs a maximum affinity >= this"""
     seed_threshold: float = 0.5
+    """seeded fragments: boundary < this is seed interior (see connectomics.segment.watershed.seeded_fragments)"""
     seed_radius: int = 4
+    """seeded fragments: in-plane radius of seed maxima (voxels)"""
     min_seed_distance: float = 2.0
+    """seeded fragments: seeds lie at least this far from the boundary (voxels)"""
     score: str = "mean"
+    """agglomeration score: mean (waterz's default OneMinus<MeanAffinity>) or quantile-Q
+    (OneMinus<HistogramQuantileAffinity<Q, 256 bins>>, e.g. quantile-50, the median)"""
     min_size: int = 0
-    block_shape: tuple[int, int, int] = (64, 256, 256)
-    context: tuple[int, int, int] = (4, 16, 16)
+    """dust removal: segments with fewer voxels become 0"""
+    block_shape: tuple[int, int, int] = field(default=(64, 256, 256), metadata={"flag": "--block", **_COORDINATE})
+    """block shape Z,Y,X (voxels) of the fragments and of the blockwise processing"""
+    context: tuple[int, int, int] = field(default=(4, 16, 16), metadata=_COORDINATE)
+    """watershed context Z,Y,X read around each block"""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here
@@ -107,50 +129,6 @@ class SegmentSettings:
     def replace(self, **changes: Any) -> SegmentSettings:
         """A copy with some settings changed."""
         return dataclasses.replace(self, **changes)
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        """Add one command-line option per setting (defaults from the dataclass)."""
-        d = SegmentSettings()
-        parser.add_argument("--thresholds", default=",".join(f"{t:g}" for t in d.thresholds),
-                            help="comma-separated merge thresholds")
-        parser.add_argument("--fragments", default=d.fragments, choices=FRAGMENT_METHODS,
-                            help="fragment method")
-        parser.add_argument("--low", type=float, default=d.low,
-                            help="waterz fragments: edges <= this join nothing (background)")
-        parser.add_argument("--high", type=float, default=d.high, help="waterz fragments: edges >= this join")
-        parser.add_argument("--size-threshold", type=int, default=d.size_threshold,
-                            help="waterz fragments: merge fragments smaller than this (voxels) inside each "
-                                 "block into their strongest neighbour (zwatershed); 0 = off")
-        parser.add_argument("--merge-low", type=float, default=d.merge_low,
-                            help="waterz fragments: the size merge needs a maximum affinity >= this")
-        parser.add_argument("--score", default=d.score, help="agglomeration score: mean or quantile-Q")
-        parser.add_argument("--min-size", type=int, default=d.min_size,
-                            help="dust removal: smaller segments become 0")
-        parser.add_argument("--seed-threshold", type=float, default=d.seed_threshold,
-                            help="seeded fragments: boundary < this is seed interior")
-        parser.add_argument("--seed-radius", type=int, default=d.seed_radius,
-                            help="seeded fragments: in-plane radius of seed maxima (voxels)")
-        parser.add_argument("--min-seed-distance", type=float, default=d.min_seed_distance,
-                            help="seeded fragments: seeds lie at least this far from the boundary (voxels)")
-        parser.add_argument("--block", default=",".join(map(str, d.block_shape)),
-                            help="block shape Z,Y,X (voxels)")
-        parser.add_argument("--context", default=",".join(map(str, d.context)),
-                            help="watershed context around each block, Z,Y,X")
-
-    @classmethod
-    def from_arguments(cls, args: argparse.Namespace) -> SegmentSettings:
-        """The settings of parsed command-line options (raises ``ValueError`` on bad values)."""
-        try:
-            thresholds = tuple(float(t) for t in args.thresholds.split(","))
-        except ValueError:
-            raise ValueError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
-        return cls(thresholds=thresholds, fragments=args.fragments, low=args.low, high=args.high,
-                   size_threshold=args.size_threshold, merge_low=args.merge_low,
-                   seed_threshold=args.seed_threshold, seed_radius=args.seed_radius,
-                   min_seed_distance=args.min_seed_distance, score=args.score, min_size=args.min_size,
-                   block_shape=parse_coordinate(args.block, name="--block"),
-                   context=parse_coordinate(args.context, name="--context"))
 
 
 def resolve(settings: SegmentSettings | None, options: dict[str, Any]) -> SegmentSettings:
