@@ -75,6 +75,11 @@ def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_backgrou
     >>> masks = torch.tensor([[[[2, 0], [3, 1]]]])
     >>> round(float(synchrony_loss(torch.zeros(1, 1, 2, 2), masks)), 6)  # synch 0, desynch 4/4, bound 2
     0.5
+    >>> ids = torch.tensor([[[[2, 3], [4, 0]]]])                 # target, two distractors, background
+    >>> third = 2 * torch.pi / 3                                  # the reference's optimum: 3 groups spread
+    >>> phase = torch.tensor([[[[0.0, third], [third, -third]]]])
+    >>> abs(float(synchrony_loss(phase, ids, merge_distractors=True, include_background=True))) < 1e-6
+    True
     """
     check_ndim(phase, 4, name="phase", axes="(batch, frame, row, column)")
     check_shape_equal(phase, masks, names=("phase", "masks"))
