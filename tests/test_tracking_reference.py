@@ -207,12 +207,15 @@ def test_int_forward_equals_the_reference_forward(options):
     net = randomise_(create("int", channels=3, kernel_size=3, **options).to(DTYPE), seed=1)
     ref = reference_int(net, kernel_size=3, no_inh=not options.get("inhibition", True),
                         nl=torch.tanh if options.get("nonlinearity") == "tanh" else F.softplus)
-    x = video(2, 4, 8, seed=2)
-    with torch.no_grad():
-        ours = net(x, return_steps=True)
-        expected, gates = ref(x)
+    x = video(2, 4, 8, seed=2).requires_grad_()
+    ours = net(x, return_steps=True)
+    expected, gates = ref(x)
     torch.testing.assert_close(ours.output, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ours.aux["attention"], gates.mean(dim=2), rtol=1e-10, atol=1e-12)
+    # backpropagation through every frame (BPTT) gives the same input gradient
+    grad_ours, = torch.autograd.grad(ours.output.sum(), x)
+    grad_ref, = torch.autograd.grad(expected.sum(), x)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-8, atol=1e-11)
 
 
 def test_int_initialisation_follows_the_reference_constructor():
@@ -482,21 +485,26 @@ def test_cvrnn_forward_equals_the_reference_forward(inhibition):
     """Same random first-frame phases (same seed, one draw each); the decoded phase as documented."""
     net = randomise_(create("cvrnn", channels=3, kernel_size=3, inhibition=inhibition).to(DTYPE), seed=9)
     ref = reference_cvrnn(net, kernel_size=3, no_inh=not inhibition)
-    x = video(2, 4, 8, seed=10)
-    with torch.no_grad():
-        torch.manual_seed(11)
-        ours = net(x, return_steps=True)
-        torch.manual_seed(11)
-        expected, phase, attention, decoded_magnitude = ref(x)
+    x = video(2, 4, 8, seed=10).requires_grad_()
+    torch.manual_seed(11)
+    ours = net(x, return_steps=True)
+    torch.manual_seed(11)
+    expected, phase, attention, decoded_magnitude = ref(x)
     torch.testing.assert_close(ours.output, expected, rtol=1e-9, atol=1e-11)
     torch.testing.assert_close(ours.aux["attention"], attention.mean(dim=2), rtol=1e-9, atol=1e-11)
     # documented: where the decoder's ReLU leaves a magnitude, both read angle(psi); where it zeroes it, the
-    # reference reads stable_angle(0 + 0i) = pi/4 and we keep angle(psi)
-    alive = decoded_magnitude > 0
+    # reference reads stable_angle(0 + 0i) = pi/4 (no gradient) and we keep angle(psi)
+    alive = (decoded_magnitude > 0).detach()
     assert 0.2 < float(alive.double().mean()) < 0.9
-    assert float(wrapped(ours.aux["phase"], phase)[alive].max()) < 1e-6
-    torch.testing.assert_close(phase[~alive], torch.full_like(phase[~alive], math.pi / 4))
-    assert float(wrapped(ours.aux["phase"], phase)[~alive].max()) > 0.5
+    gap = wrapped(ours.aux["phase"], phase).detach()
+    assert float(gap[alive].max()) < 1e-6
+    torch.testing.assert_close(phase[~alive].detach(), torch.full_like(phase[~alive], math.pi / 4))
+    assert float(gap[~alive].max()) > 0.5
+    # BPTT: the same input gradient of the logits plus a phase objective read where the phases agree
+    weights = torch.randn(phase.shape, generator=torch.Generator().manual_seed(12), dtype=DTYPE) * alive
+    grad_ours, = torch.autograd.grad(ours.output.sum() + (ours.aux["phase"] * weights).sum(), x)
+    grad_ref, = torch.autograd.grad(expected.sum() + (phase * weights).sum(), x)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-7, atol=1e-10)
 
 
 def test_cvrnn_first_complex_state_uses_the_frame_as_magnitude():
@@ -639,8 +647,13 @@ def test_synchrony_loss_with_the_reference_groups_equals_the_reference():
     ids = object_ids(3, 4, 6, n_distractors=3, seed=16)
     phase = (torch.rand(ids.shape, generator=torch.Generator().manual_seed(17), dtype=DTYPE) * 2 - 1) * math.pi
     masks = reference_mask_video(ids)
+    phase.requires_grad_()
     ours = synchrony_loss(phase, ids, merge_distractors=True, include_background=True)
-    torch.testing.assert_close(ours, ref_complex_loss(phase, masks, pixel_eps=0.0), rtol=1e-10, atol=1e-12)
+    expected = ref_complex_loss(phase, masks, pixel_eps=0.0)
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(ours, phase)[0], torch.autograd.grad(expected, phase)[0],
+                               rtol=1e-8, atol=1e-12)
+    phase, ours = phase.detach(), ours.detach()
     # documented: the reference's + 1e-6 per pixel (all H W pixels, in every group's sums) shifts it slightly
     literal = ref_complex_loss(phase, masks)
     assert 0 < abs(float(ours - literal)) < 1e-3
