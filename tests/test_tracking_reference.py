@@ -14,6 +14,11 @@ Python allows (same statement order, same names, same hyperparameters in their c
   channels that ``synch_loss`` reads hold);
 * S4b1n3/KomplexNet ``smaller_complex_model.py``: ``SmallModel.update_phases`` and its Gaussian kernel.
 
+Only what cannot run as published is changed: InT.py's ``super(hConvGRUCell, self)`` / ``super(FFhGRU, self)``
+(names that file does not define) are plain ``super()``, ``.cuda()`` calls and unused attributes (``w``,
+``a_h_gate``, the never-read ``jv_penalty``) are left out, and the random first-frame phases and intermediate
+maps are returned so they can be compared.
+
 Each test builds the reference module with the reference's own constructor settings, copies the weights of
 OUR module into it with ``load_state_dict`` (so a differing shape, eps, bias or running-statistics setting
 fails the copy), randomises nothing but our module, and compares outputs on random inputs in float64.
