@@ -40,7 +40,12 @@ Changed, on purpose:
 * No ambiguous samples: a distractor starting, or ending, within ``clearance`` (Chebyshev) pixels of the
   target's start or end is redrawn (the same rule for both labels).
 * Masks: object ids per pixel (see :class:`~shared.data.tracking_video.TrackingSet`); the reference's mask
-  video marks markers, distractors and the target in three colours.
+  video marks markers (red), all distractors (green) and the target (blue), which is what its synchrony loss
+  groups (ids 1, >= 3 and 2 here; ``tests/test_tracking_reference.py``).
+* "idshapes_nocolors" frame 0: the reference's ``generate_data.py`` draws that frame's *mask* over its image
+  (``images_idshapes_nocolors[0] = ud.plot_frame_mask(images_idshapes_nocolors[0], ...)``), so there the
+  target is blue and the goal marker red in frame 0 only, and its mask frame 0 is empty; here frame 0 is
+  drawn like every other frame.
 
 Examples
 --------

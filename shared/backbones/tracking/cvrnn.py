@@ -27,6 +27,9 @@ Options and differences, by name:
   :class:`~shared.backbones.tracking.complex_ops.KuramotoCoupling`) applied that many times to the phase
   of ``h_t`` before it is used; not in ``CVInT.py`` (our combination).
 * ``initial_phase="zero"`` starts from ``phi_0 = 0`` (deterministic); the reference draws it at random.
+* ``c_0`` takes ``|frame_0|`` as the magnitude; the reference multiplies ``frame_0`` itself by
+  ``exp(i phi_0)``. The two agree for videos in [0, 1] (the data contract); a negative pixel there would
+  carry the phase ``phi_0 + pi``.
 * **Decoded phase.** The reference takes ``stable_angle`` of the decoder's *activated* output, so where the
   ReLU zeroes the magnitude it reads ``angle(eps + i eps) = pi/4`` with no gradient; we return the phase the
   layer carries, ``angle(psi)``, which equals the reference wherever the magnitude is positive. The phase
@@ -34,9 +37,12 @@ Options and differences, by name:
 * The reference's unused ``a_h_gate`` and never-initialised ``w`` are not created; symmetric horizontal kernels
   and lesions as in :mod:`~shared.backbones.tracking.int_circuit`.
 
-Unverified: the width and kernel of the paper's runs (``model_selector`` defaults 32 channels, kernel 7 are
-used here), and which objects the reference mask channels 1 and 2 hold (see
-:mod:`~shared.backbones.tracking.synchrony`).
+Verified against a line-by-line transcription of ``CVInT.forward`` and the complex layers (same weights,
+same random ``phi_0``; ``tests/test_tracking_reference.py``): logits, attention and, where the decoder's
+magnitude is positive, the decoded phase agree to float64 precision. Which objects the reference's
+synchrony groups hold is settled in :mod:`~shared.backbones.tracking.synchrony` (background, all
+distractors together, target). Unverified: the width and kernel of the paper's runs (``model_selector``
+defaults 32 channels, kernel 7 are used here).
 
 Training (mode, C-RBP) as in :mod:`shared.backbones.tracking.base`. Measured at initialisation (32
 channels, 16 frames, 10 settle steps): InT's last-frame map is contractive (Neumann ratio ~0.35), the

@@ -35,6 +35,11 @@ Differences from the reference, by name:
   inhibition, ``w_inh``'s companions (alpha, mu, the inhibition gates and BN).
 * ``horizontal_padding="reflect"`` is available; the default ``"zeros"`` is the reference's.
 
+Verified against a line-by-line transcription of ``rCell.forward`` and ``InT.forward`` (same weights;
+``tests/test_tracking_reference.py``): logits and attention agree to float64 precision, with and without
+inhibition, softplus or tanh; lesions of mu and gamma (initial value 0) agree with the reference's, those
+of alpha and kappa differ as described above.
+
 Unverified: the width and kernel of the published runs (``model_selector`` defaults: 32 channels, kernel 7;
 the ``InT`` class default is 15), and training settings beyond ``train_InT.sh`` (lr 3e-4, batch 180).
 """

@@ -15,13 +15,22 @@ reference sums this over frames of the batch mean (``CVInT.forward``) and adds i
 ``loss_coef1`` (1).
 
 Groups come from the object-id masks of :mod:`shared.data.tracking_video` (0 background, 1 markers,
-2 target, 3+k distractor k): every id >= 2 present in the frame is a group; background and markers are
-excluded. The reference's masks are an RGB video whose channels 1 and 2 are its two groups and whose
-channel 0 (markers) is excluded, and it adds the remaining background as a third group;
-``include_background=True`` adds id 0 as a group likewise (which objects its channels 1 and 2 hold was
-not verified). The number of groups G is counted per frame; a frame without any group adds 0. The
-reference's ``+ 1e-6`` per pixel inside its sums and its ``+ pi`` shift of all phases (a global rotation,
-which changes nothing) are left out.
+2 target, 3+k distractor k). Markers are never a group. By default every id >= 2 present in the frame is
+its own group and the background is none (the tracking contract's choice).
+
+**The reference's groups** (verified, ``tests/test_tracking_reference.py``): ``synch_loss`` reads the RGB
+mask video of ``feature_tracker/utils_drawing.py`` ``plot_frame_mask``, whose red channel holds the start
+and goal markers (excluded), green *every distractor* (255 each: ``independent_distractors=0`` in
+``gen_stim.sh``) and blue the target, and it adds the remaining background as a third group. So the
+reference has exactly three groups: background, all distractors together, target. That is
+``merge_distractors=True, include_background=True`` here, which equals the reference's loss up to:
+
+* its ``+ 1e-6`` added to every pixel's cosine and sine in every group's sums (a bias of about
+  ``1e-6 H W`` per sum; left out);
+* its ``+ pi`` shift of all phases (a global rotation: no effect while every group is present);
+* empty groups: the reference's G is always 3 (an empty group counts with size 1 and mean angle
+  ``atan2(1e-6 H W, 1e-6 H W) = pi/4``); here G counts the groups present in the frame, and a frame without
+  any group adds 0. With the reference grouping a group is empty only in a video without distractors.
 
 Examples
 --------
@@ -43,6 +52,7 @@ from shared.validation import check_ndim, check_shape_equal
 
 
 def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_background: bool = False,
+                   merge_distractors: bool = False,
                    frame_reduction: Literal["sum", "mean"] = "sum") -> torch.Tensor:
     """The reference's synch + desynch loss of a phase video against per-frame object masks.
 
@@ -52,7 +62,8 @@ def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_backgrou
         .aux["phase"]`` of ``cvrnn``).
     masks : integer Tensor (batch, frame, row, column) of object ids (0 background, 1 markers, 2 target,
         3+k distractor k).
-    include_background : also treat id 0 as a group (the reference's third group).
+    include_background : also treat id 0 as a group (the reference does).
+    merge_distractors : all distractors (ids >= 3) form one group (the reference does); False: one group each.
     frame_reduction : ``"sum"`` over frames of the batch mean (reference) or ``"mean"`` over frames.
 
     Returns
@@ -64,6 +75,11 @@ def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_backgrou
     >>> masks = torch.tensor([[[[2, 0], [3, 1]]]])
     >>> round(float(synchrony_loss(torch.zeros(1, 1, 2, 2), masks)), 6)  # synch 0, desynch 4/4, bound 2
     0.5
+    >>> ids = torch.tensor([[[[2, 3], [4, 0]]]])                 # target, two distractors, background
+    >>> third = 2 * torch.pi / 3                                  # the reference's optimum: 3 groups spread
+    >>> phase = torch.tensor([[[[0.0, third], [third, -third]]]])
+    >>> abs(float(synchrony_loss(phase, ids, merge_distractors=True, include_background=True))) < 1e-6
+    True
     """
     check_ndim(phase, 4, name="phase", axes="(batch, frame, row, column)")
     check_shape_equal(phase, masks, names=("phase", "masks"))
@@ -72,6 +88,8 @@ def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_backgrou
     if frame_reduction not in ("sum", "mean"):
         raise ValueError(f"frame_reduction must be 'sum' or 'mean', got {frame_reduction!r}")
     ids = masks.long().flatten(2)                                  # (B, T, P)
+    if merge_distractors:
+        ids = ids.clamp_max(3)
     n_ids = max(int(ids.max()) + 1, 3) if ids.numel() else 3
     one_hot = F.one_hot(ids.clamp_min(0), n_ids).to(phase.dtype)   # (B, T, P, K)
     keep = torch.ones(n_ids, dtype=torch.bool, device=phase.device)
