@@ -16,7 +16,6 @@ from shared.cli import lightning_cli, run_guarded
 from shared.pathfinder.datamodule import PathfinderDataModule
 from shared.pathfinder.module import PathfinderClassifier
 
-
 PROG = "python -m shared.pathfinder"
 
 
