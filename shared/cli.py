@@ -354,6 +354,7 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     class _ProjectCLI(LightningCLI):
         def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kw: Any):
@@ -374,6 +375,8 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
             super().parse_arguments(parser, args)
             config = self.config.get(str(self.config.get("subcommand")))
             if config is None or self.config.subcommand != "fit" or config.trainer.default_root_dir is None:
+                return
+            if rank_zero_only.rank != 0:  # DDP's other processes rerun the command into rank 0's fresh run
                 return
             # checked before anything runs (seeding prints, data is simulated): refusing costs nothing
             claim_run_folder(config.trainer.default_root_dir, resume=bool(config.get("ckpt_path")),
