@@ -66,10 +66,13 @@ def error_line(err: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Subcommand:
-    """A subcommand: ``target`` is ``"package.module:function"``; ``help`` is one line for the manual."""
+    """A subcommand: ``target`` is ``"package.module:function"``; ``help`` is one line for the manual;
+    ``cache_help``: its ``--help`` takes seconds (LightningCLI imports Lightning to build it), so the text is
+    kept by :func:`cached_help`."""
 
     target: str
     help: str
+    cache_help: bool = False
 
 
 def run_guarded(prog: str, func: Callable[[list[str]], int | None], argv: Sequence[str]) -> int:
@@ -112,8 +115,87 @@ def run_subcommands(
         print(f"{prog}: unknown subcommand {name!r}; choose from {', '.join(subcommands)}", file=sys.stderr)
         return 2
     module_name, func_name = subcommands[name].target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return run_guarded(f"{prog} {name}", func, rest)
+
+    def run() -> int:
+        return run_guarded(f"{prog} {name}", getattr(importlib.import_module(module_name), func_name), rest)
+
+    if subcommands[name].cache_help and help_cache_file(f"{prog} {name}", rest) is not None:
+        return cached_help(f"{prog} {name}", rest, run)
+    return run()
+
+
+# ------------------------------------------------------------------------------------------ --help cache
+HELP_FLAGS = ("-h", "--help")
+_PROJECT_PACKAGES = ("shared", "connectomics", "phenotypic", "rldiag")
+
+
+def _help_key(prog: str, argv: Sequence[str]) -> str:
+    """Everything the text of a help depends on: the command, the terminal width, Python, every installed
+    distribution's version (Lightning, jsonargparse, torch, ...) and the source of the project's packages."""
+    import hashlib
+    import os
+    import shutil
+
+    digest = hashlib.sha256(json.dumps([prog, list(argv), shutil.get_terminal_size().columns, sys.version,
+                                        sys.executable, os.environ.get("COLUMNS")]).encode())
+    for entry in sys.path:
+        if os.path.isdir(entry):
+            digest.update(" ".join(sorted(n for n in os.listdir(entry) if n.endswith(".dist-info"))).encode())
+    root = Path(__file__).resolve().parents[1]
+    for package in _PROJECT_PACKAGES:
+        for source in sorted((root / package).rglob("*.py")):
+            digest.update(str(source.relative_to(root)).encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def help_cache_file(prog: str, argv: Sequence[str]) -> Path | None:
+    """The file that keeps the ``--help`` text of ``prog argv``, or None if ``argv`` is not a plain help
+    request (``--help``, or ``SUBCOMMAND --help``, nothing else: a ``--config`` would change the defaults
+    shown). The cache lives in ``$XDG_CACHE_HOME/recurrent-vision/help`` (default ``~/.cache``); set
+    ``RV_HELP_CACHE=0`` to turn it off.
+
+    Examples
+    --------
+    >>> help_cache_file("phenotypic fit", ["--config", "x.yaml", "--help"]) is None
+    True
+    """
+    import os
+
+    argv = list(argv)
+    plain = argv in (["-h"], ["--help"]) or (len(argv) == 2 and argv[1] in HELP_FLAGS and argv[0][:1] != "-")
+    if not plain or os.environ.get("RV_HELP_CACHE", "1") == "0":
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "recurrent-vision" / "help" / f"{_help_key(prog, argv)}.txt"
+
+
+def cached_help(prog: str, argv: Sequence[str], render: Callable[[], int | None]) -> int:
+    """Print the help that ``render()`` prints for ``prog argv``: from :func:`help_cache_file` when it holds
+    it (a fraction of a second instead of Lightning's import), else by running ``render()`` and keeping its
+    exact output for next time. The text is the same either way; any change of the project's source, an
+    installed package or the terminal width renders it afresh."""
+    import contextlib
+    import io
+
+    path = help_cache_file(prog, argv)
+    if path is not None and path.is_file():
+        sys.stdout.write(path.read_text())
+        return 0
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            code = render()
+        except SystemExit as stop:  # argparse/jsonargparse exit after printing the help
+            code = stop.code
+    text = buffer.getvalue()
+    sys.stdout.write(text)
+    if path is not None and code in (0, None) and text:
+        from shared.jobs import atomic_write_text
+
+        with contextlib.suppress(OSError):  # a read-only home only costs the speed-up
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+    return int(code or 0)
 
 
 def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -49,7 +49,7 @@ TINY: dict[str, list[str]] = {
     "phenotypic simulate": ["--plates-per-batch", "2", "--n-batches", "1", "--n-compounds", "90"],
     "phenotypic fit": ["--trainer.max_steps", "10"],
     "phenotypic evaluate": ["--epochs", "5", "--probes", "linear"],
-    "rldiag diagnose": ["--budget", "512", "--quiet"],
+    "rldiag diagnose": ["--budget", "1024", "--quiet"],
 }
 """Flags appended to a README command (longest matching prefix) for the tiny-scale run: each overrides the
 README's value of the same option (argparse and LightningCLI keep the last one), so the commands themselves

@@ -12,9 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from shared.cli import lightning_cli, run_guarded
-from shared.pathfinder.datamodule import PathfinderDataModule
-from shared.pathfinder.module import PathfinderClassifier
+from shared.cli import cached_help, help_cache_file, lightning_cli, run_guarded
 
 PROG = "python -m shared.pathfinder"
 
@@ -25,10 +23,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
 
     def cli(args: list[str]) -> int:
+        from shared.pathfinder.datamodule import PathfinderDataModule
+        from shared.pathfinder.module import PathfinderClassifier
+
         lightning_cli(PathfinderClassifier, PathfinderDataModule, args=args,
                       parser_kwargs={"prog": PROG, "description": __doc__})
         return 0
 
+    if help_cache_file(PROG, args) is not None:  # Lightning's import is most of a --help: keep the text
+        return cached_help(PROG, args, lambda: run_guarded(PROG, cli, args))
     return run_guarded(PROG, cli, args)
 
 
