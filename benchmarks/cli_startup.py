@@ -128,7 +128,7 @@ def main() -> None:
     print(f"{'command':<42} {'kind':<12} {'seconds':>8} {'target':>7} {'ratio':>6}  ok")
     misses = 0
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
-        env["XDG_CACHE_HOME"] = cache
+        env.update(XDG_CACHE_HOME=cache, RV_HELP_CACHE="1")
         for label, kind, argv in commands(Path(tmp)):
             if args.only and args.only not in label and kind != "baseline":
                 continue

@@ -108,6 +108,7 @@ def test_help_cache_prints_the_rendered_text_and_renders_again_when_anything_cha
     from shared.cli import cached_help, help_cache_file
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("RV_HELP_CACHE", "1")  # off for the rest of the suite (conftest.py)
     renders = []
 
     def render():
@@ -132,6 +133,7 @@ def test_help_cache_prints_the_rendered_text_and_renders_again_when_anything_cha
 def test_lightning_help_from_the_cache_needs_no_lightning(tmp_path, monkeypatch):
     """`phenotypic fit --help` renders through LightningCLI once; the next one is the same text without torch."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("RV_HELP_CACHE", "1")
     packages_loaded_by("phenotypic", ["fit", "--help"])  # renders it (imports Lightning) and keeps the text
     assert not packages_loaded_by("phenotypic", ["fit", "--help"]) & {"torch", "lightning"}
     (kept,) = (tmp_path / "recurrent-vision" / "help").iterdir()
