@@ -31,7 +31,8 @@ SUBCOMMANDS = {
     "simulate": Subcommand(
         "phenotypic.cli:simulate", "write a simulated JUMP-style release (profiles, images, metadata)"
     ),
-    "fit": Subcommand("phenotypic.cli:fit", "train IBP or the task-supervised baseline (LightningCLI, --config YAML)"),
+    "fit": Subcommand("phenotypic.cli:fit", "train IBP or the task-supervised baseline (LightningCLI, --config YAML)",
+                      cache_help=True),
     "evaluate": Subcommand("phenotypic.cli:evaluate", "Pheno-CA tasks on a checkpoint's frozen encoder: tables + JSON"),
     "scaling": Subcommand("phenotypic.cli:scaling", "run/resume the data x model grid and fit scaling laws"),
 }

@@ -29,6 +29,7 @@ import typing
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 VERBOSE_FLAG = "--verbose"
@@ -65,10 +66,13 @@ def error_line(err: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Subcommand:
-    """A subcommand: ``target`` is ``"package.module:function"``; ``help`` is one line for the manual."""
+    """A subcommand: ``target`` is ``"package.module:function"``; ``help`` is one line for the manual;
+    ``cache_help``: its ``--help`` takes seconds (LightningCLI imports Lightning to build it), so the text is
+    kept by :func:`cached_help`."""
 
     target: str
     help: str
+    cache_help: bool = False
 
 
 def run_guarded(prog: str, func: Callable[[list[str]], int | None], argv: Sequence[str]) -> int:
@@ -111,8 +115,87 @@ def run_subcommands(
         print(f"{prog}: unknown subcommand {name!r}; choose from {', '.join(subcommands)}", file=sys.stderr)
         return 2
     module_name, func_name = subcommands[name].target.split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return run_guarded(f"{prog} {name}", func, rest)
+
+    def run() -> int:
+        return run_guarded(f"{prog} {name}", getattr(importlib.import_module(module_name), func_name), rest)
+
+    if subcommands[name].cache_help and help_cache_file(f"{prog} {name}", rest) is not None:
+        return cached_help(f"{prog} {name}", rest, run)
+    return run()
+
+
+# ------------------------------------------------------------------------------------------ --help cache
+HELP_FLAGS = ("-h", "--help")
+_PROJECT_PACKAGES = ("shared", "connectomics", "phenotypic", "rldiag")
+
+
+def _help_key(prog: str, argv: Sequence[str]) -> str:
+    """Everything the text of a help depends on: the command, the terminal width, Python, every installed
+    distribution's version (Lightning, jsonargparse, torch, ...) and the source of the project's packages."""
+    import hashlib
+    import os
+    import shutil
+
+    digest = hashlib.sha256(json.dumps([prog, list(argv), shutil.get_terminal_size().columns, sys.version,
+                                        sys.executable, os.environ.get("COLUMNS")]).encode())
+    for entry in sys.path:
+        if os.path.isdir(entry):
+            digest.update(" ".join(sorted(n for n in os.listdir(entry) if n.endswith(".dist-info"))).encode())
+    root = Path(__file__).resolve().parents[1]
+    for package in _PROJECT_PACKAGES:
+        for source in sorted((root / package).rglob("*.py")):
+            digest.update(str(source.relative_to(root)).encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:32]
+
+
+def help_cache_file(prog: str, argv: Sequence[str]) -> Path | None:
+    """The file that keeps the ``--help`` text of ``prog argv``, or None if ``argv`` is not a plain help
+    request (``--help``, or ``SUBCOMMAND --help``, nothing else: a ``--config`` would change the defaults
+    shown). The cache lives in ``$XDG_CACHE_HOME/recurrent-vision/help`` (default ``~/.cache``); set
+    ``RV_HELP_CACHE=0`` to turn it off.
+
+    Examples
+    --------
+    >>> help_cache_file("phenotypic fit", ["--config", "x.yaml", "--help"]) is None
+    True
+    """
+    import os
+
+    argv = list(argv)
+    plain = argv in (["-h"], ["--help"]) or (len(argv) == 2 and argv[1] in HELP_FLAGS and argv[0][:1] != "-")
+    if not plain or os.environ.get("RV_HELP_CACHE", "1") == "0":
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "recurrent-vision" / "help" / f"{_help_key(prog, argv)}.txt"
+
+
+def cached_help(prog: str, argv: Sequence[str], render: Callable[[], int | None]) -> int:
+    """Print the help that ``render()`` prints for ``prog argv``: from :func:`help_cache_file` when it holds
+    it (a fraction of a second instead of Lightning's import), else by running ``render()`` and keeping its
+    exact output for next time. The text is the same either way; any change of the project's source, an
+    installed package or the terminal width renders it afresh."""
+    import contextlib
+    import io
+
+    path = help_cache_file(prog, argv)
+    if path is not None and path.is_file():
+        sys.stdout.write(path.read_text())
+        return 0
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            code = render()
+        except SystemExit as stop:  # argparse/jsonargparse exit after printing the help
+            code = stop.code
+    text = buffer.getvalue()
+    sys.stdout.write(text)
+    if path is not None and code in (0, None) and text:
+        from shared.jobs import atomic_write_text
+
+        with contextlib.suppress(OSError):  # a read-only home only costs the speed-up
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+    return int(code or 0)
 
 
 def subcommand_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -295,18 +378,133 @@ def _option_value(args: Sequence[str], flag: str) -> str | None:
     return value
 
 
+RUN_FILES = ("config.yaml", "hparams.yaml", "metrics.csv", "events.out.tfevents.*", "checkpoints/*.ckpt")
+"""What ``fit`` writes into its run folder (``trainer.default_root_dir``): the files an existing run is
+recognised by and the only ones ``--overwrite`` deletes."""
+
+
+def run_folder_files(run: str | Path) -> list[Path]:
+    """The files of an earlier ``fit`` in run folder ``run`` (see :data:`RUN_FILES`), sorted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> run_folder_files(run)
+    []
+    >>> (run / "checkpoints").mkdir(); (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    0
+    >>> [p.name for p in run_folder_files(run)]
+    ['last.ckpt']
+    """
+    run = Path(run)
+    return sorted(f for pattern in RUN_FILES for f in run.glob(pattern) if f.is_file())
+
+
+def claim_run_folder(run: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Allow ``fit`` to write into run folder ``run`` under :mod:`shared.jobs`' rule: an earlier run there is
+    continued only on an explicit resume (``--ckpt_path``) and replaced only with ``--overwrite``, which
+    deletes its :data:`RUN_FILES` (nothing else) first.
+
+    Raises
+    ------
+    OutputExistsError : ``run`` holds an earlier run and neither ``resume`` nor ``overwrite`` is set.
+    UserError : ``run`` is a file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp()) / "run"
+    >>> claim_run_folder(run, resume=False, overwrite=False) == run
+    True
+    >>> _ = run.mkdir(), (run / "config.yaml").write_text("seed_everything: 0")
+    >>> claim_run_folder(run, resume=False, overwrite=False)
+    Traceback (most recent call last):
+    ...
+    shared.jobs.OutputExistsError: ... holds an earlier run (config.yaml); resume it with --ckpt_path ...
+    >>> claim_run_folder(run, resume=False, overwrite=True) == run and not (run / "config.yaml").exists()
+    True
+    """
+    from shared.jobs import OutputExistsError, check_output_folder
+
+    run = Path(run)
+    check_output_folder(run, name="trainer.default_root_dir")
+    earlier = run_folder_files(run)
+    if not earlier or resume:
+        return run
+    if not overwrite:
+        names = ", ".join(str(f.relative_to(run)) for f in earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        last = run / "checkpoints" / "last.ckpt"
+        raise OutputExistsError(
+            f"{run} holds an earlier run ({names}); resume it with --ckpt_path {last if last.exists() else 'CKPT'}, "
+            "pass --overwrite to replace it, or choose another --trainer.default_root_dir")
+    for f in earlier:
+        f.unlink()
+    return run
+
+
 def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str] | None = None,
                   run: bool = True, **kwargs: Any):
-    """LightningCLI with the project's defaults: YAML configs, the resolved config saved beside the logs,
-    seeding on by default, and no subclass magic. ``args`` lets tests and scripts call it in-process;
-    ``--verbose`` (read by :func:`run_guarded`) is removed from them."""
-    from lightning.pytorch.cli import LightningCLI
+    """LightningCLI with the project's defaults: YAML configs, seeding on by default, no subclass magic, and
+    one folder per training run.
 
-    class _SafeCLI(LightningCLI):
+    ``fit`` writes everything into its run folder ``trainer.default_root_dir`` (every config in ``configs/``
+    sets one): ``config.yaml`` (the resolved config), the logger's files (TensorBoard), and ``checkpoints/``
+    with ``last.ckpt`` (a ``ModelCheckpoint(save_last=True)`` is added unless a configured one has
+    ``save_last``; configured ones without ``dirpath`` write there too). A run folder that already
+    holds a run is refused unless ``--ckpt_path`` resumes it or ``--overwrite`` replaces it
+    (:func:`claim_run_folder`). ``validate``/``test``/``predict`` keep Lightning's versioned
+    ``lightning_logs/version_N`` folders. ``args`` lets tests and scripts call it in-process; ``--verbose``
+    (read by :func:`run_guarded`) is removed from them.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    class _ProjectCLI(LightningCLI):
+        def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kw: Any):
+            parser = super()._prepare_subcommand_parser(klass, subcommand, **kw)
+            if subcommand == "fit":
+                parser.add_argument("--overwrite", action="store_true",
+                                    help="replace the earlier run in trainer.default_root_dir (its config.yaml, "
+                                         "logs and checkpoints/*.ckpt are deleted first); without it, and without "
+                                         "--ckpt_path to resume, a run folder that holds a run is refused")
+            return parser
+
         def add_arguments_to_parser(self, parser) -> None:
             # resuming (`--ckpt_path`) reads checkpoints weights-only unless the user explicitly says otherwise
             if any(getattr(a, "dest", None) == "weights_only" for a in parser._actions):
                 parser.set_defaults({"weights_only": True})
+
+        def parse_arguments(self, parser, args) -> None:
+            super().parse_arguments(parser, args)
+            config = self.config.get(str(self.config.get("subcommand")))
+            if config is None or self.config.subcommand != "fit" or config.trainer.default_root_dir is None:
+                return
+            if rank_zero_only.rank != 0:  # DDP's other processes rerun the command into rank 0's fresh run
+                return
+            # checked before anything runs (seeding prints, data is simulated): refusing costs nothing
+            claim_run_folder(config.trainer.default_root_dir, resume=bool(config.get("ckpt_path")),
+                             overwrite=bool(config.get("overwrite")))
+            config.overwrite = False  # kept out of the saved config.yaml: rerunning a saved config never deletes
+
+        def instantiate_trainer(self, **kw: Any):
+            config = self.config_init.get(str(self.subcommand), self.config_init)
+            root = config["trainer"].get("default_root_dir")
+            if self.subcommand != "fit" or root is None:
+                return super().instantiate_trainer(**kw)
+            run_dir = Path(root)
+            if config["trainer"].get("logger") in (None, True):
+                # the run folder itself is the log dir (not lightning_logs/version_N), so the checkpoint path
+                # the docs give is the one written: <run>/checkpoints/last.ckpt
+                kw.setdefault("logger", TensorBoardLogger(save_dir=str(run_dir), name="", version=""))
+            callbacks = list(config["trainer"].get("callbacks") or [])
+            if not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
+                kw.setdefault("callbacks", [*callbacks, ModelCheckpoint(save_last=True)])
+            if config.get("ckpt_path"):  # an explicit resume continues the checkpoints folder on purpose
+                warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            return super().instantiate_trainer(**kw)
 
     # console commands forward their own argv here, so Lightning's "args and sys.argv both given" warning is noise
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -318,4 +516,4 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
         from shared.checkpoints import load_checkpoint
 
         load_checkpoint(resume_from)  # an empty, truncated or hostile file fails here, in one line
-    return _SafeCLI(model_class, datamodule_class, args=args, run=run, **kwargs)
+    return _ProjectCLI(model_class, datamodule_class, args=args, run=run, **kwargs)

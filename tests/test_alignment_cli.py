@@ -196,3 +196,13 @@ def test_every_input_error_is_one_line_with_exit_code_2(checkpoint, inputs, caps
         assert rc == 2 and len(err) == 1 and words in err[0], (name, rc, err)
         assert not (inputs / "r.json").exists(), name
     assert not (inputs / "pwned").exists()  # the hostile payload never ran
+
+
+def test_models_with_batch_statistics_in_evaluation_are_scored():
+    """The hGRU's batch_stats readout normalises with the batch's own statistics, also in eval mode: the
+    probe that counts classes must not feed it a single image (found by tests/test_readme_commands.py)."""
+    from shared.alignment.cli import _n_classes
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2),
+                                torch.nn.BatchNorm1d(2, track_running_stats=False)).eval()
+    assert _n_classes(model, np.random.default_rng(0).random((5, 1, 4, 4), dtype=np.float32)) == 2

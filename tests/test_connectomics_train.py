@@ -172,6 +172,57 @@ def test_fit_cli_saves_resumes_and_reloads(volumes, tmp_path):
         AffinityModel(**shipped["model"])
 
 
+def test_fit_writes_one_run_folder_refuses_reuse_resumes_quietly_and_overwrites(volumes, tmp_path, capsys):
+    """The shipped configs' checkpoint layout (no dirpath): everything in trainer.default_root_dir; a second fit
+    there is refused (issue 15); --ckpt_path resumes without the "val/loss not found" warning; --overwrite
+    replaces only the run's own files (issue 16)."""
+    import warnings
+
+    from connectomics.cli import main
+
+    shipped = yaml.safe_load(Path("configs/connectomics/unet.yaml").read_text())["trainer"]["callbacks"]
+    assert all("dirpath" not in c["init_args"] for c in shipped)  # one folder per run, never a shared one
+    run = tmp_path / "run"
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_steps": 3, "accelerator": "cpu", "devices": 1, "default_root_dir": str(run),
+                    "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
+                    "num_sanity_val_steps": 0, "limit_val_batches": 1, "callbacks": shipped},
+        "model": {"backbone": "unet3d", "backbone_config": TINY_UNET, "lr": 0.01},
+        "data": {"train": volumes[:1], "val": volumes[1:], "crop_shape": [4, 24, 24], "batch_size": 1,
+                 "samples_per_epoch": 2, "val_samples": 1},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli(["--config", str(path)]) == 0  # stops mid-epoch: step 3 of epochs of 2
+    last = run / "checkpoints" / "last.ckpt"
+    assert (run / "config.yaml").is_file() and not (run / "lightning_logs").exists()
+    assert torch.load(last, weights_only=True)["global_step"] == 3
+    assert [p.name for p in (run / "checkpoints").glob("best-*.ckpt")] == ["best-epoch=0-step=2.ckpt"]
+    before = last.read_bytes()
+
+    capsys.readouterr()
+    assert main(["fit", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds an earlier run" in err[0] and f"--ckpt_path {last}" in err[0]
+    assert last.read_bytes() == before
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli(["--config", str(path), "--trainer.max_steps", "5", "--ckpt_path", str(last)]) == 0
+    noise = [str(w.message) for w in caught if "monitored key" in str(w.message) or "not empty" in str(w.message)]
+    assert not noise
+    assert torch.load(last, weights_only=True)["global_step"] == 5
+
+    (run / "notes.txt").write_text("mine")
+    assert cli(["--config", str(path), "--trainer.max_steps", "2", "--overwrite"]) == 0
+    assert torch.load(last, weights_only=True)["global_step"] == 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best-epoch=0-step=2.ckpt", "epoch=0-step=2.ckpt", "last.ckpt"]
+    assert (run / "notes.txt").read_text() == "mine"
+    assert yaml.safe_load((run / "config.yaml").read_text())["overwrite"] is False  # a saved config never deletes
+
+
 def test_star_refuses_unmatched_budgets_and_formats_results(tmp_path):
     import pandas as pd
 

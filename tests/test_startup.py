@@ -102,3 +102,39 @@ def test_connectomics_fit_on_a_terminal_speaks_before_lightning_is_loaded():
     assert first.startswith("connectomics fit: loading connectomics.train")
     assert "\r\x1b[K" in output and "--config" in output  # the line was erased, then the help printed
     assert first_s < total_s  # (no timing target here: benchmarks/cli_startup.py measures it)
+
+
+def test_help_cache_prints_the_rendered_text_and_renders_again_when_anything_changes(tmp_path, monkeypatch, capsys):
+    from shared.cli import cached_help, help_cache_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("RV_HELP_CACHE", "1")  # off for the rest of the suite (conftest.py)
+    renders = []
+
+    def render():
+        renders.append(1)
+        print(f"usage: demo fit [--option]  (render {len(renders)})")
+        raise SystemExit(0)  # as argparse / jsonargparse do after printing a help
+
+    assert cached_help("demo fit", ["--help"], render) == 0
+    first = capsys.readouterr().out
+    assert cached_help("demo fit", ["--help"], render) == 0
+    assert capsys.readouterr().out == first == "usage: demo fit [--option]  (render 1)\n" and len(renders) == 1
+    monkeypatch.setenv("COLUMNS", "61")  # another terminal width: argparse wraps differently
+    cached_help("demo fit", ["--help"], render)
+    assert "(render 2)" in capsys.readouterr().out
+    # only plain help requests are kept (a --config changes the defaults shown), and the cache can be turned off
+    assert help_cache_file("demo fit", ["--config", "a.yaml", "--help"]) is None
+    assert help_cache_file("demo", ["fit", "--help"]) is not None
+    monkeypatch.setenv("RV_HELP_CACHE", "0")
+    assert help_cache_file("demo fit", ["--help"]) is None
+
+
+def test_lightning_help_from_the_cache_needs_no_lightning(tmp_path, monkeypatch):
+    """`phenotypic fit --help` renders through LightningCLI once; the next one is the same text without torch."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("RV_HELP_CACHE", "1")
+    packages_loaded_by("phenotypic", ["fit", "--help"])  # renders it (imports Lightning) and keeps the text
+    assert not packages_loaded_by("phenotypic", ["fit", "--help"]) & {"torch", "lightning"}
+    (kept,) = (tmp_path / "recurrent-vision" / "help").iterdir()
+    assert "--trainer.default_root_dir" in kept.read_text() and "--overwrite" in kept.read_text()

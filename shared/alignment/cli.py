@@ -67,12 +67,15 @@ def _load_labels(path: str | None, n: int) -> np.ndarray | None:
 
 
 def _n_classes(model, images: np.ndarray) -> int:
-    """Run the model on one image: the number of classes, or a one-line error if it cannot take the images."""
+    """Run the model on two images: the number of classes, or a one-line error if it cannot take the images.
+
+    Two, not one: a model normalised with batch statistics in evaluation too (the hGRU's ``batch_stats``
+    readout, as in the c-rbp reference) cannot run on a single image."""
     import torch
 
     try:
         with torch.no_grad():
-            logits = model(torch.as_tensor(images[:1]))
+            logits = model(torch.as_tensor(images[:2]))
     except RuntimeError as err:
         first = str(err).splitlines()[0][:200]
         raise ValueError(f"the model cannot take images of shape {images.shape[1:]} (channels, rows, columns): "

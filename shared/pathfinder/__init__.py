@@ -8,7 +8,15 @@
 * :mod:`shared.pathfinder.demo` is this package's part of ``make demo``.
 """
 
-from shared.pathfinder.datamodule import PathfinderDataModule, PathfinderDataset
-from shared.pathfinder.module import PathfinderClassifier, count_parameters
+from importlib import import_module
 
 __all__ = ["PathfinderClassifier", "PathfinderDataModule", "PathfinderDataset", "count_parameters"]
+_HOMES = {"PathfinderDataModule": "datamodule", "PathfinderDataset": "datamodule",
+          "PathfinderClassifier": "module", "count_parameters": "module"}
+
+
+def __getattr__(name: str):
+    # imported on first use, so `python -m shared.pathfinder --help` can answer from its cache without torch
+    if name in _HOMES:
+        return getattr(import_module(f"shared.pathfinder.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'shared.pathfinder' has no attribute {name!r}")
