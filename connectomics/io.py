@@ -247,11 +247,33 @@ def _list_zarr(node: Any, prefix: str = "") -> list[str]:
 
 
 def _resolve_alias(root: Any, dataset: str) -> str:
-    """``dataset``, or the path the container's ``aliases`` attribute maps it to when it is not there."""
-    if not isinstance(root, zarr.Group) or dataset in root:
+    """The path inside the container that ``dataset`` names, following the root's ``aliases`` attribute.
+
+    An alias that is the whole address wins over a member of the same name (the NGFF ``labels`` group of a
+    root image is not a volume; the alias ``labels`` names the label image the address meant before); a
+    member wins over an alias that is only a prefix (``labels/neuron_ids`` is itself); an address that is
+    not there has its longest aliased prefix replaced (``raw/labels/x`` -> ``labels/x`` when ``raw`` is an
+    alias of the root, ``""``). Aliases are followed once, never chained.
+    """
+    aliases = root.attrs.get("aliases", {}) if isinstance(root, zarr.Group) else {}
+    if not isinstance(aliases, dict) or not aliases:
         return dataset
-    aliases = root.attrs.get("aliases", {})
-    return str(aliases.get(dataset, dataset)) if isinstance(aliases, dict) else dataset
+    dataset = dataset.strip("/")
+    if dataset in aliases:
+        return str(aliases[dataset]).strip("/")
+    if dataset in root:
+        return dataset
+    parts = dataset.split("/")
+    for cut in range(len(parts) - 1, 0, -1):
+        prefix = "/".join(parts[:cut])
+        if prefix in aliases:
+            return "/".join(p for p in (str(aliases[prefix]).strip("/"), *parts[cut:]) if p)
+    return dataset
+
+
+def _member(root: Any, inner: str) -> Any:
+    """``root[inner]``, the root itself for ``""``."""
+    return root[inner] if inner else root
 
 
 def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -> Volume:
@@ -265,7 +287,7 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     node = root
     if dataset:
         try:
-            node = root[_resolve_alias(root, dataset)]
+            node = _member(root, _resolve_alias(root, dataset))
         except KeyError:
             listing = _list_zarr(root) if isinstance(root, zarr.Group) else []
             raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
@@ -279,6 +301,11 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     if isinstance(node, zarr.Group):
         found = _multiscales(dict(node.attrs))
         if found is None:
+            listed = dict(node.attrs).get("ome", {}).get("labels")
+            if listed:  # an NGFF labels group: say which label images it holds, not their arrays
+                images = ", ".join(f"{address.rstrip('/')}/{n}" for n in listed)
+                raise ValueError(f"volume {address} is an NGFF labels group; name one of its label images: "
+                                 f"{images}")
             raise ValueError(f"volume {address} is a zarr group without OME-Zarr 'multiscales' metadata; name "
                              f"one of its arrays: {', '.join(_list_zarr(node)) or 'it is empty'}")
         multiscales, _version = found
@@ -800,18 +827,20 @@ def _image_label_metadata(colors: Mapping[int, Sequence[int]] | None,
     return meta
 
 
-def _register_label(image_path: str, name: str) -> None:
-    """Add ``name`` to ``<image>/labels``'s ``labels`` list, keeping every name already listed.
+def _register_label(labels_group: str, name: str) -> None:
+    """Add ``name`` to the ``labels`` list of the labels group ``labels_group`` (``<image>/labels``, or a
+    segmentation container's root), keeping every name already listed.
 
-    The read-modify-write runs under an exclusive ``flock`` on the labels directory, so label images
+    The read-modify-write runs under an exclusive ``flock`` on the group's directory, so label images
     created concurrently (e.g. by two processes) are all listed; zarr writes ``zarr.json`` by atomic rename,
     so a reader sees the old list or the new one, never a partial file.
     """
-    container, inner = _split_group_path(f"{image_path}/{LABELS_GROUP}")
+    container, inner = _split_group_path(labels_group)
     fd = os.open(container / inner, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        group = zarr.open_group(store=str(container), path=inner, mode="r+")
+        root = zarr.open_group(store=str(container), mode="r+")
+        group = _member(root, inner)
         ome = dict(group.attrs.get("ome", {}))
         names = [str(n) for n in ome.get("labels", [])]
         if name not in names:
@@ -879,7 +908,7 @@ def create_label_image(image_path: str | Path, name: str, *, dtype: Any, chunks:
                                   voxel_size=parent.voxel_size, offset=parent.offset, exists_ok=exists_ok)
     group = _open_image_group(path, create=False)
     group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, properties)}
-    _register_label(image, name)
+    _register_label(f"{image}/{LABELS_GROUP}", name)
     return array
 
 
@@ -1009,7 +1038,7 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
                              f"shape {image.spatial_shape}")
         voxel_size = image.voxel_size if voxel_size is None else voxel_size
         offset = image.offset if offset is None else offset
-        image_dir = Path(str(source_image).rstrip("/"))
+        image_dir = Path(resolve_address(source_image).rstrip("/"))  # readers of the link know no aliases
         source = os.path.relpath(image_dir.resolve(), path.resolve()) + "/"
     if voxel_size is None:
         raise ValueError(f"segmentation {path}: pass voxel_size (nm) or a source_image to take it from")
@@ -1017,6 +1046,9 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
                                   voxel_size=voxel_size, offset=offset, exists_ok=exists_ok)
     group = _open_image_group(path, create=False)
     group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, None, source)}
+    root = zarr.open_group(store=str(container), mode="r")
+    if _multiscales(dict(root.attrs)) is None:  # a root that is an image lists its labels in root/labels
+        _register_label(str(container), name)
     return array
 
 
@@ -1030,14 +1062,40 @@ def has_dataset(container: str | Path, dataset: str) -> bool:
         root = zarr.open_group(store=str(container), mode="r")
     except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
         return False
-    return _resolve_alias(root, dataset) in root
+    inner = _resolve_alias(root, dataset)
+    return not inner or inner in root
+
+
+def resolve_address(path: str | Path) -> str:
+    """The address ``path`` names with its container's aliases followed (see :func:`add_alias`).
+
+    What to give a reader that knows no aliases (ome-zarr's ``source.image`` link, neuroglancer, napari):
+    ``sim.zarr/raw`` of a simulated container is ``sim.zarr`` (the image is the root), and
+    ``sim.zarr/raw/labels/neuron_ids`` is ``sim.zarr/labels/neuron_ids``. Addresses without an alias, and
+    HDF5, TIFF or missing containers, come back as given.
+
+    >>> resolve_address("stack.tif")
+    'stack.tif'
+    """
+    container, dataset = parse_volume_path(path)
+    if not dataset or container.suffix.lower() not in ZARR_SUFFIXES:
+        return str(path)
+    try:
+        root = zarr.open_group(store=str(container), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return str(path)
+    inner = _resolve_alias(root, dataset)
+    return str(container / inner) if inner else str(container)
 
 
 def add_alias(container: str | Path, alias: str, target: str) -> None:
     """Record in a zarr container's root attributes (``aliases``) that ``container/alias`` means
-    ``container/target``; :func:`open_volume` follows it when ``alias`` is not itself in the container.
+    ``container/target`` (``""``: the root itself); :func:`open_volume` follows it (rules in
+    :func:`_resolve_alias`: the whole alias wins over a member of that name, an aliased prefix applies to
+    addresses that are not there).
 
-    Used to keep addresses that moved readable, e.g. ``add_alias("sim.zarr", "labels", "raw/labels/neuron_ids")``.
+    Used to keep addresses that moved readable, e.g. ``add_alias("sim.zarr", "raw", "")`` (the image moved to
+    the root) and ``add_alias("sim.zarr", "labels", "labels/neuron_ids")``.
     """
     root = zarr.open_group(store=str(container), mode="r+")
     root.attrs["aliases"] = {**dict(root.attrs.get("aliases", {})), alias: target}
