@@ -22,33 +22,55 @@ exists_ok=False) -> zarr.Array``
     show as labels over the image; ``match_image_levels`` gives them the parent image's scale levels.
 ``create_segmentation_image(container, name, *, shape, dtype, chunks, source_image=None, ...)``
     A segmentation in its own container (``seg.zarr/seg_0.5``) read as a label image of ``source_image``.
+``add_alias(container, alias, target)`` / ``resolve_address(path)`` / ``has_dataset(container, dataset)``
+    Addresses that moved keep opening (``sim.zarr/raw`` -> ``sim.zarr``); the address an alias names.
 
 Label images (NGFF 0.5, https://ngff.openmicroscopy.org/0.5/#labels-md)
 ------------------------------------------------------------------------
-A label image lives in the ``labels`` group of the image it annotates, e.g. ``sim.zarr/raw/labels/neuron_ids``
-beside the scale arrays ``sim.zarr/raw/0``, ``sim.zarr/raw/1``. The ``labels`` group lists its label images
+A label image lives in the ``labels`` group of the image it annotates, e.g. ``sim.zarr/labels/neuron_ids``
+beside the scale arrays ``sim.zarr/0``, ``sim.zarr/1``. The ``labels`` group lists its label images
 (``ome.labels``); each label image is a multiscale image with the same number of levels as its parent
 (downsampled by mode, so no new ids appear) plus ``ome.image-label``: ``colors`` (``label-value`` -> RGBA
 0-255; 0 is transparent), optional ``properties`` and ``source.image = "../../"`` (the parent). Any
 address of such an image opens with :func:`open_volume` like any other image. We write NGFF 0.5 (zarr v3)
 because our stores are zarr v3 and both ``ome_zarr.reader`` (ome-zarr 0.18) and ``ome-zarr-models`` 1.7
-read and validate it (tests/test_connectomics_io.py); a container root is a zarr v3 group that holds images,
-it is not an image itself, so viewers open ``sim.zarr/raw`` (the image and its labels), not ``sim.zarr``.
+read and validate it (tests/test_connectomics_io.py).
 
-Viewing. napari with the ``napari-ome-zarr`` plugin: ``napari --plugin napari-ome-zarr sim.zarr/raw``
-opens the raw image and every listed label image as a labels layer (NGFF 0.5 needs ome-zarr >= 0.12).
+Container roots. A reader pointed at a container opens only what its root's metadata says: ome-zarr's
+``Reader`` (and so napari-ome-zarr) recognises a root with ``multiscales`` (an image; it then opens the
+image's ``labels`` group), ``labels`` (a labels group), ``plate`` or ``well``; it does not follow a
+``bioformats2raw.layout`` root to its series (only ``ome_zarr.utils``' finder does), and neuroglancer's zarr
+source needs ``multiscales`` at the address it is given. A plate (HCS wells) does not describe a volume. So
+the simulator's container root *is* the image: ``sim.zarr`` holds ``ome.multiscales`` and the levels
+``sim.zarr/0``, ``sim.zarr/1``, ..., with ``sim.zarr/labels/{neuron_ids,labels_mask}``, and
+``napari sim.zarr`` or neuroglancer on ``sim.zarr`` show the image with its labels. A segmentation container
+(``seg.zarr``) holds no image of its own: its root is a labels group listing its ``seg_<t>`` (NGFF places a
+labels group inside its image; a root that is one is our use of the spec, which ``ome_zarr.reader`` and
+``ome-zarr-models`` accept, tested), each linked to the raw image by ``source.image``, so a reader opening
+``seg.zarr`` shows every segmentation over the raw image.
+
+Viewing. napari with the ``napari-ome-zarr`` plugin: ``napari --plugin napari-ome-zarr sim.zarr`` opens the
+raw image and every listed label image as a labels layer (NGFF 0.5 needs ome-zarr >= 0.12); ``napari
+--plugin napari-ome-zarr seg.zarr`` opens each segmentation and, through its ``source.image``, the raw
+image (hidden at first, as ome-zarr shows a label image's source) and its ground truth.
 Neuroglancer (zarr data source, OME-Zarr 0.5 over zarr v3): serve the folder with CORS (e.g.
-``npx http-server --cors -p 8000``), add the image as ``http://localhost:8000/sim.zarr/raw/|zarr3:`` and each
-label image as ``http://localhost:8000/sim.zarr/raw/labels/neuron_ids/|zarr3:`` (older releases:
-``zarr3://http://localhost:8000/sim.zarr/raw/labels/neuron_ids``) with layer type *segmentation*;
+``npx http-server --cors -p 8000``), add the image as ``http://localhost:8000/sim.zarr/|zarr3:`` and each
+label image as ``http://localhost:8000/sim.zarr/labels/neuron_ids/|zarr3:`` (older releases:
+``zarr3://http://localhost:8000/sim.zarr/labels/neuron_ids``) with layer type *segmentation*;
 neuroglancer reads the multiscales of a label image but not ``image-label`` or the ``labels`` list
 (google/neuroglancer src/datasource/zarr; not checked in a browser here), so each label image is added by
 its address. Neuroglancer reads uint8/16/32/64 and int8/16/32 but not int64: write labels as unsigned
 integers (the simulator writes uint64 ids and a uint8 mask).
 
-Old addresses. A container can record an alias (:func:`add_alias`), e.g. the simulator records
-``labels -> raw/labels/neuron_ids`` so ``sim.zarr/labels``, the address used before label images, still
-opens the ground truth.
+Old addresses. A container can record aliases (:func:`add_alias`, root attribute ``aliases``): the
+simulator records ``raw -> ""`` (the root), ``labels -> labels/neuron_ids`` and ``labels_mask ->
+labels/labels_mask``, so ``sim.zarr/raw``, ``sim.zarr/raw/labels/neuron_ids``, ``sim.zarr/labels`` and
+``sim.zarr/labels_mask`` (the addresses of earlier layouts) open what they opened before. ``labels`` is
+both the NGFF labels group and an alias: :func:`open_volume` follows the alias (a labels group is not a
+volume; opening a labels group without one names its label images), while readers that know no aliases
+(ome-zarr, napari, neuroglancer) see the NGFF group. Give those readers :func:`resolve_address` of an
+address (the segmenter does so for ``source.image``). Containers written before the image moved to the
+root (image at ``sim.zarr/raw``) keep their layout and stay readable and resumable.
 
 Axes are always ordered (channel, plane, row, column) = ``("c", "z", "y", "x")``; voxel sizes and offsets
 are in nanometres and list the spatial axes only. Reading never loads a whole volume: every format is
@@ -988,12 +1010,13 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     """Create an empty segmentation ``<container>/<name>`` that OME-Zarr readers open as a label image.
 
     For outputs written into their own container (``connectomics segment`` -> ``seg.zarr/seg_0.5``), whose
-    image lives elsewhere (``sim.zarr/raw``): an NGFF 0.5 multiscale image (level ``"0"``, add levels with
+    image lives elsewhere (``sim.zarr``): an NGFF 0.5 multiscale image (level ``"0"``, add levels with
     :func:`add_multiscale_levels` ``method="mode"``) with ``image-label`` metadata whose ``source.image`` is
-    the relative path from the segmentation to ``source_image``, so ``ome_zarr``/napari open the raw image
-    underneath it. The source container is never written to. It is not listed in a ``labels`` group
-    (that would mean writing into the input); use :func:`create_label_image` when the image and its labels
-    share a container.
+    the relative path from the segmentation to ``source_image`` (aliases followed, :func:`resolve_address`),
+    so ``ome_zarr``/napari open the raw image underneath it. The name is added to the ``labels`` list of
+    the container root (unless the root is itself an image), so a reader given ``seg.zarr`` opens every
+    segmentation. The source container is never written to (its ``labels`` group is not touched); use
+    :func:`create_label_image` when the image and its labels share a container.
 
     Parameters
     ----------
@@ -1014,12 +1037,14 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     Examples
     --------
     >>> import tempfile; tmp = tempfile.mkdtemp()
-    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr", np.zeros((8, 32, 32), np.uint8), axes="zyx",
     ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32))
     >>> seg = create_segmentation_image(f"{tmp}/seg.zarr", "seg_0.5", shape=(8, 32, 32), dtype="uint64",
-    ...                                 chunks=(8, 16, 16), source_image=f"{tmp}/sim.zarr/raw")
+    ...                                 chunks=(8, 16, 16), source_image=f"{tmp}/sim.zarr")
     >>> seg.shape, seg.dtype == np.uint64
     ((8, 32, 32), True)
+    >>> zarr.open_group(f"{tmp}/seg.zarr", mode="r").attrs["ome"]["labels"]
+    ['seg_0.5']
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in "iu":
