@@ -378,8 +378,10 @@ def test_aliases_of_a_root_image_and_its_labels_group(tmp_path, raw):
 
 def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     from ome_zarr.io import parse_url
-    from ome_zarr.reader import Label, Reader
+    from ome_zarr.reader import Label, Labels, Multiscales, Reader
+    from ome_zarr_models import open_ome_zarr
     from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels as LabelsGroup
 
     image = _image_with_levels(tmp_path / "sim.zarr", raw, n_levels=1)  # the image is the container root
     write_label_image(image, "neuron_ids", (raw // 64).astype(np.uint64), chunks=(6, 20, 24))
@@ -404,10 +406,6 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     assert "source" not in zarr.open_group(f"{tmp_path}/seg.zarr/fragments", mode="r").attrs["ome"]["image-label"]
     assert plain.dtype == np.uint32
     # the container root lists its segmentations: a reader given seg.zarr opens them over the image
-    from ome_zarr.reader import Labels, Multiscales
-    from ome_zarr_models import open_ome_zarr
-    from ome_zarr_models.v05.labels import Labels as LabelsGroup
-
     root = open_ome_zarr(zarr.open_group(f"{tmp_path}/seg.zarr", mode="r"))
     assert isinstance(root, LabelsGroup) and root.ome_attributes.labels == ["seg_0.5", "fragments"]
     nodes = list(Reader(parse_url(f"{tmp_path}/seg.zarr"))())
@@ -433,11 +431,10 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
 def test_simulated_container_is_an_image_with_label_images(tmp_path):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Multiscales, Reader
+    from ome_zarr_models import open_ome_zarr
     from ome_zarr_models.v05.image import Image
 
     from connectomics.simulate import simulate_to_zarr
-
-    from ome_zarr_models import open_ome_zarr
 
     path = tmp_path / "sim.zarr"
     simulate_to_zarr(path, "retina", (4, 32, 32), seed=1, chunks=(4, 16, 16), levels=2, progress=False)
