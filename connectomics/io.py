@@ -50,9 +50,9 @@ labels group inside its image; a root that is one is our use of the spec, which 
 ``seg.zarr`` shows every segmentation over the raw image.
 
 Viewing. napari with the ``napari-ome-zarr`` plugin: ``napari --plugin napari-ome-zarr sim.zarr`` opens the
-raw image and every listed label image as a labels layer (NGFF 0.5 needs ome-zarr >= 0.12); ``napari
---plugin napari-ome-zarr seg.zarr`` opens each segmentation and, through its ``source.image``, the raw
-image (hidden at first, as ome-zarr shows a label image's source) and its ground truth.
+raw image and every listed label image as a labels layer, hidden at first as ome-zarr adds an image's labels
+(NGFF 0.5 needs ome-zarr >= 0.12); ``napari --plugin napari-ome-zarr seg.zarr`` opens each segmentation
+and, through its ``source.image``, the raw image and its ground truth (hidden at first).
 Neuroglancer (zarr data source, OME-Zarr 0.5 over zarr v3): serve the folder with CORS (e.g.
 ``npx http-server --cors -p 8000``), add the image as ``http://localhost:8000/sim.zarr/|zarr3:`` and each
 label image as ``http://localhost:8000/sim.zarr/labels/neuron_ids/|zarr3:`` (older releases:
@@ -323,7 +323,8 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     if isinstance(node, zarr.Group):
         found = _multiscales(dict(node.attrs))
         if found is None:
-            listed = dict(node.attrs).get("ome", {}).get("labels")
+            attrs = dict(node.attrs)
+            listed = attrs["ome"].get("labels") if isinstance(attrs.get("ome"), dict) else attrs.get("labels")
             if listed:  # an NGFF labels group: say which label images it holds, not their arrays
                 images = ", ".join(f"{address.rstrip('/')}/{n}" for n in listed)
                 raise ValueError(f"volume {address} is an NGFF labels group; name one of its label images: "
