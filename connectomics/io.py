@@ -22,33 +22,55 @@ exists_ok=False) -> zarr.Array``
     show as labels over the image; ``match_image_levels`` gives them the parent image's scale levels.
 ``create_segmentation_image(container, name, *, shape, dtype, chunks, source_image=None, ...)``
     A segmentation in its own container (``seg.zarr/seg_0.5``) read as a label image of ``source_image``.
+``add_alias(container, alias, target)`` / ``resolve_address(path)`` / ``has_dataset(container, dataset)``
+    Addresses that moved keep opening (``sim.zarr/raw`` -> ``sim.zarr``); the address an alias names.
 
 Label images (NGFF 0.5, https://ngff.openmicroscopy.org/0.5/#labels-md)
 ------------------------------------------------------------------------
-A label image lives in the ``labels`` group of the image it annotates, e.g. ``sim.zarr/raw/labels/neuron_ids``
-beside the scale arrays ``sim.zarr/raw/0``, ``sim.zarr/raw/1``. The ``labels`` group lists its label images
+A label image lives in the ``labels`` group of the image it annotates, e.g. ``sim.zarr/labels/neuron_ids``
+beside the scale arrays ``sim.zarr/0``, ``sim.zarr/1``. The ``labels`` group lists its label images
 (``ome.labels``); each label image is a multiscale image with the same number of levels as its parent
 (downsampled by mode, so no new ids appear) plus ``ome.image-label``: ``colors`` (``label-value`` -> RGBA
 0-255; 0 is transparent), optional ``properties`` and ``source.image = "../../"`` (the parent). Any
 address of such an image opens with :func:`open_volume` like any other image. We write NGFF 0.5 (zarr v3)
 because our stores are zarr v3 and both ``ome_zarr.reader`` (ome-zarr 0.18) and ``ome-zarr-models`` 1.7
-read and validate it (tests/test_connectomics_io.py); a container root is a zarr v3 group that holds images,
-it is not an image itself, so viewers open ``sim.zarr/raw`` (the image and its labels), not ``sim.zarr``.
+read and validate it (tests/test_connectomics_io.py).
 
-Viewing. napari with the ``napari-ome-zarr`` plugin: ``napari --plugin napari-ome-zarr sim.zarr/raw``
-opens the raw image and every listed label image as a labels layer (NGFF 0.5 needs ome-zarr >= 0.12).
+Container roots. A reader pointed at a container opens only what its root's metadata says: ome-zarr's
+``Reader`` (and so napari-ome-zarr) recognises a root with ``multiscales`` (an image; it then opens the
+image's ``labels`` group), ``labels`` (a labels group), ``plate`` or ``well``; it does not follow a
+``bioformats2raw.layout`` root to its series (only ``ome_zarr.utils``' finder does), and neuroglancer's zarr
+source needs ``multiscales`` at the address it is given. A plate (HCS wells) does not describe a volume. So
+the simulator's container root *is* the image: ``sim.zarr`` holds ``ome.multiscales`` and the levels
+``sim.zarr/0``, ``sim.zarr/1``, ..., with ``sim.zarr/labels/{neuron_ids,labels_mask}``, and
+``napari sim.zarr`` or neuroglancer on ``sim.zarr`` show the image with its labels. A segmentation container
+(``seg.zarr``) holds no image of its own: its root is a labels group listing its ``seg_<t>`` (NGFF places a
+labels group inside its image; a root that is one is our use of the spec, which ``ome_zarr.reader`` and
+``ome-zarr-models`` accept, tested), each linked to the raw image by ``source.image``, so a reader opening
+``seg.zarr`` shows every segmentation over the raw image.
+
+Viewing. napari with the ``napari-ome-zarr`` plugin: ``napari --plugin napari-ome-zarr sim.zarr`` opens the
+raw image and every listed label image as a labels layer, hidden at first as ome-zarr adds an image's labels
+(NGFF 0.5 needs ome-zarr >= 0.12); ``napari --plugin napari-ome-zarr seg.zarr`` opens each segmentation
+and, through its ``source.image``, the raw image and its ground truth (hidden at first).
 Neuroglancer (zarr data source, OME-Zarr 0.5 over zarr v3): serve the folder with CORS (e.g.
-``npx http-server --cors -p 8000``), add the image as ``http://localhost:8000/sim.zarr/raw/|zarr3:`` and each
-label image as ``http://localhost:8000/sim.zarr/raw/labels/neuron_ids/|zarr3:`` (older releases:
-``zarr3://http://localhost:8000/sim.zarr/raw/labels/neuron_ids``) with layer type *segmentation*;
+``npx http-server --cors -p 8000``), add the image as ``http://localhost:8000/sim.zarr/|zarr3:`` and each
+label image as ``http://localhost:8000/sim.zarr/labels/neuron_ids/|zarr3:`` (older releases:
+``zarr3://http://localhost:8000/sim.zarr/labels/neuron_ids``) with layer type *segmentation*;
 neuroglancer reads the multiscales of a label image but not ``image-label`` or the ``labels`` list
 (google/neuroglancer src/datasource/zarr; not checked in a browser here), so each label image is added by
 its address. Neuroglancer reads uint8/16/32/64 and int8/16/32 but not int64: write labels as unsigned
 integers (the simulator writes uint64 ids and a uint8 mask).
 
-Old addresses. A container can record an alias (:func:`add_alias`), e.g. the simulator records
-``labels -> raw/labels/neuron_ids`` so ``sim.zarr/labels``, the address used before label images, still
-opens the ground truth.
+Old addresses. A container can record aliases (:func:`add_alias`, root attribute ``aliases``): the
+simulator records ``raw -> ""`` (the root), ``labels -> labels/neuron_ids`` and ``labels_mask ->
+labels/labels_mask``, so ``sim.zarr/raw``, ``sim.zarr/raw/labels/neuron_ids``, ``sim.zarr/labels`` and
+``sim.zarr/labels_mask`` (the addresses of earlier layouts) open what they opened before. ``labels`` is
+both the NGFF labels group and an alias: :func:`open_volume` follows the alias (a labels group is not a
+volume; opening a labels group without one names its label images), while readers that know no aliases
+(ome-zarr, napari, neuroglancer) see the NGFF group. Give those readers :func:`resolve_address` of an
+address (the segmenter does so for ``source.image``). Containers written before the image moved to the
+root (image at ``sim.zarr/raw``) keep their layout and stay readable and resumable.
 
 Axes are always ordered (channel, plane, row, column) = ``("c", "z", "y", "x")``; voxel sizes and offsets
 are in nanometres and list the spatial axes only. Reading never loads a whole volume: every format is
@@ -247,11 +269,33 @@ def _list_zarr(node: Any, prefix: str = "") -> list[str]:
 
 
 def _resolve_alias(root: Any, dataset: str) -> str:
-    """``dataset``, or the path the container's ``aliases`` attribute maps it to when it is not there."""
-    if not isinstance(root, zarr.Group) or dataset in root:
+    """The path inside the container that ``dataset`` names, following the root's ``aliases`` attribute.
+
+    An alias that is the whole address wins over a member of the same name (the NGFF ``labels`` group of a
+    root image is not a volume; the alias ``labels`` names the label image the address meant before); a
+    member wins over an alias that is only a prefix (``labels/neuron_ids`` is itself); an address that is
+    not there has its longest aliased prefix replaced (``raw/labels/x`` -> ``labels/x`` when ``raw`` is an
+    alias of the root, ``""``). Aliases are followed once, never chained.
+    """
+    aliases = root.attrs.get("aliases", {}) if isinstance(root, zarr.Group) else {}
+    if not isinstance(aliases, dict) or not aliases:
         return dataset
-    aliases = root.attrs.get("aliases", {})
-    return str(aliases.get(dataset, dataset)) if isinstance(aliases, dict) else dataset
+    dataset = dataset.strip("/")
+    if dataset in aliases:
+        return str(aliases[dataset]).strip("/")
+    if dataset in root:
+        return dataset
+    parts = dataset.split("/")
+    for cut in range(len(parts) - 1, 0, -1):
+        prefix = "/".join(parts[:cut])
+        if prefix in aliases:
+            return "/".join(p for p in (str(aliases[prefix]).strip("/"), *parts[cut:]) if p)
+    return dataset
+
+
+def _member(root: Any, inner: str) -> Any:
+    """``root[inner]``, the root itself for ``""``."""
+    return root[inner] if inner else root
 
 
 def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -> Volume:
@@ -265,7 +309,7 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     node = root
     if dataset:
         try:
-            node = root[_resolve_alias(root, dataset)]
+            node = _member(root, _resolve_alias(root, dataset))
         except KeyError:
             listing = _list_zarr(root) if isinstance(root, zarr.Group) else []
             raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
@@ -279,6 +323,12 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     if isinstance(node, zarr.Group):
         found = _multiscales(dict(node.attrs))
         if found is None:
+            attrs = dict(node.attrs)
+            listed = attrs["ome"].get("labels") if isinstance(attrs.get("ome"), dict) else attrs.get("labels")
+            if listed:  # an NGFF labels group: say which label images it holds, not their arrays
+                images = ", ".join(f"{address.rstrip('/')}/{n}" for n in listed)
+                raise ValueError(f"volume {address} is an NGFF labels group; name one of its label images: "
+                                 f"{images}")
             raise ValueError(f"volume {address} is a zarr group without OME-Zarr 'multiscales' metadata; name "
                              f"one of its arrays: {', '.join(_list_zarr(node)) or 'it is empty'}")
         multiscales, _version = found
@@ -800,18 +850,20 @@ def _image_label_metadata(colors: Mapping[int, Sequence[int]] | None,
     return meta
 
 
-def _register_label(image_path: str, name: str) -> None:
-    """Add ``name`` to ``<image>/labels``'s ``labels`` list, keeping every name already listed.
+def _register_label(labels_group: str, name: str) -> None:
+    """Add ``name`` to the ``labels`` list of the labels group ``labels_group`` (``<image>/labels``, or a
+    segmentation container's root), keeping every name already listed.
 
-    The read-modify-write runs under an exclusive ``flock`` on the labels directory, so label images
+    The read-modify-write runs under an exclusive ``flock`` on the group's directory, so label images
     created concurrently (e.g. by two processes) are all listed; zarr writes ``zarr.json`` by atomic rename,
     so a reader sees the old list or the new one, never a partial file.
     """
-    container, inner = _split_group_path(f"{image_path}/{LABELS_GROUP}")
+    container, inner = _split_group_path(labels_group)
     fd = os.open(container / inner, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        group = zarr.open_group(store=str(container), path=inner, mode="r+")
+        root = zarr.open_group(store=str(container), mode="r+")
+        group = _member(root, inner)
         ome = dict(group.attrs.get("ome", {}))
         names = [str(n) for n in ome.get("labels", [])]
         if name not in names:
@@ -879,7 +931,7 @@ def create_label_image(image_path: str | Path, name: str, *, dtype: Any, chunks:
                                   voxel_size=parent.voxel_size, offset=parent.offset, exists_ok=exists_ok)
     group = _open_image_group(path, create=False)
     group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, properties)}
-    _register_label(image, name)
+    _register_label(f"{image}/{LABELS_GROUP}", name)
     return array
 
 
@@ -959,12 +1011,13 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     """Create an empty segmentation ``<container>/<name>`` that OME-Zarr readers open as a label image.
 
     For outputs written into their own container (``connectomics segment`` -> ``seg.zarr/seg_0.5``), whose
-    image lives elsewhere (``sim.zarr/raw``): an NGFF 0.5 multiscale image (level ``"0"``, add levels with
+    image lives elsewhere (``sim.zarr``): an NGFF 0.5 multiscale image (level ``"0"``, add levels with
     :func:`add_multiscale_levels` ``method="mode"``) with ``image-label`` metadata whose ``source.image`` is
-    the relative path from the segmentation to ``source_image``, so ``ome_zarr``/napari open the raw image
-    underneath it. The source container is never written to. It is not listed in a ``labels`` group
-    (that would mean writing into the input); use :func:`create_label_image` when the image and its labels
-    share a container.
+    the relative path from the segmentation to ``source_image`` (aliases followed, :func:`resolve_address`),
+    so ``ome_zarr``/napari open the raw image underneath it. The name is added to the ``labels`` list of
+    the container root (unless the root is itself an image), so a reader given ``seg.zarr`` opens every
+    segmentation. The source container is never written to (its ``labels`` group is not touched); use
+    :func:`create_label_image` when the image and its labels share a container.
 
     Parameters
     ----------
@@ -985,12 +1038,14 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     Examples
     --------
     >>> import tempfile; tmp = tempfile.mkdtemp()
-    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr/raw", np.zeros((8, 32, 32), np.uint8), axes="zyx",
+    >>> _ = write_ome_zarr(f"{tmp}/sim.zarr", np.zeros((8, 32, 32), np.uint8), axes="zyx",
     ...                    voxel_size=(40, 8, 8), chunks=(8, 32, 32))
     >>> seg = create_segmentation_image(f"{tmp}/seg.zarr", "seg_0.5", shape=(8, 32, 32), dtype="uint64",
-    ...                                 chunks=(8, 16, 16), source_image=f"{tmp}/sim.zarr/raw")
+    ...                                 chunks=(8, 16, 16), source_image=f"{tmp}/sim.zarr")
     >>> seg.shape, seg.dtype == np.uint64
     ((8, 32, 32), True)
+    >>> zarr.open_group(f"{tmp}/seg.zarr", mode="r").attrs["ome"]["labels"]
+    ['seg_0.5']
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in "iu":
@@ -1009,7 +1064,7 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
                              f"shape {image.spatial_shape}")
         voxel_size = image.voxel_size if voxel_size is None else voxel_size
         offset = image.offset if offset is None else offset
-        image_dir = Path(str(source_image).rstrip("/"))
+        image_dir = Path(resolve_address(source_image).rstrip("/"))  # readers of the link know no aliases
         source = os.path.relpath(image_dir.resolve(), path.resolve()) + "/"
     if voxel_size is None:
         raise ValueError(f"segmentation {path}: pass voxel_size (nm) or a source_image to take it from")
@@ -1017,6 +1072,9 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
                                   voxel_size=voxel_size, offset=offset, exists_ok=exists_ok)
     group = _open_image_group(path, create=False)
     group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, None, source)}
+    root = zarr.open_group(store=str(container), mode="r")
+    if _multiscales(dict(root.attrs)) is None:  # a root that is an image lists its labels in root/labels
+        _register_label(str(container), name)
     return array
 
 
@@ -1030,14 +1088,40 @@ def has_dataset(container: str | Path, dataset: str) -> bool:
         root = zarr.open_group(store=str(container), mode="r")
     except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
         return False
-    return _resolve_alias(root, dataset) in root
+    inner = _resolve_alias(root, dataset)
+    return not inner or inner in root
+
+
+def resolve_address(path: str | Path) -> str:
+    """The address ``path`` names with its container's aliases followed (see :func:`add_alias`).
+
+    What to give a reader that knows no aliases (ome-zarr's ``source.image`` link, neuroglancer, napari):
+    ``sim.zarr/raw`` of a simulated container is ``sim.zarr`` (the image is the root), and
+    ``sim.zarr/raw/labels/neuron_ids`` is ``sim.zarr/labels/neuron_ids``. Addresses without an alias, and
+    HDF5, TIFF or missing containers, come back as given.
+
+    >>> resolve_address("stack.tif")
+    'stack.tif'
+    """
+    container, dataset = parse_volume_path(path)
+    if not dataset or container.suffix.lower() not in ZARR_SUFFIXES:
+        return str(path)
+    try:
+        root = zarr.open_group(store=str(container), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError):
+        return str(path)
+    inner = _resolve_alias(root, dataset)
+    return str(container / inner) if inner else str(container)
 
 
 def add_alias(container: str | Path, alias: str, target: str) -> None:
     """Record in a zarr container's root attributes (``aliases``) that ``container/alias`` means
-    ``container/target``; :func:`open_volume` follows it when ``alias`` is not itself in the container.
+    ``container/target`` (``""``: the root itself); :func:`open_volume` follows it (rules in
+    :func:`_resolve_alias`: the whole alias wins over a member of that name, an aliased prefix applies to
+    addresses that are not there).
 
-    Used to keep addresses that moved readable, e.g. ``add_alias("sim.zarr", "labels", "raw/labels/neuron_ids")``.
+    Used to keep addresses that moved readable, e.g. ``add_alias("sim.zarr", "raw", "")`` (the image moved to
+    the root) and ``add_alias("sim.zarr", "labels", "labels/neuron_ids")``.
     """
     root = zarr.open_group(store=str(container), mode="r+")
     root.attrs["aliases"] = {**dict(root.attrs.get("aliases", {})), alias: target}

@@ -396,21 +396,32 @@ def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 JOB_COMMAND = "connectomics simulate"
-BOOKKEEPING = "raw/0/.job"
-"""Where a simulation keeps its bookkeeping, relative to the container: inside the level-0 array of the image
-(zarr warns about unknown folders at group level, not inside an array)."""
+BOOKKEEPING = "0/.job"
+"""Where a simulation keeps its bookkeeping, relative to the container: inside the level-0 array of the image,
+which is the container root (zarr warns about unknown folders at group level, not inside an array)."""
+LEGACY_IMAGE = "raw"
+"""Where the image lived in containers written before it moved to the root (bookkeeping in ``raw/0/.job``);
+such a container keeps that layout when it is resumed or overwritten, so a cache of them stays valid."""
+
+
+def _image_folder(path: Path) -> str:
+    """The image's folder inside the container: ``""`` (the root), or ``"raw"`` in an older container."""
+    return LEGACY_IMAGE if (path / LEGACY_IMAGE / BOOKKEEPING).is_dir() else ""
 
 
 def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int], *, seed: int = 0,
                      chunks: Sequence[int] = (32, 128, 128), workers: int = 1, levels: int = 1,
                      progress: bool = True, label_fraction: float = 1.0, overwrite: bool = False,
                      wait: bool = False) -> Path:
-    """Write a simulated volume as OME-Zarr, chunk by chunk: image ``path/raw`` (uint8) and its NGFF label
-    images ``path/raw/labels/neuron_ids`` (uint64) and ``path/raw/labels/labels_mask`` (uint8, 1 =
-    labelled), also readable as ``path/labels`` and ``path/labels_mask`` (aliases, see connectomics.io).
+    """Write a simulated volume as OME-Zarr, chunk by chunk: the container root is the image (uint8, scale
+    levels ``path/0``, ``path/1``, ...), so OME-Zarr readers given ``path`` open it, with its NGFF label
+    images ``path/labels/neuron_ids`` (uint64) and ``path/labels/labels_mask`` (uint8, 1 = labelled).
+    The addresses used before the image moved to the root still open the same volumes (aliases, see
+    :func:`connectomics.io.add_alias`): ``path/raw`` (the image), ``path/raw/labels/<name>``,
+    ``path/labels`` (the neuron ids, not the NGFF labels group) and ``path/labels_mask``.
 
     The run is a resumable job (:mod:`shared.jobs`) whose bookkeeping lives in the container
-    (``path/raw/0/.job/``: the settings, a done-marker per chunk, failure records, the lock), so calling it
+    (``path/0/.job/``: the settings, a done-marker per chunk, failure records, the lock), so calling it
     again with the same settings finishes an interrupted run (after ``kill -9`` too) or, if it finished,
     does nothing; other settings are refused naming each that differs; a second run into the same
     container refuses naming the first (or waits); a container this function did not write is refused.
@@ -427,6 +438,9 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     overwrite : write into a container this function did not write, or restart one written with other
         settings (arrays of the same shape, dtype and chunks are rewritten in place).
     wait : wait for another run holding the container's lock instead of refusing.
+
+    A container written before the image moved to the root (image at ``path/raw``, bookkeeping in
+    ``path/raw/0/.job/``) keeps that layout when resumed or overwritten.
 
     Returns
     -------
@@ -456,23 +470,28 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     path = check_output_folder(path, name="output")
     settings = {"source": spec.name, "seed": int(seed), "shape": list(shape), "chunks": list(chunks),
                 "label_fraction": float(label_fraction), "source_settings": dataclasses.asdict(spec)}
-    if path.is_dir() and any(path.iterdir()) and not (path / BOOKKEEPING).is_dir() and not overwrite:
+    folder = _image_folder(path)
+    image, inside = path / folder, f"{folder}/" if folder else ""  # Path("sim.zarr") / "" is the root
+    if path.is_dir() and any(path.iterdir()) and not (image / BOOKKEEPING).is_dir() and not overwrite:
         raise OutputExistsError(f"{path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
-                                f"{path / BOOKKEEPING}); pass --overwrite to write into it, or choose another path")
+                                f"{image / BOOKKEEPING}); pass --overwrite to write into it, or choose another path")
     with open_job(path, JOB_COMMAND, {**settings, "levels": int(levels)}, overwrite=overwrite, wait=wait,
-                  bookkeeping=BOOKKEEPING) as job:
-        job.claim("zarr.json", "raw/zarr.json", "raw/0/zarr.json", "raw/0/c", "raw/labels",
-                  *[f"raw/{level}" for level in range(1, levels)])
+                  bookkeeping=inside + BOOKKEEPING) as job:
+        job.claim(*dict.fromkeys(["zarr.json", f"{inside}zarr.json", f"{inside}0/zarr.json", f"{inside}0/c",
+                                  f"{inside}labels", *[f"{inside}{level}" for level in range(1, levels)]]))
         common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
                   "exists_ok": True}
-        raw = create_ome_zarr_array(path / "raw", dtype=np.uint8, **common)
-        labels = create_label_image(path / "raw", "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=True)
+        raw = create_ome_zarr_array(image, dtype=np.uint8, **common)
+        labels = create_label_image(image, "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=True)
         # NGFF requires properties and colours to name the same label values (ome-zarr-models checks it)
-        labels_mask = create_label_image(path / "raw", "labels_mask", dtype=np.uint8, chunks=chunks,
+        labels_mask = create_label_image(image, "labels_mask", dtype=np.uint8, chunks=chunks,
                                          exists_ok=True, colors={0: (0, 0, 0, 0), 1: (255, 255, 0, 96)},
                                          properties={0: {"meaning": "unlabelled"}, 1: {"meaning": "labelled"}})
-        add_alias(path, "labels", "raw/labels/neuron_ids")
-        add_alias(path, "labels_mask", "raw/labels/labels_mask")
+        if not folder:  # the address of the image before it moved to the root (an older container has it)
+            add_alias(path, LEGACY_IMAGE, "")
+        # the addresses of the ground truth before label images; `labels` is also the NGFF labels group
+        add_alias(path, "labels", f"{inside}labels/neuron_ids")
+        add_alias(path, "labels_mask", f"{inside}labels/labels_mask")
         import zarr
 
         zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
@@ -492,27 +511,30 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
                       ).raise_for_failures("simulate", records=job.folder / "failed")
         if not job.is_done("levels"):
             if levels > 1:
-                add_multiscale_levels(path / "raw", levels - 1, method="mean")
-            match_image_levels(path / "raw", "neuron_ids")
-            match_image_levels(path / "raw", "labels_mask")
+                add_multiscale_levels(image, levels - 1, method="mean")
+            match_image_levels(image, "neuron_ids")
+            match_image_levels(image, "labels_mask")
             job.mark_done("levels")
     return path
 
 
 def cli(argv: list[str]) -> int:
     """``connectomics simulate OUT.zarr``: write a simulated EM volume."""
+    from connectomics.io import resolve_address
     from shared.cli import add_output_arguments, subcommand_parser
 
     listing = "\n".join(f"  {s.name:<7} {s.voxel_size} nm: {s.description}" for s in SOURCES.values())
     parser = subcommand_parser(
         "connectomics simulate",
-        f"""Write a simulated serial-section EM volume as OME-Zarr: OUT/raw (uint8), OUT/labels (uint64,
-0 = extracellular space or unlabelled) and OUT/labels_mask (uint8, 1 = labelled). Neural tissue (thin
+        f"""Write a simulated serial-section EM volume as OME-Zarr: OUT is the image (uint8; also
+addressed as OUT/raw), with NGFF label images OUT/labels/neuron_ids (uint64, 0 = extracellular space or
+unlabelled; also OUT/labels) and OUT/labels/labels_mask (uint8, 1 = labelled; also OUT/labels_mask), so
+napari or neuroglancer opened on OUT show the image and its labels. Neural tissue (thin
 axons with boutons, spiny tapering dendrites, somata, glia, extracellular space), mitochondria, vesicles,
 dark membranes, texture, blur, shot noise and section artefacts (missing, misaligned, blurred sections,
 contrast drift). Deterministic by seed; generated chunk by chunk, so any size fits in memory.
 Rerunning the same command finishes an interrupted run (after kill -9 too; bookkeeping in
-OUT/raw/0/.job/, which travels with the container) or, if it finished, does nothing; other settings are
+OUT/0/.job/, which travels with the container) or, if it finished, does nothing; other settings are
 refused naming each that differs; a container this command did not write is never written into
 (--overwrite does); a second run into the same OUT refuses naming the first (--wait waits).
 
@@ -541,5 +563,6 @@ examples:
                      chunks=parse_coordinate(args.chunks, name="--chunks"), workers=args.workers,
                      levels=args.levels, progress=not args.quiet, label_fraction=args.label_fraction,
                      overwrite=args.overwrite, wait=args.wait)
-    print(f"wrote {args.out}/raw, {args.out}/labels and {args.out}/labels_mask")
+    image, ids, mask = (resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
+    print(f"wrote the image {image} with its label images {ids} and {mask}")
     return 0

@@ -141,6 +141,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from connectomics.blocks import Roi, block_grid, parse_coordinate
+    from connectomics.simulate import BOOKKEEPING
 
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,7 @@ def main() -> int:
     # 1. the test volume
     sim = work / "sim.zarr"
     n_chunks = len(block_grid(volume, parse_coordinate(SIM_CHUNKS, name="chunks")))
-    if n_markers(sim / "raw/0/.job/done", "block") < n_chunks:
+    if n_markers(sim / BOOKKEEPING / "done", "block") < n_chunks:  # an older container: simulate finds it done
         sim_args = ["simulate", str(sim), "--shape", args.shape, "--chunks", SIM_CHUNKS, "--seed", "1",
                     "--workers", str(args.workers), "--quiet"]
         report["steps"]["simulate (not counted)"] = run(sim_args, log)  # the same command resumes

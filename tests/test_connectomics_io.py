@@ -24,9 +24,11 @@ from connectomics.io import (
     create_ome_zarr_array,
     create_segmentation_image,
     downsample_block,
+    has_dataset,
     normalize_raw,
     open_volume,
     parse_volume_path,
+    resolve_address,
     write_label_image,
     write_ome_zarr,
 )
@@ -340,30 +342,77 @@ def test_alias_keeps_a_moved_address_readable(tmp_path, raw):
         open_volume(f"{tmp_path}/v.zarr/other")
 
 
+def test_aliases_of_a_root_image_and_its_labels_group(tmp_path, raw):
+    """The image at the root: ``raw`` names the root, ``raw/...`` what is under it, ``labels`` the label image
+    although a labels group of that name exists; members win over aliased prefixes; no chains."""
+    root = _image_with_levels(tmp_path / "r.zarr", raw, n_levels=2)
+    ids = (raw // 64).astype(np.uint64)
+    write_label_image(root, "neuron_ids", ids, chunks=(6, 20, 24))
+    write_label_image(root, "labels_mask", (raw > 9).astype(np.uint8), chunks=(6, 20, 24))
+    with pytest.raises(ValueError, match=r"r.zarr/labels is an NGFF labels group; name one of its label images: "
+                                         r".*r.zarr/labels/neuron_ids, .*r.zarr/labels/labels_mask"):
+        open_volume(f"{root}/labels")
+    add_alias(root, "raw", "")
+    add_alias(root, "labels", "labels/neuron_ids")
+    add_alias(root, "labels_mask", "labels/labels_mask")
+    np.testing.assert_array_equal(open_volume(f"{root}/raw").data.compute(), raw)
+    assert open_volume(f"{root}/raw", level=1).shape == (6, 10, 12)
+    np.testing.assert_array_equal(open_volume(f"{root}/raw/0").data.compute(), raw)  # an array under the alias
+    for address in ("labels", "labels/neuron_ids", "raw/labels/neuron_ids"):
+        np.testing.assert_array_equal(open_volume(f"{root}/{address}", role="labels").data.compute(), ids)
+    assert open_volume(f"{root}/labels", level=1).shape == (6, 10, 12)
+    np.testing.assert_array_equal(open_volume(f"{root}/labels_mask").data.compute(), raw > 9)
+    np.testing.assert_array_equal(open_volume(f"{root}/raw/labels/labels_mask").data.compute(), raw > 9)
+    assert resolve_address(f"{root}/raw") == root
+    assert resolve_address(f"{root}/raw/labels/neuron_ids") == f"{root}/labels/neuron_ids"
+    assert resolve_address(f"{root}/labels") == f"{root}/labels/neuron_ids"
+    assert resolve_address(f"{root}/labels/labels_mask") == f"{root}/labels/labels_mask"
+    assert has_dataset(root, "raw") and has_dataset(root, "labels_mask") and not has_dataset(root, "nope")
+    with pytest.raises(KeyError, match="no dataset 'raw/nope'"):
+        open_volume(f"{root}/raw/nope")
+    add_alias(root, "a", "b")
+    add_alias(root, "b", "0")
+    with pytest.raises(KeyError, match="no dataset 'a'"):  # followed once: 'a' -> 'b', not on to '0'
+        open_volume(f"{root}/a")
+
+
 def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     from ome_zarr.io import parse_url
-    from ome_zarr.reader import Label, Reader
+    from ome_zarr.reader import Label, Labels, Multiscales, Reader
+    from ome_zarr_models import open_ome_zarr
     from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels as LabelsGroup
 
-    image = _image_with_levels(tmp_path / "sim.zarr" / "raw", raw, n_levels=1)
+    image = _image_with_levels(tmp_path / "sim.zarr", raw, n_levels=1)  # the image is the container root
+    write_label_image(image, "neuron_ids", (raw // 64).astype(np.uint64), chunks=(6, 20, 24))
+    add_alias(image, "raw", "")
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*"))
     seg = create_segmentation_image(tmp_path / "seg.zarr", "seg_0.5", shape=raw.shape, dtype=np.uint64,
-                                    chunks=(6, 20, 24), source_image=image)
+                                    chunks=(6, 20, 24), source_image=f"{image}/raw")  # an alias of the root
     seg[...] = raw // 50
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*")) == before  # input untouched
     vol = open_volume(f"{tmp_path}/seg.zarr/seg_0.5", role="labels")
     assert vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
     meta = ImageLabel.from_zarr(zarr.open_group(f"{tmp_path}/seg.zarr/seg_0.5", mode="r")).ome_attributes
-    assert meta.image_label.source.image == "../../sim.zarr/raw/"
+    assert meta.image_label.source.image == "../../sim.zarr/"  # where the image is, for readers without aliases
     nodes = list(Reader(parse_url(f"{tmp_path}/seg.zarr/seg_0.5"))())
-    assert [Path(str(n.zarr.path)).name for n in nodes] == ["raw", "seg_0.5"]  # the image, then the labels
-    assert Label in {type(s) for s in nodes[1].specs}
-    np.testing.assert_array_equal(np.asarray(nodes[1].data[0]), raw // 50)
+    names = [Path(str(n.zarr.path)).name for n in nodes]  # the image (with its own labels), then the segmentation
+    assert names == ["sim.zarr", "labels", "neuron_ids", "seg_0.5"] and not nodes[0].visible
+    assert Label in {type(s) for s in nodes[-1].specs}
+    np.testing.assert_array_equal(np.asarray(nodes[-1].data[0]), raw // 50)
     # without a source image the voxel size must be given; the shape must match the image's
     plain = create_segmentation_image(tmp_path / "seg.zarr", "fragments", shape=raw.shape, dtype=np.uint32,
                                       chunks=(6, 20, 24), voxel_size=(40, 4, 4))
     assert "source" not in zarr.open_group(f"{tmp_path}/seg.zarr/fragments", mode="r").attrs["ome"]["image-label"]
     assert plain.dtype == np.uint32
+    # the container root lists its segmentations: a reader given seg.zarr opens them over the image
+    root = open_ome_zarr(zarr.open_group(f"{tmp_path}/seg.zarr", mode="r"))
+    assert isinstance(root, LabelsGroup) and root.ome_attributes.labels == ["seg_0.5", "fragments"]
+    nodes = list(Reader(parse_url(f"{tmp_path}/seg.zarr"))())
+    kinds = {str(Path(str(n.zarr.path)).relative_to(tmp_path)): {type(s) for s in n.specs} for n in nodes}
+    assert kinds == {"seg.zarr": {Labels}, "sim.zarr": {Multiscales}, "sim.zarr/labels": {Labels},
+                     "sim.zarr/labels/neuron_ids": {Label, Multiscales}, "seg.zarr/seg_0.5": {Label, Multiscales},
+                     "seg.zarr/fragments": {Label, Multiscales}}
     with pytest.raises(ValueError, match="pass voxel_size"):
         create_segmentation_image(tmp_path / "seg.zarr", "x", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24))
     with pytest.raises(ValueError, match="does not match its image"):
@@ -381,23 +430,33 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
 
 def test_simulated_container_is_an_image_with_label_images(tmp_path):
     from ome_zarr.io import parse_url
-    from ome_zarr.reader import Label, Reader
+    from ome_zarr.reader import Label, Multiscales, Reader
+    from ome_zarr_models import open_ome_zarr
     from ome_zarr_models.v05.image import Image
 
     from connectomics.simulate import simulate_to_zarr
 
     path = tmp_path / "sim.zarr"
     simulate_to_zarr(path, "retina", (4, 32, 32), seed=1, chunks=(4, 16, 16), levels=2, progress=False)
-    nodes = list(Reader(parse_url(f"{path}/raw"))())
+    # the container root is the image: a reader given sim.zarr itself finds the image and its labels
+    nodes = list(Reader(parse_url(str(path)))())
+    assert Path(str(nodes[0].zarr.path)) == path and Multiscales in {type(s) for s in nodes[0].specs}
     labels = [n for n in nodes if Label in {type(s) for s in n.specs}]
     assert [Path(str(n.zarr.path)).name for n in labels] == ["neuron_ids", "labels_mask"]
     for label in labels:
         assert [d.shape for d in label.data] == [d.shape for d in nodes[0].data]
-    Image.from_zarr(zarr.open_group(f"{path}/raw", mode="r"))  # validates, label levels included
-    ids = open_volume(f"{path}/raw/labels/neuron_ids", role="labels")
+    root = open_ome_zarr(zarr.open_group(str(path), mode="r"))  # validates, label levels included
+    assert isinstance(root, Image) and root.labels.ome_attributes.labels == ["neuron_ids", "labels_mask"]
+    ids = open_volume(f"{path}/labels/neuron_ids", role="labels")
     assert ids.dtype == np.uint64
-    np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ids.data.compute())
-    mask = open_volume(f"{path}/labels_mask").data.compute()  # the alias of raw/labels/labels_mask
+    raw = open_volume(str(path), role="raw").data.compute()
+    # every address of the layout with the image at sim.zarr/raw opens the same volume
+    np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), raw)
+    for old in ("labels", "raw/labels/neuron_ids"):
+        np.testing.assert_array_equal(open_volume(f"{path}/{old}").data.compute(), ids.data.compute())
+    mask = open_volume(f"{path}/labels/labels_mask").data.compute()
+    np.testing.assert_array_equal(open_volume(f"{path}/labels_mask").data.compute(), mask)
+    np.testing.assert_array_equal(open_volume(f"{path}/raw/labels/labels_mask").data.compute(), mask)
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
 
 

@@ -444,7 +444,9 @@ def test_quantile_agglomeration_hand_computed():
 def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, capsys):
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Label, Reader
+    from ome_zarr_models import open_ome_zarr
     from ome_zarr_models.v05.image_label import ImageLabel
+    from ome_zarr_models.v05.labels import Labels as LabelsGroup
 
     from connectomics.io import write_ome_zarr
 
@@ -462,6 +464,11 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
         assert [Path(str(n.zarr.path)).name for n in nodes] == ["raw", name]  # the image, then the labels
         assert Label in {type(s) for s in nodes[1].specs}
         np.testing.assert_array_equal(np.asarray(nodes[1].data[0]), read(tmp / f"seg.zarr/{name}"))
+    # the container root is a labels group listing them: a reader given seg.zarr opens each over the image
+    root = open_ome_zarr(zarr.open_group(str(tmp / "seg.zarr"), mode="r"))
+    assert isinstance(root, LabelsGroup) and root.ome_attributes.labels == ["seg_0.3", "seg_0.6"]
+    nodes = list(Reader(parse_url(str(tmp / "seg.zarr")))())
+    assert [Path(str(n.zarr.path)).name for n in nodes] == ["seg.zarr", "raw", "seg_0.3", "seg_0.6"]
     # an image of another shape is refused with a one-line error
     write_ome_zarr(tmp / "other.zarr" / "raw", np.zeros((4, 8, 8), np.uint8), axes="zyx", voxel_size=(4, 4, 4),
                    chunks=(4, 8, 8))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -127,15 +128,15 @@ def test_simulate_to_zarr_writes_ome_zarr_and_resumes(tmp_path):
     with pytest.raises(JobConfigError, match=r"seed: 4 -> 5.*--overwrite"):
         simulate_to_zarr(path, "retina", (6, 40, 40), seed=5, chunks=(3, 20, 20), progress=False, levels=2)
     # a lost block (marker and chunk gone) is regenerated exactly
-    done = path / "raw/0/.job/done"
+    done = path / "0/.job/done"  # inside the level-0 array of the image, the container root
     assert sorted(p.name for p in done.iterdir()) == sorted([f"block-{i}" for i in range(8)] + ["levels"])
     (done / "block-0").unlink()
-    (path / "raw" / "0" / "c" / "0" / "0" / "0").unlink()
+    (path / "0" / "c" / "0" / "0" / "0").unlink()
     simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
     np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), ref_raw)
-    assert json.loads((path / "raw/0/.job/manifest.json").read_text())["config"]["seed"] == 4
+    assert json.loads((path / "0/.job/manifest.json").read_text())["config"]["seed"] == 4
     # a live holder of the lock is named
-    (path / "raw/0/.job/lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+    (path / "0/.job/lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                                       "started": "now", "command": "connectomics simulate"}))
     with pytest.raises(JobLockedError, match=f"in use by pid {os.getpid()} .*--wait"):
         simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
@@ -155,7 +156,7 @@ def test_killed_run_resumes_and_foreign_containers_are_refused(tmp_path):
               f"s.simulate_to_zarr({str(path)!r}, 'sbem', (6, 40, 40), seed=2, chunks=(3, 20, 20), progress=False)\n")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    done = path / "raw/0/.job/done"
+    done = path / "0/.job/done"
 
     def n_done() -> int:  # block markers only, not a half-written `.block-<id>.<pid>.tmp`
         return len([n for n in os.listdir(done) if n.startswith("block-")]) if done.is_dir() else 0
@@ -178,7 +179,7 @@ def test_killed_run_resumes_and_foreign_containers_are_refused(tmp_path):
     code = run_guarded("connectomics simulate", cli, [str(other), "--shape", "6,40,40", "--chunks", "3,20,20",
                                                       "--quiet"])
     assert code == 2
-    assert not (other / "raw/0/.job").exists()
+    assert not (other / "0/.job").exists() and not (other / "raw/0/.job").exists()
     assert zarr.open_array(str(other / "raw"), mode="r").shape == (4, 8, 8)
 
 
@@ -187,10 +188,35 @@ def test_cli(tmp_path, capsys):
     args = [str(out), "--source", "fib", "--shape", "4,32,32", "--chunks", "4,16,16", "--quiet"]
     assert run_guarded("connectomics simulate", cli, args) == 0
     assert open_volume(f"{out}/raw").shape == (4, 32, 32)
+    assert f"wrote the image {out} with its label images {out}/labels/neuron_ids and" in capsys.readouterr().out
     assert run_guarded("connectomics simulate", cli, args + ["--resume"]) == 0  # the old flag still works
     assert run_guarded("connectomics simulate", cli, [str(out), "--shape", "4,32,32", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "chunks: [4, 16, 16] -> [32, 128, 128]" in err and len(err.strip().splitlines()) == 1
+
+
+BEFORE_ROOT_IMAGE = Path(__file__).parent / "data" / "sim_before_root_image.zarr"
+"""Written by `connectomics simulate` before the image moved to the container root (image at raw/, bookkeeping
+in raw/0/.job; retina, shape 4,16,16, chunks 4,16,16, seed 1)."""
+
+
+def test_container_with_the_image_at_raw_keeps_its_addresses_and_layout(tmp_path):
+    path = tmp_path / "old.zarr"
+    shutil.copytree(BEFORE_ROOT_IMAGE, path)
+    assert open_volume(f"{path}/raw", role="raw").shape == (4, 16, 16)
+    ids = open_volume(f"{path}/labels", role="labels").data.compute()
+    np.testing.assert_array_equal(ids, open_volume(f"{path}/raw/labels/neuron_ids").data.compute())
+    assert open_volume(f"{path}/labels_mask").dtype == np.uint8
+    # rewritten in its own layout, never half in each (--overwrite: the sources may have changed since)
+    simulate_to_zarr(path, "retina", (4, 16, 16), seed=1, chunks=(4, 16, 16), progress=False, overwrite=True)
+    assert sorted(p.name for p in path.iterdir()) == ["raw", "zarr.json"]
+    ref_raw, ref_labels = simulate_volume("retina", (4, 16, 16), seed=1, threads=1)
+    np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), ref_raw)
+    np.testing.assert_array_equal(open_volume(f"{path}/labels").data.compute(), ref_labels)
+    marker = path / "raw/0/.job/done/block-0"
+    before = marker.stat().st_mtime_ns
+    simulate_to_zarr(path, "retina", (4, 16, 16), seed=1, chunks=(4, 16, 16), progress=False)  # resumed: done
+    assert marker.stat().st_mtime_ns == before
 
 
 # ------------------------------------------------------------------------------- neuron morphologies
