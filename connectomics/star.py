@@ -27,6 +27,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,10 @@ def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[st
                         log_every_n_steps=5, enable_model_summary=False, num_sanity_val_steps=0,
                         enable_progress_bar=sys.stderr.isatty())
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(model, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    with warnings.catch_warnings():
+        if last.exists():  # a resume continues this run's own checkpoints folder on purpose
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(model, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     return last
 
 
