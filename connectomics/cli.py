@@ -9,13 +9,13 @@ from shared.startup import announce_slow_import
 
 DESCRIPTION = """STAR neuron segmentation for electron-microscopy volumes.
 
-A typical session:
+A typical session (sim.zarr is an OME-Zarr image: raw at its root, ground truth at sim.zarr/labels/neuron_ids):
   connectomics simulate sim.zarr --source sstem --shape 64,256,256 --seed 0
   connectomics fit --config configs/connectomics/gammanet.yaml
-  connectomics predict runs/connectomics/gammanet/checkpoints/last.ckpt sim.zarr/raw pred.zarr/affs \\
+  connectomics predict runs/connectomics/gammanet/checkpoints/last.ckpt sim.zarr pred.zarr/affs \\
       --block 32,128,128 --context 8,32,32
-  connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7
-  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels
+  connectomics segment pred.zarr/affs seg.zarr --thresholds 0.3,0.5,0.7 --image sim.zarr
+  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels/neuron_ids
   connectomics star --config configs/connectomics/star.yaml    # gamma-Net vs U-Net, held-out source"""
 
 SUBCOMMANDS = {

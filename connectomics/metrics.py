@@ -632,10 +632,10 @@ Excluded (not scored) voxels, the conventions of the CREMI evaluation (cremi_pyt
                    example_evaluation.py (the CREMI leaderboard's own value is not published: unverified).
 
 examples:
-  connectomics evaluate seg.zarr/seg sim.zarr/raw/labels/neuron_ids
-  connectomics evaluate seg.zarr/seg sim.zarr/raw/labels/neuron_ids --mask sim.zarr/raw/labels/labels_mask
+  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels/neuron_ids
+  connectomics evaluate seg.zarr/seg_0.5 sim.zarr/labels/neuron_ids --mask sim.zarr/labels/labels_mask
   connectomics evaluate seg.zarr/seg_0.5 sample_A.hdf:volumes/labels/neuron_ids --border-mask --json s.json
-  connectomics evaluate seg.zarr sim.zarr/raw/labels/neuron_ids   # every seg_<t>, and a plot vs t
+  connectomics evaluate seg.zarr sim.zarr/labels/neuron_ids   # every seg_<t>, and a plot vs t
 
 Each segmentation's metrics go to SEG_CONTAINER.SEG_NAME.metrics.json beside its container (e.g.
 seg.zarr.seg_0.5.metrics.json) unless --json is given (one segmentation only). With several segmentations

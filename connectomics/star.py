@@ -15,7 +15,8 @@ volumes segments a volume from another source or tissue. Here, on simulated sour
    ``results.png`` (held-out scores per model against the data fraction, in-source ARAND for reference).
 
 Each run lives in ``out_dir/<model>_f<fraction>/``; a run with a ``result.json`` is skipped and a run with a
-``last.ckpt`` is resumed, so an interrupted protocol continues where it stopped.
+``checkpoints/last.ckpt`` (rewritten at every training-epoch end) resumes its training from there, so an
+interrupted protocol continues where it stopped and, on the CPU, ends with the results of an uninterrupted one.
 
 ``connectomics star --config configs/connectomics/star.yaml [--steps 200] [--out_dir ...]``
 """
@@ -26,6 +27,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -98,13 +100,20 @@ def score_volume(model: torch.nn.Module, container: str, device: torch.device, t
 def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[str, Any], run_dir: Path, *,
               steps: int, crop_shape: list[int], batch_size: int, lr: float, seed: int,
               num_workers: int = 0, precision: str | None = None) -> Path:
-    """Train one model on the training volumes (resuming from ``last.ckpt``); return the checkpoint path."""
+    """Train one model on the training volumes; return the path of its final checkpoint, ``last.ckpt``.
+
+    ``run_dir/checkpoints/last.ckpt`` is rewritten at the end of every training epoch (``steps / 4`` steps),
+    with the global RNG states (:class:`shared.rng_checkpoint.RNGStateCallback`); a training that finds one
+    resumes from it, so a killed protocol loses at most one epoch and, on the CPU, ends with the weights an
+    uninterrupted run gets (on a GPU up to the nondeterminism of its kernels).
+    """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     from connectomics.train import AffinityDataModule
     from shared.devices import lightning_precision
+    from shared.rng_checkpoint import RNGStateCallback
 
     L.seed_everything(seed, workers=True)
     model = AffinityModel(spec["backbone"], spec.get("backbone_config"), offsets=DEFAULT_OFFSETS, lr=lr)
@@ -112,13 +121,20 @@ def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[st
                               batch_size=batch_size, samples_per_epoch=max(steps // 4, 1) * batch_size,
                               val_samples=2, data_fraction=fraction, seed=seed, num_workers=num_workers)
     ckpt_dir = run_dir / "checkpoints"
+    # the latest state under one name at each epoch end (an epoch boundary resumes exactly; Lightning's
+    # save_last with save_top_k=0 would write last.ckpt only when training ends)
+    latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                             save_on_train_epoch_end=True, enable_version_counter=False)
     trainer = L.Trainer(max_steps=steps, accelerator="auto", devices=1, precision=precision or lightning_precision(),
                         default_root_dir=run_dir, logger=CSVLogger(run_dir, name="logs"),
-                        callbacks=[ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0)],
+                        callbacks=[latest, RNGStateCallback()],
                         log_every_n_steps=5, enable_model_summary=False, num_sanity_val_steps=0,
                         enable_progress_bar=sys.stderr.isatty())
     last = ckpt_dir / "last.ckpt"
-    trainer.fit(model, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
+    with warnings.catch_warnings():
+        if last.exists():  # a resume continues this run's own checkpoints folder on purpose
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(model, datamodule=data, ckpt_path=str(last) if last.exists() else None, weights_only=True)
     return last
 
 

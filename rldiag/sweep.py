@@ -1,9 +1,12 @@
 """Run a diagnosis's cells: serially, on a local dask cluster, or on a running dask scheduler.
 
-Parallelism comes from ``dask.distributed``, not a home-made scheduler: a ``LocalCluster`` of worker
-*processes* (one thread each; procgen is not fork-safe and leaks memory when envs are destroyed, both of
-which separate worker processes contain), or ``Client(scheduler_address)`` for a cluster started with
-``dask scheduler`` / ``dask worker`` (workers must have recurrent-vision installed and see ``out_dir``).
+Parallelism comes from ``dask.distributed`` through :func:`shared.scaleout.dask_client`, the helper every
+subsystem scales out with: a ``LocalCluster`` of worker *processes* (one thread each; procgen is not
+fork-safe and leaks memory when envs are destroyed, both of which separate worker processes contain), or a
+client of a cluster started with ``dask scheduler`` / ``dask worker`` (workers must have recurrent-vision
+installed and see ``out_dir``). Each worker with GPUs trains on its own one
+(:func:`shared.worker_devices.pin_workers_to_gpus`; PPO's ``device="auto"`` is
+:func:`shared.devices.default_device`).
 
 The output folder is a :mod:`shared.jobs` job: its ``.job/`` holds the settings (a rerun with other
 settings is refused in one line), the lock (a second sweep into the same folder refuses naming the first,
@@ -61,6 +64,8 @@ def run_diagnosis(
     from tqdm.auto import tqdm
 
     cfg.validate()
+    if workers < 0:  # refused before the output folder exists (dask_client would refuse after)
+        raise ValueError(f"--workers must be >= 0, got {workers}")
     out_dir = Path(out_dir)
     cfg_dict = dataclasses.asdict(cfg)
     cells = plan_cells(cfg)
@@ -83,18 +88,16 @@ def run_diagnosis(
 def _run_on_dask(
     cfg_dict: dict[str, Any], todo: list[Cell], out_dir: Path, *, workers: int, scheduler: str | None, bar
 ) -> None:
-    from distributed import Client, LocalCluster, as_completed
+    """Submit ``todo`` to the client of :func:`shared.scaleout.dask_client` (each worker pinned to its own GPU,
+    as every subsystem's workers are) and wait for all of them; a cell's error is re-raised here."""
+    from distributed import as_completed
 
-    if scheduler is not None:
-        client, cluster = Client(scheduler), None
-    else:
-        # Each worker process runs one cell at a time with one torch thread.
+    from shared.scaleout import dask_client
+
+    if scheduler is None:
+        # each local worker process runs one cell at a time with one torch thread (workers inherit this)
         os.environ.setdefault("RLDIAG_TORCH_THREADS", "1")
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
-        )
-        client = Client(cluster)
-    try:
+    with dask_client(workers=workers, scheduler=scheduler) as client:
         futures, pix_futures = [], {}
         for cell in todo:
             deps = []
@@ -108,7 +111,3 @@ def _run_on_dask(
         for future in as_completed(futures):
             future.result()  # re-raise a cell's error here, with its traceback
             bar.update()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

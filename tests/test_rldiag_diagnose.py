@@ -254,7 +254,12 @@ def test_diagnose_end_to_end_resumes_and_refuses_a_changed_config(tmp_path, caps
     assert saved["games"][0]["game"] == "starpilot" and "not the published" in saved["note"]
 
 
-def test_diagnose_on_a_dask_local_cluster(tmp_path):
+def test_diagnose_on_a_dask_local_cluster(tmp_path, monkeypatch):
+    import shared.worker_devices
+
+    pinned = []  # the cluster comes from shared.scaleout.dask_client, which pins each worker to its own GPU
+    pin = shared.worker_devices.pin_workers_to_gpus
+    monkeypatch.setattr(shared.worker_devices, "pin_workers_to_gpus", lambda client: pinned.append(pin(client)))
     cfg = config_from_preset(
         ["coinrun"],
         "cpu-smoke",
@@ -267,6 +272,7 @@ def test_diagnose_on_a_dask_local_cluster(tmp_path):
     )
     results = run_diagnosis(cfg, tmp_path, workers=2, progress=False)
     assert sorted(r["condition"] for r in results) == ["bc", "pix", "simp"]
+    assert len(pinned) == 1
 
 
 def test_cli_help_games_and_errors(tmp_path, capsys):
@@ -277,6 +283,10 @@ def test_cli_help_games_and_errors(tmp_path, capsys):
     assert "train-procgen" in capsys.readouterr().out
     assert main(["diagnose", "--games", "pong", "--budget", "4096", "--out", str(tmp_path)]) == 2
     assert "game must be one of" in capsys.readouterr().err
+    out = tmp_path / "negative_workers"
+    argv = ["diagnose", "--games", "coinrun", "--preset", "cpu-smoke", "--budget", "2048", "--workers", "-1"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "--workers must be >= 0" in capsys.readouterr().err and not out.exists()
     assert main(["taxonomy", str(tmp_path / "missing")]) == 2
     with pytest.raises(SystemExit):
         main(["train", "--run-dir", str(tmp_path), "--encoder-config", "[1]"])
