@@ -1,0 +1,271 @@
+"""Exact agglomeration of a blockwise region graph in bounded memory: an octree over the block grid.
+
+The global merge loop (:func:`connectomics.segment.agglomeration.merge_regions`) needs the whole region
+graph at once, about 200 bytes per edge, and on noisy affinities the edges grow with the voxels. Mean and
+quantile linkage are *reducible*: an edge pooled from two never scores below the better of them. So any
+two regions that are each other's best edge may merge at any time, and the merge tree (which regions
+merge, at which score) is that of the global loop whatever the order (the argument of the
+nearest-neighbour-chain algorithm; ABISS distributes waterz's mean-affinity agglomeration over chunks the
+same way, Lu, Zlateski & Seung 2021, arXiv 2106.10795).
+
+The octree runs that loop on groups of blocks, smallest first (one block, then 2x2x2 blocks, ...):
+
+* a group's graph is its children's leftover graphs plus the raw edges between its children (edges of the
+  block graphs whose fragments lie in two different children), mapped onto the children's regions;
+* a region holding a fragment with an edge to a block outside the group is **frozen**: its edges are not
+  all known, so it may not merge yet; a region whose best edge leads to a frozen region waits too;
+* the loop merges, up to the highest threshold, every pair of unfrozen regions whose edge is the lowest
+  left (such a pair is each other's best), and records each merge and its score;
+* regions left unfrozen have no edge below the highest threshold and never will (pooling never lowers
+  the best edge of a region): they and their edges are dropped. What goes up to the parent is the graph
+  of the frozen regions, which fragments stand for them, and the raw edges still leaving the group.
+
+The top group holds the whole volume and nothing is frozen there. The segmentation at threshold ``t``
+joins the recorded merges scoring below ``t`` (:func:`segment_luts`, a union-find over fragments).
+Equal scores are ordered by the edges' smallest fragment pairs, and sums are exact
+(:data:`connectomics.segment.region_graph.SUM_STEPS`), so the hierarchy gives the global loop's
+segmentation exactly; the tests compare both on several volumes and grids.
+
+Memory: a group holds the regions along its children's shared faces, not the regions inside them, so the
+largest graph held is that of the top group: it grows with the area of the volume's mid-planes, not with
+its voxels. The final union-find holds a few integers per fragment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from connectomics.blocks import Block
+from connectomics.segment.agglomeration import find_roots, merge_regions, number_segments, union_merges
+from connectomics.segment.settings import SegmentSettings
+
+MergeSink = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+"""Receives each group's merges: fragment ids ``a``, ``b`` (int64) of the two regions and the score."""
+
+
+@dataclass
+class Edges:
+    """Edges between regions (each named by its largest fragment id) with their pooled statistics.
+
+    Attributes
+    ----------
+    u, v : ndarray of shape (n,), int64 region names (fragment ids).
+    sums : float64 (n,); counts, links : int64 (n,); histogram : uint32 (n, bins), bins 0 for the mean
+        score (see :class:`connectomics.segment.region_graph.RegionGraph`).
+    """
+
+    u: np.ndarray
+    v: np.ndarray
+    sums: np.ndarray
+    counts: np.ndarray
+    links: np.ndarray
+    histogram: np.ndarray
+
+    @staticmethod
+    def of_graph(graph: Mapping[str, np.ndarray], bins: int) -> Edges:
+        """The raw edges of a block's region graph (:class:`RegionGraph` fields; ``bins`` 0 drops histograms)."""
+        u, v = np.asarray(graph["u"]).astype(np.int64), np.asarray(graph["v"]).astype(np.int64)
+        histogram = np.asarray(graph["histogram"]) if bins else np.zeros((len(u), 0), np.uint32)
+        return Edges(u, v, np.asarray(graph["affinity_sum"], np.float64), np.asarray(graph["count"], np.int64),
+                     np.asarray(graph["links"], np.int64), histogram)
+
+    def take(self, index: np.ndarray) -> Edges:
+        return Edges(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts: Sequence[Edges], bins: int) -> Edges:
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return Edges(empty, empty, np.zeros(0), empty, empty, np.zeros((0, bins), np.uint32))
+        return Edges(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Edges)))
+
+    def pooled(self) -> Edges:
+        """One edge per region pair (``u < v``), statistics added."""
+        u, v = np.minimum(self.u, self.v), np.maximum(self.u, self.v)
+        order = np.lexsort((v, u))
+        u, v = u[order], v[order]
+        start = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])])
+
+        def add(values: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(values[order], start) if len(start) else values[:0]
+
+        return Edges(u[start], v[start], add(self.sums), add(self.counts), add(self.links),
+                     add(self.histogram).astype(np.uint32, copy=False))
+
+
+@dataclass
+class _Leftover:
+    """What a group hands to its parent.
+
+    ``edges`` join its frozen regions; ``faces`` (k, 2) int64 rows (fragment, block) say which of its
+    fragments have an edge to which block outside it, ``face_regions`` (k,) the region of each such
+    fragment; ``crossing`` are the raw block-graph edges leaving it (fragment ids)."""
+
+    edges: Edges
+    faces: np.ndarray
+    face_regions: np.ndarray
+    crossing: Edges
+
+
+class BlockHierarchy:
+    """The octree agglomeration of per-block region graphs (see the module docstring).
+
+    Parameters
+    ----------
+    grid_shape : blocks per axis (plane, row, column); block ids are row-major over this grid.
+    block_voxels : the id range of each block's fragments (``block_id * block_voxels + local id``).
+    load : ``load(block_id)`` gives the block's region graph as a mapping of
+        :class:`~connectomics.segment.region_graph.RegionGraph` fields (e.g. an open ``.npz``; only the
+        fields used are read).
+    settings : uses ``thresholds`` (the highest bounds the merges) and ``score``.
+
+    Examples
+    --------
+    >>> from connectomics.segment.region_graph import RegionGraph
+    >>> graphs = [RegionGraph(u=np.array([1], np.uint64), v=np.array([11], np.uint64),
+    ...                       affinity_sum=np.array([0.9]), count=np.array([1]),
+    ...                       fragments=np.array([1], np.uint64), sizes=np.array([5])),
+    ...           RegionGraph(u=np.zeros(0, np.uint64), v=np.zeros(0, np.uint64), affinity_sum=np.zeros(0),
+    ...                       count=np.zeros(0, np.int64), fragments=np.array([11], np.uint64),
+    ...                       sizes=np.array([5]))]
+    >>> merges = []
+    >>> BlockHierarchy((1, 1, 2), 10, lambda b: vars(graphs[b]), SegmentSettings()).run(
+    ...     lambda a, b, s: merges.append((a.tolist(), b.tolist(), s.round(3).tolist())))
+    >>> merges
+    [([], [], []), ([], [], []), ([1], [11], [0.1])]
+    """
+
+    def __init__(self, grid_shape: Sequence[int], block_voxels: int,
+                 load: Callable[[int], Mapping[str, np.ndarray]], settings: SegmentSettings) -> None:
+        self.grid_shape = tuple(int(n) for n in grid_shape)
+        self.block_voxels = np.int64(block_voxels)
+        self.load = load
+        self.quantile = np.int64(settings.quantile)
+        self.bins = 0 if settings.quantile < 0 else None  # set from the first graph read
+        self.highest = np.float64(settings.thresholds[-1])
+        self.levels = max(int(np.ceil(np.log2(max(n, 1)))) for n in self.grid_shape)
+
+    def run(self, sink: MergeSink) -> None:
+        """Agglomerate, passing each group's merges to ``sink`` (leaves first, the top group last)."""
+        self._group(self.levels, (0, 0, 0), sink)
+
+    def _coordinates(self, block_ids: np.ndarray) -> np.ndarray:
+        return np.stack(np.unravel_index(block_ids, self.grid_shape), axis=-1)
+
+    def _inside(self, block_ids: np.ndarray, level: int, group: tuple[int, ...]) -> np.ndarray:
+        """Whether each block lies in the group of the given level and coordinates."""
+        return ((self._coordinates(block_ids) >> level) == np.array(group)).all(axis=-1)
+
+    def _group(self, level: int, group: tuple[int, ...], sink: MergeSink) -> _Leftover:
+        if level == 0:
+            return self._block(group, sink)
+        children = []
+        for corner in np.ndindex(2, 2, 2):
+            child = tuple(2 * g + c for g, c in zip(group, corner))
+            if all(c << (level - 1) < n for c, n in zip(child, self.grid_shape)):  # the grid may end early
+                children.append(self._group(level - 1, child, sink))
+        crossing = Edges.concat([c.crossing for c in children], self.bins or 0)
+        faces = np.concatenate([c.faces for c in children])
+        face_regions = np.concatenate([c.face_regions for c in children])
+        # the raw edges between children are inside this group: map their fragments onto the children's
+        # regions and pool them (edges inside one child are distinct from them)
+        inner = (self._inside(crossing.u // self.block_voxels, level, group)
+                 & self._inside(crossing.v // self.block_voxels, level, group))
+        joined = crossing.take(inner)
+        known, first = np.unique(faces[:, 0], return_index=True)
+        joined.u = face_regions[first][np.searchsorted(known, joined.u)]
+        joined.v = face_regions[first][np.searchsorted(known, joined.v)]
+        edges = Edges.concat([c.edges for c in children] + [joined.pooled()], self.bins or 0)
+        return self._agglomerate(level, group, edges, faces, face_regions, crossing.take(~inner), sink)
+
+    def _block(self, coordinates: tuple[int, ...], sink: MergeSink) -> _Leftover:
+        """A leaf: one block's own edges; its edges to other blocks, and theirs into it, make its faces."""
+        block = int(np.ravel_multi_index(coordinates, self.grid_shape))
+        graph = self.load(block)
+        if self.bins is None:
+            self.bins = int(np.asarray(graph["histogram"]).shape[1])
+        edges = Edges.of_graph(graph, self.bins)
+        inner = (edges.u // self.block_voxels == block) & (edges.v // self.block_voxels == block)
+        crossing = edges.take(~inner)
+        faces = [self._face_rows(crossing.u, crossing.v, block)]
+        for axis in range(3):  # edges into this block are owned by the next block along each axis
+            if coordinates[axis] + 1 < self.grid_shape[axis]:
+                after = list(coordinates)
+                after[axis] += 1
+                other = self.load(int(np.ravel_multi_index(after, self.grid_shape)))
+                faces.append(self._face_rows(np.asarray(other["u"]).astype(np.int64),
+                                             np.asarray(other["v"]).astype(np.int64), block))
+        rows = np.unique(np.concatenate(faces), axis=0)
+        return self._agglomerate(0, coordinates, edges.take(inner), rows, rows[:, 0].copy(), crossing, sink)
+
+    def _face_rows(self, u: np.ndarray, v: np.ndarray, block: int) -> np.ndarray:
+        """(fragment of ``block``, block of its partner) for each edge that crosses ``block``'s faces."""
+        bu, bv = u // self.block_voxels, v // self.block_voxels
+        return np.concatenate([np.stack([u, bv], axis=1)[(bu == block) & (bv != block)],
+                               np.stack([v, bu], axis=1)[(bv == block) & (bu != block)]]).reshape(-1, 2)
+
+    def _agglomerate(self, level: int, group: tuple[int, ...], edges: Edges, faces: np.ndarray,
+                     face_regions: np.ndarray, crossing: Edges, sink: MergeSink) -> _Leftover:
+        outside = ~self._inside(faces[:, 1], level, group)
+        regions = np.unique(np.concatenate([edges.u, edges.v]))
+        frozen = np.zeros(len(regions), np.bool_)
+        frozen[np.searchsorted(regions, face_regions[outside])[np.isin(face_regions[outside], regions)]] = True
+        # the kernel pools statistics in place and moves each alive edge's ends to the current roots
+        edges.u, edges.v = np.searchsorted(regions, edges.u), np.searchsorted(regions, edges.v)
+        tops = regions.copy()  # a region is named by its largest fragment, which orders ties
+        merge_a, merge_b, merge_score, parent, alive = merge_regions(
+            edges.u, edges.v, edges.sums, edges.counts, edges.links, edges.histogram, tops, self.quantile, frozen,
+            self.highest)
+        sink(regions[merge_a], regions[merge_b], merge_score)  # a fragment of each of the two regions
+        left = edges.take(alive & frozen[edges.u] & frozen[edges.v])  # unfrozen roots are done
+        left.u, left.v = tops[left.u], tops[left.v]
+        # each face fragment's region becomes its root (a region without edges here stays as it is)
+        face_regions = face_regions[outside]
+        index = np.searchsorted(regions, face_regions)
+        found = index < len(regions)
+        found[found] = regions[index[found]] == face_regions[found]
+        face_regions[found] = tops[find_roots(parent)[index[found]]]
+        return _Leftover(left, faces[outside], face_regions, crossing)
+
+
+def grid_shape(blocks: Iterable[Block]) -> tuple[int, int, int]:
+    """Blocks per axis of a block grid (:func:`connectomics.blocks.block_grid`)."""
+    return tuple(int(n) + 1 for n in np.max([b.grid_index for b in blocks], axis=0))
+
+
+def segment_luts(blocks: Iterable[tuple[np.ndarray, np.ndarray]], merges: Callable[[], Iterator[tuple[
+        np.ndarray, np.ndarray, np.ndarray]]], settings: SegmentSettings) -> Iterator[tuple[float, list[np.ndarray]]]:
+    """Segment ids of every fragment per threshold, from recorded merges (a union-find over fragments).
+
+    Parameters
+    ----------
+    blocks : (fragment ids, sizes) of each block in block-id order (ids increasing), uint64/int64.
+    merges : a function giving the recorded merges (fragment ids ``a``, ``b``, score) anew each call (they
+        are read once per threshold rather than held).
+    settings : ``thresholds`` and ``min_size``.
+
+    Yields
+    ------
+    (threshold, luts): one uint64 array per block, aligned with its fragments: segment ids 1..k numbered
+    by first fragment, 0 for dust (segments under ``min_size`` voxels), as
+    :func:`connectomics.segment.agglomeration.agglomerate` numbers them.
+    """
+    fragment_blocks = list(blocks)
+    fragments = np.concatenate([np.asarray(f, np.int64) for f, _ in fragment_blocks]) if fragment_blocks else \
+        np.zeros(0, np.int64)
+    bounds = np.cumsum([0] + [len(f) for f, _ in fragment_blocks])
+    sizes = np.concatenate([np.asarray(s, np.int64) for _, s in fragment_blocks]) if settings.min_size else None
+    del fragment_blocks
+    parent = np.arange(len(fragments))
+    low = -np.inf
+    for t in settings.thresholds:
+        for a, b, score in merges():
+            union_merges(parent, np.searchsorted(fragments, a), np.searchsorted(fragments, b), score, low, t)
+        low = t
+        roots = find_roots(parent)
+        ids = number_segments(roots, sizes, settings.min_size)
+        del roots
+        yield t, [ids[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
