@@ -35,7 +35,7 @@ def _swap(scores, keys, i, j):  # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _sift_down(scores, keys, size, i):  # pragma: no cover - compiled
-    """Restore the min-heap of entries (``scores[i]``; ``keys[i]`` = the tie key pair, then the edge) below entry ``i``."""
+    """Restore the min-heap below entry ``i`` (entry: ``scores[i]``; ``keys[i]`` = tie key pair, edge)."""
     while True:
         smallest, left = i, 2 * i + 1
         if left < size and _before(scores, keys, left, smallest):
@@ -107,8 +107,9 @@ def merge_regions(ends_u, ends_v, sums, counts, links, histogram, tops, quantile
     alive : bool (n_edges,) edges neither merged nor pooled into another.
 
     Merges are those of the greedy loop: mean and quantile linkage are reducible (an edge pooled from two
-    never comes before the better of them, tie key included), so a pair of regions that are each other's best edge may merge
-    at any time, in any order, and the merge tree and its scores stay those of the global loop. With no
+    never comes before the better of them, tie key included), so a pair of regions that are each other's
+    best edge may merge at any time, in any order, and the merge tree and its scores stay those of the
+    global loop. With no
     frozen region, the lowest edge is merged next (the global loop itself); with frozen ones, the lowest
     edge between two unfrozen regions is such a mutual best pair (all their edges are known), which is what
     makes the blockwise hierarchy (:mod:`connectomics.segment.hierarchy`) exact.

@@ -44,8 +44,9 @@ from connectomics.blocks import (
     run_blockwise,
     trim_free_memory,
 )
-from connectomics.segment.agglomeration import agglomerate, relabel
-from connectomics.segment.region_graph import RegionGraph, block_region_graph
+from connectomics.segment.agglomeration import relabel
+from connectomics.segment.hierarchy import agglomerate_block_graphs
+from connectomics.segment.region_graph import block_region_graph
 from connectomics.segment.settings import SegmentSettings, resolve
 from connectomics.segment.watershed import as_probabilities, block_fragments, nearest_neighbour_channels
 
@@ -101,29 +102,21 @@ class RegionGraphStep:
 
 @dataclass(frozen=True)
 class RelabelStep:
-    """Stage 4 for one block: apply a fragment -> segment lookup table."""
+    """Stage 4 for one block: apply its fragment -> segment lookup table (``<lut_folder>/<block_id>.npy``,
+    aligned with the fragments of its region graph ``<graphs>/<block_id>.npz``)."""
 
     fragments_path: str
-    lut_path: str
-    threshold: float
+    graphs: str
+    lut_folder: str
     out_root: str
     out_array: str
 
     def __call__(self, block: Block) -> None:
-        fragment_ids, segment_ids = _load_lut(self.lut_path, self.threshold)
+        with np.load(Path(self.graphs) / f"{block.block_id}.npz") as graph:
+            fragment_ids = graph["fragments"]
+        segment_ids = np.load(Path(self.lut_folder) / f"{block.block_id}.npy")
         fragments = read_region(self.fragments_path, block.write_roi)
         _write(self.out_root, self.out_array, block.write_roi, relabel(fragments, fragment_ids, segment_ids))
-
-
-_LUTS: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _load_lut(path: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    key = (path, threshold)
-    if key not in _LUTS:
-        with np.load(path) as lut:
-            _LUTS[key] = (lut["fragments"], lut[threshold_name(threshold)])
-    return _LUTS[key]
 
 
 def threshold_name(threshold: float) -> str:
@@ -237,26 +230,9 @@ def segment_blockwise(
                   blocks, DoneMarkers(folder / "region_graph_done"), desc="region graph", **run
                   ).raise_for_failures("segment (region graph)")
 
-    lut_path = folder / "lut.npz"
-    if not lut_path.exists():
-        trim_free_memory()  # the global graph should not sit on top of the block stages' freed buffers
-        parts = []
-        for block in blocks:
-            with np.load(edges / f"{block.block_id}.npz") as part:
-                parts.append(RegionGraph(**{k: part[k] for k in part.files}))
-        graph = RegionGraph.merge(parts)
-        del parts  # the per-block graphs are not needed during the agglomeration
-        luts = agglomerate(graph, settings)
-        tmp = folder / ".lut.tmp.npz"
-        np.savez(tmp, fragments=graph.fragments, n_edges=np.int64(len(graph.u)),
-                 **{threshold_name(t): lut for t, lut in luts.items()})
-        tmp.replace(lut_path)
-    summary: dict[str, Any] = {"fragments": fragments_path}
-    with np.load(lut_path) as lut:
-        summary["n_fragments"] = int(len(lut["fragments"]))
-        summary["n_edges"] = int(lut["n_edges"])
-        summary["n_segments"] = {t: int(len(np.unique(lut[threshold_name(t)][lut[threshold_name(t)] > 0])))
-                                 for t in thresholds}
+    trim_free_memory()  # the agglomeration should not sit on top of the block stages' freed buffers
+    summary: dict[str, Any] = {"fragments": fragments_path,
+                               **agglomerate_block_graphs(edges, blocks, settings, folder / "agglomeration")}
     if n_levels is None:
         n_levels = max(0, int(np.floor(np.log2(max(min(volume_roi.shape[1:]), 1) / 64))) + 1) if \
             min(volume_roi.shape[1:]) > 64 else 0
@@ -266,7 +242,8 @@ def segment_blockwise(
         seg = create_segmentation_image(output_path, name, shape=volume_roi.shape, dtype="uint64", chunks=chunks,
                                         source_image=image, voxel_size=voxel_size, offset=spatial_offset,
                                         exists_ok=True)
-        run_blockwise(RelabelStep(fragments_path, str(lut_path), t, str(seg.store.root), seg.path), blocks,
+        run_blockwise(RelabelStep(fragments_path, str(edges), str(folder / "agglomeration" / name),
+                                  str(seg.store.root), seg.path), blocks,
                       DoneMarkers(folder / f"{name}_done"), desc=name, **run
                       ).raise_for_failures(f"segment ({name})")
         levels_marker = folder / f"{name}_levels_done"

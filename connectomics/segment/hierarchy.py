@@ -33,12 +33,15 @@ its voxels. The final union-find holds a few integers per fragment.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from connectomics.blocks import Block
+from connectomics.blocks import Block, atomic_write_text
 from connectomics.segment.agglomeration import find_roots, merge_regions, number_segments, union_merges
 from connectomics.segment.settings import SegmentSettings
 
@@ -269,3 +272,58 @@ def segment_luts(blocks: Iterable[tuple[np.ndarray, np.ndarray]], merges: Callab
         ids = number_segments(roots, sizes, settings.min_size)
         del roots
         yield t, [ids[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings,
+                             folder: Path) -> dict[str, Any]:
+    """The agglomeration stage of the blockwise path, from the block graphs saved as
+    ``graphs/<block_id>.npz``: per-block lookup tables ``folder/<seg name>/<block_id>.npz`` (``fragments``,
+    ``segments``) and ``folder/summary.json``; done when the summary exists (a rerun returns it).
+
+    Memory: the hierarchy's largest group graph and a few integers per fragment; the merges go to
+    ``folder/merges/`` and are read back once per threshold.
+
+    Returns
+    -------
+    dict with ``n_fragments``, ``n_edges`` (fragment pairs over all blocks) and ``n_segments`` per threshold.
+    """
+    summary_path = folder / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        return {**summary, "n_segments": {float(t): n for t, n in summary["n_segments"].items()}}
+    merges_folder = folder / "merges"
+    merges_folder.mkdir(parents=True, exist_ok=True)
+    for stale in merges_folder.glob("*.npz"):  # an interrupted earlier run: start the merges again
+        stale.unlink()
+    written = []
+
+    def sink(a: np.ndarray, b: np.ndarray, score: np.ndarray) -> None:
+        if len(a):
+            path = merges_folder / f"{len(written)}.npz"
+            np.savez(path, a=a, b=b, score=score)
+            written.append(path)
+
+    def read_merges() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for path in written:
+            with np.load(path) as merges:
+                yield merges["a"], merges["b"], merges["score"]
+
+    blocks = sorted(blocks, key=lambda block: block.block_id)
+    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: np.load(graphs / f"{b}.npz"),
+                   settings).run(sink)
+    n_edges, per_block = 0, []
+    for block in blocks:
+        with np.load(graphs / f"{block.block_id}.npz") as graph:
+            per_block.append((graph["fragments"], graph["sizes"]))
+            n_edges += len(graph["u"])
+    n_segments = {}
+    for t, luts in segment_luts(per_block, read_merges, settings):
+        name = folder / f"seg_{t:g}"
+        name.mkdir(exist_ok=True)
+        for block, lut in zip(blocks, luts):
+            np.save(name / f"{block.block_id}.npy", lut)
+        n_segments[t] = int(max((lut.max(initial=0) for lut in luts), default=0))
+    summary = {"n_fragments": int(sum(len(f) for f, _ in per_block)), "n_edges": n_edges,
+               "n_segments": n_segments}
+    atomic_write_text(summary_path, json.dumps(summary))
+    return summary
