@@ -109,10 +109,9 @@ def merge_regions(ends_u, ends_v, sums, counts, links, histogram, tops, quantile
     Merges are those of the greedy loop: mean and quantile linkage are reducible (an edge pooled from two
     never comes before the better of them, tie key included), so a pair of regions that are each other's
     best edge may merge at any time, in any order, and the merge tree and its scores stay those of the
-    global loop. With no
-    frozen region, the lowest edge is merged next (the global loop itself); with frozen ones, the lowest
-    edge between two unfrozen regions is such a mutual best pair (all their edges are known), which is what
-    makes the blockwise hierarchy (:mod:`connectomics.segment.hierarchy`) exact.
+    global loop. With no frozen region, the lowest edge is merged next (the global loop itself); with
+    frozen ones, the lowest edge between two unfrozen regions is such a mutual best pair (all their edges
+    are known), which is what makes the blockwise hierarchy (:mod:`connectomics.segment.hierarchy`) exact.
 
     Edges live in a hash map keyed by their (smaller, larger) endpoint pair and in a linked incidence list
     per region. Merging region ``b`` into ``a`` (``b`` has the shorter list) moves each edge ``b - w`` to

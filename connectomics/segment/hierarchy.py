@@ -87,13 +87,15 @@ class Edges:
 
     def pooled(self) -> Edges:
         """One edge per region pair (``u < v``), statistics added."""
+        if not len(self.u):
+            return self
         u, v = np.minimum(self.u, self.v), np.maximum(self.u, self.v)
         order = np.lexsort((v, u))
         u, v = u[order], v[order]
         start = np.flatnonzero(np.r_[True, (u[1:] != u[:-1]) | (v[1:] != v[:-1])])
 
         def add(values: np.ndarray) -> np.ndarray:
-            return np.add.reduceat(values[order], start) if len(start) else values[:0]
+            return np.add.reduceat(values[order], start)
 
         return Edges(u[start], v[start], add(self.sums), add(self.counts), add(self.links),
                      add(self.histogram).astype(np.uint32, copy=False))
