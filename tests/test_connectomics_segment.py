@@ -509,11 +509,13 @@ def test_block_hierarchy_equals_the_global_merge_loop(score, grid):
     settings = SegmentSettings(thresholds=np.arange(0.05, 1.0, 0.1), score=score, block_shape=grid,
                                context=(2, 8, 8))
     blocks, graphs = block_graphs(affs, settings)
+    flat_graph = RegionGraph.merge(graphs)
+    numbers = flat_graph.fragments.astype(np.int64)
     merges = []
     BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: vars(graphs[b]), settings).run(
-        lambda *merge: merges.append(merge))
+        lambda a, b, score: merges.append((np.searchsorted(numbers, a), np.searchsorted(numbers, b), score)))
     assert 0 < sum(len(a) for a, _, _ in merges[:-1])  # groups below the top merged something
-    ours = dict(segment_luts([(g.fragments, g.sizes) for g in graphs], lambda: iter(merges), settings))
-    flat = agglomerate(RegionGraph.merge(graphs), settings)
+    ours = dict(segment_luts([g.sizes for g in graphs], lambda: merges, settings))
+    flat = agglomerate(flat_graph, settings)
     for t in settings.thresholds:
         np.testing.assert_array_equal(np.concatenate(ours[t]), flat[t])

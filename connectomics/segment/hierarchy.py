@@ -241,15 +241,17 @@ def grid_shape(blocks: Iterable[Block]) -> tuple[int, int, int]:
     return tuple(int(n) + 1 for n in np.max([b.grid_index for b in blocks], axis=0))
 
 
-def segment_luts(blocks: Iterable[tuple[np.ndarray, np.ndarray]], merges: Callable[[], Iterator[tuple[
-        np.ndarray, np.ndarray, np.ndarray]]], settings: SegmentSettings) -> Iterator[tuple[float, list[np.ndarray]]]:
+def segment_luts(sizes: Sequence[np.ndarray], merges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray,
+                                                                                  np.ndarray]]],
+                 settings: SegmentSettings) -> Iterator[tuple[float, list[np.ndarray]]]:
     """Segment ids of every fragment per threshold, from recorded merges (a union-find over fragments).
 
     Parameters
     ----------
-    blocks : (fragment ids, sizes) of each block in block-id order (ids increasing), uint64/int64.
-    merges : a function giving the recorded merges (fragment ids ``a``, ``b``, score) anew each call (they
-        are read once per threshold rather than held).
+    sizes : the voxels of each fragment (int64), one array per block in block-id order; fragments are
+        numbered by their position in the concatenation (ids increasing).
+    merges : a function giving the recorded merges anew each call (they are read once per threshold rather
+        than held): fragment numbers ``a``, ``b`` (int64) of the two regions and the merge score.
     settings : ``thresholds`` and ``min_size``.
 
     Yields
@@ -258,29 +260,47 @@ def segment_luts(blocks: Iterable[tuple[np.ndarray, np.ndarray]], merges: Callab
     by first fragment, 0 for dust (segments under ``min_size`` voxels), as
     :func:`connectomics.segment.agglomeration.agglomerate` numbers them.
     """
-    fragment_blocks = list(blocks)
-    fragments = np.concatenate([np.asarray(f, np.int64) for f, _ in fragment_blocks]) if fragment_blocks else \
-        np.zeros(0, np.int64)
-    bounds = np.cumsum([0] + [len(f) for f, _ in fragment_blocks])
-    sizes = np.concatenate([np.asarray(s, np.int64) for _, s in fragment_blocks]) if settings.min_size else None
-    del fragment_blocks
-    parent = np.arange(len(fragments))
+    bounds = np.cumsum([0] + [len(s) for s in sizes])
+    all_sizes = np.concatenate(sizes).astype(np.int64) if settings.min_size and len(sizes) else None
+    parent = np.arange(bounds[-1])
     low = -np.inf
     for t in settings.thresholds:
         for a, b, score in merges():
-            union_merges(parent, np.searchsorted(fragments, a), np.searchsorted(fragments, b), score, low, t)
+            union_merges(parent, a, b, score, low, t)
         low = t
         roots = find_roots(parent)
-        ids = number_segments(roots, sizes, settings.min_size)
+        ids = number_segments(roots, all_sizes, settings.min_size)
         del roots
         yield t, [ids[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def _record_merges(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path,
+                   fragments: np.ndarray) -> list[Path]:
+    """Run the hierarchy over the block graphs ``graphs/<block_id>.npz``, saving each group's merges in
+    ``folder`` by fragment number (position in the sorted ``fragments``), so each threshold's pass needs
+    no lookup."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.npz"):  # an interrupted earlier run: start the merges again
+        stale.unlink()
+    written: list[Path] = []
+
+    def sink(a: np.ndarray, b: np.ndarray, score: np.ndarray) -> None:
+        if len(a):
+            path = folder / f"{len(written)}.npz"
+            np.savez(path, a=np.searchsorted(fragments, a), b=np.searchsorted(fragments, b), score=score)
+            written.append(path)
+
+    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: np.load(graphs / f"{b}.npz"),
+                   settings).run(sink)
+    return written
 
 
 def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings,
                              folder: Path) -> dict[str, Any]:
     """The agglomeration stage of the blockwise path, from the block graphs saved as
-    ``graphs/<block_id>.npz``: per-block lookup tables ``folder/<seg name>/<block_id>.npz`` (``fragments``,
-    ``segments``) and ``folder/summary.json``; done when the summary exists (a rerun returns it).
+    ``graphs/<block_id>.npz``: per-block lookup tables ``folder/seg_<t>/<block_id>.npy`` (uint64 segment
+    ids aligned with the block graph's ``fragments``) and ``folder/summary.json``; done when the summary
+    exists (a rerun returns it).
 
     Memory: the hierarchy's largest group graph and a few integers per fragment; the merges go to
     ``folder/merges/`` and are read back once per threshold.
@@ -293,39 +313,30 @@ def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: Se
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         return {**summary, "n_segments": {float(t): n for t, n in summary["n_segments"].items()}}
-    merges_folder = folder / "merges"
-    merges_folder.mkdir(parents=True, exist_ok=True)
-    for stale in merges_folder.glob("*.npz"):  # an interrupted earlier run: start the merges again
-        stale.unlink()
-    written = []
-
-    def sink(a: np.ndarray, b: np.ndarray, score: np.ndarray) -> None:
-        if len(a):
-            path = merges_folder / f"{len(written)}.npz"
-            np.savez(path, a=a, b=b, score=score)
-            written.append(path)
+    blocks = sorted(blocks, key=lambda block: block.block_id)
+    n_edges, sizes, fragments = 0, [], []
+    for block in blocks:
+        with np.load(graphs / f"{block.block_id}.npz") as graph:
+            fragments.append(graph["fragments"])
+            sizes.append(graph["sizes"])
+            n_edges += len(graph["u"])
+    written = _record_merges(graphs, blocks, settings, folder / "merges",
+                             np.concatenate(fragments).astype(np.int64))
+    del fragments
 
     def read_merges() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for path in written:
             with np.load(path) as merges:
                 yield merges["a"], merges["b"], merges["score"]
 
-    blocks = sorted(blocks, key=lambda block: block.block_id)
-    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: np.load(graphs / f"{b}.npz"),
-                   settings).run(sink)
-    n_edges, per_block = 0, []
-    for block in blocks:
-        with np.load(graphs / f"{block.block_id}.npz") as graph:
-            per_block.append((graph["fragments"], graph["sizes"]))
-            n_edges += len(graph["u"])
     n_segments = {}
-    for t, luts in segment_luts(per_block, read_merges, settings):
+    for t, luts in segment_luts(sizes, read_merges, settings):
         name = folder / f"seg_{t:g}"
         name.mkdir(exist_ok=True)
         for block, lut in zip(blocks, luts):
             np.save(name / f"{block.block_id}.npy", lut)
         n_segments[t] = int(max((lut.max(initial=0) for lut in luts), default=0))
-    summary = {"n_fragments": int(sum(len(f) for f, _ in per_block)), "n_edges": n_edges,
+    summary = {"n_fragments": int(sum(len(s) for s in sizes)), "n_edges": n_edges,
                "n_segments": n_segments}
     atomic_write_text(summary_path, json.dumps(summary))
     return summary

@@ -68,13 +68,15 @@ def segment_in_memory(affs: np.ndarray, offsets: Sequence[Sequence[int]] = NEARE
     parts = [block_region_graph(fragments, affs_nn[(slice(None),) + block.write_roi.to_slices()],
                                 block.write_roi, volume, nn, settings, links[block.write_roi.to_slices()])
              for block in blocks]
+    ids = np.concatenate([p.fragments for p in parts])
+    numbers = ids.astype(np.int64)  # merges name fragments by int64 id; numbered by position in ``ids``
     merges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda block_id: vars(parts[block_id]),
-                   settings).run(lambda *merge: merges.append(merge))
-    luts = dict(segment_luts([(p.fragments, p.sizes) for p in parts], lambda: iter(merges), settings))
+                   settings).run(lambda a, b, score: merges.append((np.searchsorted(numbers, a),
+                                                                    np.searchsorted(numbers, b), score)))
+    luts = dict(segment_luts([p.sizes for p in parts], lambda: merges, settings))
     # one lookup of each voxel's fragment index serves every threshold; background (no fragment) gets the
     # extra last entry, segment 0
-    ids = np.concatenate([p.fragments for p in parts])
     index = relabel(fragments, ids, np.arange(len(ids), dtype=np.int64))
     index[fragments == 0] = len(ids)
     return {t: np.concatenate(lut + [np.zeros(1, np.uint64)])[index] for t, lut in luts.items()}
