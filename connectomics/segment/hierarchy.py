@@ -146,49 +146,53 @@ class BlockHierarchy:
     def __init__(self, grid_shape: Sequence[int], block_voxels: int,
                  load: Callable[[int], Mapping[str, np.ndarray]], settings: SegmentSettings) -> None:
         self.grid_shape = tuple(int(n) for n in grid_shape)
+        self.block_shape = np.array(settings.block_shape)
         self.block_voxels = np.int64(block_voxels)
         self.load = load
         self.quantile = np.int64(settings.quantile)
         self.bins = 0 if settings.quantile < 0 else None  # set from the first graph read
         self.highest = np.float64(settings.thresholds[-1])
-        self.levels = max(int(np.ceil(np.log2(max(n, 1)))) for n in self.grid_shape)
 
     def run(self, sink: MergeSink) -> None:
-        """Agglomerate, passing each group's merges to ``sink`` (leaves first, the top group last)."""
-        self._group(self.levels, (0, 0, 0), sink)
+        """Agglomerate, passing each group's merges to ``sink`` (leaves first, the whole grid last)."""
+        self._group(np.zeros(3, np.int64), np.array(self.grid_shape), sink)
 
-    def _coordinates(self, block_ids: np.ndarray) -> np.ndarray:
-        return np.stack(np.unravel_index(block_ids, self.grid_shape), axis=-1)
+    def _inside(self, block_ids: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Whether each block lies in the group of blocks ``lo <= grid index < hi``."""
+        index = np.stack(np.unravel_index(block_ids, self.grid_shape), axis=-1)
+        return ((index >= lo) & (index < hi)).all(axis=-1)
 
-    def _inside(self, block_ids: np.ndarray, level: int, group: tuple[int, ...]) -> np.ndarray:
-        """Whether each block lies in the group of the given level and coordinates."""
-        return ((self._coordinates(block_ids) >> level) == np.array(group)).all(axis=-1)
-
-    def _group(self, level: int, group: tuple[int, ...], sink: MergeSink) -> _Leftover:
-        if level == 0:
-            return self._block(group, sink)
-        children = []
-        for corner in np.ndindex(2, 2, 2):
-            child = tuple(2 * g + c for g, c in zip(group, corner))
-            if all(c << (level - 1) < n for c, n in zip(child, self.grid_shape)):  # the grid may end early
-                children.append(self._group(level - 1, child, sink))
+    def _group(self, lo: np.ndarray, hi: np.ndarray, sink: MergeSink) -> _Leftover:
+        if (hi - lo == 1).all():
+            return self._block(tuple(int(i) for i in lo), sink)
+        # two halves across the smallest cross-section (in voxels): the regions left frozen for the parent are
+        # those along the cut, so the largest group graph is that of the volume's smallest mid-plane
+        extent = (hi - lo) * self.block_shape
+        planes = [np.prod(np.delete(extent, axis)) if hi[axis] - lo[axis] > 1 else np.inf for axis in range(3)]
+        axis = int(np.argmin(planes))
+        middle = lo.copy()
+        middle[axis] = (lo[axis] + hi[axis] + 1) // 2
+        upper = hi.copy()
+        upper[axis] = middle[axis]
+        children = [self._group(lo, upper, sink), self._group(middle, hi, sink)]
         crossing = Edges.concat([c.crossing for c in children], self.bins or 0)
         faces = np.concatenate([c.faces for c in children])
         face_regions = np.concatenate([c.face_regions for c in children])
-        # the raw edges between children are inside this group: map their fragments onto the children's
-        # regions and pool them (edges inside one child are distinct from them)
-        inner = (self._inside(crossing.u // self.block_voxels, level, group)
-                 & self._inside(crossing.v // self.block_voxels, level, group))
+        # the raw edges between the halves are inside this group: map their fragments onto the halves'
+        # regions and pool them (edges inside one half are distinct from them)
+        inner = (self._inside(crossing.u // self.block_voxels, lo, hi)
+                 & self._inside(crossing.v // self.block_voxels, lo, hi))
         joined = crossing.take(inner)
         known, first = np.unique(faces[:, 0], return_index=True)
         joined.u = face_regions[first][np.searchsorted(known, joined.u)]
         joined.v = face_regions[first][np.searchsorted(known, joined.v)]
         edges = Edges.concat([c.edges for c in children] + [joined.pooled()], self.bins or 0)
-        return self._agglomerate(level, group, edges, faces, face_regions, crossing.take(~inner), sink)
+        del children, joined
+        return self._agglomerate(lo, hi, edges, faces, face_regions, crossing.take(~inner), sink)
 
-    def _block(self, coordinates: tuple[int, ...], sink: MergeSink) -> _Leftover:
+    def _block(self, index: tuple[int, ...], sink: MergeSink) -> _Leftover:
         """A leaf: one block's own edges; its edges to other blocks, and theirs into it, make its faces."""
-        block = int(np.ravel_multi_index(coordinates, self.grid_shape))
+        block = int(np.ravel_multi_index(index, self.grid_shape))
         graph = self.load(block)
         if self.bins is None:
             self.bins = int(np.asarray(graph["histogram"]).shape[1])
@@ -197,14 +201,15 @@ class BlockHierarchy:
         crossing = edges.take(~inner)
         faces = [self._face_rows(crossing.u, crossing.v, block)]
         for axis in range(3):  # edges into this block are owned by the next block along each axis
-            if coordinates[axis] + 1 < self.grid_shape[axis]:
-                after = list(coordinates)
+            if index[axis] + 1 < self.grid_shape[axis]:
+                after = list(index)
                 after[axis] += 1
                 other = self.load(int(np.ravel_multi_index(after, self.grid_shape)))
                 faces.append(self._face_rows(np.asarray(other["u"]).astype(np.int64),
                                              np.asarray(other["v"]).astype(np.int64), block))
         rows = np.unique(np.concatenate(faces), axis=0)
-        return self._agglomerate(0, coordinates, edges.take(inner), rows, rows[:, 0].copy(), crossing, sink)
+        lo = np.array(index)
+        return self._agglomerate(lo, lo + 1, edges.take(inner), rows, rows[:, 0].copy(), crossing, sink)
 
     def _face_rows(self, u: np.ndarray, v: np.ndarray, block: int) -> np.ndarray:
         """(fragment of ``block``, block of its partner) for each edge that crosses ``block``'s faces."""
@@ -212,9 +217,9 @@ class BlockHierarchy:
         return np.concatenate([np.stack([u, bv], axis=1)[(bu == block) & (bv != block)],
                                np.stack([v, bu], axis=1)[(bv == block) & (bu != block)]]).reshape(-1, 2)
 
-    def _agglomerate(self, level: int, group: tuple[int, ...], edges: Edges, faces: np.ndarray,
+    def _agglomerate(self, lo: np.ndarray, hi: np.ndarray, edges: Edges, faces: np.ndarray,
                      face_regions: np.ndarray, crossing: Edges, sink: MergeSink) -> _Leftover:
-        outside = ~self._inside(faces[:, 1], level, group)
+        outside = ~self._inside(faces[:, 1], lo, hi)
         regions = np.unique(np.concatenate([edges.u, edges.v]))
         frozen = np.zeros(len(regions), np.bool_)
         frozen[np.searchsorted(regions, face_regions[outside])[np.isin(face_regions[outside], regions)]] = True

@@ -39,7 +39,7 @@ class SegmentSettings:
         ROI (:func:`connectomics.segment.watershed.merge_small_fragments`): a fragment of fewer than
         ``size_threshold`` voxels joins its neighbour of highest maximum affinity when that affinity is >=
         ``merge_low``. 0 (the default) keeps waterz's fragments unchanged; on noisy affinities a threshold
-        cuts the number of fragments, hence the global region graph's memory, about tenfold.
+        cuts the number of fragments and region-graph edges about tenfold (less work).
     seed_threshold, seed_radius, min_seed_distance : ``seeded`` fragments (see
         :func:`connectomics.segment.watershed.seeded_fragments`).
     score : edge score of the agglomeration: ``mean`` (waterz's default ``OneMinus<MeanAffinity>``) or
