@@ -5,16 +5,16 @@
 2. **region graph** per block (:func:`connectomics.segment.region_graph.block_region_graph`), saved as
    ``<output>.blockwise/region_graph/<block_id>.npz``;
 3. **agglomeration**, once, over the saved block graphs without pooling them
-   (:func:`connectomics.segment.hierarchy.agglomerate_block_graphs`: an octree over the block grid whose
-   merges are exactly those of the global merge loop); a lookup table fragment -> segment per threshold
+   (:func:`connectomics.segment.hierarchy.agglomerate_block_graphs`: a tree of block groups whose merges
+   are exactly those of the global merge loop); a lookup table fragment -> segment per threshold
    and block;
 4. **relabel** per block, giving ``seg_<threshold>``.
 
 Because fragments are cut on a fixed block grid and everything after them is a function of the block
 region graphs, the result does not depend on how blocks are scheduled (threads, a cluster, a resumed
 run), and :func:`connectomics.segment.in_memory.segment_in_memory` with the same settings gives the same
-result. Memory: the agglomeration holds the graph of the regions along the faces of one octree group at a
-time (at most the volume's mid-planes) and a few integers per fragment, not the global region graph
+result. Memory: the agglomeration holds the graph of the regions along the cut of one block group at a time
+(at most about the volume's smallest mid-plane) and a few integers per fragment, not the global region graph
 (about 200 bytes per fragment pair), so segmenting a larger volume on the same blocks takes little more
 memory even when waterz's fragments are tiny (noisy affinities). With ``size_threshold`` (zwatershed's
 size merge inside each block) fragments near block faces see only their block's read ROI, so the result

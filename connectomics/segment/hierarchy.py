@@ -1,4 +1,4 @@
-"""Exact agglomeration of a blockwise region graph in bounded memory: an octree over the block grid.
+"""Exact agglomeration of a blockwise region graph in bounded memory: a tree of block groups.
 
 The global merge loop (:func:`connectomics.segment.agglomeration.merge_regions`) needs the whole region
 graph at once, about 200 bytes per edge, and on noisy affinities the edges grow with the voxels. Mean and
@@ -8,10 +8,11 @@ merge, at which score) is that of the global loop whatever the order (the argume
 nearest-neighbour-chain algorithm; ABISS distributes waterz's mean-affinity agglomeration over chunks the
 same way, Lu, Zlateski & Seung 2021, arXiv 2106.10795).
 
-The octree runs that loop on groups of blocks, smallest first (one block, then 2x2x2 blocks, ...):
+The hierarchy runs that loop on groups of blocks, smallest first: single blocks, then groups cut in two
+across their smallest cross-section, up to the whole grid:
 
-* a group's graph is its children's leftover graphs plus the raw edges between its children (edges of the
-  block graphs whose fragments lie in two different children), mapped onto the children's regions;
+* a group's graph is its two halves' leftover graphs plus the raw edges between them (edges of the block
+  graphs whose fragments lie in different halves), mapped onto the halves' regions;
 * a region holding a fragment with an edge to a block outside the group is **frozen**: its edges are not
   all known, so it may not merge yet; a region whose best edge leads to a frozen region waits too;
 * the loop merges, up to the highest threshold, every pair of unfrozen regions whose edge is the lowest
@@ -26,9 +27,10 @@ Equal scores are ordered by the edges' smallest fragment pairs, and sums are exa
 (:data:`connectomics.segment.region_graph.SUM_STEPS`), so the hierarchy gives the global loop's
 segmentation exactly; the tests compare both on several volumes and grids.
 
-Memory: a group holds the regions along its children's shared faces, not the regions inside them, so the
-largest graph held is that of the top group: it grows with the area of the volume's mid-planes, not with
-its voxels. The final union-find holds a few integers per fragment.
+Memory: a group holds the regions along the cut between its halves (and those waiting on them), not the
+regions inside, so the largest graph held is about that of the volume's smallest mid-plane: it grows with
+an area, not with the voxels (an octree, cutting three planes at once, held three times as much at the
+top). The final union-find holds a few integers per fragment.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class _Leftover:
 
 
 class BlockHierarchy:
-    """The octree agglomeration of per-block region graphs (see the module docstring).
+    """The agglomeration of per-block region graphs over a tree of block groups (see the module docstring).
 
     Parameters
     ----------
@@ -130,17 +132,17 @@ class BlockHierarchy:
     Examples
     --------
     >>> from connectomics.segment.region_graph import RegionGraph
-    >>> graphs = [RegionGraph(u=np.array([1], np.uint64), v=np.array([11], np.uint64),
-    ...                       affinity_sum=np.array([0.9]), count=np.array([1]),
-    ...                       fragments=np.array([1], np.uint64), sizes=np.array([5])),
-    ...           RegionGraph(u=np.zeros(0, np.uint64), v=np.zeros(0, np.uint64), affinity_sum=np.zeros(0),
-    ...                       count=np.zeros(0, np.int64), fragments=np.array([11], np.uint64),
-    ...                       sizes=np.array([5]))]
+    >>> empty = np.zeros(0, np.uint64)
+    >>> graphs = [  # block 0 holds fragment 1; block 1 holds fragment 11 and the edge to its -1 neighbour
+    ...     RegionGraph(u=empty, v=empty, affinity_sum=np.zeros(0), count=np.zeros(0, np.int64),
+    ...                 fragments=np.array([1], np.uint64), sizes=np.array([5])),
+    ...     RegionGraph(u=np.array([1], np.uint64), v=np.array([11], np.uint64), affinity_sum=np.array([0.75]),
+    ...                 count=np.array([1]), fragments=np.array([11], np.uint64), sizes=np.array([5]))]
     >>> merges = []
     >>> BlockHierarchy((1, 1, 2), 10, lambda b: vars(graphs[b]), SegmentSettings()).run(
     ...     lambda a, b, s: merges.append((a.tolist(), b.tolist(), s.round(3).tolist())))
     >>> merges
-    [([], [], []), ([], [], []), ([1], [11], [0.1])]
+    [([], [], []), ([], [], []), ([1], [11], [0.25])]
     """
 
     def __init__(self, grid_shape: Sequence[int], block_voxels: int,
