@@ -493,6 +493,20 @@ class _Grid:
                 for x in range(lo[2], hi[2] + 1)]
 
 
+@numba.njit(cache=True)
+def _box_distance(points, lo, hi):  # pragma: no cover - compiled
+    """Euclidean distance (nm) of each point (n, 3) to the box [lo, hi] (0 inside), in one pass over the
+    points (most spheres a cell generates lie far from the box and are dropped by it)."""
+    out = np.empty(len(points))
+    for i in range(len(points)):
+        total = 0.0
+        for a in range(3):
+            gap = max(max(lo[a] - points[i, a], points[i, a] - hi[a]), 0.0)
+            total += gap * gap
+        out[i] = np.sqrt(total)
+    return out
+
+
 # ----------------------------------------------------------------------------------- a scene
 class Tissue:
     """The objects that can touch a box of a volume, and the pointwise labelling rule.
@@ -521,8 +535,7 @@ class Tissue:
                       for c in grid.cells_near(lo_nm, hi_nm, layer.reach(m))]
         s = Spheres.concat(parts)
         # mitochondria (render-only) kept by one fixed reach too, so a nearest-centre query sees the same ones
-        near = np.linalg.norm(np.maximum(np.maximum(lo_nm - s.mito_centres, s.mito_centres - hi_nm), 0.0),
-                              axis=1) <= MITO_REACH
+        near = _box_distance(s.mito_centres, lo_nm, hi_nm) <= MITO_REACH
         self.mito_centres, self.mito_radii = s.mito_centres[near], s.mito_radii[near]
         grow = np.where(s.kinds == GLIA, m.glia_grow, 0.0)
         # radius classes (and glia apart), each a k-d tree queried within a reach fixed by the class alone
@@ -531,8 +544,7 @@ class Tissue:
         # reach could still displace another from the k nearest and make blocks differ.
         r_class = np.digitize(s.radii, _RADIUS_EDGES) + 4 * (s.kinds == GLIA)
         class_bound = np.array([_class_reach(m, c) for c in range(8)])[r_class]
-        gap = np.maximum(np.maximum(lo_nm - s.centres, s.centres - hi_nm), 0.0)
-        keep = np.linalg.norm(gap, axis=1) <= class_bound
+        keep = _box_distance(s.centres, lo_nm, hi_nm) <= class_bound
         s, grow, r_class, class_bound = s.select(keep), grow[keep], r_class[keep], class_bound[keep]
         self.spheres = s
         self._classes = []
