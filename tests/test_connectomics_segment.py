@@ -515,7 +515,7 @@ def test_block_hierarchy_equals_the_global_merge_loop(score, grid):
     BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: vars(graphs[b]), settings).run(
         lambda a, b, score: merges.append((np.searchsorted(numbers, a), np.searchsorted(numbers, b), score)))
     assert 0 < sum(len(a) for a, _, _ in merges[:-1])  # groups below the top merged something
-    ours = dict(segment_luts([g.sizes for g in graphs], lambda: merges, settings))
+    ours = dict(segment_luts([len(g.fragments) for g in graphs], lambda: merges, settings, flat_graph.sizes))
     flat = agglomerate(flat_graph, settings)
     for t in settings.thresholds:
         np.testing.assert_array_equal(np.concatenate(ours[t]), flat[t])

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from connectomics.blocks import Block, atomic_write_text
+from connectomics.blocks import Block, atomic_write_text, return_freed_buffers_to_os
 from connectomics.segment.agglomeration import find_roots, merge_regions, number_segments, union_merges
 from connectomics.segment.settings import SegmentSettings
 
@@ -180,6 +180,8 @@ class BlockHierarchy:
         crossing = Edges.concat([c.crossing for c in children], self.bins or 0)
         faces = np.concatenate([c.faces for c in children])
         face_regions = np.concatenate([c.face_regions for c in children])
+        child_edges = [c.edges for c in children]
+        del children
         # the raw edges between the halves are inside this group: map their fragments onto the halves'
         # regions and pool them (edges inside one half are distinct from them)
         inner = (self._inside(crossing.u // self.block_voxels, lo, hi)
@@ -188,9 +190,11 @@ class BlockHierarchy:
         known, first = np.unique(faces[:, 0], return_index=True)
         joined.u = face_regions[first][np.searchsorted(known, joined.u)]
         joined.v = face_regions[first][np.searchsorted(known, joined.v)]
-        edges = Edges.concat([c.edges for c in children] + [joined.pooled()], self.bins or 0)
-        del children, joined
-        return self._agglomerate(lo, hi, edges, faces, face_regions, crossing.take(~inner), sink)
+        leaving = crossing.take(~inner)
+        del crossing
+        edges = Edges.concat(child_edges + [joined.pooled()], self.bins or 0)
+        del child_edges, joined
+        return self._agglomerate(lo, hi, edges, faces, face_regions, leaving, sink)
 
     def _block(self, index: tuple[int, ...], sink: MergeSink) -> _Leftover:
         """A leaf: one block's own edges; its edges to other blocks, and theirs into it, make its faces."""
@@ -227,19 +231,19 @@ class BlockHierarchy:
         frozen[np.searchsorted(regions, face_regions[outside])[np.isin(face_regions[outside], regions)]] = True
         # the kernel pools statistics in place and moves each alive edge's ends to the current roots
         edges.u, edges.v = np.searchsorted(regions, edges.u), np.searchsorted(regions, edges.v)
-        tops = regions.copy()  # a region is named by its largest fragment, which orders ties
+        tops = np.arange(len(regions))  # a region is named by its largest fragment, which orders ties
         merge_a, merge_b, merge_score, parent, alive = merge_regions(
             edges.u, edges.v, edges.sums, edges.counts, edges.links, edges.histogram, tops, self.quantile, frozen,
             self.highest)
         sink(regions[merge_a], regions[merge_b], merge_score)  # a fragment of each of the two regions
         left = edges.take(alive & frozen[edges.u] & frozen[edges.v])  # unfrozen roots are done
-        left.u, left.v = tops[left.u], tops[left.v]
+        left.u, left.v = regions[tops[left.u]], regions[tops[left.v]]
         # each face fragment's region becomes its root (a region without edges here stays as it is)
         face_regions = face_regions[outside]
         index = np.searchsorted(regions, face_regions)
         found = index < len(regions)
         found[found] = regions[index[found]] == face_regions[found]
-        face_regions[found] = tops[find_roots(parent)[index[found]]]
+        face_regions[found] = regions[tops[find_roots(parent)[index[found]]]]
         return _Leftover(left, faces[outside], face_regions, crossing)
 
 
@@ -248,18 +252,19 @@ def grid_shape(blocks: Iterable[Block]) -> tuple[int, int, int]:
     return tuple(int(n) + 1 for n in np.max([b.grid_index for b in blocks], axis=0))
 
 
-def segment_luts(sizes: Sequence[np.ndarray], merges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray,
-                                                                                  np.ndarray]]],
-                 settings: SegmentSettings) -> Iterator[tuple[float, list[np.ndarray]]]:
+def segment_luts(lengths: Sequence[int], merges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+                 settings: SegmentSettings, sizes: np.ndarray | None = None
+                 ) -> Iterator[tuple[float, list[np.ndarray]]]:
     """Segment ids of every fragment per threshold, from recorded merges (a union-find over fragments).
 
     Parameters
     ----------
-    sizes : the voxels of each fragment (int64), one array per block in block-id order; fragments are
-        numbered by their position in the concatenation (ids increasing).
+    lengths : the number of fragments of each block, in block-id order; fragments are numbered by their
+        position in that order (ids increasing).
     merges : a function giving the recorded merges anew each call (they are read once per threshold rather
         than held): fragment numbers ``a``, ``b`` (int64) of the two regions and the merge score.
     settings : ``thresholds`` and ``min_size``.
+    sizes : ndarray of shape (n_fragments,), int64 voxels per fragment; needed when ``min_size`` > 0.
 
     Yields
     ------
@@ -267,8 +272,9 @@ def segment_luts(sizes: Sequence[np.ndarray], merges: Callable[[], Iterable[tupl
     by first fragment, 0 for dust (segments under ``min_size`` voxels), as
     :func:`connectomics.segment.agglomeration.agglomerate` numbers them.
     """
-    bounds = np.cumsum([0] + [len(s) for s in sizes])
-    all_sizes = np.concatenate(sizes).astype(np.int64) if settings.min_size and len(sizes) else None
+    if settings.min_size and sizes is None:
+        raise ValueError("dust removal (min_size) needs the fragment sizes")
+    bounds = np.cumsum([0, *lengths])
     parent = np.arange(bounds[-1])
     low = -np.inf
     for t in settings.thresholds:
@@ -276,7 +282,7 @@ def segment_luts(sizes: Sequence[np.ndarray], merges: Callable[[], Iterable[tupl
             union_merges(parent, a, b, score, low, t)
         low = t
         roots = find_roots(parent)
-        ids = number_segments(roots, all_sizes, settings.min_size)
+        ids = number_segments(roots, sizes, settings.min_size)
         del roots
         yield t, [ids[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
 
@@ -320,16 +326,34 @@ def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: Se
     if summary_path.exists():
         summary = json.loads(summary_path.read_text())
         return {**summary, "n_segments": {float(t): n for t, n in summary["n_segments"].items()}}
+    # each group's graph is freed before the next, larger one: with glibc's dynamic mmap threshold (raised
+    # after the block stages freed their buffers) those arrays came from the heap and stayed, 736-947 MiB
+    # instead of ~700 on the memory benchmark's larger volume. Served by mmap they leave when freed; the
+    # threshold goes back near glibc's dynamic maximum afterwards, for the light per-block relabelling
+    return_freed_buffers_to_os()
+    try:
+        return _agglomerate_block_graphs(graphs, blocks, settings, folder, summary_path)
+    finally:
+        return_freed_buffers_to_os(32 << 20)
+
+
+def _agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path,
+                              summary_path: Path) -> dict[str, Any]:
     blocks = sorted(blocks, key=lambda block: block.block_id)
-    n_edges, sizes, fragments = 0, [], []
-    for block in blocks:
-        with np.load(graphs / f"{block.block_id}.npz") as graph:
-            fragments.append(graph["fragments"])
-            sizes.append(graph["sizes"])
-            n_edges += len(graph["u"])
-    written = _record_merges(graphs, blocks, settings, folder / "merges",
-                             np.concatenate(fragments).astype(np.int64))
-    del fragments
+
+    def each(field: str) -> Iterator[np.ndarray]:
+        """One field of each block graph in turn (only per-fragment arrays are kept: edges stay on disk)."""
+        for block in blocks:
+            with np.load(graphs / f"{block.block_id}.npz") as graph:
+                yield graph[field]
+
+    ids = np.concatenate(list(each("fragments"))).astype(np.int64)
+    lengths = [len(f) for f in each("fragments")]
+    n_edges = sum(len(u) for u in each("u"))
+    written = _record_merges(graphs, blocks, settings, folder / "merges", ids)
+    n_fragments = len(ids)
+    del ids  # fragment numbers from here on
+    sizes = np.concatenate(list(each("sizes"))).astype(np.int64) if settings.min_size else None
 
     def read_merges() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for path in written:
@@ -337,13 +361,13 @@ def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: Se
                 yield merges["a"], merges["b"], merges["score"]
 
     n_segments = {}
-    for t, luts in segment_luts(sizes, read_merges, settings):
+    for t, luts in segment_luts(lengths, read_merges, settings, sizes):
         name = folder / f"seg_{t:g}"
         name.mkdir(exist_ok=True)
         for block, lut in zip(blocks, luts):
             np.save(name / f"{block.block_id}.npy", lut)
         n_segments[t] = int(max((lut.max(initial=0) for lut in luts), default=0))
-    summary = {"n_fragments": int(sum(len(s) for s in sizes)), "n_edges": n_edges,
+    summary = {"n_fragments": n_fragments, "n_edges": n_edges,
                "n_segments": n_segments}
     atomic_write_text(summary_path, json.dumps(summary))
     return summary

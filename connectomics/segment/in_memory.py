@@ -74,7 +74,8 @@ def segment_in_memory(affs: np.ndarray, offsets: Sequence[Sequence[int]] = NEARE
     BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda block_id: vars(parts[block_id]),
                    settings).run(lambda a, b, score: merges.append((np.searchsorted(numbers, a),
                                                                     np.searchsorted(numbers, b), score)))
-    luts = dict(segment_luts([p.sizes for p in parts], lambda: merges, settings))
+    luts = dict(segment_luts([len(p.fragments) for p in parts], lambda: merges, settings,
+                             np.concatenate([p.sizes for p in parts]).astype(np.int64)))
     # one lookup of each voxel's fragment index serves every threshold; background (no fragment) gets the
     # extra last entry, segment 0
     index = relabel(fragments, ids, np.arange(len(ids), dtype=np.int64))
