@@ -23,7 +23,8 @@ across their smallest cross-section, up to the whole grid:
 
 The top group holds the whole volume and nothing is frozen there. The segmentation at threshold ``t``
 joins the recorded merges scoring below ``t`` (:func:`segment_luts`, a union-find over fragments).
-Equal scores are ordered by the edges' smallest fragment pairs, and sums are exact
+Equal scores are ordered by the two regions' largest fragments (a key of the pair of regions that only
+grows as they merge, so it keeps the order reducible), and sums are exact
 (:data:`connectomics.segment.region_graph.SUM_STEPS`), so the hierarchy gives the global loop's
 segmentation exactly; the tests compare both on several volumes and grids.
 
