@@ -74,9 +74,10 @@ def main() -> None:
     parser.add_argument("--small", default="64,256,256")
     parser.add_argument("--block", default="32,128,128")
     parser.add_argument("--context", default="6,16,16", help="predict context")
-    parser.add_argument("--segment-options", default="--size-threshold 25 --merge-low 0.5",
-                        help="extra options of the segment step (default: zwatershed's size merge inside "
-                             "blocks; '' gives waterz's fragments unchanged)")
+    parser.add_argument("--segment-options", default="",
+                        help="extra options of the segment step (default none: waterz's fragments unchanged, "
+                             "the CLI default; e.g. '--size-threshold 25 --merge-low 0.5' for zwatershed's "
+                             "size merge inside blocks)")
     parser.add_argument("--steps", default="predict,segment", help="which steps to measure")
     args = parser.parse_args()
     small = parse_coordinate(args.small, name="--small")

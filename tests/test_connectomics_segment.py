@@ -19,6 +19,7 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
 from connectomics.affinities import NEAREST_OFFSETS, compute_affinities, noisy_affinities
+from connectomics.blocks import Roi, block_grid
 from connectomics.hashtable import delete_slot, find_slot
 from connectomics.io import create_ome_zarr_array, open_volume
 from connectomics.metrics import adapted_rand_error
@@ -36,6 +37,10 @@ from connectomics.segment import (
     segment_in_memory,
     waterz_fragments,
 )
+from connectomics.segment.agglomeration import merge_regions
+from connectomics.segment.hierarchy import BlockHierarchy, grid_shape, segment_luts
+from connectomics.segment.region_graph import block_region_graph
+from connectomics.segment.watershed import block_fragments, nearest_neighbour_channels
 from shared.cli import run_guarded
 from shared.jobs import JobConfigError, JobLockedError
 from shared.stdio import quiet_stdout
@@ -611,7 +616,7 @@ def test_a_second_run_refuses_or_waits_and_redoes_nothing(volume, capsys):
     finally:
         proc.wait(timeout=120)
     assert proc.returncode == 0
-    lut = out / "fragments/0/.job/lut.npz"
+    lut = out / "fragments/0/.job/agglomeration/summary.json"
     written = lut.stat().st_mtime_ns
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(out), progress=False, wait=True, **JOB_SETTINGS)
     assert lut.stat().st_mtime_ns == written  # nothing redone
@@ -659,3 +664,51 @@ def test_command_line_options_come_from_the_settings_dataclass():
     for bad in (["--thresholds", "0.3;0.5"], ["--block", "8,x,8"], ["--fragments", "slic"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+def test_frozen_regions_wait_and_their_best_neighbours_with_them():
+    # regions 0-1-2-3 in a chain, scores 0.1 (0-1), 0.4 (1-2), 0.3 (2-3); region 0 is frozen
+    ends_u, ends_v = np.array([0, 1, 2]), np.array([1, 2, 3])
+    sums = 1 - np.array([0.1, 0.4, 0.3])
+    frozen = np.array([True, False, False, False])
+    merge_a, merge_b, score, _, alive = merge_regions(
+        ends_u, ends_v, sums, np.ones(3, np.int64), np.zeros(3, np.int64), np.zeros((3, 0), np.uint32),
+        np.arange(4), np.int64(-1), frozen, 0.5)
+    # 1's best edge leads to frozen 0, so 1 waits; 2-3 are each other's best and merge; then {2, 3}'s best
+    # edge (0.4, below the highest threshold) leads to the waiting 1, so {2, 3} (root 2) waits too
+    assert (merge_a.tolist(), merge_b.tolist()) == ([2], [3]) and np.allclose(score, [0.3])
+    assert frozen.tolist() == [True, True, True, False]
+    assert alive.tolist() == [True, True, False]
+
+
+def block_graphs(affs: np.ndarray, settings: SegmentSettings) -> tuple[list, list[RegionGraph]]:
+    """Fragments and region graph of every block of the settings' grid (block-id order)."""
+    volume = Roi((0, 0, 0), affs.shape[1:])
+    blocks = block_grid(volume, settings.block_shape, settings.context)
+    fragments, links = np.zeros(volume.shape, np.uint64), np.zeros(volume.shape, np.uint8)
+    for block in blocks:
+        fragments[block.write_roi.to_slices()], links[block.write_roi.to_slices()] = block_fragments(
+            affs[(slice(None),) + block.read_roi.to_slices()], block, settings)
+    nn = nearest_neighbour_channels(NEAREST_OFFSETS)
+    return blocks, [block_region_graph(fragments, affs[(slice(None),) + block.write_roi.to_slices()],
+                                       block.write_roi, volume, nn, settings, links[block.write_roi.to_slices()])
+                    for block in blocks]
+
+
+@pytest.mark.parametrize("score", ["mean", "quantile-50"])
+@pytest.mark.parametrize("grid", [(6, 24, 24), (4, 16, 48), (12, 12, 16)])
+def test_block_hierarchy_equals_the_global_merge_loop(score, grid):
+    # the octree over blocks (frozen face regions, merges of mutual best pairs) against the one global loop
+    # on the pooled graph: the same lookup tables, ids included, at every threshold
+    affs = noisy_affinities(neurons("dense"), 0.3, seed=4)[:3]
+    settings = SegmentSettings(thresholds=np.arange(0.05, 1.0, 0.1), score=score, block_shape=grid,
+                               context=(2, 8, 8))
+    blocks, graphs = block_graphs(affs, settings)
+    flat_graph = RegionGraph.merge(graphs)
+    numbers = flat_graph.fragments.astype(np.int64)
+    merges = []
+    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: vars(graphs[b]), settings).run(
+        lambda a, b, score: merges.append((np.searchsorted(numbers, a), np.searchsorted(numbers, b), score)))
+    assert 0 < sum(len(a) for a, _, _ in merges[:-1])  # groups below the top merged something
+    ours = dict(segment_luts([len(g.fragments) for g in graphs], lambda: merges, settings, flat_graph.sizes))
+    flat = agglomerate(flat_graph, settings)
+    for t in settings.thresholds:
+        np.testing.assert_array_equal(np.concatenate(ours[t]), flat[t])

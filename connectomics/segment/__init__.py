@@ -10,6 +10,8 @@ The pipeline (waterz's, run blockwise as lsd/volara do), one module per stage:
 * :mod:`~connectomics.segment.region_graph`: fragment adjacency with pooled affinities, per block;
 * :mod:`~connectomics.segment.agglomeration`: hierarchical merging by mean affinity or a quantile
   (waterz's ``OneMinus<MeanAffinity>`` / ``OneMinus<HistogramQuantileAffinity>``), relabelling;
+* :mod:`~connectomics.segment.hierarchy`: the same merges over per-block region graphs in bounded memory
+  (a tree of block groups);
 * :mod:`~connectomics.segment.blockwise` and :mod:`~connectomics.segment.in_memory`: the two drivers,
   giving identical results for identical settings;
 * :mod:`~connectomics.segment.cli`: ``connectomics segment``.

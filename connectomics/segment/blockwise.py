@@ -4,31 +4,33 @@
    ROI (write ROI + context), cropped to the write ROI; ids ``block_id * block_voxels + local id``;
 2. **region graph** per block (:func:`connectomics.segment.region_graph.block_region_graph`), saved as
    ``region_graph/<block_id>.npz`` in the job's bookkeeping (:func:`job_folder`);
-3. **agglomeration**, once, on the pooled global graph (:func:`connectomics.segment.agglomeration
-   .agglomerate`): a lookup table fragment -> segment per threshold (``lut.npz``);
+3. **agglomeration**, once, over the saved block graphs without pooling them
+   (:func:`connectomics.segment.hierarchy.agglomerate_block_graphs`: a tree of block groups whose merges
+   are exactly those of the global merge loop); a lookup table fragment -> segment per threshold
+   and block;
 4. **relabel** per block, giving ``seg_<threshold>``.
 
-Because fragments are cut on a fixed block grid and everything after them is a function of the global
-region graph, the result does not depend on how blocks are scheduled (threads, a cluster, a resumed run),
-and :func:`connectomics.segment.in_memory.segment_in_memory` with the same settings gives the same result.
-The region graph (one entry per fragment pair) is held in memory during agglomeration: about 140 bytes
-per edge for the mean score (plus 1 KiB per edge of histograms for a quantile score), so memory grows with
-the number of fragments, not with voxels. On noisy affinities waterz's fragments are tiny (a few voxels),
-so the number of fragments grows with the voxels; ``size_threshold`` (zwatershed's size merge inside each
-block) cuts it about tenfold, but it still grows with the volume. With the size merge, fragments near
-block faces see only their block's read ROI, so the result is that of the block grid (the in-memory path
-on the same grid gives the same), not of one block.
+Because fragments are cut on a fixed block grid and everything after them is a function of the block
+region graphs, the result does not depend on how blocks are scheduled (threads, a cluster, a resumed
+run), and :func:`connectomics.segment.in_memory.segment_in_memory` with the same settings gives the same
+result. Memory: the agglomeration holds the graph of the regions along the cut of one block group at a time
+(at most about the volume's smallest mid-plane) and a few integers per fragment, not the global region graph
+(about 200 bytes per fragment pair), so segmenting a larger volume on the same blocks takes little more
+memory even when waterz's fragments are tiny (noisy affinities). With ``size_threshold`` (zwatershed's
+size merge inside each block) fragments near block faces see only their block's read ROI, so the result
+is that of the block grid (the in-memory path on the same grid gives the same), not of one block.
 
 The bookkeeping (:mod:`shared.jobs`: manifest of the settings, done-markers of every block of every stage,
-failure records, the lock) and the intermediate files (face links, per-block region graphs, the lookup
-tables) live inside the output, in ``<output>/fragments/0/.job/``, so a copied or moved container keeps
-its protection: a rerun with other settings is refused naming each setting that differs, a second run
-into the same output is refused (or waits), and only ``overwrite`` replaces what the job did not write.
+failure records, the lock) and the intermediate files (face links, per-block region graphs, the
+agglomeration's merges and lookup tables) live inside the output, in ``<output>/fragments/0/.job/``, so a
+copied or moved container keeps its protection: a rerun with other settings is refused naming each setting
+that differs, a second run into the same output is refused (or waits), and only ``overwrite`` replaces what
+the job did not write.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +50,9 @@ from connectomics.blocks import (
     run_blockwise,
     trim_free_memory,
 )
-from connectomics.segment.agglomeration import agglomerate, relabel
-from connectomics.segment.region_graph import RegionGraph, block_region_graph
+from connectomics.segment.agglomeration import relabel
+from connectomics.segment.hierarchy import agglomerate_block_graphs
+from connectomics.segment.region_graph import block_region_graph
 from connectomics.segment.settings import SegmentSettings, resolve
 from connectomics.segment.watershed import as_probabilities, block_fragments, nearest_neighbour_channels
 from shared.jobs import Job, OutputExistsError, atomic_path, check_output_folder, open_job
@@ -111,35 +114,27 @@ class RegionGraphStep:
 
 @dataclass(frozen=True)
 class RelabelStep:
-    """Stage 4 for one block: apply a fragment -> segment lookup table."""
+    """Stage 4 for one block: apply its fragment -> segment lookup table (``<lut_folder>/<block_id>.npy``,
+    aligned with the fragments of its region graph ``<graphs>/<block_id>.npz``)."""
 
     fragments_path: str
-    lut_path: str
-    threshold: float
+    graphs: str
+    lut_folder: str
     out_root: str
     out_array: str
 
     def __call__(self, block: Block) -> None:
-        fragment_ids, segment_ids = _load_lut(self.lut_path, self.threshold)
+        with np.load(Path(self.graphs) / f"{block.block_id}.npz") as graph:
+            fragment_ids = graph["fragments"]
+        segment_ids = np.load(Path(self.lut_folder) / f"{block.block_id}.npy")
         fragments = read_region(self.fragments_path, block.write_roi)
         _write(self.out_root, self.out_array, block.write_roi, relabel(fragments, fragment_ids, segment_ids))
-
-
-_LUTS: dict[tuple[str, float, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     """An uncompressed ``.npz`` written atomically, streamed to disk (no in-memory copy of the arrays)."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-
-
-def _load_lut(path: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    key = (path, threshold, os.stat(path).st_mtime_ns)  # a run with --overwrite rewrites the file
-    if key not in _LUTS:
-        with np.load(path) as lut:
-            _LUTS[key] = (lut["fragments"], lut[threshold_name(threshold)])
-    return _LUTS[key]
 
 
 def threshold_name(threshold: float) -> str:
@@ -297,32 +292,23 @@ def _run_stages(job: Job, affs_path: str, output_path: str, settings: SegmentSet
                   blocks, DoneMarkers.of_job(job, "graph"), desc="region graph", **run
                   ).raise_for_failures("segment (region graph)", records=folder / "failed")
 
-    lut_path = folder / "lut.npz"
-    if not job.is_done("lut"):
-        trim_free_memory()  # the global graph should not sit on top of the block stages' freed buffers
-        parts = []
-        for block in blocks:
-            with np.load(edges / f"{block.block_id}.npz") as part:
-                parts.append(RegionGraph(**{k: part[k] for k in part.files}))
-        graph = RegionGraph.merge(parts)
-        del parts  # the per-block graphs are not needed during the agglomeration
-        luts = agglomerate(graph, settings)
-        _save_npz(lut_path, fragments=graph.fragments, n_edges=np.int64(len(graph.u)),
-                  **{threshold_name(t): lut for t, lut in luts.items()})
-        job.mark_done("lut")
-    summary: dict[str, Any] = {"fragments": fragments_path}
-    with np.load(lut_path) as lut:
-        summary["n_fragments"] = int(len(lut["fragments"]))
-        summary["n_edges"] = int(lut["n_edges"])
-        summary["n_segments"] = {t: int(len(np.unique(lut[threshold_name(t)][lut[threshold_name(t)] > 0])))
-                                 for t in thresholds}
+    agglomeration = folder / "agglomeration"
+    if not job.is_done("agglomeration"):
+        # the job's marker decides, not the stage's own summary.json: after --overwrite (markers cleared) or
+        # an interruption, what an earlier run left there belongs to other settings or is partial
+        shutil.rmtree(agglomeration, ignore_errors=True)
+        trim_free_memory()  # the agglomeration should not sit on top of the block stages' freed buffers
+    summary: dict[str, Any] = {"fragments": fragments_path,
+                               **agglomerate_block_graphs(edges, blocks, settings, agglomeration)}
+    job.mark_done("agglomeration")
     summary["segmentations"] = {}
     for t in thresholds:
         name = threshold_name(t)
         seg = create_segmentation_image(output_path, name, shape=volume_roi.shape, dtype="uint64", chunks=chunks,
                                         source_image=image, voxel_size=voxel_size, offset=spatial_offset,
                                         exists_ok=True)
-        run_blockwise(RelabelStep(fragments_path, str(lut_path), t, str(seg.store.root), seg.path), blocks,
+        run_blockwise(RelabelStep(fragments_path, str(edges), str(agglomeration / name),
+                                  str(seg.store.root), seg.path), blocks,
                       DoneMarkers.of_job(job, name), desc=name, **run
                       ).raise_for_failures(f"segment ({name})", records=folder / "failed")
         if n_levels and not job.is_done(f"{name}-levels"):

@@ -21,17 +21,17 @@ DESCRIPTION = """Affinities to a neuron segmentation, block by block, at any sca
 Writes seg.zarr/fragments (waterz-style watershed fragments of the affinity graph, globally unique uint64
 ids, 0 = background) and one segmentation seg.zarr/seg_<threshold> per threshold: an OME-Zarr label image
 (uint64, multiscale levels by label mode; --image sim.zarr/raw links the raw image it annotates), stitched
-across block faces through one global region graph agglomerated by --score (mean affinity or a quantile;
-threshold = merge score 1 - score, as in waterz: higher thresholds merge more). Rerunning the same command
-resumes (after kill -9 too): finished blocks and stages are skipped (bookkeeping and intermediate files in
+across block faces by the agglomeration of the whole volume's region graph by --score (mean affinity or a
+quantile; threshold = merge score 1 - score, as in waterz: higher thresholds merge more), computed block
+group by block group so that memory does not grow with the volume. Rerunning the same command resumes
+(after kill -9 too): finished blocks and stages are skipped (bookkeeping and intermediate files in
 seg.zarr/fragments/0/.job/, which travels with the container when it is copied); a rerun with other
 settings is refused naming each that differs, and arrays this command did not write are never replaced
 (--overwrite replaces them). A second run into the same container refuses naming the first (--wait waits).
 --in-memory runs the same algorithm on arrays in memory (for volumes that fit) and writes the same outputs.
-On noisy affinities waterz's watershed gives many tiny fragments, and the global region graph grows with
-them: --size-threshold N merges fragments smaller than N voxels inside each block into their strongest
-neighbour (zwatershed), about ten times fewer fragments and region-graph edges (still growing with the
-volume: see BENCHMARKS.md)."""
+On noisy affinities waterz's watershed gives many tiny fragments: --size-threshold N merges fragments
+smaller than N voxels inside each block into their strongest neighbour (zwatershed), about ten times fewer
+fragments and region-graph edges (faster; it changes the result slightly: see BENCHMARKS.md)."""
 
 
 def cli(argv: list[str]) -> int:

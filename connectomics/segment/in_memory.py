@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from connectomics.blocks import Roi, block_grid
-from connectomics.segment.agglomeration import agglomerate, relabel
-from connectomics.segment.region_graph import RegionGraph, block_region_graph
+from connectomics.segment.agglomeration import relabel
+from connectomics.segment.hierarchy import BlockHierarchy, grid_shape, segment_luts
+from connectomics.segment.region_graph import block_region_graph
 from connectomics.segment.settings import SegmentSettings, resolve
 from connectomics.segment.watershed import (
     NEAREST_NEIGHBOUR_OFFSETS,
@@ -63,13 +64,20 @@ def segment_in_memory(affs: np.ndarray, offsets: Sequence[Sequence[int]] = NEARE
     for block in blocks:
         fragments[block.write_roi.to_slices()], links[block.write_roi.to_slices()] = block_fragments(
             affs_nn[(slice(None),) + block.read_roi.to_slices()], block, settings, sampling)
+    blocks = sorted(blocks, key=lambda block: block.block_id)
     parts = [block_region_graph(fragments, affs_nn[(slice(None),) + block.write_roi.to_slices()],
                                 block.write_roi, volume, nn, settings, links[block.write_roi.to_slices()])
              for block in blocks]
-    graph = RegionGraph.merge(parts) if len(parts) > 1 else parts[0]
-    luts = agglomerate(graph, settings)
-    # one lookup of each voxel's fragment index serves every threshold; background (not in the graph) gets
-    # the extra last entry, segment 0
-    index = relabel(fragments, graph.fragments, np.arange(len(graph.fragments), dtype=np.int64))
-    index[fragments == 0] = len(graph.fragments)
-    return {t: np.append(lut, np.uint64(0))[index] for t, lut in luts.items()}
+    ids = np.concatenate([p.fragments for p in parts])
+    numbers = ids.astype(np.int64)  # merges name fragments by int64 id; numbered by position in ``ids``
+    merges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda block_id: vars(parts[block_id]),
+                   settings).run(lambda a, b, score: merges.append((np.searchsorted(numbers, a),
+                                                                    np.searchsorted(numbers, b), score)))
+    luts = dict(segment_luts([len(p.fragments) for p in parts], lambda: merges, settings,
+                             np.concatenate([p.sizes for p in parts]).astype(np.int64)))
+    # one lookup of each voxel's fragment index serves every threshold; background (no fragment) gets the
+    # extra last entry, segment 0
+    index = relabel(fragments, ids, np.arange(len(ids), dtype=np.int64))
+    index[fragments == 0] = len(ids)
+    return {t: np.concatenate(lut + [np.zeros(1, np.uint64)])[index] for t, lut in luts.items()}

@@ -21,6 +21,12 @@ from connectomics.segment.settings import SegmentSettings
 HISTOGRAM_BINS = 256
 """Bins of the affinity histograms of quantile scores (waterz's ``HistogramQuantileAffinity<..., 256>``)."""
 
+SUM_STEPS = float(2**24)
+"""Affinities are summed as multiples of ``1 / SUM_STEPS`` (float32's resolution in [0.5, 1]; a change of
+at most 3e-8 below 0.5): float64 sums of up to 2**29 such values are exact, so an edge's pooled sum does not
+depend on the order in which blocks and merges pool it (what lets the blockwise hierarchy equal the
+global agglomeration bit for bit)."""
+
 
 @numba.njit(cache=True)
 def discretize(value, bins):  # pragma: no cover - compiled
@@ -38,7 +44,8 @@ class RegionGraph:
     Attributes
     ----------
     u, v : ndarray of shape (n_edges,), uint64 fragment ids, ``u < v``.
-    affinity_sum : ndarray of shape (n_edges,), float64 sum of the affinities of the voxel pairs.
+    affinity_sum : ndarray of shape (n_edges,), float64 sum of the affinities of the voxel pairs (each
+        rounded to a multiple of ``1 / SUM_STEPS``, so that sums are exact).
     count : ndarray of shape (n_edges,), int64 number of voxel pairs.
     fragments : ndarray of shape (n_fragments,), uint64 fragment ids.
     sizes : ndarray of shape (n_fragments,), int64 voxels per fragment.
@@ -185,7 +192,7 @@ def _region_graph_kernel(fragments, origin, affs, links, offsets, bins):  # prag
                                 table_bits += 1
                                 table_keys, table_slots = rehash(pairs[:n], table_bits)
                     cached_key, cached_slot = key, k
-                    sums[k] += affs[axis, z, y, x]
+                    sums[k] += np.floor(affs[axis, z, y, x] * SUM_STEPS + 0.5) / SUM_STEPS
                     if (links[z, y, x] >> axis) & 1:
                         linked[k] += 1
                     if bins:

@@ -67,7 +67,7 @@ class SegmentSettings:
     """waterz fragments: merge fragments smaller than this (voxels) inside each block's read ROI into their
     neighbour of highest maximum affinity (zwatershed's size merge,
     connectomics.segment.watershed.merge_small_fragments); 0 = off. On noisy affinities it cuts the number of
-    fragments, hence the global region graph's memory, about tenfold"""
+    fragments and region-graph edges about tenfold (less work)"""
     merge_low: float = 0.5
     """waterz fragments: the size merge needs a maximum affinity >= this"""
     seed_threshold: float = 0.5
