@@ -74,7 +74,10 @@ class TrackingClassifier(L.LightningModule):
             raise ValueError("lr must be > 0 and weight_decay, synchrony_weight, lipschitz_weight >= 0")
         if max_conditions < 1:
             raise ValueError(f"max_conditions must be >= 1, got {max_conditions}")
-        info = model_info(backbone)
+        try:
+            info = model_info(backbone)
+        except KeyError as err:  # a wrong name in a config is the user's mistake: one line, exit 2
+            raise ValueError(err.args[0]) from None
         kind = getattr(info, "input_kind", None)
         if kind is not None and kind != "video":
             raise ValueError(f"tracking needs a video model; backbone {backbone!r} takes {kind} input")
