@@ -17,10 +17,17 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import torch.nn as nn
 
+INPUT_KINDS = ("image", "volume", "video")
+
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the registry knows about a model besides its weights."""
+    """What the registry knows about a model besides its weights.
+
+    ``input_kind`` is ``"image"`` (batch, channel, row, column), ``"volume"`` (batch, channel, plane, row,
+    column) or ``"video"`` (batch, channel, frame, row, column); left empty it is derived from
+    ``spatial_dims`` (2: image, 3: volume).
+    """
 
     name: str
     factory: Callable[[Any], nn.Module]
@@ -28,30 +35,48 @@ class ModelInfo:
     spatial_dims: int
     recurrent: bool
     description: str
+    input_kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.input_kind:
+            object.__setattr__(self, "input_kind", "image" if self.spatial_dims == 2 else "volume")
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind must be one of {', '.join(map(repr, INPUT_KINDS))}; "
+                             f"got {self.input_kind!r}")
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_backbone(name: str, config_class: type, *, spatial_dims: int, recurrent: bool, description: str):
-    """Decorator filing ``factory(config) -> nn.Module`` under ``name``."""
+def register_backbone(name: str, config_class: type, *, spatial_dims: int, recurrent: bool, description: str,
+                      input_kind: str = ""):
+    """Decorator filing ``factory(config) -> nn.Module`` under ``name`` (``input_kind``: see :class:`ModelInfo`)."""
 
     def decorator(factory):
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(name, factory, config_class, spatial_dims, recurrent, description)
+        _REGISTRY[name] = ModelInfo(name, factory, config_class, spatial_dims, recurrent, description, input_kind)
         return factory
 
     return decorator
 
 
-def list_models(pattern: str = "*", *, spatial_dims: int | None = None, recurrent: bool | None = None) -> list[str]:
-    """Registered model names matching a glob ``pattern`` and optional capability filters, sorted."""
+def list_models(pattern: str = "*", *, spatial_dims: int | None = None, recurrent: bool | None = None,
+                input_kind: str | None = None) -> list[str]:
+    """Registered model names matching a glob ``pattern`` and optional capability filters, sorted.
+
+    Examples
+    --------
+    >>> from shared.backbones import list_models
+    >>> "int" in list_models(input_kind="video") and "hgru" not in list_models(input_kind="video")
+    True
+    """
     return sorted(
         n for n, info in _REGISTRY.items()
         if fnmatch.fnmatch(n, pattern)
         and (spatial_dims is None or info.spatial_dims == spatial_dims)
         and (recurrent is None or info.recurrent == recurrent)
+        and (input_kind is None or info.input_kind == input_kind)
     )
 
 
