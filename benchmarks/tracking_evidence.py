@@ -57,11 +57,12 @@ FEATURETRACKER: dict[str, Any] = {"task": "featuretracker", "condition": "idshap
 # InT and a 3D ResNet with matched parameters (within 25%), CV-RNN / InT / real-valued control at their
 # configs' widths; the keys are the models' config fields.
 MODELS: dict[str, dict[str, Any]] = {
-    "InT": {"backbone": "int", "backbone_config": {"channels": 8}},
-    "R3D (matched)": {"backbone": "r3d_small", "backbone_config": {"widths": [8, 16]}},
-    "CV-RNN": {"backbone": "cvrnn", "backbone_config": {"channels": 8}},
+    "InT": {"backbone": "int", "backbone_config": {"channels": 8, "kernel_size": 5}},
+    "R3D (matched)": {"backbone": "r3d_small", "backbone_config": {"stem_channels": 4, "widths": [4, 6]}},
+    "CV-RNN": {"backbone": "cvrnn", "backbone_config": {"channels": 8, "kernel_size": 5}},
     # the CV-RNN's layers with every phase at 0: no phase for the synchrony loss to act on
-    "real-valued control": {"backbone": "cvrnn", "backbone_config": {"channels": 8, "complex_valued": False},
+    "real-valued control": {"backbone": "cvrnn", "backbone_config": {"channels": 8, "kernel_size": 5,
+                                                                  "complex_valued": False},
                             "synchrony_weight": 0.0},
 }
 CLAIMS = {"pathtracker": ["InT", "R3D (matched)"], "featuretracker": ["CV-RNN", "InT", "real-valued control"]}

@@ -23,8 +23,8 @@ Run through ``scripts/gpu_science.sh`` (same options). Three experiments, every 
 The device is chosen automatically: CUDA with bfloat16 mixed precision when the GPU supports it
 (``16-mixed`` otherwise), else the CPU in float32. Budgets (seconds per arm) are arguments; the defaults
 fit about 12 minutes on one H100/H200 (9 without tracking: ``--skip tracking``). ``--max-minutes`` is a
-hard guard: an arm that would start after it is skipped and reported as skipped. ``--toy`` shrinks everything to a CPU-sized smoke run (~2-3 min on
-2 cores): tiny data, the CPU-scale models, a few seconds per arm.
+hard guard: an arm that would start after it is skipped and reported as skipped. ``--toy`` shrinks everything
+to a CPU-sized smoke run (~2-3 min on 2 cores): tiny data, the CPU-scale models, a few seconds per arm.
 
     scripts/gpu_science.sh                                   # GPU, ~12 min
     scripts/gpu_science.sh --toy --out /tmp/gpu_science_toy  # CPU smoke run

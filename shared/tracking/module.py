@@ -91,7 +91,7 @@ class TrackingClassifier(L.LightningModule):
         self.recurrent = bool(info.recurrent)
         self._train_stats: Any = None
         # ModuleDict keys may not shadow nn.Module attributes such as ``train``
-        self.metrics = nn.ModuleDict({stage: _accuracies() for stage in STAGES})
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": _accuracies() for stage in STAGES})
         self.condition_metrics = nn.ModuleList([_accuracies() for _ in range(max_conditions)])
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ class TrackingClassifier(L.LightningModule):
         else:
             self._log_stats(out.stats, stage)
         predicted = (logits.detach() > 0).long()
-        for name, metric in self.metrics[stage].items():
+        for name, metric in self.metrics[f"{stage}_metrics"].items():
             metric(predicted, label)
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "balanced_acc")
         if stage == "test" and "condition" in batch:
