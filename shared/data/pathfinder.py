@@ -60,13 +60,9 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import multiprocessing as mp
-import shutil
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -74,6 +70,9 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from shared.data.sampling import balanced_labels, check_indices, sample_rng, seed_tuple
+from shared.data.zarr_store import ArraySpec, StoreKind, load_sample_zarr, write_sample_zarr
 
 FORMAT_NAME = "recurrent-vision/pathfinder"
 FORMAT_VERSION = 1
@@ -519,29 +518,6 @@ def render_pathfinder_image(label: int, rng: np.random.Generator, config: Pathfi
     )
 
 
-def _seed_tuple(seed: int | Sequence[int]) -> tuple[int, ...]:
-    seq = (seed,) if isinstance(seed, (int, np.integer)) else tuple(seed)
-    if not seq or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0 for v in seq):
-        raise ValueError(f"seed must be a non-negative int or a sequence of them, got {seed!r}")
-    return tuple(int(v) for v in seq)
-
-
-def balanced_labels(n: int, seed: int | Sequence[int]) -> np.ndarray:
-    """Labels for a set of ``n`` images: exactly ``n // 2`` positives (one more when ``n`` is odd), shuffled.
-
-    Examples
-    --------
-    >>> labels = balanced_labels(10, 0)
-    >>> int(labels.sum()), labels.dtype
-    (5, dtype('int64'))
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    labels = np.zeros(n, np.int64)
-    labels[: (n + 1) // 2] = 1
-    return np.random.default_rng((*_seed_tuple(seed), 2**31 - 1)).permutation(labels)
-
-
 def generate_pathfinder(n: int, *, config: PathfinderConfig, seed: int | Sequence[int] = 0,
                         indices: Sequence[int] | None = None, progress: bool = False) -> PathfinderSet:
     """Generate Pathfinder images, balanced and deterministic.
@@ -567,11 +543,9 @@ def generate_pathfinder(n: int, *, config: PathfinderConfig, seed: int | Sequenc
     >>> bool((a.images[4:] == b.images).all())
     True
     """
-    seed_t = _seed_tuple(seed)
+    seed_t = seed_tuple(seed)
     all_labels = balanced_labels(n, seed_t)
-    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"indices must lie in [0, {n}), got min {idx.min()} max {idx.max()}")
+    idx = check_indices(n, indices)
     rows, cols = config.image_size
     images = np.zeros((idx.size, 1, rows, cols), np.float32)
     masks = np.zeros((idx.size, 1, rows, cols), np.uint8)
@@ -583,7 +557,7 @@ def generate_pathfinder(n: int, *, config: PathfinderConfig, seed: int | Sequenc
 
         iterator = tqdm(iterator, total=idx.size, desc="pathfinder", unit="img")
     for j, i in iterator:
-        sample = render_pathfinder_image(int(all_labels[i]), np.random.default_rng((*seed_t, int(i))), config)
+        sample = render_pathfinder_image(int(all_labels[i]), sample_rng(seed_t, i), config)
         images[j, 0], masks[j, 0] = sample["image"], sample["path_mask"]
         markers[j], distractors[j] = sample["markers"], sample["num_distractor_paddles"]
     return PathfinderSet(images, all_labels[idx].copy(), masks, markers, distractors, config, seed_t)
@@ -591,46 +565,37 @@ def generate_pathfinder(n: int, *, config: PathfinderConfig, seed: int | Sequenc
 
 # ------------------------------------------------------------------------------------------------- zarr
 
-_ARRAYS = ("images", "labels", "path_masks", "markers", "num_distractor_paddles")
-
-
-def _expected_attrs(n: int, config: PathfinderConfig, seed: tuple[int, ...], block_size: int) -> dict:
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "n": int(n), "seed": list(seed),
-            "block_size": int(block_size), "config": config.to_dict()}
-
-
-def _describe_mismatch(found: dict, expected: dict) -> str:
-    diffs = []
-    for key in ("format", "version", "n", "seed", "block_size"):
-        if found.get(key) != expected[key]:
-            diffs.append(f"{key}: stored {found.get(key)!r}, requested {expected[key]!r}")
-    stored_cfg = found.get("config") or {}
-    for key, value in expected["config"].items():
-        if stored_cfg.get(key) != value:
-            diffs.append(f"config.{key}: stored {stored_cfg.get(key)!r}, requested {value!r}")
-    return "; ".join(diffs)
-
-
 JOB_COMMAND = "pathfinder generate"
-_JOB_ARRAY = "images"  # the array whose folder holds the writer's bookkeeping (see write_pathfinder_zarr)
+
+
+def _store_kind(config: PathfinderConfig) -> StoreKind:
+    rows, cols = config.image_size
+    return StoreKind(
+        format_name=FORMAT_NAME, title="Pathfinder", writer="write_pathfinder_zarr", version=FORMAT_VERSION,
+        job_command=JOB_COMMAND,
+        arrays=(ArraySpec("images", (1, rows, cols), "float32", 0.0),  # holds the job bookkeeping
+                ArraySpec("path_masks", (1, rows, cols), "uint8", 0),
+                ArraySpec("labels", (), "int64", -1, per_sample=False),
+                ArraySpec("markers", (2, 2), "float32", 0.0, per_sample=False),
+                ArraySpec("num_distractor_paddles", (), "int32", 0, per_sample=False)))
+
+
+def _pathfinder_block(n: int, config: PathfinderConfig, seed: tuple[int, ...], indices: range) -> dict:
+    data = generate_pathfinder(n, config=config, seed=seed, indices=indices)
+    return {"images": data.images, "path_masks": data.path_masks, "labels": data.labels,
+            "markers": data.markers, "num_distractor_paddles": data.num_distractor_paddles}
 
 
 def write_pathfinder_zarr(path: str | Path, n: int, *, config: PathfinderConfig,
                           seed: int | Sequence[int] = 0, block_size: int = 256, overwrite: bool = False,
                           progress: bool = True, num_workers: int = 1, wait: bool = False) -> Path:
-    """Generate a Pathfinder set into a zarr group, resumably.
+    """Generate a Pathfinder set into a zarr group, resumably (:func:`shared.data.zarr_store.write_sample_zarr`).
 
     The group holds ``images`` (n, 1, rows, columns) float32, ``path_masks`` (n, 1, rows, columns) uint8
     (both chunked per sample), ``labels`` (n,) int64, ``markers`` (n, 2, 2) float32 and
     ``num_distractor_paddles`` (n,) int32, and ``done`` (n_blocks,) bool (what
-    :func:`load_pathfinder_zarr` checks). The generation parameters are in the group's attrs. Blocks of
-    ``block_size`` images are written and then marked done, so an interrupted write resumes where it
-    stopped and never mixes configurations.
-
-    The bookkeeping is a :mod:`shared.jobs` job in ``images/.job/`` (inside an array: zarr 3 warns about
-    unknown folders at group level): its manifest holds the parameters, its lock stops a second writer
-    (``wait`` waits for it) and its done-markers decide what a rerun skips. A group without that
-    bookkeeping was not created by this writer and is never written into or deleted unless ``overwrite``.
+    :func:`load_pathfinder_zarr` checks). The generation parameters are in the group's attrs; the job
+    bookkeeping (manifest, lock, done-markers) is in ``images/.job/``.
 
     Parameters
     ----------
@@ -652,94 +617,14 @@ def write_pathfinder_zarr(path: str | Path, n: int, *, config: PathfinderConfig,
     Raises
     ------
     ValueError : bad arguments, a group with another configuration, a group not written by this writer,
-        something that is not a Pathfinder group, ``path`` a file.
+        something that is not a Pathfinder group.
+    shared.cli.UserError : ``path`` is a file.
     shared.jobs.JobLockedError : another process is writing ``path`` (and not ``wait``).
     """
-    import zarr
-
-    from shared.jobs import BOOKKEEPING, JobConfigError, OutputExistsError, check_output_folder, open_job
-
-    if block_size < 1 or num_workers < 1:
-        raise ValueError(f"block_size and num_workers must be >= 1, got {block_size} and {num_workers}")
-    seed_t = _seed_tuple(seed)
-    path = check_output_folder(Path(path).expanduser().resolve(), name="Pathfinder dataset")
-    expected = _expected_attrs(n, config, seed_t, block_size)
-    balanced_labels(n, seed_t)  # validates n
-    job_root = path / _JOB_ARRAY
-    if path.exists() and any(path.iterdir()):
-        found = _read_attrs(path)  # refuses (and never deletes) what is not a Pathfinder group
-        ours = (job_root / BOOKKEEPING / "manifest.json").exists()
-        mismatch = _describe_mismatch(found, expected) if ours else "not written by write_pathfinder_zarr"
-        if mismatch and not overwrite:
-            error = JobConfigError if ours else OutputExistsError
-            raise error(f"existing Pathfinder dataset at {path} was generated with a different configuration "
-                        f"({mismatch}); use another path or pass overwrite=True to regenerate it")
-        if mismatch:
-            shutil.rmtree(path)
-    n_blocks = math.ceil(n / block_size)
-    rows, cols = config.image_size
-    with open_job(job_root, JOB_COMMAND, expected, wait=wait) as job:
-        group = zarr.open_group(path, mode="a")  # creates a missing group; never erases
-        if "done" not in group:  # created last below, so its absence means the arrays need creating
-            shapes = {"images": ((n, 1, rows, cols), (1, 1, rows, cols), "float32", 0.0),
-                      "path_masks": ((n, 1, rows, cols), (1, 1, rows, cols), "uint8", 0),
-                      "labels": ((n,), (block_size,), "int64", -1),
-                      "markers": ((n, 2, 2), (block_size, 2, 2), "float32", 0.0),
-                      "num_distractor_paddles": ((n,), (block_size,), "int32", 0),
-                      "done": ((n_blocks,), (1,), "bool", False)}
-            for name, (shape, chunks, dtype, fill) in shapes.items():
-                if name not in group:  # one this job created before an interruption is kept (same settings)
-                    group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill)
-            group.attrs.update(expected)  # attrs last: a group without them is recognisably unfinished
-        done = job.done_units()
-        todo = [b for b in range(n_blocks) if f"block-{b}" not in done]
-        bar = None
-        if progress and todo:
-            from tqdm.auto import tqdm
-
-            total = sum(min(block_size, n - b * block_size) for b in todo)
-            bar = tqdm(total=total, desc=f"pathfinder {path.name}", unit="img")
-        blocks = [range(b * block_size, min((b + 1) * block_size, n)) for b in todo]
-        generate = partial(generate_pathfinder, n, config=config, seed=seed_t)
-        with contextlib.ExitStack() as stack:
-            if num_workers > 1 and len(blocks) > 1:
-                pool = stack.enter_context(ProcessPoolExecutor(num_workers, mp_context=mp.get_context("spawn")))
-                results = pool.map(_generate_block, [generate] * len(blocks), blocks)
-            else:
-                results = map(_generate_block, [generate] * len(blocks), blocks)
-            for b, rows_, data in zip(todo, blocks, results):
-                lo, hi = rows_.start, rows_.stop
-                group["images"][lo:hi] = data.images
-                group["path_masks"][lo:hi] = data.path_masks
-                group["labels"][lo:hi] = data.labels
-                group["markers"][lo:hi] = data.markers
-                group["num_distractor_paddles"][lo:hi] = data.num_distractor_paddles
-                group["done"][b] = True  # for the loader
-                job.mark_done(f"block-{b}")  # after the block's data: a crash mid-block redoes only that block
-                if bar is not None:
-                    bar.update(hi - lo)
-        if bar is not None:
-            bar.close()
-    return path
-
-
-def _generate_block(generate, indices: range) -> PathfinderSet:
-    return generate(indices=indices)
-
-
-def _read_attrs(path: Path) -> dict:
-    import zarr
-
-    try:
-        group = zarr.open_group(path, mode="r")
-    except Exception as err:
-        raise ValueError(f"{path} exists but is not a readable zarr group ({type(err).__name__}: {err}); "
-                         "refusing to touch it") from err
-    attrs = dict(group.attrs)
-    if attrs.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path} is a zarr group but not a Pathfinder dataset (attrs format "
-                         f"{attrs.get('format')!r}); refusing to touch it")
-    return attrs
+    seed_t = seed_tuple(seed)
+    return write_sample_zarr(path, n, kind=_store_kind(config), config=config.to_dict(), seed=seed_t,
+                             generate_block=partial(_pathfinder_block, n, config, seed_t), block_size=block_size,
+                             overwrite=overwrite, progress=progress, num_workers=num_workers, wait=wait)
 
 
 def load_pathfinder_zarr(path: str | Path, *,
@@ -761,30 +646,11 @@ def load_pathfinder_zarr(path: str | Path, *,
         Missing path; not a Pathfinder group; unfinished (interrupted) write; config mismatch; arrays of
         inconsistent shape.
     """
-    import zarr
-
-    path = Path(path).expanduser().resolve()
-    if not path.exists():
-        raise FileNotFoundError(f"Pathfinder dataset does not exist: {path}")
-    attrs = _read_attrs(path)
+    kind = _store_kind(expected_config or PathfinderConfig())  # the loader uses the names, not the shapes
+    attrs, arrays = load_sample_zarr(path, kind=kind,
+                                     expected_config=None if expected_config is None else expected_config.to_dict())
     config = PathfinderConfig.from_dict(attrs["config"])
-    if expected_config is not None and config != expected_config:
-        mismatch = _describe_mismatch(attrs, _expected_attrs(attrs["n"], expected_config,
-                                                              tuple(attrs["seed"]), attrs["block_size"]))
-        raise ValueError(f"Pathfinder dataset {path} was generated with a different configuration "
-                         f"({mismatch})")
-    group = zarr.open_group(path, mode="r")
-    missing = [a for a in (*_ARRAYS, "done") if a not in group]
-    if missing:
-        raise ValueError(f"Pathfinder dataset {path} lacks array(s) {missing}; regenerate it")
-    done = group["done"][:]
-    if not done.all():
-        raise ValueError(f"Pathfinder dataset {path} is incomplete ({int(done.sum())}/{done.size} blocks "
-                         "written); rerun write_pathfinder_zarr with the same settings to resume")
-    arrays = {name: group[name][:] for name in _ARRAYS}
-    n, (rows, cols) = attrs["n"], config.image_size
-    if arrays["images"].shape != (n, 1, rows, cols) or arrays["labels"].shape != (n,):
-        raise ValueError(f"Pathfinder dataset {path} has inconsistent shapes: images "
-                         f"{arrays['images'].shape}, labels {arrays['labels'].shape}, expected n={n}")
+    if arrays["images"].shape[1:] != (1, *config.image_size):
+        raise ValueError(f"Pathfinder dataset {path} has inconsistent shapes: images {arrays['images'].shape}")
     return PathfinderSet(arrays["images"], arrays["labels"], arrays["path_masks"], arrays["markers"],
                          arrays["num_distractor_paddles"], config, tuple(attrs["seed"]))
