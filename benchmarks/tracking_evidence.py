@@ -107,6 +107,15 @@ def claim_data(claim: str, root: Path, quick: bool) -> TrackingDataModule:
     return dm
 
 
+def tested_conditions(dm: TrackingDataModule) -> list[tuple[str, str]]:
+    """(requested test condition, the datamodule's name for it) in the order requested.
+
+    A requested condition equal to the training one is served as condition 0, under the training name.
+    """
+    requested = dm.hparams.test_conditions or [dm.condition_names[0]]
+    return [(asked, dm.condition_names[index]) for asked, (_, _, index) in zip(requested, dm.test_splits)]
+
+
 def check_matched(names: list[str]) -> dict[str, int]:
     """Parameter counts of the claim's models; raise if InT and the 3D CNN differ by more than the tolerance."""
     counts = {n: count_parameters(TrackingClassifier(MODELS[n]["backbone"], dict(MODELS[n]["backbone_config"])))
@@ -152,12 +161,13 @@ def run_arm(claim: str, name: str, seed: int, dm: TrackingDataModule, args: argp
     return row
 
 
-def summarise(rows: list[dict[str, Any]], conditions: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
-    """model -> condition -> (mean, s.d. over seeds) of the test balanced accuracy."""
+def summarise(rows: list[dict[str, Any]], conditions: list[tuple[str, str]]
+              ) -> dict[str, dict[str, tuple[float, float]]]:
+    """model -> requested condition -> (mean, s.d. over seeds) of the test balanced accuracy."""
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for name in dict.fromkeys(r["model"] for r in rows):
-        values = {c: [r["accuracy"][c] for r in rows if r["model"] == name and c in r["accuracy"]]
-                  for c in conditions}
+        values = {asked: [r["accuracy"][c] for r in rows if r["model"] == name and c in r["accuracy"]]
+                  for asked, c in conditions}
         out[name] = {c: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
                      for c, v in values.items() if v}
     return out
@@ -186,8 +196,8 @@ def plot_learning(ax, rows: list[dict[str, Any]], colors: dict[str, str]) -> Non
     ax.legend(fontsize=7)
 
 
-def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[str], n_test: int, png: Path,
-               title: str) -> Path:
+def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[tuple[str, str]], n_test: int,
+               png: Path, title: str) -> Path:
     """One figure per claim: accuracy per test condition (mean +/- s.d. over seeds) and learning curves."""
     plt = pyplot()
     summary = summarise(rows, conditions)
@@ -195,7 +205,7 @@ def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[str], n_
     band = 1.96 * 0.5 / np.sqrt(n_test)
     if claim == "pathtracker":
         axes_of = {}
-        for c in conditions[1:]:
+        for c, _ in conditions:
             axis, value = c.split("=")
             axes_of.setdefault(axis, []).append((float(value), c))
         fig, axes = plt.subplots(1, len(axes_of) + 1, figsize=(4.2 * (len(axes_of) + 1), 3.8))
@@ -214,7 +224,7 @@ def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[str], n_
         fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.6, 1]})
         ax = axes[0]
         width = 0.8 / max(len(summary), 1)
-        tested = conditions[1:]
+        tested = [c for c, _ in conditions]
         for k, (name, per) in enumerate(summary.items()):
             xs = np.arange(len(tested)) + (k - (len(summary) - 1) / 2) * width
             ax.bar(xs, [per.get(c, (np.nan, 0))[0] for c in tested], width,
@@ -234,10 +244,10 @@ def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[str], n_
     return png
 
 
-def table(claim: str, rows: list[dict[str, Any]], conditions: list[str], counts: dict[str, int]) -> str:
-    """Markdown: one row per model, one column per test condition (mean +/- s.d., n seeds)."""
+def table(rows: list[dict[str, Any]], conditions: list[tuple[str, str]], counts: dict[str, int]) -> str:
+    """Markdown: one row per model, one column per test condition (mean +/- s.d. over seeds)."""
     summary = summarise(rows, conditions)
-    tested = conditions[1:]
+    tested = [c for c, _ in conditions]
     lines = [f"| model | params | {' | '.join(tested)} |", "|---|---:|" + "---:|" * len(tested)]
     for name, per in summary.items():
         cells = [f"{per[c][0]:.3f} ± {per[c][1]:.3f}" if c in per else "-" for c in tested]
@@ -267,15 +277,16 @@ def main(argv: list[str] | None = None) -> int:
             for name in names:
                 row = run_arm(claim, name, seed, dm, args)
                 rows.append(row)
+                accuracy = {k: round(v, 3) for k, v in row["accuracy"].items()}
                 print(f"[{time.perf_counter() - start:6.0f} s] {claim} {name} seed {seed}: "
-                      f"{row['train_seconds']:.0f} s, {json.dumps({k: round(v, 3) for k, v in row['accuracy'].items()})}",
-                      flush=True)
-        conditions = list(dm.condition_names)
-        title = (f"{claim}: {args.steps} steps x {dm.hparams.batch_size} videos, lr {args.lr}, {args.seeds} seed(s), "
-                 f"{dm.hparams.n_train} training videos, {dm.hparams.frames} frames; trained on {conditions[0]}")
+                      f"{row['train_seconds']:.0f} s, {accuracy}", flush=True)
+        conditions = tested_conditions(dm)
+        hp = dm.hparams
+        title = (f"{claim}: {args.steps} steps x {hp.batch_size} videos, lr {args.lr}, {args.seeds} seed(s), "
+                 f"{hp.n_train} training videos, {hp.frames} frames; trained on {dm.condition_names[0]}")
         png = plot_claim(claim, rows, conditions, int(dm.hparams.n_test), args.figures / f"tracking_{claim}.png",
                          title)
-        text = table(claim, rows, conditions, counts)
+        text = table(rows, conditions, counts)
         results[claim + "_rows"] = rows
         results[claim + "_table"] = text
         print(f"\n{title}\n{text}\nfigure: {png}\n", flush=True)

@@ -5,7 +5,8 @@
 * :class:`~shared.tracking.module.TrackingClassifier` trains any registered video model (BCE, Adam, synchrony loss);
 * ``python -m shared.tracking fit --config configs/tracking/int.yaml`` trains with LightningCLI;
 * :mod:`shared.tracking.human` reads human response files and compares them with a model;
-* :mod:`shared.tracking.figures` draws example frames; :mod:`shared.tracking.demo` is this package's part of ``make demo``.
+* :mod:`shared.tracking.figures` draws example frames;
+* :mod:`shared.tracking.demo` is this package's part of ``make demo``.
 """
 
 from shared.tracking.module import TrackingClassifier

@@ -127,7 +127,7 @@ def run_demo(out_dir: Path, report: Report, *, data: dict[str, Any] | None = Non
     -------
     dict with the accuracy per condition, the timings and the figure paths.
     """
-    from shared.data.tracking_video import TrackingSet
+    from shared.data.pathtracker import load_pathtracker_zarr
     from shared.tracking.figures import plot_example_frames
 
     out_dir = Path(out_dir).resolve()
@@ -149,9 +149,7 @@ def run_demo(out_dir: Path, report: Report, *, data: dict[str, Any] | None = Non
     frames_uint8 = (video[0].permute(1, 2, 3, 0).numpy() * 255).round().astype(np.uint8)
     attention_png = plot_attention(frames_uint8, attention, int(test["label"][0]), out_dir / "tracking_attention.png")
     accuracy_png = plot_condition_accuracy(rows, out_dir / "tracking_accuracy.png", chance_band=band)
-    batch = next(iter(dm.train_dataloader()))
-    examples = TrackingSet(videos=(batch["video"].permute(0, 2, 3, 4, 1).numpy() * 255).round().astype(np.uint8),
-                           labels=batch["label"].numpy(), masks=batch["mask"].numpy(), config=None, seed=0)
+    examples = load_pathtracker_zarr(dm.split_path("train"))
     examples_png = plot_example_frames(examples, out_dir / "tracking_examples.png", n_videos=4)
 
     above = [r["condition"] for r in rows if r["accuracy"] > 0.5 + band]
