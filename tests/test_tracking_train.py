@@ -214,3 +214,17 @@ def test_bad_path_is_refused(tmp_path):
     with pytest.raises(HumanFormatError, match="no such file"):
         read_human_responses(tmp_path / "h.csv")
     assert HUMAN_COLUMNS == ("subject", "condition", "trial", "label", "response")
+
+
+def test_demo_part_writes_its_section(tmp_path):
+    from shared.report import Report
+    from shared.tracking.demo import run_demo
+
+    report = Report("t")
+    result = run_demo(tmp_path, report, data={"frames": 6, "n_train": 8, "n_val": 2, "n_test": 4, "batch_size": 4},
+                      model={"backbone_config": {"channels": 2, "kernel_size": 3}}, steps=2)
+    assert [r["condition"] for r in result["rows"]][1:] == ["distractors=0", "distractors=5"]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in result["rows"])
+    for key in ("examples_png", "accuracy_png", "attention_png"):
+        assert Path(result[key]).stat().st_size > 1000
+    assert report.sections[-1].title.startswith("Tracking") and len(report.sections[-1].figures) == 3

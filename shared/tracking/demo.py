@@ -23,10 +23,10 @@ from shared.tracking.datamodule import TrackingDataModule
 from shared.tracking.module import TrackingClassifier
 
 # PathTracker scaled to the CPU: 32x32 px as published, 16 frames (published 64), 2 distractors for
-# training (published 14), 256 training videos; tested on 0, 2 and 5 distractors.
+# training (published 14), 256 training videos; tested on 0, 2 (the training condition) and 5 distractors.
 DEMO_DATA: dict[str, Any] = {"task": "pathtracker", "frames": 16, "num_distractors": 2, "n_train": 256,
                              "n_val": 16, "n_test": 48, "batch_size": 16, "generation_workers": 1,
-                             "test_conditions": ["distractors=0", "distractors=5"]}
+                             "test_conditions": ["distractors=0", "distractors=2", "distractors=5"]}
 # InT with the published gates, kernels and readout at 8 channels (published 32) and 5x5 horizontal kernels
 # (published 7x7); lr above the published 3e-4 because the budget is a few hundred steps.
 DEMO_MODEL: dict[str, Any] = {"backbone": "int", "backbone_config": {"channels": 8, "kernel_size": 5},
