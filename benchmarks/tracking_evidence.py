@@ -21,7 +21,7 @@ Design choices, and why:
 * **Runs are cached** as ``<out>/runs/<claim>_<model>_s<seed>.json``; a rerun reuses them (delete the folder
   after changing the models or settings).
 
-    OMP_NUM_THREADS=1 python benchmarks/tracking_evidence.py --out runs/tracking_evidence
+    OMP_NUM_THREADS=1 python benchmarks/tracking_evidence.py --out runs/tracking_evidence    # ~18 CPU-minutes
     python benchmarks/tracking_evidence.py --out /tmp/te --quick          # smoke run, ~1 min
 
 Writes ``<out>/tracking_evidence.json`` and the figures ``--figures``/tracking_{pathtracker,featuretracker}.png,
@@ -52,8 +52,11 @@ PATHTRACKER: dict[str, Any] = {"task": "pathtracker", "frames": 16, "num_distrac
                                "n_val": 128, "n_test": 128, "batch_size": 16,
                                "axes": {"distractors": [0, 2, 5, 14], "length": [8, 16, 32]}}
 FEATURETRACKER: dict[str, Any] = {"task": "featuretracker", "condition": "idshapes_idcolors", "frames": 16,
-                                  "num_distractors": 4, "n_train": 1024, "n_val": 128, "n_test": 96,
-                                  "batch_size": 16}
+                                  "num_distractors": 4, "n_train": 1024, "n_val": 64, "n_test": 96,
+                                  "batch_size": 8,
+                                  "tests": ["idshapes_idcolors", "idshapes_oodcolors", "oodshapes_idcolors",
+                                            "oodshapes_oodcolors", "idshapes_irregularcolors",
+                                            "idshapes_idcolors_irregular"]}
 # InT and a 3D ResNet with matched parameters (within 25%), CV-RNN / InT / real-valued control at their
 # configs' widths; the keys are the models' config fields.
 MODELS: dict[str, dict[str, Any]] = {
@@ -76,13 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--figures", type=Path, default=Path("benchmarks/figures"), help="where the PNGs go")
     p.add_argument("--claims", nargs="+", default=list(CLAIMS), choices=list(CLAIMS))
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=200, help="optimiser steps per run (all arms)")
+    p.add_argument("--steps", type=int, nargs=2, default=[150, 100], metavar=("PATHTRACKER", "FEATURETRACKER"),
+                   help="optimiser steps per run of each claim (the same for every arm of a claim)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of every arm (published 3e-4)")
-    p.add_argument("--val-every", type=int, default=50, help="validation interval (learning curves)")
+    p.add_argument("--val-every", type=int, default=25, help="validation interval (learning curves)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 4 steps, tiny data")
     args = p.parse_args(argv)
-    if args.seeds < 1 or args.steps < 1 or args.threads < 1 or args.val_every < 1 or args.lr <= 0:
+    if args.seeds < 1 or min(args.steps) < 1 or args.threads < 1 or args.val_every < 1 or args.lr <= 0:
         p.error("--seeds, --steps, --threads and --val-every must be >= 1 and --lr > 0")
     for path in (args.out, args.figures):
         if path.exists() and not path.is_dir():
@@ -93,13 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def claim_data(claim: str, root: Path, quick: bool) -> TrackingDataModule:
     """The claim's datamodule: training condition plus every test condition (generated once)."""
     spec = dict(PATHTRACKER if claim == "pathtracker" else FEATURETRACKER)
-    axes = spec.pop("axes", None)
     if claim == "pathtracker":
-        tests = [f"{axis}={v}" for axis, values in axes.items() for v in values]
+        tests = [f"{axis}={v}" for axis, values in spec.pop("axes").items() for v in values]
     else:
-        from shared.data.featuretracker import FEATURETRACKER_CONDITIONS
-
-        tests = list(FEATURETRACKER_CONDITIONS)
+        tests = spec.pop("tests")
     if quick:
         spec.update(n_train=16, n_val=8, n_test=8, batch_size=8)
     dm = TrackingDataModule(root=str(root / claim), seed=0, test_conditions=tests, generation_workers=1, **spec)
@@ -128,9 +129,10 @@ def check_matched(names: list[str]) -> dict[str, int]:
 
 
 def run_arm(claim: str, name: str, seed: int, dm: TrackingDataModule, args: argparse.Namespace) -> dict[str, Any]:
-    """Train one model for ``args.steps`` steps (cached), test it on every condition; return its result row."""
+    """Train one model for the claim's step budget (cached), test it on every condition; return its result row."""
+    steps = args.steps[list(CLAIMS).index(claim)]
     cache = args.out / "runs" / f"{claim}_{name.replace(' ', '_')}_s{seed}.json"
-    settings = {"model": MODELS[name], "steps": args.steps, "lr": args.lr, "seed": seed, "quick": args.quick,
+    settings = {"model": MODELS[name], "steps": steps, "lr": args.lr, "seed": seed, "quick": args.quick,
                 "data": dict(dm.hparams)}
     if cache.is_file():
         cached = json.loads(cache.read_text())
@@ -141,9 +143,9 @@ def run_arm(claim: str, name: str, seed: int, dm: TrackingDataModule, args: argp
     model = TrackingClassifier(spec["backbone"], dict(spec["backbone_config"]), lr=args.lr,
                                synchrony_weight=spec.get("synchrony_weight", 1.0))
     curve = LearningCurve(metric="val/balanced_acc")
-    trainer = L.Trainer(max_steps=args.steps, max_epochs=-1, accelerator="auto", devices=1, logger=False,
+    trainer = L.Trainer(max_steps=steps, max_epochs=-1, accelerator="auto", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        val_check_interval=min(args.val_every, args.steps), check_val_every_n_epoch=None,
+                        val_check_interval=min(args.val_every, steps), check_val_every_n_epoch=None,
                         num_sanity_val_steps=0, callbacks=[curve], default_root_dir=str(args.out / "lightning"))
     start = time.perf_counter()
     with quiet_lightning_fit():
@@ -260,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     if args.quick:
-        args.seeds, args.steps, args.val_every = 1, 4, 2
+        args.seeds, args.steps, args.val_every = 1, [4, 4], 2
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"steps": args.steps, "lr": args.lr, "seeds": args.seeds, "threads": args.threads,
                                "pathtracker": PATHTRACKER, "featuretracker": FEATURETRACKER, "models": MODELS}
@@ -282,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{row['train_seconds']:.0f} s, {accuracy}", flush=True)
         conditions = tested_conditions(dm)
         hp = dm.hparams
-        title = (f"{claim}: {args.steps} steps x {hp.batch_size} videos, lr {args.lr}, {args.seeds} seed(s), "
+        steps = args.steps[list(CLAIMS).index(claim)]
+        title = (f"{claim}: {steps} steps x {hp.batch_size} videos, lr {args.lr}, {args.seeds} seed(s), "
                  f"{hp.n_train} training videos, {hp.frames} frames; trained on {dm.condition_names[0]}")
         png = plot_claim(claim, rows, conditions, int(dm.hparams.n_test), args.figures / f"tracking_{claim}.png",
                          title)
