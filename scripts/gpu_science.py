@@ -63,9 +63,10 @@ TRACKING_MODELS: dict[str, dict[str, Any]] = {
                             "backbone_config": {"channels": 32, "kernel_size": 7, "complex_valued": False},
                             "synchrony_weight": 0.0},
 }
-TRACKING_TOY_WIDTHS = {"InT": {"channels": 4, "kernel_size": 3}, "CV-RNN": {"channels": 4, "kernel_size": 3},
+# the toy preset uses the CPU-scale widths of benchmarks/tracking_evidence.py (InT 3.8k, R3D 4.3k parameters)
+TRACKING_TOY_WIDTHS = {"InT": {"channels": 8, "kernel_size": 5}, "CV-RNN": {"channels": 4, "kernel_size": 3},
                        "real-valued control": {"channels": 4, "kernel_size": 3},
-                       "R3D (matched)": {"stem_channels": 4, "widths": [4, 8]}}
+                       "R3D (matched)": {"stem_channels": 4, "widths": [4, 6]}}
 # GPU scale and the CPU smoke scale; any option given on the command line wins
 PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {"pf_image_size": 150, "pf_contour_length": 14, "pf_geometry_scale": None, "pf_padding": 22.0,
