@@ -121,6 +121,33 @@ def tested_conditions(dm: TrackingDataModule) -> list[tuple[str, str]]:
     return [(asked, dm.condition_names[index]) for asked, (_, _, index) in zip(requested, dm.test_splits)]
 
 
+def marker_shortcut(n: int = 300, distractors: int = 2, seed: int = 1) -> list[dict[str, Any]]:
+    """How well the start-goal marker distance alone predicts the PathTracker label (a static shortcut).
+
+    For each (frames, speed) it generates ``n`` videos and returns the ROC AUC of ``-distance`` for label 1
+    (0.5: no information; 1: the label is readable from one frame). Positives put the goal marker where the
+    target ends, negatives where the paired distractor (which starts elsewhere) ends, so short target paths
+    make positives' markers close together.
+    """
+    from scipy.stats import rankdata
+
+    from shared.data.pathtracker import PathTrackerConfig, generate_pathtracker
+
+    rows = []
+    for frames, speed in ((16, 1), (32, 1), (64, 1), (8, 4), (16, 4), (32, 4)):
+        data = generate_pathtracker(n, config=PathTrackerConfig(frames=frames, speed=speed,
+                                                                num_distractors=distractors), seed=seed)
+        distance = np.linalg.norm((data.markers[:, 0] - data.markers[:, 1]).astype(float), axis=1)
+        ranks = rankdata(-distance)
+        positive = data.labels == 1
+        n1, n0 = int(positive.sum()), int((~positive).sum())
+        auc = (ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+        rows.append({"frames": frames, "speed": speed, "path_points": frames * speed, "auc": round(float(auc), 3),
+                     "distance_positive": round(float(distance[positive].mean()), 1),
+                     "distance_negative": round(float(distance[~positive].mean()), 1)})
+    return rows
+
+
 def check_matched(names: list[str]) -> dict[str, int]:
     """Parameter counts of the claim's models; raise if InT and the 3D CNN differ by more than the tolerance."""
     counts = {n: count_parameters(TrackingClassifier(MODELS[n]["backbone"], dict(MODELS[n]["backbone_config"])))
@@ -271,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"steps": args.steps, "lr": args.lr, "seeds": args.seeds, "threads": args.threads,
                                "pathtracker": PATHTRACKER, "featuretracker": FEATURETRACKER, "models": MODELS}
     start = time.perf_counter()
+    if "pathtracker" in args.claims:
+        results["marker_shortcut"] = marker_shortcut(n=40 if args.quick else 300)
+        print("start-goal marker distance as the only cue (ROC AUC, 0.5 = none):", flush=True)
+        for r in results["marker_shortcut"]:
+            print(f"  {r['frames']} frames x speed {r['speed']} ({r['path_points']} path points): AUC {r['auc']}, "
+                  f"mean distance positives {r['distance_positive']} px, negatives {r['distance_negative']} px",
+                  flush=True)
     for claim in args.claims:
         names = CLAIMS[claim]
         counts = check_matched(names)
