@@ -23,6 +23,13 @@ TINY: dict[str, tuple[dict, tuple[int, ...]]] = {
     "gammanet2d": ({"features": (4, 6, 8), "timesteps": 3}, (2, 1, 16, 16)),
     "gammanet3d": ({"features": (3, 4, 6), "downsample": ((1, 2, 2), (2, 2, 2)), "timesteps": 3},
                    (2, 1, 4, 16, 16)),
+    # video classifiers (input_kind "video"): (batch, 3, frame, row, column) -> logits (batch, 1); the recurrent
+    # ones settle 2 steps on the last frame so that mode="crbp" has a fixed drive
+    "int": ({"channels": 4, "kernel_size": 3, "settle_steps": 2}, (2, 3, 4, 12, 12)),
+    "cvrnn": ({"channels": 4, "kernel_size": 3, "settle_steps": 2}, (2, 3, 4, 12, 12)),
+    "convgru": ({"channels": 4, "hidden_channels": 4, "kernel_size": 3, "settle_steps": 2}, (2, 3, 4, 12, 12)),
+    "r3d_small": ({"stem_channels": 4, "widths": (4, 8)}, (2, 3, 4, 16, 16)),
+    "spacetime_transformer": ({"image_size": 16, "embed_dim": 16, "heads": 2, "depth": 1}, (2, 3, 4, 16, 16)),
 }
 MODES = ("bptt", "truncated", "crbp")
 
@@ -54,24 +61,36 @@ def test_registry_sweep_forward_backward(name, mode):
     x = torch.rand(shape)
     out = net(x, return_steps=True)
     y = out.output
-    stride = net.output_stride
-    assert y.shape == (shape[0], net.out_channels, *(math.ceil(s / stride) for s in shape[2:]))
-    assert torch.isfinite(y).all()
     info = model_info(name)
+    video = info.input_kind == "video"
+    if video:  # a video classifier: one logit per video; recurrent ones step once per frame, then settle
+        assert y.shape == (shape[0], net.out_channels) == (shape[0], 1)
+        expected_steps = shape[2] + config.get("settle_steps", 0)
+    else:
+        stride = net.output_stride
+        assert y.shape == (shape[0], net.out_channels, *(math.ceil(s / stride) for s in shape[2:]))
+        expected_steps = config.get("timesteps", net.timesteps) if info.recurrent else 1
+    assert torch.isfinite(y).all()
     if info.recurrent:
-        assert len(out.steps) == config.get("timesteps", net.timesteps)
+        assert len(out.steps) == expected_steps
         assert all(s.shape == y.shape for s in out.steps)
-        assert len(out.stats.residuals) == net.timesteps
+        assert len(out.stats.residuals) == expected_steps
         assert net.last_stats is out.stats
     else:
         assert len(out.steps) == 1
     loss = y.square().mean()
+    for value in out.aux.values():  # per-frame maps (attention, phase) are differentiable outputs too
+        assert value.shape[:2] == (shape[0], shape[2]) and torch.isfinite(value).all()
+        if value.requires_grad:
+            loss = loss + value.square().mean()
     if out.stats is not None and out.stats.penalty is not None:
         loss = loss + out.stats.penalty
     loss.backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None]
+    if mode in ("truncated", "crbp"):  # layers that only see frame 0 run without a graph in these modes
+        missing = [n for n in missing if not n.startswith(getattr(net, "first_frame_only", ()))]
     assert not missing, f"{name} parameters without gradient: {missing}"
-    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
     if mode == "crbp":
         assert out.stats.neumann_iterations is not None and out.stats.contractive is not None
 
@@ -88,7 +107,11 @@ def test_bad_in_channels_value_is_named(name):
         create(name, in_channels=0)
 
 
-@pytest.mark.parametrize("name", list_models(recurrent=True))
+def recurrent_models(*, video: bool) -> list[str]:
+    return [n for n in list_models(recurrent=True) if (model_info(n).input_kind == "video") == video]
+
+
+@pytest.mark.parametrize("name", recurrent_models(video=False))
 @pytest.mark.parametrize("key, value, error", [
     ("timesteps", 0, ValueError), ("timesteps", 2.5, TypeError), ("mode", "rbp", ValueError),
     ("truncate_k", 0, ValueError), ("neumann_iters", -1, ValueError), ("neumann_damping", 1.5, ValueError),
@@ -96,6 +119,17 @@ def test_bad_in_channels_value_is_named(name):
 ])
 def test_bad_recurrent_values_are_named(name, key, value, error):
     with pytest.raises(error, match=key):
+        create(name, **{key: value})
+
+
+@pytest.mark.parametrize("name", recurrent_models(video=True))
+@pytest.mark.parametrize("key, value, error", [
+    ("mode", "rbp", ValueError), ("truncate_k", 0, ValueError), ("neumann_iters", -1, ValueError),
+    ("neumann_damping", 1.5, ValueError), ("penalty_lambda", 0.0, ValueError), ("settle_steps", -1, ValueError),
+    ("settle_steps", 1.5, TypeError), ("mode", "crbp", ValueError),  # C-RBP without a settle phase: no fixed point
+])
+def test_bad_video_recurrent_values_are_named(name, key, value, error):
+    with pytest.raises(error, match="settle_steps" if value == "crbp" else key):
         create(name, **{key: value})
 
 
@@ -209,7 +243,7 @@ def test_running_longer_than_trained_and_model_stats():
     assert len(out.steps) == 7 and out.stats.penalty is None and not out.output.requires_grad
 
 
-@pytest.mark.parametrize("name", list_models(recurrent=True))
+@pytest.mark.parametrize("name", recurrent_models(video=False))
 def test_hidden_state_stays_in_float16_range_at_initialisation(name):
     # Before the circuits' norms started at scale 0.1 (as in the published cells), gamma-Net's state grew
     # ~1e9-fold in 6 steps at initialisation, which overflows float16 under AMP (NaN affinities on a GPU).

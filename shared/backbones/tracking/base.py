@@ -42,8 +42,10 @@ class TrackingRecurrentConfig:
     mode : ``"bptt"``, ``"truncated"`` or ``"crbp"`` (see the module docstring for C-RBP here).
     truncate_k : steps with a graph in ``truncated`` mode.
     settle_steps : extra steps on the last frame after the video (needed, >= 1, by ``crbp``).
-    neumann_iters, neumann_stopping, neumann_g_limit, neumann_damping, lipschitz_penalty,
-    penalty_lambda : the C-RBP options of :class:`shared.backbones.recurrent.RecurrentConfig`.
+    neumann_iters, neumann_stopping, neumann_g_limit, neumann_stop_on_growth, neumann_tol, neumann_damping,
+    lipschitz_penalty, penalty_lambda : the C-RBP options of :class:`shared.backbones.recurrent.RecurrentConfig`
+        (same names and defaults; :meth:`crbp_config` is RecurrentConfig's, so they reach the engine exactly
+        as the image circuits' do).
     """
 
     in_channels: int = 3
@@ -53,6 +55,8 @@ class TrackingRecurrentConfig:
     neumann_iters: int = 15
     neumann_stopping: bool = True
     neumann_g_limit: float | None = 1.0
+    neumann_stop_on_growth: bool = True
+    neumann_tol: float = 1e-9
     neumann_damping: float = 1.0
     lipschitz_penalty: bool | None = None
     penalty_lambda: float = 0.9
@@ -137,13 +141,15 @@ class RecurrentVideoBackbone(Backbone, abc.ABC):
     Subclasses implement ``make_drive(video) -> VideoDrive``, ``initial_state(drive)``,
     ``step(drive, h, t)`` and ``readout(h, drive) -> (batch, 1)``, and may call :meth:`record` inside
     ``step`` to report per-step maps (returned in ``aux``). ``model.mode`` and ``model.settle_steps`` may be
-    changed after construction.
+    changed after construction. ``first_frame_only`` names the parameter prefixes used only for the state
+    before frame 0: they get no gradient in ``truncated``/``crbp`` modes, where frame 0 runs without a graph.
     """
 
     recurrent = True
     spatial_dims = 3
     input_kind = "video"
     out_channels = 1
+    first_frame_only: tuple[str, ...] = ()
 
     def __init__(self, cfg: TrackingRecurrentConfig) -> None:
         super().__init__()

@@ -82,15 +82,19 @@ def to_cartesian(mag: torch.Tensor, phase: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 class _ComplexLayer(nn.Module):
-    """Shared activation: ``ReLU(InstanceNorm(magnitude))``, phase kept (or zeroed in the real control)."""
+    """Shared activation: ``ReLU(InstanceNorm(magnitude))``, phase kept (or zeroed in the real control).
 
-    def __init__(self, channels: int, complex_valued: bool) -> None:
+    ``activation=False`` is the reference's ``apply_activ=False`` (magnitude and phase passed unchanged).
+    """
+
+    def __init__(self, channels: int, complex_valued: bool, activation: bool) -> None:
         super().__init__()
         self.complex_valued = complex_valued
-        self.norm = nn.InstanceNorm2d(channels, affine=True)
+        self.norm = nn.InstanceNorm2d(channels, affine=True) if activation else None
 
     def activate(self, mag: torch.Tensor, phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mag = F.relu(self.norm(mag))
+        if self.norm is not None:
+            mag = F.relu(self.norm(mag))
         return mag, phase if self.complex_valued else torch.zeros_like(phase)
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +110,7 @@ class R2C(_ComplexLayer):
     in_channels, out_channels : channels.
     kernel_size : odd size ('same' zero padding, no bias: ``biases=False`` in every CV-RNN use).
     complex_valued : False zeroes the output phase (the real-valued control).
+    activation : apply ``ReLU(InstanceNorm(magnitude))`` (the reference's ``apply_activ``).
 
     Examples
     --------
@@ -116,8 +121,8 @@ class R2C(_ComplexLayer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *,
-                 complex_valued: bool = True) -> None:
-        super().__init__(out_channels, complex_valued)
+                 complex_valued: bool = True, activation: bool = True) -> None:
+        super().__init__(out_channels, complex_valued, activation)
         self.conv_re = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
         self.conv_im = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
 
@@ -144,8 +149,8 @@ class CConv(_ComplexLayer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *,
-                 complex_valued: bool = True) -> None:
-        super().__init__(out_channels, complex_valued)
+                 complex_valued: bool = True, activation: bool = True) -> None:
+        super().__init__(out_channels, complex_valued, activation)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
 
     def pre_activation(self, re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,13 +29,21 @@ Options and differences, by name:
 * ``initial_phase="zero"`` starts from ``phi_0 = 0`` (deterministic); the reference draws it at random.
 * **Decoded phase.** The reference takes ``stable_angle`` of the decoder's *activated* output, so where the
   ReLU zeroes the magnitude it reads ``angle(eps + i eps) = pi/4`` with no gradient; we return the phase the
-  layer carries, ``angle(psi)``, which equals the reference wherever the magnitude is positive.
+  layer carries, ``angle(psi)``, which equals the reference wherever the magnitude is positive. The phase
+  does not depend on the activation then, so the decoder has none (no InstanceNorm parameters).
 * The reference's unused ``a_h_gate`` and never-initialised ``w`` are not created; symmetric horizontal kernels
   and lesions as in :mod:`~shared.backbones.tracking.int_circuit`.
 
-Training (mode, C-RBP) as in :mod:`shared.backbones.tracking.base`. Only the steps with a graph give the
-phase a gradient, so the synchrony loss over all frames needs ``mode="bptt"``; ``c_0``'s layer
-(``complex_preproc``) sees frame 0 only and gets no gradient in ``truncated``/``crbp`` modes.
+Unverified: the width and kernel of the paper's runs (``model_selector`` defaults 32 channels, kernel 7 are
+used here), and which objects the reference mask channels 1 and 2 hold (see
+:mod:`~shared.backbones.tracking.synchrony`).
+
+Training (mode, C-RBP) as in :mod:`shared.backbones.tracking.base`. Measured at initialisation (32
+channels, 16 frames, 10 settle steps): InT's last-frame map is contractive (Neumann ratio ~0.35), the
+CV-RNN's is not (its complex state keeps changing, residual ~0.6; the Neumann series grows), so train the
+CV-RNN with BPTT. Only the steps with a graph give the phase a gradient, so the synchrony loss over all
+frames needs ``mode="bptt"``; ``c_0``'s layer (``complex_preproc``) sees frame 0 only and gets no gradient
+in ``truncated``/``crbp`` modes.
 """
 
 from __future__ import annotations
@@ -94,6 +102,9 @@ class CVRNN(RecurrentVideoBackbone):
     model only); both (batch, frame, row, column).
     """
 
+    # parameters used only before frame 0 (c_0): no gradient when frame 0 runs without a graph
+    first_frame_only = ("complex_preproc.",)
+
     def __init__(self, cfg: CVRNNConfig) -> None:
         super().__init__(cfg)
         c, cv = cfg.channels, cfg.complex_valued
@@ -104,7 +115,7 @@ class CVRNN(RecurrentVideoBackbone):
         self.att_gate_w = R2C(c, c, 3, complex_valued=cv)
         self.att_gate_u = R2C(c, c, 3, complex_valued=cv)
         self.hidden_gate = CConv(c, c, 3, complex_valued=cv)
-        self.decode_gate = CConv(c, 1, 3, complex_valued=cv)
+        self.decode_gate = CConv(c, 1, 3, complex_valued=cv, activation=False)  # only its phase is read
         self.amp_norm = nn.InstanceNorm2d(c, affine=True)
         self.kuramoto = (KuramotoCoupling(c, cfg.kuramoto_kernel, lr=cfg.kuramoto_lr, epsilon=cfg.kuramoto_epsilon)
                          if cfg.kuramoto_steps else None)

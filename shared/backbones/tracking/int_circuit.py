@@ -35,7 +35,8 @@ Differences from the reference, by name:
   inhibition, ``w_inh``'s companions (alpha, mu, the inhibition gates and BN).
 * ``horizontal_padding="reflect"`` is available; the default ``"zeros"`` is the reference's.
 
-Unverified: the published models' exact training settings beyond ``train_InT.sh`` (lr 3e-4, batch 180).
+Unverified: the width and kernel of the published runs (``model_selector`` defaults: 32 channels, kernel 7;
+the ``InT`` class default is 15), and training settings beyond ``train_InT.sh`` (lr 3e-4, batch 180).
 """
 
 from __future__ import annotations

@@ -130,9 +130,10 @@ class SpaceTimeTransformer(Backbone):
         if x.shape[3] != cfg.image_size or x.shape[4] != cfg.image_size:
             raise ValueError(f"input to {self.model_name or 'spacetime_transformer'} must be {cfg.image_size}x"
                              f"{cfg.image_size} (image_size) on its row and column axes, got shape {tuple(x.shape)}")
-        if not cfg.tubelet <= x.shape[2] <= cfg.max_frames:
-            raise ValueError(f"input to {self.model_name or 'spacetime_transformer'} must have between "
-                             f"{cfg.tubelet} (tubelet) and {cfg.max_frames} (max_frames) frames, got {x.shape[2]}")
+        if not cfg.tubelet <= x.shape[2] <= cfg.max_frames or x.shape[2] % cfg.tubelet:
+            raise ValueError(f"input to {self.model_name or 'spacetime_transformer'} must have a multiple of "
+                             f"{cfg.tubelet} (tubelet) frames, at most {cfg.max_frames} (max_frames), got "
+                             f"{x.shape[2]}")
 
     def forward_steps(self, x: torch.Tensor, return_steps: bool) -> BackboneOutput:
         tokens = self.embed(x).flatten(3).permute(0, 2, 3, 1)          # (B, T', N, D)
