@@ -9,7 +9,8 @@ Port of ``S4b1n3/feature_tracker`` (``feature_tracker/generate_data.py``, ``util
 ``utils_color.py``, ``utils_drawing.py``, ``utils_coordinates.py``; paths from
 :mod:`shared.data.tracking_paths`). Follows the reference:
 
-* 32x32 RGB frames, ``path_length`` = 32 frames, 10 distractors, speed (``skip_param``) 1; each object's
+* 32x32 RGB frames, ``path_length`` = 32 frames, 10 distractors, speed (``skip_param``) 1, no ``extra_dist``
+  (``feature_tracker/gen_stim.sh``); each object's
   top-left corner moves along a floored spline track inside the 27x27 window.
 * Shapes (``utils_shapes``): a random 3x3 binary pattern in the centre of a 5x5 grid. Frame 0 shows the start
   state; frames 1 to T-2 apply ``update`` once per frame; the last frame applies ``end`` (one more update,
@@ -68,6 +69,7 @@ from shared.data.tracking_video import (
     chebyshev,
     composite,
     load_tracking_zarr,
+    new_layers,
     outline,
     paint,
     write_tracking_zarr,
@@ -321,7 +323,7 @@ def _render(parts: dict[str, np.ndarray], labels: np.ndarray, cfg: FeatureTracke
     else:
         half = "ood" if colours == "ood" else "id"
         rgb = hsv_to_rgb_uint8(hue_degrees(frames, parts["hue_start"], parts["hue_speed"][:, None], half))
-    layers = np.zeros((m, frames, cfg.image_size, cfg.image_size), np.int32)
+    layers = new_layers(m, frames, cfg.image_size, n_layers=3 + k)
     marker = outline(CELL)
     paint(layers, start[:, None], marker, 1)
     paint(layers, goal[:, None], marker, 2)

@@ -64,6 +64,7 @@ from shared.data.tracking_video import (
     chebyshev,
     composite,
     load_tracking_zarr,
+    new_layers,
     outline,
     paint,
     write_tracking_zarr,
@@ -188,7 +189,7 @@ def _render(tracks: np.ndarray, labels: np.ndarray, cfg: PathTrackerConfig
     size, nd = cfg.image_size, cfg.num_distractors
     start = tracks[:, 0, 0]
     goal = np.where(labels[:, None] == 1, tracks[:, 0, -1], tracks[:, 1, -1])
-    layers = np.zeros((m, frames, size, size), np.int32)
+    layers = new_layers(m, frames, size, n_layers=nd + 5)
     dot = np.ones((cfg.dot_size, cfg.dot_size), bool)
     marker = outline(cfg.marker_size)
     # layer l -> (mask id, colour); painted in the reference's order

@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CURVE_POINTS", "SUBSTEPS", "check_track_span", "curve_length", "gencoord_curves", "sample_tracks",
-           "spline_tracks"]
+__all__ = ["CURVE_POINTS", "SUBSTEPS", "check_track_span", "curve_length", "curves_from_draws", "gencoord_curves",
+           "sample_tracks", "spline_tracks"]
 
 CURVE_POINTS = 66
 """``length_curve`` of the reference callers (``nTimes * 3``, nTimes = 22)."""
@@ -94,11 +94,32 @@ def gencoord_curves(rng: np.random.Generator, n_curves: int, *, window: float = 
     choices = np.arange(0.0, delta_angle_max, wiggle_room)
     d_angle = choices[rng.integers(0, choices.size, (n_curves, steps))]
     reverse = rng.integers(0, 2, n_curves) == 0  # the reference keeps the order when direction == 1
-    headings = np.empty((n_curves, steps))
-    heading = np.arctan2(seeds[:, 1], seeds[:, 0])  # radians used as degrees, as in the reference
-    for i in range(steps):
-        heading = rigidity * (heading + sign * d_angle[:, i])
-        headings[:, i] = heading
+    return curves_from_draws(seeds, sign, d_angle, reverse, window=window, rigidity=rigidity)
+
+
+def curves_from_draws(seeds: np.ndarray, sign: np.ndarray, d_angle: np.ndarray, reverse: np.ndarray, *,
+                      window: float = 27.0, rigidity: float = 0.95) -> np.ndarray:
+    """The deterministic part of ``GenCoord.get_coordinates``: curves from the random draws.
+
+    Parameters
+    ----------
+    seeds : ndarray of shape (n, 2), float; the seed points ``a`` (in [0, 200)).
+    sign : ndarray of shape (n,), +1 (``op == 'add'``) or -1 (``'sub'``).
+    d_angle : ndarray of shape (n, steps), float; the heading increments in degrees.
+    reverse : bool ndarray of shape (n,); reverse the point order (the reference's ``direction == 0``).
+    window, rigidity : as in :func:`gencoord_curves`.
+
+    Returns
+    -------
+    curves : ndarray of shape (n, 1 + 5 * steps, 2), float64 in ``[0, window]``.
+    """
+    from scipy.signal import lfilter
+
+    first = np.arctan2(seeds[:, 1], seeds[:, 0])  # radians used as degrees, as in the reference
+    # heading_i = rigidity * (heading_{i-1} + sign * d_i): a first-order recursive filter, run by lfilter
+    headings, _ = lfilter([rigidity], [1.0, -rigidity], sign[:, None] * d_angle, axis=1,
+                          zi=(rigidity * first)[:, None])
+    n_curves = d_angle.shape[0]
     radians = np.radians(np.repeat(headings, SUBSTEPS, axis=1))
     # distance_points (.002) drops out of the min-max scaling below; unit steps keep the numbers well scaled
     moves = np.stack([np.cos(radians), np.sin(radians)], axis=-1)

@@ -11,7 +11,7 @@ marker), ``labels`` int64 ``(n,)`` (1 = the dot leaving the start ends in the go
 
 Examples
 --------
->>> layers = np.zeros((1, 2, 8, 8), np.int32)  # one video, two frames
+>>> layers = new_layers(1, 2, 8, n_layers=3)  # one video, two frames
 >>> paint(layers, np.array([[[1, 1], [2, 2]]]), np.ones((2, 2), bool), layer=1)
 >>> paint(layers, np.array([[[2, 2], [2, 2]]]), np.ones((1, 1), bool), layer=2)
 >>> layers[0, 0, 1:4, 1:4].tolist()
@@ -32,7 +32,7 @@ from shared.data.sampling import seed_tuple
 from shared.data.zarr_store import ArraySpec, StoreKind, load_sample_zarr, write_sample_zarr
 
 __all__ = ["MARKER_ID", "TARGET_ID", "TrackingSet", "TrackingTask", "chebyshev", "composite", "load_tracking_zarr",
-           "outline", "paint", "write_tracking_zarr"]
+           "new_layers", "outline", "paint", "write_tracking_zarr"]
 
 MARKER_ID = 1
 """Mask id of both markers."""
@@ -93,6 +93,12 @@ def chebyshev(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(a) - np.asarray(b)).max(axis=-1)
 
 
+def new_layers(videos: int, frames: int, size: int, n_layers: int) -> np.ndarray:
+    """An empty layer buffer (videos, frames, size, size) for :func:`paint`; uint8 while ``n_layers`` < 256
+    (the buffer of a block is the largest array a generator holds)."""
+    return np.zeros((videos, frames, size, size), np.uint8 if n_layers < 256 else np.uint16)
+
+
 def paint(layers: np.ndarray, positions: np.ndarray, footprint: np.ndarray, layer: int) -> None:
     """Paint ``layer`` over ``layers`` wherever the footprint, placed at ``positions``, lands (in place).
 
@@ -132,10 +138,15 @@ def composite(layers: np.ndarray, palette: np.ndarray, ids: np.ndarray) -> tuple
     masks : ndarray of shape (m, T, H, W), uint8.
     """
     m, frames = layers.shape[:2]
+    masks = np.asarray(ids, np.uint8)[layers]
+    if palette.shape[0] == 1 and palette.shape[1] == 1:  # one palette for all: a single lookup
+        return palette[0, 0][layers], masks
     palette = np.broadcast_to(palette, (m, frames, *palette.shape[2:]))
-    v = np.arange(m)[:, None, None, None]
-    t = np.arange(frames)[None, :, None, None]
-    return np.ascontiguousarray(palette[v, t, layers]), np.asarray(ids, np.uint8)[layers]
+    videos = np.empty((*layers.shape, 3), np.uint8)
+    t = np.arange(frames)[:, None, None]
+    for v in range(m):  # per video: index arrays of one video stay small
+        videos[v] = palette[v][t, layers[v]]
+    return videos, masks
 
 
 # ------------------------------------------------------------------------------------------------ zarr

@@ -142,15 +142,15 @@ class TrackingDataModule(L.LightningDataModule):
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         self.task, self.root = task, validate_root(root) / task
+        # None keeps the generator's published default
+        settings = {"image_size": image_size, "speed": speed,
+                    **{k: v for k, v in (("frames", frames), ("num_distractors", num_distractors)) if v is not None}}
         if task == "pathtracker":
-            self.config: Any = PathTrackerConfig(image_size=image_size, frames=frames or 64, speed=speed,
-                                                 num_distractors=14 if num_distractors is None else num_distractors)
+            self.config: Any = PathTrackerConfig(**settings)
             train_name = f"distractors={self.config.num_distractors},length={self.config.frames},speed={speed}"
             tests = [(c, config_for_condition(self.config, c)) for c in test_conditions or []]
         else:
-            self.config = FeatureTrackerConfig(condition=condition, image_size=image_size, frames=frames or 32,
-                                               speed=speed,
-                                               num_distractors=10 if num_distractors is None else num_distractors)
+            self.config = FeatureTrackerConfig(condition=condition, **settings)
             train_name = condition
             unknown = [c for c in test_conditions or [] if c not in FEATURETRACKER_CONDITIONS]
             if unknown:
