@@ -215,6 +215,24 @@ def pyplot():
     return plt
 
 
+def plot_loss(ax, rows: list[dict[str, Any]], colors: dict[str, str], smooth: int = 10) -> None:
+    """Training BCE (moving average over ``smooth`` steps) against optimiser steps, every seed; ln 2 = chance.
+
+    Runs with a synchrony loss are left out: their recorded loss is BCE plus the synchrony term.
+    """
+    for r in rows:
+        spec = MODELS[r["model"]]
+        if r["train_loss"] and not (spec["backbone"] == "cvrnn" and spec.get("synchrony_weight", 1.0) > 0):
+            steps, loss = np.array(r["train_loss"]).T
+            width = max(1, min(smooth, len(loss)))
+            ax.plot(steps[width - 1:], np.convolve(loss, np.ones(width) / width, mode="valid"), lw=1,
+                    color=colors[r["model"]], alpha=0.7, label=r["model"] if r["seed"] == 0 else None)
+    ax.axhline(np.log(2), color="gray", ls="--", lw=1, label="ln 2 (chance)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(f"training BCE (mean of {smooth} steps)")
+    ax.legend(fontsize=7)
+
+
 def plot_learning(ax, rows: list[dict[str, Any]], colors: dict[str, str]) -> None:
     """Validation balanced accuracy on the training condition against optimiser steps, every seed."""
     for r in rows:
@@ -241,7 +259,7 @@ def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[tuple[st
         for c, _ in conditions:
             axis, value = c.split("=")
             axes_of.setdefault(axis, []).append((float(value), c))
-        fig, axes = plt.subplots(1, len(axes_of) + 1, figsize=(4.2 * (len(axes_of) + 1), 3.8))
+        fig, axes = plt.subplots(1, len(axes_of) + 2, figsize=(4.2 * (len(axes_of) + 2), 3.8))
         for ax, (axis, points) in zip(axes, axes_of.items()):
             for name, per in summary.items():
                 xs = [x for x, c in points if c in per]
@@ -254,7 +272,7 @@ def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[tuple[st
             ax.set_ylim(0.3, 1.0)
             ax.legend(fontsize=7)
     else:
-        fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.6, 1]})
+        fig, axes = plt.subplots(1, 3, figsize=(17, 4.2), gridspec_kw={"width_ratios": [2.6, 1, 1]})
         ax = axes[0]
         width = 0.8 / max(len(summary), 1)
         tested = [c for c, _ in conditions]
@@ -268,7 +286,8 @@ def plot_claim(claim: str, rows: list[dict[str, Any]], conditions: list[tuple[st
         ax.set_ylabel("test balanced accuracy")
         ax.set_ylim(0.3, 1.0)
         ax.legend(fontsize=7, ncol=2)
-    plot_learning(axes[-1], rows, colors)
+    plot_learning(axes[-2], rows, colors)
+    plot_loss(axes[-1], rows, colors)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
