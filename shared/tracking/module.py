@@ -61,8 +61,8 @@ class TrackingClassifier(L.LightningModule):
 
     Examples
     --------
-    >>> model = TrackingClassifier("r3d_small")                                        # doctest: +SKIP
-    >>> model(torch.zeros(2, 3, 8, 32, 32)).shape                                       # doctest: +SKIP
+    >>> model = TrackingClassifier("r3d_small", {"stem_channels": 4, "widths": [4, 6]})
+    >>> model(torch.zeros(2, 3, 8, 32, 32)).shape
     torch.Size([2])
     """
 
