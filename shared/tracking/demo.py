@@ -1,9 +1,10 @@
 """``make demo`` part: PathTracker example frames, InT trained briefly, accuracy per condition, attention over time.
 
 Budget: at most 90 s of one CPU core, data generation included (measured: 69 s of CPU time, user + sys, for
-``scripts/demo.py --only tracking`` with one thread; 6 min of wall time on the shared, loaded machine). The budget is a fixed number of optimiser steps (:data:`DEMO_STEPS`) on a CPU-sized
-PathTracker (:data:`DEMO_DATA`: fewer frames and videos than published), so the result does not depend on
-the machine's load. At this budget InT is not expected to
+``scripts/demo.py --only tracking`` with one thread; 6 min of wall time on the shared, loaded machine). The
+budget is a fixed number of optimiser steps (:data:`DEMO_STEPS`) on a CPU-sized PathTracker
+(:data:`DEMO_DATA`: fewer frames and videos than published), so the result does not depend on the machine's
+load. At this budget InT is not expected to
 solve the task: the section reports the accuracy per difficulty condition against the 95% chance band,
 and shows what the circuit attends to, frame by frame (its attention gate A_t, ``aux["attention"]``).
 """
