@@ -28,6 +28,11 @@ from shared.backbones import model_info
 from shared.devices import lightning_precision
 from shared.pathfinder.datamodule import PathfinderDataModule
 from shared.pathfinder.module import PathfinderClassifier, count_parameters
+from shared.training import LearningCurve
+
+# LearningCurve lives in shared.training (shared with the tracking module); kept importable from here
+__all__ = ["DEFAULT_MODELS", "LearningCurve", "build_model", "main", "plot_accuracy_vs_parameters",
+           "run_experiment", "train_and_test"]
 
 # One hGRU layer (Gabor-like 7x7 front end, horizontal kernel, T steps) vs a ResNet with more parameters.
 DEFAULT_MODELS: list[dict[str, Any]] = [
