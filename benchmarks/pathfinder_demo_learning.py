@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from shared.pathfinder.demo import DEMO_DATA, DEMO_MODEL, DEMO_STEPS, plot_learning_curves, train_demo_model
-from shared.pathfinder.experiment import LearningCurve
+from shared.training import LearningCurve
 
 TARGET = 0.80
 

@@ -24,6 +24,7 @@ PARTS = {
     "connectomics": ("Connectomics: STAR neuron segmentation", "connectomics.demo"),
     "phenotypic": ("Phenotypic: Pheno-CA and scaling laws", "phenotypic.demo"),
     "rldiag": ("RL diagnostics: perceptual vs RL challenge", "rldiag.demo"),
+    "tracking": ("Tracking: InT on PathTracker", "shared.tracking.demo"),
 }
 
 

@@ -1,6 +1,7 @@
-"""GPU science in one command: Pathfinder-14 (hGRU vs a ResNet-18-size CNN) and STAR (gamma-Net vs U-Net).
+"""GPU science in one command: Pathfinder-14 (hGRU vs a ResNet-18-size CNN), STAR (gamma-Net vs U-Net) and
+tracking (InT vs a 3D ResNet on PathTracker; CV-RNN vs InT vs a real-valued control on FeatureTracker).
 
-Run through ``scripts/gpu_science.sh`` (same options). Two experiments, every arm time-boxed, one table:
+Run through ``scripts/gpu_science.sh`` (same options). Three experiments, every arm time-boxed, one table:
 
 1. **Pathfinder-14 at 150x150 px** (the published stimulus resized, 14-paddle contours): generate the data
    (all CPU cores), train the hGRU (25 channels, 15x15 horizontal kernels, T 8, the demo's front end and
@@ -12,14 +13,20 @@ Run through ``scripts/gpu_science.sh`` (same options). Two experiments, every ar
    and U-Net 3D for the same wall-clock budget with ``--seeds`` training seeds each (the volumes stay
    fixed); pick the agglomeration threshold on the in-source volume and report the held-out adapted Rand
    error (ARAND, lower is better) as mean and s.d. over seeds.
+3. **Tracking** (issue 17, ``shared.tracking``): PathTracker at the published size (32x32 px, 64 frames, 14
+   distractors): InT (32 channels, 7x7 kernels, as published) and a 3D ResNet with matched parameters, tested
+   on 14 and 25 distractors and 128 frames; FeatureTracker (32 frames, 10 distractors) trained on
+   ``idshapes_idcolors``: CV-RNN, InT and the CV-RNN's real-valued control, tested in and out of distribution.
+   Metric: test balanced accuracy per condition (one row per model and condition). Runs last, so the guard
+   skips it first when the earlier arms ran long.
 
 The device is chosen automatically: CUDA with bfloat16 mixed precision when the GPU supports it
 (``16-mixed`` otherwise), else the CPU in float32. Budgets (seconds per arm) are arguments; the defaults
-fit about 9 minutes on one H100/H200. ``--max-minutes`` is a hard guard: an arm that would start after it
-is skipped and reported as skipped. ``--toy`` shrinks everything to a CPU-sized smoke run (~2-3 min on
-2 cores): tiny data, the CPU-scale models, a few seconds per arm.
+fit about 12 minutes on one H100/H200 (9 without tracking: ``--skip tracking``). ``--max-minutes`` is a
+hard guard: an arm that would start after it is skipped and reported as skipped. ``--toy`` shrinks everything
+to a CPU-sized smoke run (~2-3 min on 2 cores): tiny data, the CPU-scale models, a few seconds per arm.
 
-    scripts/gpu_science.sh                                   # GPU, ~9 min
+    scripts/gpu_science.sh                                   # GPU, ~12 min
     scripts/gpu_science.sh --toy --out /tmp/gpu_science_toy  # CPU smoke run
 
 Writes ``results.json`` and ``results.md`` under ``--out`` and prints the table.
@@ -45,6 +52,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PF_TARGET_ACC, PF_MAX_PARAMS = 0.85, 500_000
 RESNET18_CONFIG = {"stem_channels": 64, "widths": [64, 128, 256, 512], "blocks_per_stage": 2}
+# tracking models at the published InT width (32 channels, 7x7 kernels) and a 3D ResNet of about its size;
+# the toy preset shrinks the widths. The real-valued control is the CV-RNN with every phase at 0.
+TRACKING_MODELS: dict[str, dict[str, Any]] = {
+    "InT": {"backbone": "int", "backbone_config": {"channels": 32, "kernel_size": 7}},
+    "R3D (matched)": {"backbone": "r3d_small",
+                      "backbone_config": {"stem_channels": 16, "widths": [24, 48], "blocks_per_stage": 1}},
+    "CV-RNN": {"backbone": "cvrnn", "backbone_config": {"channels": 32, "kernel_size": 7}},
+    "real-valued control": {"backbone": "cvrnn",
+                            "backbone_config": {"channels": 32, "kernel_size": 7, "complex_valued": False},
+                            "synchrony_weight": 0.0},
+}
+# the toy preset uses the CPU-scale widths of benchmarks/tracking_evidence.py (InT 3.8k, R3D 4.3k parameters)
+TRACKING_TOY_WIDTHS = {"InT": {"channels": 8, "kernel_size": 5}, "CV-RNN": {"channels": 4, "kernel_size": 3},
+                       "real-valued control": {"channels": 4, "kernel_size": 3},
+                       "R3D (matched)": {"stem_channels": 4, "widths": [4, 6]}}
 # GPU scale and the CPU smoke scale; any option given on the command line wins
 PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {"pf_image_size": 150, "pf_contour_length": 14, "pf_geometry_scale": None, "pf_padding": 22.0,
@@ -53,7 +75,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             "pf_hgru_kernel": 15, "pf_hgru_timesteps": 8, "pf_resnet": RESNET18_CONFIG,
             "pf_resnet_name": "ResNet-18-size CNN",
             "star_config": "configs/connectomics/star_gpu.yaml", "star_volume": [24, 192, 192],
-            "star_seconds": 35.0, "max_minutes": 9.0},
+            "star_seconds": 35.0,
+            "tr_frames": {"pathtracker": 64, "featuretracker": 32},
+            "tr_distractors": {"pathtracker": 14, "featuretracker": 10},
+            "tr_tests": {"pathtracker": ["distractors=14", "distractors=25", "length=128"],
+                         "featuretracker": ["idshapes_idcolors", "idshapes_oodcolors", "oodshapes_idcolors",
+                                            "oodshapes_oodcolors"]},
+            "tr_n_train": 10000, "tr_n_test": 500, "tr_batch_size": 64, "tr_seconds": 35.0, "tr_toy_widths": False,
+            "max_minutes": 12.5},
     "toy": {"pf_image_size": 32, "pf_contour_length": 6, "pf_geometry_scale": 0.3, "pf_padding": 6.0,
             "pf_distractor_paddles": 15, "pf_n_train": 200,
             "pf_n_test": 100, "pf_batch_size": 16, "pf_seconds": 5.0, "pf_hgru_channels": 4,
@@ -61,7 +90,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             "pf_resnet": {"stem_channels": 8, "widths": [8, 16], "blocks_per_stage": 1},
             "pf_resnet_name": "ResNet (toy size)",
             "star_config": "configs/connectomics/star.yaml", "star_volume": [12, 64, 64],
-            "star_crop": [8, 32, 32], "star_seconds": 4.0, "max_minutes": 15.0},
+            "star_crop": [8, 32, 32], "star_seconds": 4.0,
+            "tr_frames": {"pathtracker": 8, "featuretracker": 8},
+            "tr_distractors": {"pathtracker": 2, "featuretracker": 2},
+            "tr_tests": {"pathtracker": ["distractors=2", "distractors=5"],
+                         "featuretracker": ["idshapes_idcolors", "oodshapes_oodcolors"]},
+            "tr_n_train": 16, "tr_n_test": 8, "tr_batch_size": 8, "tr_seconds": 3.0, "tr_toy_widths": True,
+            "max_minutes": 15.0},
 }
 
 
@@ -73,19 +108,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3, help="STAR training seeds per model")
     p.add_argument("--pf-seconds", type=float, default=None, help="training budget per Pathfinder arm")
     p.add_argument("--star-seconds", type=float, default=None, help="training budget per STAR arm")
+    p.add_argument("--tr-seconds", type=float, default=None, help="training budget per tracking arm")
     p.add_argument("--pf-n-train", type=int, default=None, help="Pathfinder training images")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="skip any arm that would start after this many minutes")
-    p.add_argument("--skip", nargs="+", default=[], choices=["pathfinder", "star"], help="experiments to skip")
+    p.add_argument("--skip", nargs="+", default=[], choices=["pathfinder", "star", "tracking"],
+                   help="experiments to skip")
     p.add_argument("--workers", type=int, default=None, help="CPU processes for data (default: all cores)")
     args = p.parse_args(argv)
     preset = dict(PRESETS["toy" if args.toy else "gpu"])
-    for name in ("pf_seconds", "star_seconds", "pf_n_train", "max_minutes"):
+    for name in ("pf_seconds", "star_seconds", "tr_seconds", "pf_n_train", "max_minutes"):
         if getattr(args, name) is not None:
             preset[name] = getattr(args, name)
     args.preset = preset
-    if args.seeds < 1 or preset["pf_seconds"] <= 0 or preset["star_seconds"] <= 0 or preset["pf_n_train"] < 2:
-        p.error("--seeds must be >= 1, --pf-seconds and --star-seconds > 0, --pf-n-train >= 2")
+    if (args.seeds < 1 or preset["pf_seconds"] <= 0 or preset["star_seconds"] <= 0 or preset["tr_seconds"] <= 0
+            or preset["pf_n_train"] < 2):
+        p.error("--seeds must be >= 1, --pf-seconds, --star-seconds and --tr-seconds > 0, --pf-n-train >= 2")
     if args.out.exists() and not args.out.is_dir():
         p.error(f"--out {args.out} is a file, not a folder")
     if args.out.exists() and any(args.out.iterdir()):
@@ -243,6 +281,55 @@ def run_star_seeds(args: argparse.Namespace, precision: str, clock: Clock) -> li
     return rows
 
 
+def run_tracking(args: argparse.Namespace, precision: str, clock: Clock) -> list[dict[str, Any]]:
+    """Tracking arm: PathTracker (InT vs matched R3D) and FeatureTracker (CV-RNN, InT, real-valued control),
+    each model time-boxed and tested on every test condition (one row per model and condition)."""
+    from shared.tracking.datamodule import TrackingDataModule
+    from shared.tracking.module import TrackingClassifier
+    from shared.training import count_parameters
+
+    pre = args.preset
+    claims = {"pathtracker": ("PathTracker", ["InT", "R3D (matched)"]),
+              "featuretracker": ("FeatureTracker", ["CV-RNN", "InT", "real-valued control"])}
+    rows = []
+    for task, (title, names) in claims.items():
+        dm = TrackingDataModule(task=task, root=str(args.out / f"tracking_{task}"), frames=pre["tr_frames"][task],
+                                num_distractors=pre["tr_distractors"][task], n_train=pre["tr_n_train"], n_val=2,
+                                n_test=pre["tr_n_test"], batch_size=pre["tr_batch_size"],
+                                num_workers=min(args.workers, 8), generation_workers=args.workers,
+                                test_conditions=pre["tr_tests"][task])
+        start = time.perf_counter()
+        dm.prepare_data()
+        print(f"[{clock.elapsed:6.0f} s] {title}: {pre['tr_n_train']} + {pre['tr_n_test']} x "
+              f"{len(pre['tr_tests'][task])} videos generated in {time.perf_counter() - start:.0f} s", flush=True)
+        for name in names:
+            spec = TRACKING_MODELS[name]
+            base = {"model": name, "budget_s": pre["tr_seconds"], "metric": "test balanced accuracy"}
+            if not clock.allows(pre["tr_seconds"] * 1.5):
+                rows.append({**base, "experiment": f"{title} (all conditions)", "status": "skipped (time)"})
+                continue
+            config = {**spec["backbone_config"], **(TRACKING_TOY_WIDTHS[name] if pre["tr_toy_widths"] else {})}
+            L.seed_everything(0, workers=True, verbose=False)
+            model = TrackingClassifier(spec["backbone"], config, synchrony_weight=spec.get("synchrony_weight", 1.0))
+            fit = fit_timeboxed(model, dm, seconds=pre["tr_seconds"], precision=precision,
+                                root=args.out / f"tracking_{task}_{name.split()[0]}")
+            tester = L.Trainer(accelerator="auto", devices=1, precision=precision, logger=False,
+                               enable_progress_bar=False, enable_model_summary=False)
+            tested = tester.test(model, datamodule=dm, verbose=False)[0]
+            for condition in dm.condition_names:
+                key = f"test/balanced_acc/{condition}"
+                if key in tested:
+                    acc = float(tested[key])
+                    rows.append({**base, **fit, "experiment": f"{title} {condition}",
+                                 "parameters": count_parameters(model), "values": [acc], "mean": acc, "sd": 0.0,
+                                 "status": "done"})
+            print(f"[{clock.elapsed:6.0f} s] {title} {name}: {fit['steps']} steps, "
+                  + ", ".join(f"{r['experiment'].split(' ', 1)[1]} {r['mean']:.3f}" for r in rows
+                              if r["model"] == name and r["experiment"].startswith(title) and r.get("values")),
+                  flush=True)
+    return rows
+
+
 def table(rows: list[dict[str, Any]], header: str) -> str:
     """The results as one markdown table."""
     lines = [header, "", "| experiment | model | parameters | budget s/arm | steps | metric | mean ± s.d. (n) "
@@ -272,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += run_pathfinder(args, precision, clock)
     if "star" not in args.skip:
         rows += run_star_seeds(args, precision, clock)
+    if "tracking" not in args.skip:
+        rows += run_tracking(args, precision, clock)
     header = (f"GPU science: {device}, precision {precision}, {clock.elapsed / 60:.1f} min wall "
               f"({'toy CPU preset' if args.toy else 'GPU preset'})")
     text = table(rows, header)

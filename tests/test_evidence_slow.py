@@ -62,18 +62,22 @@ def test_crbp_stability_quick_run(tmp_path: Path) -> None:
 def test_gpu_science_toy_run(tmp_path: Path) -> None:
     out = tmp_path / "gs"
     done = run(["bash", "scripts/gpu_science.sh", "--toy", "--out", str(out), "--seeds", "2", "--pf-seconds", "2",
-                "--star-seconds", "2"])
+                "--star-seconds", "2", "--tr-seconds", "2"])
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((out / "results.json").read_text())
     assert result["precision"] == "32-true"  # no CUDA on the test machine
     rows = {(r["experiment"].split()[0], r["model"]): r for r in result["rows"]}
     assert set(rows) == {("Pathfinder-6", "hGRU (1 layer)"), ("Pathfinder-6", "ResNet (toy size)"),
-                         ("STAR", "gamma-Net 3D"), ("STAR", "U-Net 3D")}
+                         ("STAR", "gamma-Net 3D"), ("STAR", "U-Net 3D"), ("PathTracker", "InT"),
+                         ("PathTracker", "R3D (matched)"), ("FeatureTracker", "CV-RNN"), ("FeatureTracker", "InT"),
+                         ("FeatureTracker", "real-valued control")}
     for (experiment, _), r in rows.items():
         assert r["status"] == "done" and r["steps"] >= 1
         assert len(r["values"]) == (2 if experiment == "STAR" else 1)
         assert all(0.0 <= v <= 1.0 for v in r["values"])
     assert "| STAR held-out retina | gamma-Net 3D |" in done.stdout
+    tracking = [r for r in result["rows"] if r["experiment"].startswith(("PathTracker", "FeatureTracker"))]
+    assert {r["experiment"] for r in tracking} >= {"PathTracker distractors=5", "FeatureTracker oodshapes_oodcolors"}
     # refuses to write into a folder that is not empty, in one line with exit status 2
     again = run(["bash", "scripts/gpu_science.sh", "--toy", "--out", str(out)])
     assert again.returncode == 2 and "not empty" in again.stderr and "Traceback" not in again.stderr

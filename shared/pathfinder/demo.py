@@ -18,9 +18,10 @@ import torch
 
 from shared.data.pathfinder import PathfinderConfig, load_pathfinder_zarr
 from shared.pathfinder.datamodule import PathfinderDataModule
-from shared.pathfinder.experiment import LearningCurve, train_and_test
+from shared.pathfinder.experiment import train_and_test
 from shared.pathfinder.module import PathfinderClassifier
 from shared.report import Report
+from shared.training import LearningCurve
 
 # The demo's CPU-sized Pathfinder and hGRU (see BENCHMARKS.md, "Pathfinder demo: the hGRU learns"):
 # 32x32 images, the published geometry zoomed in (0.3 px per published unit, 6-unit padding), contours of

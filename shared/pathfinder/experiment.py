@@ -28,6 +28,11 @@ from shared.backbones import model_info
 from shared.devices import lightning_precision
 from shared.pathfinder.datamodule import PathfinderDataModule
 from shared.pathfinder.module import PathfinderClassifier, count_parameters
+from shared.training import LearningCurve
+
+# LearningCurve lives in shared.training (shared with the tracking module); kept importable from here
+__all__ = ["DEFAULT_MODELS", "LearningCurve", "build_model", "main", "plot_accuracy_vs_parameters",
+           "run_experiment", "train_and_test"]
 
 # One hGRU layer (Gabor-like 7x7 front end, horizontal kernel, T steps) vs a ResNet with more parameters.
 DEFAULT_MODELS: list[dict[str, Any]] = [
@@ -47,26 +52,6 @@ def build_model(spec: dict[str, Any]) -> PathfinderClassifier:
                                 lr_schedule=spec.get("lr_schedule", "constant"))
 
 
-class LearningCurve(L.Callback):
-    """Records the learning curve: training loss per optimiser step and validation accuracy per validation.
-
-    After training, ``train`` holds ``(step, loss)`` pairs and ``val`` holds ``(step, accuracy)`` pairs.
-    """
-
-    def __init__(self) -> None:
-        self.train: list[tuple[int, float]] = []
-        self.val: list[tuple[int, float]] = []
-
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self.train.append((int(trainer.global_step), float(loss.detach())))
-
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.sanity_checking and "val/acc" in trainer.callback_metrics:
-            self.val.append((int(trainer.global_step), float(trainer.callback_metrics["val/acc"])))
-
-
 def train_and_test(spec: dict[str, Any], datamodule: PathfinderDataModule, *, out_dir: Path,
                    max_seconds: float | None = None, max_steps: int = -1, max_epochs: int = 1000,
                    val_every_steps: int | None = None, callbacks: Sequence[L.Callback] = (), seed: int = 0,
@@ -82,7 +67,7 @@ def train_and_test(spec: dict[str, Any], datamodule: PathfinderDataModule, *, ou
     max_steps : optimiser-step budget (-1: none). A step budget makes results independent of the load.
     max_epochs : epoch cap.
     val_every_steps : validate every this many optimiser steps (default: once per epoch).
-    callbacks : extra Lightning callbacks (e.g. :class:`LearningCurve`).
+    callbacks : extra Lightning callbacks (e.g. :class:`shared.training.LearningCurve`).
     seed : seed for weights and data order.
 
     Returns

@@ -13,7 +13,6 @@ every forward pass; they are logged under ``<stage>/recurrence/...``. In C-RBP m
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import lightning as L
@@ -23,11 +22,13 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from shared.backbones import BackboneOutput, create, model_info
+from shared.training import count_parameters, lipschitz_penalty, recurrence_metrics
 
 READOUTS = ("reference", "pool_mlp")
 READOUT_NORMS = ("batch_stats", "batch")
 LR_SCHEDULES = ("constant", "onecycle")
-_PENALTY_NAMES = ("penalty", "lipschitz_penalty")
+__all__ = ["PathfinderClassifier", "PoolMLPReadout", "ReferenceReadout", "count_parameters", "lipschitz_penalty",
+           "recurrence_metrics"]
 
 
 class ReferenceReadout(nn.Module):
@@ -73,52 +74,6 @@ class PoolMLPReadout(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
         return self.head(pooled)
-
-
-def recurrence_metrics(stats: Any) -> dict[str, float]:
-    """Flatten recurrence statistics into scalars for logging.
-
-    Numbers are logged as they are, booleans as 0/1, per-step sequences (e.g. residuals) as their last
-    value (``<name>_final``) and their mean; strings and ``None`` (e.g. Neumann fields before backward) are
-    skipped. Works on any dataclass or object with public attributes, so it follows
-    :class:`shared.recurrence.RecurrenceStats` as it evolves.
-    """
-    if stats is None:
-        return {}
-    if dataclasses.is_dataclass(stats):
-        items = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}
-    elif isinstance(stats, dict):
-        items = dict(stats)
-    else:
-        items = {k: v for k, v in vars(stats).items() if not k.startswith("_")}
-    out: dict[str, float] = {}
-    for name, value in items.items():
-        if name in _PENALTY_NAMES or value is None:
-            continue  # the penalty is logged with the loss
-        if isinstance(value, torch.Tensor):
-            value = value.detach().float().flatten().cpu().tolist()
-        if isinstance(value, bool):
-            out[name] = float(value)
-        elif isinstance(value, (int, float)):
-            if math.isfinite(value):
-                out[name] = float(value)
-        elif isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            if len(value) == 1:
-                out[name] = float(value[0])
-            else:
-                out[f"{name}_final"] = float(value[-1])
-                out[f"{name}_mean"] = float(sum(value) / len(value))
-    return out
-
-
-def lipschitz_penalty(stats: Any) -> torch.Tensor | None:
-    """The differentiable C-RBP contraction penalty carried by the statistics, if the engine exposes one."""
-    for name in _PENALTY_NAMES:
-        value = stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
-        if isinstance(value, torch.Tensor) and value.requires_grad:
-            return value
-    return None
 
 
 class PathfinderClassifier(L.LightningModule):
@@ -267,7 +222,3 @@ class PathfinderClassifier(L.LightningModule):
                                                        pct_start=0.15)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-
-def count_parameters(module: nn.Module) -> int:
-    """Trainable parameters of a module."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
