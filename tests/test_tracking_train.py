@@ -103,7 +103,9 @@ def test_synchrony_loss_reaches_the_cvrnn_loss():
         losses[weight] = model._step(batch, "train")
         torch.manual_seed(1)
         _, out = model.forward_with_steps(batch["video"])
-        parts[weight] = synchrony_loss(out.aux["phase"], batch["mask"].long())
+        # the default groups are the authors': background, all distractors together, the target
+        parts[weight] = synchrony_loss(out.aux["phase"], batch["mask"].long(), merge_distractors=True,
+                                       include_background=True)
     assert float(parts[2.0]) > 0
     assert float(losses[2.0] - losses[0.0]) == pytest.approx(2.0 * float(parts[2.0]), rel=1e-4, abs=1e-5)
     # the synchrony term alone has a gradient on the circuit's weights
@@ -111,6 +113,13 @@ def test_synchrony_loss_reaches_the_cvrnn_loss():
     synchrony_loss(model.forward_with_steps(batch["video"])[1].aux["phase"], batch["mask"].long()).backward()
     grads = [p.grad.abs().sum() for p in model.backbone.parameters() if p.grad is not None]
     assert grads and float(sum(grads)) > 0
+    objects = TrackingClassifier("cvrnn", {"channels": 4}, synchrony_groups="objects")
+    torch.manual_seed(1)
+    out = objects.forward_with_steps(batch["video"])[1]
+    torch.testing.assert_close(objects.synchrony(out, batch["mask"]),
+                               synchrony_loss(out.aux["phase"], batch["mask"].long()))
+    with pytest.raises(ValueError, match="synchrony_groups"):
+        TrackingClassifier("cvrnn", {"channels": 4}, synchrony_groups="pixels")
 
 
 def test_non_video_backbone_is_refused():

@@ -20,7 +20,7 @@ accuracy as the metric.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -56,6 +56,10 @@ class TrackingClassifier(L.LightningModule):
     backbone_config : keyword config for :func:`shared.backbones.create` (``in_channels`` defaults to 3).
     lr, weight_decay : Adam(W) settings (published: Adam, lr 3e-4, no weight decay).
     synchrony_weight : weight of the synchrony loss on ``aux["phase"]`` (CV-RNN; reference 1; 0 disables).
+    synchrony_groups : the loss's groups of pixels. ``"reference"`` (default): background, all distractors
+        together and the target, as the authors' masks and ``synch_loss`` define them (verified against their
+        code in tests/test_tracking_reference.py); ``"objects"``: every object its own group, background and
+        markers left out.
     lipschitz_weight : weight of the C-RBP contraction penalty when the backbone reports one.
     max_conditions : the most test conditions tracked per test run (metrics are allocated up front).
 
@@ -67,11 +71,14 @@ class TrackingClassifier(L.LightningModule):
     """
 
     def __init__(self, backbone: str = "int", backbone_config: dict[str, Any] | None = None, lr: float = 3e-4,
-                 weight_decay: float = 0.0, synchrony_weight: float = 1.0, lipschitz_weight: float = 10.0,
+                 weight_decay: float = 0.0, synchrony_weight: float = 1.0,
+                 synchrony_groups: Literal["reference", "objects"] = "reference", lipschitz_weight: float = 10.0,
                  max_conditions: int = 16) -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0 or synchrony_weight < 0 or lipschitz_weight < 0:
             raise ValueError("lr must be > 0 and weight_decay, synchrony_weight, lipschitz_weight >= 0")
+        if synchrony_groups not in ("reference", "objects"):
+            raise ValueError(f"synchrony_groups must be 'reference' or 'objects', got {synchrony_groups!r}")
         if max_conditions < 1:
             raise ValueError(f"max_conditions must be >= 1, got {max_conditions}")
         try:
@@ -86,6 +93,7 @@ class TrackingClassifier(L.LightningModule):
             config.setdefault("in_channels", 3)
         self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "lr": lr,
                                    "weight_decay": weight_decay, "synchrony_weight": synchrony_weight,
+                                   "synchrony_groups": synchrony_groups,
                                    "lipschitz_weight": lipschitz_weight, "max_conditions": max_conditions})
         self.backbone = create(backbone, **config)
         self.recurrent = bool(info.recurrent)
@@ -110,7 +118,8 @@ class TrackingClassifier(L.LightningModule):
             return None
         from shared.backbones.tracking.synchrony import synchrony_loss
 
-        return synchrony_loss(phase.float(), masks.long())
+        reference = self.hparams.synchrony_groups == "reference"
+        return synchrony_loss(phase.float(), masks.long(), merge_distractors=reference, include_background=reference)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         video, label = batch["video"], batch["label"]
