@@ -520,7 +520,6 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
 
 def cli(argv: list[str]) -> int:
     """``connectomics simulate OUT.zarr``: write a simulated EM volume."""
-    from connectomics.io import resolve_address
     from shared.cli import add_output_arguments, subcommand_parser
 
     listing = "\n".join(f"  {s.name:<7} {s.voxel_size} nm: {s.description}" for s in SOURCES.values())
@@ -563,6 +562,8 @@ examples:
                      chunks=parse_coordinate(args.chunks, name="--chunks"), workers=args.workers,
                      levels=args.levels, progress=not args.quiet, label_fraction=args.label_fraction,
                      overwrite=args.overwrite, wait=args.wait)
+    from connectomics.io import resolve_address  # dask and zarr: not needed to parse the options
+
     image, ids, mask = (resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
     print(f"wrote the image {image} with its label images {ids} and {mask}")
     return 0
