@@ -558,12 +558,14 @@ examples:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    from shared.startup import announce_slow_import
+
+    # dask and zarr load only now that the options are parsed; a terminal sees a status line meanwhile
+    io = announce_slow_import("connectomics simulate", "connectomics.io:resolve_address")
     simulate_to_zarr(args.out, args.source, parse_coordinate(args.shape, name="--shape"), seed=args.seed,
                      chunks=parse_coordinate(args.chunks, name="--chunks"), workers=args.workers,
                      levels=args.levels, progress=not args.quiet, label_fraction=args.label_fraction,
                      overwrite=args.overwrite, wait=args.wait)
-    from connectomics.io import resolve_address  # dask and zarr: not needed to parse the options
-
-    image, ids, mask = (resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
+    image, ids, mask = (io.resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
     print(f"wrote the image {image} with its label images {ids} and {mask}")
     return 0
