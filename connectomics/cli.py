@@ -25,7 +25,7 @@ SUBCOMMANDS = {
     "star": Subcommand("connectomics.star:cli", "leave-one-source-out STAR protocol, results table", cache_help=True),
     "predict": Subcommand("connectomics.predict:cli", "blockwise affinity prediction over a volume"),
     "segment": Subcommand("connectomics.segment:cli", "watershed + agglomeration + stitching to uint64 ids"),
-    "evaluate": Subcommand("connectomics.metrics:cli", "adapted Rand error, VOI and CREMI score"),
+    "evaluate": Subcommand("connectomics.evaluate:cli", "adapted Rand error, VOI and CREMI score"),
 }
 
 

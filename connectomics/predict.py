@@ -37,10 +37,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from connectomics.blocks import (
     Block,
@@ -57,8 +56,10 @@ from connectomics.blocks import (
     return_freed_buffers_to_os,
     run_blockwise,
 )
-from shared.devices import autocast, default_device
 from shared.jobs import BOOKKEEPING, OutputExistsError, check_output_folder, file_sha256, open_job
+
+if TYPE_CHECKING:  # torch is imported where a model runs, so `connectomics predict --help` needs no torch
+    import torch
 
 OUTPUT_DTYPES = ("float32", "float16", "uint8")
 DEFAULT_LOADER = "connectomics.predict:load_affinity_model"
@@ -95,6 +96,8 @@ def cached_model(checkpoint: str, loader: str = DEFAULT_LOADER) -> tuple[torch.n
     ``loader`` is ``"module:function"`` taking the checkpoint path and returning a module that maps
     raw (B, 1, Z, Y, X) float32 in [0, 1] to affinity logits (B, C, Z, Y, X).
     """
+    from shared.devices import default_device
+
     device = default_device()
     key = (loader, str(checkpoint), str(device))
     with _MODELS_LOCK:
@@ -130,7 +133,6 @@ def encode(probabilities: np.ndarray, dtype: str) -> np.ndarray:
     return probabilities.astype(dtype, copy=False)
 
 
-@torch.inference_mode()
 def forward_probabilities(model: torch.nn.Module, device: torch.device, raw: np.ndarray,
                           crop: tuple[slice, ...] | None = None) -> np.ndarray:
     """Sigmoid of the model's logits for one window.
@@ -145,11 +147,16 @@ def forward_probabilities(model: torch.nn.Module, device: torch.device, raw: np.
     -------
     ndarray of shape (channel, plane, row, column) (cropped), float32 probabilities.
     """
-    x = torch.from_numpy(np.ascontiguousarray(raw))[None, None].to(device)
-    with autocast(device):
-        logits = model(x)
-    logits = logits[0] if crop is None else logits[(0, slice(None)) + tuple(crop)]
-    return torch.sigmoid(logits.float()).cpu().numpy()
+    import torch
+
+    from shared.devices import autocast
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(raw))[None, None].to(device)
+        with autocast(device):
+            logits = model(x)
+        logits = logits[0] if crop is None else logits[(0, slice(None)) + tuple(crop)]
+        return torch.sigmoid(logits.float()).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------------

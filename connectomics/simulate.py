@@ -520,7 +520,6 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
 
 def cli(argv: list[str]) -> int:
     """``connectomics simulate OUT.zarr``: write a simulated EM volume."""
-    from connectomics.io import resolve_address
     from shared.cli import add_output_arguments, subcommand_parser
 
     listing = "\n".join(f"  {s.name:<7} {s.voxel_size} nm: {s.description}" for s in SOURCES.values())
@@ -559,10 +558,14 @@ examples:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    from shared.startup import announce_slow_import
+
+    # dask and zarr load only now that the options are parsed; a terminal sees a status line meanwhile
+    io = announce_slow_import("connectomics simulate", "connectomics.io:resolve_address")
     simulate_to_zarr(args.out, args.source, parse_coordinate(args.shape, name="--shape"), seed=args.seed,
                      chunks=parse_coordinate(args.chunks, name="--chunks"), workers=args.workers,
                      levels=args.levels, progress=not args.quiet, label_fraction=args.label_fraction,
                      overwrite=args.overwrite, wait=args.wait)
-    image, ids, mask = (resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
+    image, ids, mask = (io.resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
     print(f"wrote the image {image} with its label images {ids} and {mask}")
     return 0

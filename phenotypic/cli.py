@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def simulate(argv: list[str]) -> int:
-    from phenotypic.simulate import SimulationConfig, simulate_release
+    from phenotypic.simulate_settings import SimulationConfig
 
     parser = subcommand_parser(
         "phenotypic simulate",
@@ -56,6 +56,8 @@ def simulate(argv: list[str]) -> int:
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     config = dataclass_from_args(SimulationConfig, args)  # validates every setting before anything is written
+    from phenotypic.simulate import simulate_release  # pandas and RDKit: once the options are parsed
+
     root = simulate_release(args.out, config, overwrite=args.overwrite, wait=args.wait)
     print(f"release written to {root}")
     return 0
@@ -217,11 +219,7 @@ def evaluate(argv: list[str]) -> int:
 
 
 def scaling(argv: list[str]) -> int:
-    import pandas as pd
-
-    from phenotypic.scaling import GridConfig, fit_scaling_laws, frontier, plot_scaling, run_scaling_grid
-    from shared.figures import figure_line
-    from shared.jobs import reopen_job
+    from phenotypic.scaling_settings import GridConfig
     from shared.scaleout import add_dask_arguments
 
     parser = subcommand_parser(
@@ -245,6 +243,12 @@ def scaling(argv: list[str]) -> int:
     if args.n_boot < 0 or (args.target_accuracy is not None and not 0 < args.target_accuracy < 1):
         raise ValueError(f"--n-boot must be >= 0 and --target-accuracy in (0, 1), got {args.n_boot} and "
                          f"{args.target_accuracy}")
+    import pandas as pd  # pandas, scipy and Lightning: once the options are parsed
+
+    from phenotypic.scaling import fit_scaling_laws, frontier, plot_scaling, run_scaling_grid
+    from shared.figures import figure_line
+    from shared.jobs import reopen_job
+
     out = Path(args.out)
     if not args.fit_only:
         cfg = dataclass_from_args(GridConfig, args)

@@ -10,11 +10,11 @@ import pytest
 import skimage.metrics
 import zarr
 
+from connectomics.evaluate import cli
 from connectomics.io import write_ome_zarr
 from connectomics.metrics import (
     adapted_rand_error,
     border_mask,
-    cli,
     contingency_table,
     contingency_table_blockwise,
     cremi_score,

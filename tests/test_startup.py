@@ -43,6 +43,29 @@ def test_rldiag_subcommand_help_needs_neither_torch_nor_scipy():
         assert not packages_loaded_by("rldiag", [sub, "--help"]) & {"torch", "scipy", "lightning"}, sub
 
 
+ARGPARSE_SUBCOMMANDS = {  # every subcommand whose --help argparse builds (LightningCLI ones: the help cache)
+    "connectomics": ("simulate", "predict", "segment", "evaluate"),
+    "phenotypic": ("simulate", "evaluate", "scaling"),
+    "rldiag": ("diagnose", "taxonomy", "train", "distill", "games"),
+    "shared.alignment": ("score",),
+}
+HELP_NEEDS_NONE_OF = {"torch", "lightning", "dask", "distributed", "zarr", "numba"}
+
+
+@pytest.mark.parametrize("package,sub", [(p, s) for p, subs in ARGPARSE_SUBCOMMANDS.items() for s in subs])
+def test_argparse_subcommand_help_imports_no_torch_lightning_dask_zarr_or_numba(package, sub):
+    """`<cmd> <sub> --help` builds its parser from light modules; the work imports the heavy ones."""
+    assert not packages_loaded_by(package, [sub, "--help"]) & HELP_NEEDS_NONE_OF
+
+
+def test_argparse_subcommands_listed_are_all_the_subcommands():
+    import importlib
+
+    for package, subs in ARGPARSE_SUBCOMMANDS.items():
+        listed = importlib.import_module(f"{package}.cli").SUBCOMMANDS
+        assert set(subs) == {name for name, sub in listed.items() if not sub.cache_help}, package
+
+
 class _SlowStream(io.StringIO):
     def isatty(self) -> bool:
         return True

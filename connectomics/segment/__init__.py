@@ -19,29 +19,32 @@ The pipeline (waterz's, run blockwise as lsd/volara do), one module per stage:
 Affinity convention: ``affs[c, z, y, x]`` is the affinity between voxel ``(z, y, x)`` and voxel
 ``(z, y, x) + offsets[c]``; only the three nearest-neighbour channels (offsets -1 along each axis, as waterz
 expects) are used.
+
+The names below are imported lazily (on first use), so ``connectomics segment --help`` needs no numba.
 """
 
-from connectomics.segment.agglomeration import agglomerate, relabel
-from connectomics.segment.blockwise import read_affinity_offsets, segment_blockwise, threshold_name
-from connectomics.segment.cli import cli, segment_to_zarr_in_memory
-from connectomics.segment.in_memory import segment_in_memory
-from connectomics.segment.region_graph import RegionGraph, block_region_graph
-from connectomics.segment.settings import FRAGMENT_METHODS, SegmentSettings
-from connectomics.segment.watershed import (
-    NEAREST_NEIGHBOUR_OFFSETS,
-    block_fragments,
-    boundary_map,
-    edge_watershed,
-    merge_small_fragments,
-    nearest_neighbour_channels,
-    seeded_fragments,
-    waterz_fragments,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FRAGMENT_METHODS", "NEAREST_NEIGHBOUR_OFFSETS", "RegionGraph", "SegmentSettings", "agglomerate",
-    "block_fragments", "block_region_graph", "boundary_map", "cli", "edge_watershed",
-    "merge_small_fragments", "nearest_neighbour_channels", "read_affinity_offsets", "relabel", "seeded_fragments",
-    "segment_blockwise", "segment_in_memory", "segment_to_zarr_in_memory", "threshold_name",
-    "waterz_fragments",
-]
+import importlib
+
+# light (its heavy stages load inside its functions); imported here so that `cli` is the function, not the module
+from connectomics.segment.cli import cli, segment_to_zarr_in_memory  # noqa: F401  (in __all__)
+
+_EXPORTS = {
+    "agglomerate": "agglomeration", "relabel": "agglomeration",
+    "read_affinity_offsets": "blockwise", "segment_blockwise": "blockwise", "threshold_name": "blockwise",
+    "segment_in_memory": "in_memory",
+    "RegionGraph": "region_graph", "block_region_graph": "region_graph",
+    "FRAGMENT_METHODS": "settings", "SegmentSettings": "settings",
+    "NEAREST_NEIGHBOUR_OFFSETS": "watershed", "block_fragments": "watershed", "boundary_map": "watershed",
+    "edge_watershed": "watershed", "merge_small_fragments": "watershed", "nearest_neighbour_channels": "watershed",
+    "seeded_fragments": "watershed", "waterz_fragments": "watershed",
+}
+
+__all__ = sorted([*_EXPORTS, "cli", "segment_to_zarr_in_memory"])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"connectomics.segment.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'connectomics.segment' has no attribute {name!r}")

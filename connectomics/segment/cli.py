@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 
 from connectomics.blocks import as_coordinate, parse_coordinate
-from connectomics.segment.blockwise import read_affinity_offsets, segment_blockwise, threshold_name
-from connectomics.segment.in_memory import segment_in_memory
 from connectomics.segment.settings import SegmentSettings
 
 DESCRIPTION = """Affinities to a neuron segmentation, block by block, at any scale.
@@ -60,6 +58,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    from connectomics.segment.blockwise import segment_blockwise  # numba: loaded once the options are parsed
+
     try:
         settings = dataclass_from_args(SegmentSettings, args)
         offsets = None if args.offsets is None else [parse_coordinate(o, name="--offsets")
@@ -91,6 +91,8 @@ def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: Segmen
     takes no lock: for volumes that fit in memory.
     """
     from connectomics.io import add_multiscale_levels, create_segmentation_image, open_volume
+    from connectomics.segment.blockwise import read_affinity_offsets, threshold_name
+    from connectomics.segment.in_memory import segment_in_memory
     from shared.jobs import OutputExistsError, check_output_folder
 
     check_output_folder(output_path, name="output")

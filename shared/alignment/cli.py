@@ -155,9 +155,11 @@ def score_command(argv: Sequence[str]) -> int:
     return 0
 
 
+SUBCOMMANDS = {
+    "score": Subcommand("shared.alignment.cli:score_command", "score a checkpoint's saliency against a folder of maps"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m shared.alignment``."""
-    return run_subcommands("python -m shared.alignment", DESCRIPTION,
-                           {"score": Subcommand("shared.alignment.cli:score_command",
-                                                "score a checkpoint's saliency against a folder of maps")},
-                           argv)
+    return run_subcommands("python -m shared.alignment", DESCRIPTION, SUBCOMMANDS, argv)
