@@ -129,7 +129,7 @@ def conv(x: torch.Tensor, weight: torch.Tensor, padding: str = "zeros") -> torch
         x, same = F.pad(x, [p for h in reversed(half) for p in (h, h)], mode=mode), 0  # last axis first
     if x.ndim == 4 and x.device.type == "cpu":
         # oneDNN's channels-last kernels: forward + backward of the demo hGRU's 8-channel 7x7 convolution
-        # in 0.78x the time of the default layout, conversions included (BENCHMARKS.md, "Pathfinder demo")
+        # in about 0.8x the time of the default layout, conversions included (BENCHMARKS.md, "Pathfinder demo")
         return fn(x.contiguous(memory_format=torch.channels_last), weight, padding=same).contiguous()
     return fn(x, weight, padding=same)
 
@@ -221,7 +221,7 @@ class _ChannelMatmul:
 
     Same parameters and result as the convolution it subclasses; on the CPU the product runs the gate
     convolutions of the demo hGRU (8 channels) in about a quarter of the time of oneDNN's 1x1 convolution,
-    forward and backward (BENCHMARKS.md, "Pathfinder demo").
+    forward and backward (BENCHMARKS.md, "Pathfinder demo"; measured in 2D only).
     """
 
     weight: torch.Tensor
