@@ -256,3 +256,35 @@ def test_reflect_padding_sees_no_border_edge():
     assert short.shape == (1, 2, 3, 9, 9)
     with pytest.raises(ValueError, match="padding must be one of"):
         HGRUCell(2, kernel_size=3, padding="circular")
+
+
+def test_fast_cpu_forms_equal_plain_convolutions():
+    """The channels-last horizontal convolution and the matmul gates compute F.conv2d/3d, values and gradients."""
+    from shared.backbones.cells import _one_by_one, conv
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 9, 11, generator=gen, requires_grad=True)
+    w = torch.randn(4, 4, 5, 3, generator=gen, requires_grad=True)
+    for padding, padded in (("reflect", F.pad(x, [1, 1, 2, 2], mode="reflect")), ("zeros", F.pad(x, [1, 1, 2, 2]))):
+        fast, plain = conv(x, w, padding), F.conv2d(padded, w)
+        assert fast.is_contiguous()  # NCHW again for the elementwise rest of the step
+        torch.testing.assert_close(fast, plain)
+        grads = torch.autograd.grad(fast.square().sum(), (x, w))
+        torch.testing.assert_close(grads, torch.autograd.grad(plain.square().sum(), (x, w)), rtol=1e-4, atol=1e-4)
+    for dims, fn in ((2, F.conv2d), (3, F.conv3d)):
+        gate = _one_by_one(dims, 4)
+        assert isinstance(gate, torch.nn.Conv2d if dims == 2 else torch.nn.Conv3d)  # same state-dict keys
+        h = torch.randn((2, 4) + (5,) * dims, generator=gen, requires_grad=True)
+        fast, plain = gate(h), fn(h, gate.weight)
+        torch.testing.assert_close(fast, plain)
+        torch.testing.assert_close(torch.autograd.grad(fast.square().sum(), (h, gate.weight)),
+                                   torch.autograd.grad(plain.square().sum(), (h, gate.weight)), rtol=1e-4, atol=1e-4)
+
+
+def test_hgru_norm_scale_sets_the_horizontal_norms():
+    net = create("hgru", hidden_channels=3, kernel_size=3, timesteps=2, norm_scale=0.5)
+    for norm in (net.cell.norm_inh, net.cell.norm_exc):
+        assert torch.all(norm.norms[0].weight == 0.5)
+    assert torch.all(create("hgru", hidden_channels=3, kernel_size=3).cell.norm_inh.norms[0].weight == 0.1)
+    with pytest.raises(ValueError, match="norm_scale"):
+        create("hgru", hidden_channels=3, norm_scale=0.0)

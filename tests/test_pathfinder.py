@@ -310,6 +310,7 @@ def test_demo_settings_are_the_documented_gabor_hgru():
 
     model = build_model(DEMO_MODEL)
     assert model.backbone.config.frontend_init == "gabor" and model.backbone.config.norm == "batch_stats"
+    assert torch.all(model.backbone.cell.norm_exc.norms[0].weight == 0.5)  # horizontal maps on from the start
     assert model.hparams.readout == "reference" and model.hparams.readout_norm == "batch_stats"
     # honest Pathfinder: the shortest published contours, with distractors
     assert DEMO_DATA["contour_length"] >= 6 and DEMO_DATA["distractor_paddles"] > 0

@@ -49,6 +49,11 @@ class HGRUConfig(RecurrentConfig):
     variant : ``"crbp"`` (the C-RBP-era cell) or ``"2018"`` (serre-lab/hgru_share: tanh, one shared
         kernel, a learned ``eta_t`` per timestep; see :class:`shared.backbones.cells.HGRUCell`). The
         per-step eta is not C-RBP-compatible, so ``"2018"`` is rejected with ``mode="crbp"``.
+    norm_scale : initial scale of the C1/C2 norms (default 0.1, the TF hGRU's and c-rbp's). At 0.1 the
+        normalised horizontal maps start about ten times weaker than the Gabor drive, so the untrained
+        circuit is nearly feed-forward (measured on the demo's Pathfinder images: mean |C2| 0.06 against
+        mean |H1| 0.42). The demo uses 0.5, a measured difference from the references: 3 seeds reach test
+        accuracy 0.86-0.90 in its 800 steps, against 0.66-0.86 at 0.1 (BENCHMARKS.md, "Pathfinder demo").
     norm : default ``"batch_stats"``: the C-RBP cell normalises C1 and C2 with BatchNorm that keeps no
         running statistics (``track_running_stats=False`` in c-rbp ``hgrucleanSEG.py``), so training and
         evaluation both use the batch's statistics. ``"batch"`` (running statistics shared across
@@ -66,10 +71,13 @@ class HGRUConfig(RecurrentConfig):
     share_kernel: bool | None = None
     nonlinearity: Literal["softplus", "relu", "tanh"] | None = None
     variant: Literal["crbp", "2018"] = "crbp"
+    norm_scale: float = 0.1
     norm: RecurrentNorm = "batch_stats"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.norm_scale > 0:
+            raise ValueError(f"norm_scale must be > 0, got {self.norm_scale}")
         if self.hidden_channels < 1:
             raise ValueError(f"hidden_channels must be >= 1, got {self.hidden_channels}")
         if self.frontend_init not in ("gabor", "random"):
@@ -107,7 +115,7 @@ class HGRUNet(RecurrentBackbone):
         self.square = cfg.frontend == "square"
         self.cell = HGRUCell(k, kernel_size=cfg.kernel_size, timesteps=cfg.timesteps, norm=cfg.norm,
                              share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity, variant=cfg.variant,
-                             padding=cfg.horizontal_padding)
+                             padding=cfg.horizontal_padding, norm_scale=cfg.norm_scale)
         self.head = conv_nd(2, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or k
 

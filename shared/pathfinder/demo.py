@@ -27,19 +27,22 @@ from shared.training import LearningCurve
 # 32x32 images, the published geometry zoomed in (0.3 px per published unit, 6-unit padding), contours of
 # 6 paddles (the shortest published difficulty), half the published clutter (15 distractor paddles per
 # published area, in snakes of 2). The hGRU has the published front end (Gabor bank, squared), batch-statistics
-# norms (C-RBP) and the published readout (BN, 1x1 conv to 2 maps, global max pool, BN, dense).
+# norms (C-RBP) and the published readout (BN, 1x1 conv to 2 maps, global max pool, BN, dense). Its C1/C2 norms
+# start at scale 0.5 instead of the published 0.1: at 0.1 the horizontal maps start ~10x weaker than the Gabor
+# drive and the circuit spends much of the step budget as a feed-forward model (BENCHMARKS.md, "Pathfinder demo").
 DEMO_MODEL: dict[str, Any] = {
     "name": "hGRU (1 layer)", "backbone": "hgru",
     "backbone_config": {"hidden_channels": 8, "frontend_kernel": 7, "frontend_init": "gabor", "kernel_size": 7,
-                        "timesteps": 6, "norm": "batch_stats"},
+                        "timesteps": 6, "norm": "batch_stats", "norm_scale": 0.5},
     "readout": "reference", "lr": 3e-3, "lr_schedule": "onecycle",
 }
 DEMO_DATA: dict[str, Any] = {"image_size": 32, "contour_length": 6, "geometry_scale": 0.3, "padding": 6.0,
                              "distractor_paddles": 15, "n_train": 1000, "n_val": 100, "n_test": 300,
                              "batch_size": 32, "generation_workers": 2}
 # Optimiser steps, sized for the 3-minute budget: on 2 idle CPU cores (2 torch threads) one step of this
-# model takes ~0.14 s and generating the 1,400 images ~25 s, so ~115 s of training + ~25 s of generation
-# + testing and figures (BENCHMARKS.md).
+# model took ~0.14 s before the CPU forms of the cell's convolutions (~0.9x the step time since) and
+# generating the 1,400 images ~25 s, so ~105-115 s of training + ~25 s of generation + testing and figures
+# (BENCHMARKS.md).
 DEMO_STEPS = 800
 DEMO_VAL_EVERY = 50
 
