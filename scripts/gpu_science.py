@@ -177,7 +177,8 @@ def pathfinder_specs(preset: dict[str, Any]) -> dict[str, dict[str, Any]]:
     # a time box has no known step count for a one-cycle schedule: constant lr, the published Adam 1e-3
     hgru.update(name="hGRU (1 layer)", lr=1e-3, lr_schedule="constant")
     hgru["backbone_config"].update(hidden_channels=preset["pf_hgru_channels"], kernel_size=preset["pf_hgru_kernel"],
-                                   timesteps=preset["pf_hgru_timesteps"], frontend_kernel=7)
+                                   timesteps=preset["pf_hgru_timesteps"], frontend_kernel=7,
+                                   norm_scale=0.1)  # published sizes, published norm init (the demo's 0.5 is CPU-scale)
     resnet = {"name": preset["pf_resnet_name"], "backbone": "resnet_small", "backbone_config": preset["pf_resnet"],
               "readout": "pool_mlp", "lr": 1e-3}
     return {"hGRU": hgru, "CNN": resnet}
