@@ -14,9 +14,12 @@ volumes segments a volume from another source or tissue. Here, on simulated sour
 4. write ``results.csv``, ``results.json`` and ``results.md`` (one row per model x fraction), and
    ``results.png`` (held-out scores per model against the data fraction, in-source ARAND for reference).
 
-Each run lives in ``out_dir/<model>_f<fraction>/``; a run with a ``result.json`` is skipped and a run with a
-``checkpoints/last.ckpt`` (rewritten at every training-epoch end) resumes its training from there, so an
-interrupted protocol continues where it stopped and, on the CPU, ends with the results of an uninterrupted one.
+Each run lives in ``out_dir/<model>_f<fraction>/``. The same command again skips the finished runs (a
+done-marker in ``out_dir/.job/``) and resumes an unfinished training from its ``checkpoints/last.ckpt``
+(rewritten at every training-epoch end), so an interrupted protocol continues where it stopped and, on the CPU,
+ends with the results of an uninterrupted one. Other settings in the same ``out_dir`` are refused, naming each
+one that differs (``--overwrite`` starts over there); a second run into it refuses naming the first (``--wait``
+waits for it).
 
 ``connectomics star --config configs/connectomics/star.yaml [--steps 200] [--out_dir ...]``
 """
@@ -29,7 +32,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +42,11 @@ from connectomics.affinities import DEFAULT_OFFSETS
 from connectomics.io import normalize_raw, open_volume
 from connectomics.metrics import evaluate_segmentation
 from connectomics.train import AffinityModel
+
+if TYPE_CHECKING:
+    from shared.jobs import Job
+
+JOB_COMMAND = "connectomics star"
 
 DEFAULT_MODELS: dict[str, dict[str, Any]] = {
     "gammanet": {"backbone": "gammanet3d",
@@ -144,8 +152,14 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
              models: dict[str, dict[str, Any]] | None = None, fractions: list[float] | None = None,
              steps: int = 60, crop_shape: list[int] | None = None, batch_size: int = 2, lr: float = 3e-3,
              thresholds: list[float] | None = None, max_param_ratio: float = 1.5, seed: int = 0,
-             num_workers: int = 0, precision: str | None = None) -> pd.DataFrame:
-    """Run the STAR protocol and write the results table.
+             num_workers: int = 0, precision: str | None = None, overwrite: bool = False,
+             wait: bool = False) -> pd.DataFrame:
+    """Run (or resume) the STAR protocol and write the results table.
+
+    The protocol is a :mod:`shared.jobs` job in ``out_dir`` (bookkeeping in ``out_dir/.job``) whose settings
+    are every parameter below except ``out_dir``, ``max_param_ratio``, ``overwrite`` and ``wait``; its units
+    are the trainings, one per model x fraction (key ``<model>_f<fraction>_s<seed>``), each done once its
+    ``result.json`` is written.
 
     Parameters
     ----------
@@ -161,21 +175,32 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
     seed : seeds the volumes and the training.
     num_workers : data-loader worker processes (crops are cut and augmented on the CPU).
     precision : Lightning precision; default ``shared.devices.lightning_precision()`` (16-mixed on CUDA).
+    overwrite : ``out_dir`` holds a protocol run with other settings (or files it did not write): start over
+        there, discarding its finished units and training checkpoints.
+    wait : another run holds ``out_dir``: wait for it instead of refusing.
 
     Returns
     -------
     DataFrame with one row per model x fraction (also written as CSV, JSON and markdown).
+
+    Raises
+    ------
+    shared.jobs.JobConfigError : ``out_dir`` holds a run with other settings (each is named) and not ``overwrite``.
+    shared.jobs.JobLockedError : another live run holds ``out_dir`` and not ``wait``.
+    shared.jobs.JobIncompleteError : some trainings failed (recorded in ``out_dir/.job/failed``; the results of
+        the others are written first).
     """
     from connectomics.predict import load_affinity_model
     from shared.devices import default_device
+    from shared.jobs import check_output_folder, open_job
 
     train_sources = train_sources or ["sstem", "sbem", "fib"]
     models = models or DEFAULT_MODELS
     fractions = fractions or [1.0, 0.1]
     thresholds = thresholds or [0.3, 0.5, 0.7, 0.9]
     crop_shape = crop_shape or [8, 48, 48]
-    out, data_root = Path(out_dir), Path(data_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    volume_shape, test_shape = volume_shape or [24, 160, 160], test_shape or [24, 160, 160]
+    out, data_root = check_output_folder(out_dir, name="out_dir"), Path(data_dir)
     counts = {}
     for name, spec in models.items():
         counts[name] = AffinityModel(spec["backbone"], spec.get("backbone_config")).num_parameters
@@ -183,22 +208,23 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
     if ratio > max_param_ratio:
         raise ValueError(f"parameter budgets differ by {ratio:.2f}x ({counts}); adjust the model configs or "
                          f"raise max_param_ratio")
-    volumes = simulate_star_volumes(data_root, train_sources, held_out, volume_shape or [24, 160, 160],
-                                    test_shape or [24, 160, 160], seed)
-    device = default_device()
-    rows = []
-    for fraction in fractions:
-        for name, spec in models.items():
-            run_dir = out / f"{name}_f{fraction:g}"
-            result_path = run_dir / "result.json"
-            if result_path.exists():
-                rows.append(json.loads(result_path.read_text()))
-                continue
-            run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"data_dir": str(data_root), "train_sources": train_sources, "held_out": held_out,
+                "volume_shape": volume_shape, "test_shape": test_shape, "models": models, "fractions": fractions,
+                "steps": steps, "crop_shape": crop_shape, "batch_size": batch_size, "lr": lr,
+                "thresholds": thresholds, "seed": seed, "num_workers": num_workers, "precision": precision}
+    units = {f"{name}_f{fraction:g}_s{seed}": (name, fraction) for fraction in fractions for name in models}
+    with open_job(out, JOB_COMMAND, settings, overwrite=overwrite, wait=wait) as job:
+        volumes = simulate_star_volumes(data_root, train_sources, held_out, volume_shape, test_shape, seed)
+        device = default_device()
+
+        def run_unit(key: str) -> None:
+            name, fraction = units[key]
+            spec = models[name]
+            run_dir = job.claim(run_folder(name, fraction))
             started = time.perf_counter()
-            ckpt = train_one(name, spec, fraction, volumes, run_dir, steps=steps, crop_shape=crop_shape,
-                             batch_size=batch_size, lr=lr, seed=seed, num_workers=num_workers,
-                             precision=precision)
+            ckpt = train_one(name, spec, fraction, volumes, _training_folder(job, run_dir), steps=steps,
+                             crop_shape=crop_shape, batch_size=batch_size, lr=lr, seed=seed,
+                             num_workers=num_workers, precision=precision)
             train_s = time.perf_counter() - started
             model = load_affinity_model(ckpt).to(device)
             voxel = open_volume(f"{volumes['held_out']}/raw").voxel_size
@@ -215,20 +241,58 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
                    "held_out_cremi": held_scores[best]["cremi_score"],
                    "held_out_best_arand_any_threshold": min(s["arand"] for s in held_scores.values()),
                    "train_seconds": round(train_s, 1), "device": device.type}
-            result_path.write_text(json.dumps(row, indent=2))
-            rows.append(row)
-    return write_results(out, rows, held_out=held_out, train_sources=train_sources, volumes=volumes)
+            job.write_json(run_dir / "result.json", row)
+
+        report = job.run_units(list(units), run_unit)
+        done = job.done_units()
+        table = pd.DataFrame()
+        rows = [json.loads((out / run_folder(*units[key]) / "result.json").read_text())
+                for key in units if key in done]
+        if rows:
+            job.claim(*(out / f"results.{ext}" for ext in ("csv", "json", "md", "png")))
+            table = write_results(out, rows, held_out=held_out, train_sources=train_sources, volumes=volumes)
+        report.raise_if_incomplete()
+    return table
+
+
+_FINGERPRINT_FILE = "job_fingerprint"
+
+
+def run_folder(model: str, fraction: float) -> str:
+    """The folder of one training inside ``out_dir``: ``<model>_f<fraction>`` (e.g. ``unet_f0.1``).
+
+    Examples
+    --------
+    >>> run_folder("unet", 0.1), run_folder("gammanet", 1.0)
+    ('unet_f0.1', 'gammanet_f1')
+    """
+    return f"{model}_f{fraction:g}"
+
+
+def _training_folder(job: Job, run_dir: Path) -> Path:
+    """Prepare ``run_dir`` for :func:`train_one`: its ``checkpoints/last.ckpt`` is resumed only if it was
+    written under this job's settings (``run_dir/job_fingerprint`` records them before training starts);
+    a checkpoint of other settings (a run restarted with ``--overwrite``) is deleted, so it is never reused."""
+    stamp = run_dir / _FINGERPRINT_FILE
+    if not stamp.is_file() or stamp.read_text() != job.fingerprint:
+        for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
+            ckpt.unlink()
+        job.write_text(stamp, job.fingerprint)
+    return run_dir
 
 
 def write_results(out: Path, rows: list[dict[str, Any]], *, held_out: str, train_sources: list[str],
                   volumes: dict[str, Any]) -> pd.DataFrame:
-    """Write the protocol's ``results.csv``, ``results.json``, ``results.md`` and ``results.png`` into ``out``;
-    return the table (one row per model x fraction)."""
+    """Write the protocol's ``results.csv``, ``results.json``, ``results.md`` and ``results.png`` into ``out``
+    (each atomically; the caller decides whether they may be replaced); return the table (one row per
+    model x fraction)."""
+    from shared.jobs import atomic_write_json, atomic_write_table, atomic_write_text
+
     table = pd.DataFrame(rows)
-    table.to_csv(out / "results.csv", index=False)
-    (out / "results.json").write_text(json.dumps({"held_out": held_out, "train_sources": train_sources,
-                                                  "volumes": volumes, "rows": rows}, indent=2))
-    (out / "results.md").write_text(results_markdown(table, held_out, train_sources))
+    atomic_write_table(out / "results.csv", table)
+    atomic_write_json(out / "results.json", {"held_out": held_out, "train_sources": train_sources,
+                                             "volumes": volumes, "rows": rows}, indent=2)
+    atomic_write_text(out / "results.md", results_markdown(table, held_out, train_sources))
     plot_star(table, out / "results.png", held_out=held_out)
     return table
 
@@ -293,18 +357,17 @@ def cli(argv: list[str]) -> int:
     """``connectomics star --config configs/connectomics/star.yaml``."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
+    from shared.cli import VERBOSE_FLAG, add_output_arguments
     from shared.figures import figure_line
 
     parser = ArgumentParser(prog="connectomics star", description=__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="YAML with any of the options below")
-    parser.add_function_arguments(run_star)
+    parser.add_function_arguments(run_star, skip={"overwrite", "wait"})
+    add_output_arguments(parser)
+    parser.add_argument(VERBOSE_FLAG, action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    kwargs = {k: v for k, v in vars(args).items() if k != "config"}
-    try:
-        table = run_star(**kwargs)
-    except (ValueError, FileExistsError) as err:
-        print(f"connectomics star: {err}", file=sys.stderr)
-        return 2
+    kwargs = {k: v for k, v in vars(args).items() if k not in ("config", VERBOSE_FLAG.lstrip("-"))}
+    table = run_star(**kwargs)  # user errors become one line and exit code 2 in shared.cli.run_guarded
     print(results_markdown(table, kwargs["held_out"], kwargs["train_sources"] or ["sstem", "sbem", "fib"]))
     print(f"wrote {Path(kwargs['out_dir']) / 'results.csv'}, results.json, results.md")
     print(figure_line(Path(kwargs["out_dir"]) / "results.png", "held-out scores per model and data fraction"))
