@@ -50,6 +50,8 @@ TINY: dict[str, list[str]] = {
     "phenotypic fit": ["--trainer.max_steps", "10"],
     "phenotypic evaluate": ["--epochs", "5", "--probes", "linear"],
     "rldiag diagnose": ["--budget", "1024", "--quiet"],
+    "python -m shared.tracking": ["--trainer.max_steps", "2", "--data.n_train", "16", "--data.n_val", "8",
+                                  "--data.n_test", "8", "--data.generation_workers", "1"],
 }
 """Flags appended to a README command (longest matching prefix) for the tiny-scale run: each overrides the
 README's value of the same option (argparse and LightningCLI keep the last one), so the commands themselves
@@ -59,13 +61,17 @@ run unchanged, only smaller."""
 def readme_commands(text: str | None = None) -> list[str]:
     """Every command line of every ```bash block of the README (comments stripped), in order."""
     text = README.read_text() if text is None else text
-    commands, in_bash = [], False
+    commands, in_bash, pending = [], False, ""
     for line in text.splitlines():
         if line.startswith("```"):
-            in_bash = line.strip() == "```bash"
+            in_bash, pending = line.strip() == "```bash", ""
             continue
         if in_bash:
-            words = shlex.split(line, comments=True)
+            if line.rstrip().endswith("\\"):  # a continued command: the shell joins it with the next line
+                pending += line.rstrip()[:-1] + " "
+                continue
+            words = shlex.split(pending + line, comments=True)
+            pending = ""
             if words:
                 commands.append(shlex.join(words))
     return commands
@@ -166,6 +172,8 @@ def test_readme_command_parses(command, monkeypatch):
         except _Parsed:
             return
         except SystemExit as stop:
+            if "--ckpt_path" in argv and "checkpoint does not exist" in out.getvalue():
+                return  # parsed; the checkpoint is what an earlier README command writes (the slow test runs it)
             assert stop.code in (0, None) and "--help" in argv, f"{command}: exit {stop.code}\n{out.getvalue()}"
             return
     pytest.fail(f"{command}: finished without parsing any arguments")
