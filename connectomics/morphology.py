@@ -66,7 +66,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
@@ -207,41 +206,10 @@ def _walks(rng: np.random.Generator, starts: np.ndarray, directions: np.ndarray,
     # the padding is drawn but not used
     normals = rng.normal(size=(m, int(n.max()), 3))
     orient = np.asarray(orientation, dtype=np.float64) / max(orientation)
-    return _walk_samples(normals, n, np.asarray(starts, np.float64), np.asarray(directions, np.float64),
+    from connectomics.morphology_kernels import walk_samples  # numba: not imported by --help
+
+    return walk_samples(normals, n, np.asarray(starts, np.float64), np.asarray(directions, np.float64),
                          np.asarray(steps, np.float64), tortuosity * np.sqrt(steps / 1000.0), orient)
-
-
-@numba.njit(cache=True)
-def _walk_samples(normals, n, starts, directions, steps, scale, orient):  # pragma: no cover - compiled
-    """The samples of persistent random walks from their normal draws (m, n_max, 3): the drift is the
-    running sum of the draws times ``scale``; each step goes along the unit vector of ``direction + drift *
-    orient``; the first sample is one step from the start, never on it (a branch started at a sphere of its
-    trunk would otherwise duplicate that centre, and a k-nearest query breaks such exact ties arbitrarily).
-
-    One pass per walk, in the operation order of the array form it replaced (cumulative sums, then scale;
-    norm as sqrt of the sequential sum of squares), so the samples are the same to the bit.
-    """
-    total = 0
-    for i in range(len(n)):
-        total += n[i]
-    centres, walk, arc = np.empty((total, 3)), np.empty(total, np.int64), np.empty(total)
-    k = 0
-    for i in range(len(n)):
-        drift = np.zeros(3)
-        position = np.zeros(3)
-        direction = np.empty(3)
-        for j in range(n[i]):
-            for a in range(3):
-                drift[a] += normals[i, j, a]
-                direction[a] = directions[i, a] + drift[a] * scale[i] * orient[a]
-            norm = max(np.sqrt(direction[0] * direction[0] + direction[1] * direction[1]
-                               + direction[2] * direction[2]), 1e-9)
-            for a in range(3):
-                position[a] += direction[a] / norm * steps[i]
-                centres[k, a] = starts[i, a] + position[a]
-            walk[k], arc[k] = i, j * steps[i]
-            k += 1
-    return centres, walk, arc
 
 
 def _centre_on_start(centres: np.ndarray, walk: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -493,20 +461,6 @@ class _Grid:
                 for x in range(lo[2], hi[2] + 1)]
 
 
-@numba.njit(cache=True)
-def _box_distance(points, lo, hi):  # pragma: no cover - compiled
-    """Euclidean distance (nm) of each point (n, 3) to the box [lo, hi] (0 inside), in one pass over the
-    points (most spheres a cell generates lie far from the box and are dropped by it)."""
-    out = np.empty(len(points))
-    for i in range(len(points)):
-        total = 0.0
-        for a in range(3):
-            gap = max(max(lo[a] - points[i, a], points[i, a] - hi[a]), 0.0)
-            total += gap * gap
-        out[i] = np.sqrt(total)
-    return out
-
-
 # ----------------------------------------------------------------------------------- a scene
 class Tissue:
     """The objects that can touch a box of a volume, and the pointwise labelling rule.
@@ -535,7 +489,9 @@ class Tissue:
                       for c in grid.cells_near(lo_nm, hi_nm, layer.reach(m))]
         s = Spheres.concat(parts)
         # mitochondria (render-only) kept by one fixed reach too, so a nearest-centre query sees the same ones
-        near = _box_distance(s.mito_centres, lo_nm, hi_nm) <= MITO_REACH
+        from connectomics.morphology_kernels import box_distance  # numba: not imported by --help
+
+        near = box_distance(s.mito_centres, lo_nm, hi_nm) <= MITO_REACH
         self.mito_centres, self.mito_radii = s.mito_centres[near], s.mito_radii[near]
         grow = np.where(s.kinds == GLIA, m.glia_grow, 0.0)
         # radius classes (and glia apart), each a k-d tree queried within a reach fixed by the class alone
@@ -544,7 +500,7 @@ class Tissue:
         # reach could still displace another from the k nearest and make blocks differ.
         r_class = np.digitize(s.radii, _RADIUS_EDGES) + 4 * (s.kinds == GLIA)
         class_bound = np.array([_class_reach(m, c) for c in range(8)])[r_class]
-        keep = _box_distance(s.centres, lo_nm, hi_nm) <= class_bound
+        keep = box_distance(s.centres, lo_nm, hi_nm) <= class_bound
         s, grow, r_class, class_bound = s.select(keep), grow[keep], r_class[keep], class_bound[keep]
         self.spheres = s
         self._classes = []

@@ -500,7 +500,8 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
                 # the docs give is the one written: <run>/checkpoints/last.ckpt
                 kw.setdefault("logger", TensorBoardLogger(save_dir=str(run_dir), name="", version=""))
             callbacks = list(config["trainer"].get("callbacks") or [])
-            if not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
+            checkpointing = config["trainer"].get("enable_checkpointing") is not False
+            if checkpointing and not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
                 kw.setdefault("callbacks", [*callbacks, ModelCheckpoint(save_last=True)])
             if config.get("ckpt_path"):  # an explicit resume continues the checkpoints folder on purpose
                 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
