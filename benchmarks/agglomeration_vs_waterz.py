@@ -88,27 +88,35 @@ def main() -> None:
     with quiet_stdout():
         [s.copy() for s in waterz.agglomerate(small, thresholds)]
     t_first_theirs = time.perf_counter() - start
-    print(f"warm-up on (8, 32, 32), excluded (numba compile or cache load / waterz module build or load): "
-          f"ours {t_first_ours:.2f} s, waterz {t_first_theirs:.2f} s")
+    print(
+        f"warm-up on (8, 32, 32), excluded (numba compile or cache load / waterz module build or load): "
+        f"ours {t_first_ours:.2f} s, waterz {t_first_theirs:.2f} s"
+    )
 
-    t_ours, ours = best_of(args.repeats, lambda: segment_in_memory(affs, NEAREST_NEIGHBOUR_OFFSETS,
-                                                                   thresholds=thresholds))
+    t_ours, ours = best_of(
+        args.repeats, lambda: segment_in_memory(affs, NEAREST_NEIGHBOUR_OFFSETS, thresholds=thresholds)
+    )
 
     def run_waterz(**kwargs):
         with quiet_stdout():
             return [s.copy() for s in waterz.agglomerate(affs, thresholds, **kwargs)]
 
     t_theirs, theirs = best_of(args.repeats, run_waterz)
-    print(f"pipeline (affinities -> segmentations): ours {t_ours:.2f} s, waterz {t_theirs:.2f} s, "
-          f"time ratio {t_ours / t_theirs:.2f} (target <= 1.0)")
+    print(
+        f"pipeline (affinities -> segmentations): ours {t_ours:.2f} s, waterz {t_theirs:.2f} s, "
+        f"time ratio {t_ours / t_theirs:.2f} (target <= 1.0)"
+    )
     for t, seg_w in zip(thresholds, theirs):
         a_ours, a_w = adapted_rand_error(ours[t], gt).error, adapted_rand_error(seg_w, gt).error
-        print(f"  threshold {t}: ARAND ours {a_ours:.4f}, waterz {a_w:.4f}, difference {a_ours - a_w:+.4f} "
-              f"(target <= +0.01)")
+        print(
+            f"  threshold {t}: ARAND ours {a_ours:.4f}, waterz {a_w:.4f}, difference {a_ours - a_w:+.4f} "
+            f"(target <= +0.01)"
+        )
 
     fragments = waterz_fragments(affs).astype(np.uint64)
     nn = nearest_neighbour_channels(NEAREST_NEIGHBOUR_OFFSETS)
     volume = Roi((0, 0, 0), shape)
+
     def run_ours():
         start = time.perf_counter()
         graph = block_region_graph(fragments, affs, volume, volume, nn)
@@ -118,14 +126,18 @@ def main() -> None:
 
     t_ours, (graph, t_graph, ours) = best_of(args.repeats, run_ours)
     t_theirs, theirs = best_of(args.repeats, lambda: run_waterz(fragments=fragments.copy()))
-    print(f"agglomeration of the same {len(graph.fragments)} fragments: ours {t_ours:.2f} s, waterz "
-          f"{t_theirs:.2f} s, time ratio {t_ours / t_theirs:.2f} (target <= 1.0); of ours, region graph "
-          f"{t_graph:.2f} s")
+    print(
+        f"agglomeration of the same {len(graph.fragments)} fragments: ours {t_ours:.2f} s, waterz "
+        f"{t_theirs:.2f} s, time ratio {t_ours / t_theirs:.2f} (target <= 1.0); of ours, region graph "
+        f"{t_graph:.2f} s"
+    )
     for t, seg_w in zip(thresholds, theirs):
         a_ours, a_w = adapted_rand_error(ours[t], gt).error, adapted_rand_error(seg_w, gt).error
         same = adapted_rand_error(ours[t], seg_w).error
-        print(f"  threshold {t}: ARAND ours {a_ours:.4f}, waterz {a_w:.4f}, difference {a_ours - a_w:+.4f}; "
-              f"ours against waterz {same:.4f}")
+        print(
+            f"  threshold {t}: ARAND ours {a_ours:.4f}, waterz {a_w:.4f}, difference {a_ours - a_w:+.4f}; "
+            f"ours against waterz {same:.4f}"
+        )
 
 
 if __name__ == "__main__":

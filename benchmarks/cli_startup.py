@@ -36,8 +36,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 HELP_TARGET_S = 1.5
 FIRST_OUTPUT_TARGET_S = 2.0
-CACHED_HELPS = ("python -m shared.pathfinder --help", "connectomics fit --help", "connectomics star --help",
-                "phenotypic fit --help")
+CACHED_HELPS = (
+    "python -m shared.pathfinder --help",
+    "connectomics fit --help",
+    "connectomics star --help",
+    "phenotypic fit --help",
+)
 
 
 def console(package: str, *args: str) -> list[str]:
@@ -53,25 +57,38 @@ def commands(tmp: Path) -> list[tuple[str, str, list[str]]]:
     """(label, kind, argv) of every command measured; kind is "help", "help, first" or "first output"."""
     # floors: the interpreter alone, and the imports any torch / LightningCLI command cannot avoid
     rows = [("python -c pass", "baseline", [sys.executable, "-c", "pass"])]
-    rows += [(f"python -c 'import {m}'", "baseline", [sys.executable, "-c", f"import {m}"])
-             for m in ("torch", "lightning")]
+    rows += [
+        (f"python -c 'import {m}'", "baseline", [sys.executable, "-c", f"import {m}"]) for m in ("torch", "lightning")
+    ]
     rows += [(f"{p} --help", "help", console(p, "--help")) for p in ("connectomics", "phenotypic", "rldiag")]
     rows += [(f"python -m {m} --help", "help", module(m, "--help")) for m in ("shared.pathfinder", "shared.alignment")]
-    rows += [(f"connectomics {s} --help", "help", console("connectomics", s, "--help"))
-             for s in ("simulate", "fit", "star", "predict", "segment", "evaluate")]
-    rows += [(f"phenotypic {s} --help", "help", console("phenotypic", s, "--help"))
-             for s in ("simulate", "fit", "evaluate", "scaling")]
-    rows += [(f"rldiag {s} --help", "help", console("rldiag", s, "--help"))
-             for s in ("diagnose", "taxonomy", "train", "distill", "games")]
+    rows += [
+        (f"connectomics {s} --help", "help", console("connectomics", s, "--help"))
+        for s in ("simulate", "fit", "star", "predict", "segment", "evaluate")
+    ]
+    rows += [
+        (f"phenotypic {s} --help", "help", console("phenotypic", s, "--help"))
+        for s in ("simulate", "fit", "evaluate", "scaling")
+    ]
+    rows += [
+        (f"rldiag {s} --help", "help", console("rldiag", s, "--help"))
+        for s in ("diagnose", "taxonomy", "train", "distill", "games")
+    ]
     rows += [(f"{label}, first", "help, first", argv) for label, kind, argv in rows if label in CACHED_HELPS]
     rows += [
         ("rldiag games", "first output", console("rldiag", "games")),
-        ("connectomics simulate (8x64x64)", "first output",
-         console("connectomics", "simulate", str(tmp / "sim.zarr"), "--shape", "8,64,64", "--chunks", "8,64,64")),
+        (
+            "connectomics simulate (8x64x64)",
+            "first output",
+            console("connectomics", "simulate", str(tmp / "sim.zarr"), "--shape", "8,64,64", "--chunks", "8,64,64"),
+        ),
         ("connectomics fit --help (terminal)", "first output", console("connectomics", "fit", "--help")),
         ("connectomics predict --help (terminal)", "first output", console("connectomics", "predict", "--help")),
-        ("connectomics evaluate (missing file)", "first output",
-         console("connectomics", "evaluate", str(tmp / "none.zarr/seg"), str(tmp / "none.zarr/labels"))),
+        (
+            "connectomics evaluate (missing file)",
+            "first output",
+            console("connectomics", "evaluate", str(tmp / "none.zarr/seg"), str(tmp / "none.zarr/labels")),
+        ),
     ]
     return rows
 
@@ -104,8 +121,9 @@ def dominant_imports(argv: list[str], env: dict[str, str], n: int = 5) -> list[t
     Sums each module's own (self) time from ``python -X importtime`` by its top-level package name, so
     ``torch`` includes every ``torch.*`` module and nothing is counted twice.
     """
-    proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     by_package: dict[str, float] = {}
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -123,8 +141,10 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="measure only rows whose label contains this text")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; median of {args.repeats} runs")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; median of {args.repeats} runs"
+    )
     print(f"{'command':<42} {'kind':<12} {'seconds':>8} {'target':>7} {'ratio':>6}  ok")
     misses = 0
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as cache:
@@ -142,16 +162,19 @@ def main() -> None:
                 seconds, code = time_run(argv, run_env, first_output=kind == "first output")
                 runs.append(seconds)
             median = statistics.median(runs)
-            target = {"help": HELP_TARGET_S, "help, first": HELP_TARGET_S,
-                      "first output": FIRST_OUTPUT_TARGET_S}.get(kind)
+            target = {"help": HELP_TARGET_S, "help, first": HELP_TARGET_S, "first output": FIRST_OUTPUT_TARGET_S}.get(
+                kind
+            )
             if target is None:
                 print(f"{label:<42} {kind:<12} {median:>8.2f}")
             else:
                 ok = median <= target
                 misses += not ok
                 exit_note = "" if not kind.startswith("help") or code == 0 else f" (exit {code})"
-                print(f"{label:<42} {kind:<12} {median:>8.2f} {target:>7.1f} {median / target:>6.2f}  "
-                      f"{'yes' if ok else 'NO'}{exit_note}")
+                print(
+                    f"{label:<42} {kind:<12} {median:>8.2f} {target:>7.1f} {median / target:>6.2f}  "
+                    f"{'yes' if ok else 'NO'}{exit_note}"
+                )
             if args.importtime and kind != "baseline":
                 top = dominant_imports(argv, env)
                 print(f"{'':<6}imports: " + ", ".join(f"{pkg} {sec:.2f} s" for sec, pkg in top))

@@ -40,15 +40,20 @@ def peak_rss_mib(args: list[str]) -> tuple[float, str]:
     # /usr/bin/time (a small C program) forks the CLI: a fork straight from this Python process would
     # count this process's resident pages in the child's peak (Linux keeps the pre-exec high-water mark)
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        proc = subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, sys.executable, "-m",
-                               "connectomics.cli", *args], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, sys.executable, "-m", "connectomics.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"connectomics {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
         return int(rss.read().split()[-1]) / 1024, proc.stdout
 
 
-def write_noisy_affinities(labels_path: str, out_path: str, block: tuple[int, int, int], sigma: float = 0.15,
-                           seed: int = 0) -> None:
+def write_noisy_affinities(
+    labels_path: str, out_path: str, block: tuple[int, int, int], sigma: float = 0.15, seed: int = 0
+) -> None:
     """Affinities ``clip(0.8 same_object + 0.1 + sigma N)`` of a label volume, written block by block.
 
     Each block reads its labels grown by the largest offset on the low side, so edges across block faces are
@@ -57,9 +62,14 @@ def write_noisy_affinities(labels_path: str, out_path: str, block: tuple[int, in
     labels = open_volume(labels_path)
     shape = tuple(labels.data.shape)
     halo = tuple(max(-o[a] for o in DEFAULT_OFFSETS) for a in range(3))
-    out = create_ome_zarr_array(out_path, shape=(len(DEFAULT_OFFSETS),) + shape, dtype="float32",
-                                chunks=(len(DEFAULT_OFFSETS),) + block, axes=("c", "z", "y", "x"),
-                                voxel_size=tuple(labels.voxel_size))
+    out = create_ome_zarr_array(
+        out_path,
+        shape=(len(DEFAULT_OFFSETS),) + shape,
+        dtype="float32",
+        chunks=(len(DEFAULT_OFFSETS),) + block,
+        axes=("c", "z", "y", "x"),
+        voxel_size=tuple(labels.voxel_size),
+    )
     out.attrs["affinity_offsets"] = DEFAULT_OFFSETS
     for b in block_grid(Roi((0, 0, 0), shape), block, halo):
         lab = np.asarray(labels.data[b.read_roi.to_slices()].compute(scheduler="synchronous"))
@@ -74,10 +84,13 @@ def main() -> None:
     parser.add_argument("--small", default="64,256,256")
     parser.add_argument("--block", default="32,128,128")
     parser.add_argument("--context", default="6,16,16", help="predict context")
-    parser.add_argument("--segment-options", default="",
-                        help="extra options of the segment step (default none: waterz's fragments unchanged, "
-                             "the CLI default; e.g. '--size-threshold 25 --merge-low 0.5' for zwatershed's "
-                             "size merge inside blocks)")
+    parser.add_argument(
+        "--segment-options",
+        default="",
+        help="extra options of the segment step (default none: waterz's fragments unchanged, "
+        "the CLI default; e.g. '--size-threshold 25 --merge-low 0.5' for zwatershed's "
+        "size merge inside blocks)",
+    )
     parser.add_argument("--steps", default="predict,segment", help="which steps to measure")
     args = parser.parse_args()
     small = parse_coordinate(args.small, name="--small")
@@ -91,19 +104,48 @@ def main() -> None:
         simulate_to_zarr(f"{vol}.zarr", "sstem", shape, seed=1, chunks=block, workers=2, progress=False)
         pred = np.nan
         if "predict" in args.steps:
-            pred, _ = peak_rss_mib(["predict", str(ckpt), f"{vol}.zarr/raw", f"{vol}_pred.zarr/affs", "--block",
-                                   block_text, "--context", args.context, "--workers", "2", "--no-progress"])
+            pred, _ = peak_rss_mib(
+                [
+                    "predict",
+                    str(ckpt),
+                    f"{vol}.zarr/raw",
+                    f"{vol}_pred.zarr/affs",
+                    "--block",
+                    block_text,
+                    "--context",
+                    args.context,
+                    "--workers",
+                    "2",
+                    "--no-progress",
+                ]
+            )
         if "segment" not in args.steps:
             rows[name] = (shape, pred, np.nan)
             continue
         write_noisy_affinities(f"{vol}.zarr/labels", f"{vol}_affs.zarr/affs", block)
-        seg, out = peak_rss_mib(["segment", f"{vol}_affs.zarr/affs", f"{vol}_seg.zarr", "--block", block_text,
-                            "--context", "2,16,16", "--thresholds", "0.3,0.5,0.7", "--workers", "2",
-                            "--no-progress", *args.segment_options.split()])
+        seg, out = peak_rss_mib(
+            [
+                "segment",
+                f"{vol}_affs.zarr/affs",
+                f"{vol}_seg.zarr",
+                "--block",
+                block_text,
+                "--context",
+                "2,16,16",
+                "--thresholds",
+                "0.3,0.5,0.7",
+                "--workers",
+                "2",
+                "--no-progress",
+                *args.segment_options.split(),
+            ]
+        )
         summary = json.loads(out.strip().splitlines()[-1].partition("segment: ")[2])
         rows[name] = (shape, pred, seg)
-        print(f"{name:>10} {shape}: peak RSS predict {pred:.0f} MiB, segment {seg:.0f} MiB "
-              f"({summary['n_fragments']} fragments, {summary['n_edges']} region-graph edges)")
+        print(
+            f"{name:>10} {shape}: peak RSS predict {pred:.0f} MiB, segment {seg:.0f} MiB "
+            f"({summary['n_fragments']} fragments, {summary['n_edges']} region-graph edges)"
+        )
     (_, p0, s0), (_, p1, s1) = rows.values()
     print(f"ratio 8x-larger / small: predict {p1 / p0:.3f}, segment {s1 / s0:.3f} (target <= 1.3)")
 

@@ -38,8 +38,9 @@ def make_checkpoint(path: Path, seed: int = 0, config: dict | None = None) -> Pa
 
 def make_raw(path: str, shape: tuple[int, int, int], chunks: tuple[int, int, int], seed: int = 0) -> None:
     """Smoothed-noise uint8 raw written chunk by chunk (memory bounded by one chunk)."""
-    arr = create_ome_zarr_array(path, shape=shape, dtype="uint8", chunks=chunks, axes=("z", "y", "x"),
-                                voxel_size=(40.0, 4.0, 4.0))
+    arr = create_ome_zarr_array(
+        path, shape=shape, dtype="uint8", chunks=chunks, axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0)
+    )
     rng = np.random.default_rng(seed)
     for block in block_grid(Roi((0, 0, 0), shape), chunks):
         noise = ndimage.gaussian_filter(rng.random(block.write_roi.shape, np.float32), 1.5)
@@ -73,17 +74,28 @@ def main() -> None:
         bare.append(time.perf_counter() - start)
         for workers in piped:
             start = time.perf_counter()
-            predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / f"out_{r}_{workers}.zarr/affs"),
-                              block_shape=block, context=context, workers=workers, progress=False)
+            predict_blockwise(
+                ckpt,
+                str(tmp / "vol.zarr/raw"),
+                str(tmp / f"out_{r}_{workers}.zarr/affs"),
+                block_shape=block,
+                context=context,
+                workers=workers,
+                progress=False,
+            )
             piped[workers].append(time.perf_counter() - start)
     t_bare = min(bare)
     read_voxels = sum(b.read_roi.size for b in blocks)
-    print(f"volume {shape}, {len(blocks)} blocks of {block}, context {context}, device {device}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"volume {shape}, {len(blocks)} blocks of {block}, context {context}, device {device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"bare forward over the same tiles: {t_bare:.2f} s ({read_voxels / t_bare:.3g} input voxels/s)")
     for workers, times in piped.items():
-        print(f"predict_blockwise, {workers} dask thread(s): {min(times):.2f} s   "
-              f"overhead ratio {min(times) / t_bare:.3f} (target <= 1.25)")
+        print(
+            f"predict_blockwise, {workers} dask thread(s): {min(times):.2f} s   "
+            f"overhead ratio {min(times) / t_bare:.3f} (target <= 1.25)"
+        )
     print(f"context cost (read voxels / written voxels): {read_voxels / int(np.prod(shape)):.3f}")
 
 

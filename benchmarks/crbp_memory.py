@@ -38,20 +38,27 @@ MODES = ("bptt", "crbp")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to benchmark on")
     p.add_argument("--size", type=int, default=64, help="image side in pixels (activations dominate memory)")
     p.add_argument("--batch", type=int, default=2, help="batch size")
-    p.add_argument("--features", type=int, nargs="+", default=[16, 24, 32],
-                   help="gamma-Net channels per level")
-    p.add_argument("--neumann-rules", action="store_true",
-                   help="apply the C-RBP stopping rules (default: off, so every step pays all 15 Neumann "
-                        "iterations, the worst case; an untrained net would otherwise stop at once)")
+    p.add_argument("--features", type=int, nargs="+", default=[16, 24, 32], help="gamma-Net channels per level")
+    p.add_argument(
+        "--neumann-rules",
+        action="store_true",
+        help="apply the C-RBP stopping rules (default: off, so every step pays all 15 Neumann "
+        "iterations, the worst case; an untrained net would otherwise stop at once)",
+    )
     p.add_argument("--timesteps", type=int, nargs="+", default=[4, 8, 16, 32, 64], help="values of T")
     p.add_argument("--steps", type=int, default=1, help="timed training steps (after one warm-up step)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads in each child (more than free cores slows everything down)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads in each child (more than free cores slows everything down)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     p.add_argument("--child", nargs=2, metavar=("MODE", "T"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -83,8 +90,14 @@ def measure(args: argparse.Namespace, mode: str, timesteps: int) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    net = create("gammanet2d", features=tuple(args.features), timesteps=timesteps, mode=mode,
-                 out_channels=1, neumann_stopping=args.neumann_rules).to(device)
+    net = create(
+        "gammanet2d",
+        features=tuple(args.features),
+        timesteps=timesteps,
+        mode=mode,
+        out_channels=1,
+        neumann_stopping=args.neumann_rules,
+    ).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = torch.rand(args.batch, 1, args.size, args.size, device=device)
     target = (torch.rand(args.batch, 1, args.size, args.size, device=device) > 0.5).float()
@@ -117,15 +130,36 @@ def measure(args: argparse.Namespace, mode: str, timesteps: int) -> dict:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb()) - base
-    return {"mode": mode, "timesteps": timesteps, "peak_mb": round(peak, 1),
-            "step_s": round(sum(times) / len(times), 3), "neumann_iterations": stats.neumann_iterations,
-            "neumann_stop": stats.neumann_stop}
+    return {
+        "mode": mode,
+        "timesteps": timesteps,
+        "peak_mb": round(peak, 1),
+        "step_s": round(sum(times) / len(times), 3),
+        "neumann_iterations": stats.neumann_iterations,
+        "neumann_stop": stats.neumann_stop,
+    }
 
 
 def run_child(args: argparse.Namespace, mode: str, timesteps: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, str(timesteps), "--device", args.device,
-           "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps),
-           "--threads", str(args.threads), "--features", *map(str, args.features)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        str(timesteps),
+        "--device",
+        args.device,
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+        "--features",
+        *map(str, args.features),
+    ]
     if args.neumann_rules:
         cmd.append("--neumann-rules")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
@@ -141,35 +175,46 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args, args.child[0], int(args.child[1]))))
         return 0
     ts = sorted(set(args.timesteps))
-    print(f"gamma-Net 2D features={tuple(args.features)} image {args.size}x{args.size} batch {args.batch} "
-          f"on {args.device}; {args.steps} timed training step(s) per config; memory = peak - before; "
-          f"C-RBP stopping rules {'on' if args.neumann_rules else 'off (all 15 Neumann iterations)'}")
+    print(
+        f"gamma-Net 2D features={tuple(args.features)} image {args.size}x{args.size} batch {args.batch} "
+        f"on {args.device}; {args.steps} timed training step(s) per config; memory = peak - before; "
+        f"C-RBP stopping rules {'on' if args.neumann_rules else 'off (all 15 Neumann iterations)'}"
+    )
     rows = []
     try:
         from tqdm import tqdm
+
         configs = tqdm([(m, t) for t in ts for m in MODES], desc="configs", file=sys.stderr)
     except ImportError:  # tqdm is a dependency; this keeps the script usable in a bare torch env
         configs = [(m, t) for t in ts for m in MODES]
     for mode, t in configs:
         rows.append(run_child(args, mode, t))
     by = {(r["mode"], r["timesteps"]): r for r in rows}
-    print(f"\n{'T':>4} | {'BPTT peak MB':>12} | {'C-RBP peak MB':>13} | {'BPTT/C-RBP':>10} | "
-          f"{'BPTT s/step':>11} | {'C-RBP s/step':>12} | Neumann iters (stop rule)")
+    print(
+        f"\n{'T':>4} | {'BPTT peak MB':>12} | {'C-RBP peak MB':>13} | {'BPTT/C-RBP':>10} | "
+        f"{'BPTT s/step':>11} | {'C-RBP s/step':>12} | Neumann iters (stop rule)"
+    )
     for t in ts:
         b, c = by[("bptt", t)], by[("crbp", t)]
         ratio = b["peak_mb"] / c["peak_mb"]
-        print(f"{t:>4} | {b['peak_mb']:>12.1f} | {c['peak_mb']:>13.1f} | {ratio:>10.2f} | "
-              f"{b['step_s']:>11.3f} | {c['step_s']:>12.3f} | "
-              f"{c['neumann_iterations']} ({c['neumann_stop']})")
+        print(
+            f"{t:>4} | {b['peak_mb']:>12.1f} | {c['peak_mb']:>13.1f} | {ratio:>10.2f} | "
+            f"{b['step_s']:>11.3f} | {c['step_s']:>12.3f} | "
+            f"{c['neumann_iterations']} ({c['neumann_stop']})"
+        )
     lo, hi = ts[0], ts[-1]
     crbp_ratio = by[("crbp", hi)]["peak_mb"] / by[("crbp", lo)]["peak_mb"]
     bptt_ratio = by[("bptt", hi)]["peak_mb"] / by[("bptt", lo)]["peak_mb"]
-    print(f"\nC-RBP peak(T={hi}) / peak(T={lo}) = {crbp_ratio:.2f}   (target <= 1.2: "
-          f"{'met' if crbp_ratio <= 1.2 else 'NOT met'})")
+    print(
+        f"\nC-RBP peak(T={hi}) / peak(T={lo}) = {crbp_ratio:.2f}   (target <= 1.2: "
+        f"{'met' if crbp_ratio <= 1.2 else 'NOT met'})"
+    )
     print(f"BPTT  peak(T={hi}) / peak(T={lo}) = {bptt_ratio:.2f}   (linear growth would be {hi / lo:.0f})")
-    print(f"BPTT / C-RBP peak at T={hi}: {by[('bptt', hi)]['peak_mb'] / by[('crbp', hi)]['peak_mb']:.1f}x; "
-          f"time per step at T={hi}: BPTT {by[('bptt', hi)]['step_s']:.2f} s, "
-          f"C-RBP {by[('crbp', hi)]['step_s']:.2f} s")
+    print(
+        f"BPTT / C-RBP peak at T={hi}: {by[('bptt', hi)]['peak_mb'] / by[('crbp', hi)]['peak_mb']:.1f}x; "
+        f"time per step at T={hi}: BPTT {by[('bptt', hi)]['step_s']:.2f} s, "
+        f"C-RBP {by[('crbp', hi)]['step_s']:.2f} s"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -60,14 +60,19 @@ COLORS = {"C-RBP": "tab:green", "BPTT": "tab:red", "C-BPTT": "tab:purple"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=Path("runs/evidence"), help="output folder (data, runs, figure)")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="training modes")
     p.add_argument("--n-train", type=int, default=10000, help="training images")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="seeds are first-seed .. first-seed + seeds - 1 (to split one figure over processes)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds are first-seed .. first-seed + seeds - 1 (to split one figure over processes)",
+    )
     p.add_argument("--steps", type=int, default=300, help="optimiser steps per run (all arms)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-test", type=int, default=1000, help="test images")
@@ -76,10 +81,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probe-images", type=int, default=32, help="test images for the dynamics probe")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=2, help="data generation processes")
-    p.add_argument("--no-train", action="store_true",
-                   help="only gather cached runs (skip the others): the last call of a figure split over processes")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 200 training images, 1 seed, 10 steps, 100 test images, test T 6 12")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="only gather cached runs (skip the others): the last call of a figure split over processes",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 200 training images, 1 seed, 10 steps, 100 test images, test T 6 12",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.n_train, args.seeds, args.steps, args.n_test, args.test_t = 200, 1, 10, 100, [6, 12]
@@ -90,8 +101,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def plot(curves: dict[str, np.ndarray], dynamics: dict[str, list[dict]], png: Path, *, train_t: int,
-         title: str, n_test: int) -> Path:
+def plot(
+    curves: dict[str, np.ndarray], dynamics: dict[str, list[dict]], png: Path, *, train_t: int, title: str, n_test: int
+) -> Path:
     """Three panels: accuracy vs test T, relative state change per step, Jacobian spectral radius."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -119,9 +131,15 @@ def plot(curves: dict[str, np.ndarray], dynamics: dict[str, list[dict]], png: Pa
     for j, step in enumerate(probes):
         for i, arm in enumerate(arms):
             values = [d["spectral_radius"][step] for d in dynamics[arm]]
-            axes[2].bar(i + (j - (len(probes) - 1) / 2) * width, np.mean(values), width,
-                        yerr=np.std(values, ddof=1) if len(values) > 1 else 0, color=COLORS[arm],
-                        alpha=0.5 + 0.5 * j / max(len(probes) - 1, 1), capsize=3)
+            axes[2].bar(
+                i + (j - (len(probes) - 1) / 2) * width,
+                np.mean(values),
+                width,
+                yerr=np.std(values, ddof=1) if len(values) > 1 else 0,
+                color=COLORS[arm],
+                alpha=0.5 + 0.5 * j / max(len(probes) - 1, 1),
+                capsize=3,
+            )
             axes[2].scatter([i + (j - (len(probes) - 1) / 2) * width] * len(values), values, color="black", s=8)
     axes[2].axhline(1.0, color="black", ls="--", lw=1)
     axes[2].set_xticks(range(len(arms)), arms)
@@ -141,8 +159,10 @@ def evaluate(model, key: str, test, probe: torch.Tensor, args: argparse.Namespac
     cache = args.out / "runs" / f"{key}.stability-{tag}.json"
     if cache.exists():
         stored = json.loads(cache.read_text())
-        dyn = {**stored["dynamics"], "spectral_radius": {int(k): v for k, v in
-                                                         stored["dynamics"]["spectral_radius"].items()}}
+        dyn = {
+            **stored["dynamics"],
+            "spectral_radius": {int(k): v for k, v in stored["dynamics"]["spectral_radius"].items()},
+        }
         return np.asarray(stored["accuracy_by_t"]), dyn
     acc = accuracy_by_step(model, test, max_t)
     dyn = state_dynamics(model, probe, max_t, probe_steps=(args.train_t, max_t))
@@ -160,8 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     for arm in args.arms:
         spec = hgru_spec(**ARMS[arm], timesteps=args.train_t)
         if ARMS[arm]["lipschitz_penalty"] and not penalty_is_reported(spec, size):
-            print(f"  skipping {arm}: this build's hGRU does not compute the Lipschitz penalty in "
-                  f"mode={ARMS[arm]['mode']!r}", flush=True)
+            print(
+                f"  skipping {arm}: this build's hGRU does not compute the Lipschitz penalty in "
+                f"mode={ARMS[arm]['mode']!r}",
+                flush=True,
+            )
             continue
         arms[arm] = spec
     if not arms:
@@ -181,20 +204,38 @@ def main(argv: list[str] | None = None) -> int:
         accs, dyns = [], []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             try:
-                model, row = train_steps(spec, train_set, steps=args.steps, batch_size=args.batch_size, seed=seed,
-                                         out=args.out, train=not args.no_train)
+                model, row = train_steps(
+                    spec,
+                    train_set,
+                    steps=args.steps,
+                    batch_size=args.batch_size,
+                    seed=seed,
+                    out=args.out,
+                    train=not args.no_train,
+                )
             except LookupError as err:
                 print(f"  {arm:6s} seed={seed} skipped: {err}", flush=True)
                 continue
             acc, dyn = evaluate(model, row["key"], test, probe, args)
             accs.append(acc)
             dyns.append(dyn)
-            runs.append({"arm": arm, "seed": seed, "accuracy_by_t": acc.tolist(), **dyn,
-                         **{k: row[k] for k in ("parameters", "steps", "train_seconds", "cached", "key")}})
-            print(f"  {arm:6s} seed={seed} " + " ".join(f"T{t}={acc[t - 1]:.3f}" for t in args.test_t)
-                  + f" rho(T{args.train_t})={dyn['spectral_radius'][args.train_t]:.2f}"
-                  + f" rho(T{max_t})={dyn['spectral_radius'][max_t]:.2f} train_s={row['train_seconds']}"
-                  + (" (cached)" if row["cached"] else ""), flush=True)
+            runs.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "accuracy_by_t": acc.tolist(),
+                    **dyn,
+                    **{k: row[k] for k in ("parameters", "steps", "train_seconds", "cached", "key")},
+                }
+            )
+            print(
+                f"  {arm:6s} seed={seed} "
+                + " ".join(f"T{t}={acc[t - 1]:.3f}" for t in args.test_t)
+                + f" rho(T{args.train_t})={dyn['spectral_radius'][args.train_t]:.2f}"
+                + f" rho(T{max_t})={dyn['spectral_radius'][max_t]:.2f} train_s={row['train_seconds']}"
+                + (" (cached)" if row["cached"] else ""),
+                flush=True,
+            )
         if accs:
             curves[arm], dynamics[arm] = np.stack(accs), dyns
     if not curves:
@@ -210,19 +251,38 @@ def main(argv: list[str] | None = None) -> int:
             entry[f"residual_t{step}"] = mean_spread([d["residual"][step - 1] for d in dynamics[arm]])
         summary.append(entry)
     args.out.mkdir(parents=True, exist_ok=True)
-    title = (f"hGRU trained at T={args.train_t} on Pathfinder-{stimulus['contour_length']} {size}x{size} px, "
-             f"{args.n_train} images, {args.steps} steps x batch {args.batch_size}, {args.seeds} seed(s), "
-             f"{args.n_test} test images")
-    png = plot(curves, dynamics, args.out / "crbp_stability.png", train_t=args.train_t, title=title,
-               n_test=args.n_test)
-    (args.out / "crbp_stability.json").write_text(json.dumps(
-        {"stimulus": stimulus, "arms": arms, "n_train": args.n_train, "steps": args.steps,
-         "batch_size": args.batch_size, "n_test": args.n_test, "train_t": args.train_t, "test_t": args.test_t,
-         "threads": args.threads, "generation_seconds": round(generation_s, 1), "summary": summary,
-         "runs": runs}, indent=2))
+    title = (
+        f"hGRU trained at T={args.train_t} on Pathfinder-{stimulus['contour_length']} {size}x{size} px, "
+        f"{args.n_train} images, {args.steps} steps x batch {args.batch_size}, {args.seeds} seed(s), "
+        f"{args.n_test} test images"
+    )
+    png = plot(curves, dynamics, args.out / "crbp_stability.png", train_t=args.train_t, title=title, n_test=args.n_test)
+    (args.out / "crbp_stability.json").write_text(
+        json.dumps(
+            {
+                "stimulus": stimulus,
+                "arms": arms,
+                "n_train": args.n_train,
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "n_test": args.n_test,
+                "train_t": args.train_t,
+                "test_t": args.test_t,
+                "threads": args.threads,
+                "generation_seconds": round(generation_s, 1),
+                "summary": summary,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
     print(f"\n{title}; mean ± s.d. over seeds")
-    heads = [f"acc T={t}" for t in args.test_t] + [f"rho(J) t={args.train_t}", f"rho(J) t={max_t}",
-                                                   f"dh/h t={args.train_t}", f"dh/h t={max_t}"]
+    heads = [f"acc T={t}" for t in args.test_t] + [
+        f"rho(J) t={args.train_t}",
+        f"rho(J) t={max_t}",
+        f"dh/h t={args.train_t}",
+        f"dh/h t={max_t}",
+    ]
     print("| arm | " + " | ".join(heads) + " |")
     print("|---|" + "---:|" * len(heads))
     for entry in summary:

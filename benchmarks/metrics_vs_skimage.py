@@ -77,9 +77,11 @@ def main() -> None:
         theirs_t.append(time.perf_counter() - start)
     sk_error, sk_precision, sk_recall = sk_rand
     adj_error, adj_precision, adj_recall = skimage_convention(table)
-    print(f"ARAND as-is: ours (seg 0 a label) {rand.error:.6f}, skimage {sk_error:.6f}: differ by "
-          f"{abs(rand.error - sk_error):.1e} (self-pairs); ours precision {rand.precision:.6f} = skimage "
-          f"recall {sk_recall:.6f} up to the same term")
+    print(
+        f"ARAND as-is: ours (seg 0 a label) {rand.error:.6f}, skimage {sk_error:.6f}: differ by "
+        f"{abs(rand.error - sk_error):.1e} (self-pairs); ours precision {rand.precision:.6f} = skimage "
+        f"recall {sk_recall:.6f} up to the same term"
+    )
     diffs = {
         "ARAND error (skimage convention from our table)": abs(adj_error - sk_error),
         "precision": abs(adj_precision - sk_precision),
@@ -88,10 +90,14 @@ def main() -> None:
         "VOI merge vs H(gt|seg)": abs(voi.merge - sk_voi[1]),
     }
     print(f"volume {args.size}^3 ({seg.size / 1e6:.1f} M voxels), {len(np.unique(gt)) - 1} GT objects")
-    print(f"ours (table + ARAND + VOI + SNEMI ARAND): {min(ours_t):.2f} s; skimage (ARAND + VOI): "
-          f"{min(theirs_t):.2f} s; speed-up {min(theirs_t) / min(ours_t):.2f}x (target >= 5)")
-    print(f"ARAND {rand.error:.6f} (SNEMI seg-0 singletons: {rand_snemi.error:.6f}); VOI split "
-          f"{voi.split:.6f} merge {voi.merge:.6f} bits")
+    print(
+        f"ours (table + ARAND + VOI + SNEMI ARAND): {min(ours_t):.2f} s; skimage (ARAND + VOI): "
+        f"{min(theirs_t):.2f} s; speed-up {min(theirs_t) / min(ours_t):.2f}x (target >= 5)"
+    )
+    print(
+        f"ARAND {rand.error:.6f} (SNEMI seg-0 singletons: {rand_snemi.error:.6f}); VOI split "
+        f"{voi.split:.6f} merge {voi.merge:.6f} bits"
+    )
     for name, d in diffs.items():
         print(f"  |ours - skimage| {name}: {d:.2e}")
     print(f"max abs difference {max(diffs.values()):.2e} (target <= 1e-9)")

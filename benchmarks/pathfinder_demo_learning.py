@@ -41,8 +41,12 @@ def run_seed(out: Path, seed: int, *, model: dict[str, Any], data: dict[str, Any
         if cached["settings"] == settings:
             return cached
     run = train_demo_model(out / f"seed{seed}", model=model, data=data, steps=steps, seed=seed)
-    result = {"settings": settings, "row": run.row, "torch_threads": torch.get_num_threads(),
-              "curve": {"train": run.curve.train, "val": run.curve.val}}
+    result = {
+        "settings": settings,
+        "row": run.row,
+        "torch_threads": torch.get_num_threads(),
+        "curve": {"train": run.curve.train, "val": run.curve.val},
+    }
     if run.row["train_steps"] == steps:  # an interrupted run (e.g. SIGTERM) is reported but never cached
         cache.write_text(json.dumps(result, indent=1))
     return result
@@ -79,21 +83,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         curve = LearningCurve()
         curve.train, curve.val = r["curve"]["train"], r["curve"]["val"]
         curves[f"seed {s} (test {r['row']['test_acc']:.3f})"] = curve
-    png = plot_learning_curves(curves, args.out / "learning_curves.png",
-                               title=f"demo hGRU on Pathfinder, {args.steps} steps, {len(seeds)} seeds: test "
-                                     f"accuracy {acc.mean():.3f} +/- {acc.std(ddof=1) if len(acc) > 1 else 0:.3f}")
-    summary = {"seeds": seeds, "steps": args.steps, "model": model, "data": data, "target": TARGET,
-               "test_acc": acc.tolist(), "mean": float(acc.mean()),
-               "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, "min": float(acc.min()),
-               "rows": {s: r["row"] for s, r in results.items()}, "wall_seconds": round(time.perf_counter() - start, 1)}
+    png = plot_learning_curves(
+        curves,
+        args.out / "learning_curves.png",
+        title=f"demo hGRU on Pathfinder, {args.steps} steps, {len(seeds)} seeds: test "
+        f"accuracy {acc.mean():.3f} +/- {acc.std(ddof=1) if len(acc) > 1 else 0:.3f}",
+    )
+    summary = {
+        "seeds": seeds,
+        "steps": args.steps,
+        "model": model,
+        "data": data,
+        "target": TARGET,
+        "test_acc": acc.tolist(),
+        "mean": float(acc.mean()),
+        "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "min": float(acc.min()),
+        "rows": {s: r["row"] for s, r in results.items()},
+        "wall_seconds": round(time.perf_counter() - start, 1),
+    }
     (args.out / "results.json").write_text(json.dumps(summary, indent=1))
     for s, r in results.items():
         row = r["row"]
-        print(f"seed {s}: test acc {row['test_acc']:.3f}, {row['train_steps']} steps in {row['train_seconds']:.0f} s "
-              f"({row['train_steps'] / max(row['train_seconds'], 1e-9):.1f} steps/s, {r['torch_threads']} threads), "
-              f"generation {row['generation_seconds']:.0f} s")
-    print(f"test accuracy over {len(seeds)} seeds: mean {summary['mean']:.3f} +/- {summary['std']:.3f} (sd), "
-          f"min {summary['min']:.3f}; target {TARGET}, chance 0.5; mean/target ratio {summary['mean'] / TARGET:.2f}")
+        print(
+            f"seed {s}: test acc {row['test_acc']:.3f}, {row['train_steps']} steps in {row['train_seconds']:.0f} s "
+            f"({row['train_steps'] / max(row['train_seconds'], 1e-9):.1f} steps/s, {r['torch_threads']} threads), "
+            f"generation {row['generation_seconds']:.0f} s"
+        )
+    print(
+        f"test accuracy over {len(seeds)} seeds: mean {summary['mean']:.3f} +/- {summary['std']:.3f} (sd), "
+        f"min {summary['min']:.3f}; target {TARGET}, chance 0.5; mean/target ratio {summary['mean'] / TARGET:.2f}"
+    )
     print(f"wrote {args.out / 'results.json'} and {png}")
     return 0
 

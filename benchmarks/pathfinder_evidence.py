@@ -64,8 +64,9 @@ def cnn_spec() -> dict[str, Any]:
     return json.loads(json.dumps(next(s for s in DEFAULT_MODELS if s["backbone"] == "resnet_small")))
 
 
-def prepare_data(root: Path, stimulus: dict[str, Any], *, n_pool: int, n_test: int, seed: int = 0,
-                 workers: int = 1) -> tuple[PathfinderDataset, PathfinderDataset]:
+def prepare_data(
+    root: Path, stimulus: dict[str, Any], *, n_pool: int, n_test: int, seed: int = 0, workers: int = 1
+) -> tuple[PathfinderDataset, PathfinderDataset]:
     """Generate (once, resumably) and load the training pool and the test set.
 
     Parameters
@@ -85,8 +86,9 @@ def prepare_data(root: Path, stimulus: dict[str, Any], *, n_pool: int, n_test: i
     config = PathfinderConfig(**stimulus)
     sets = []
     for name, n, k in (("train", n_pool, 0), ("test", n_test, 2)):
-        path = write_pathfinder_zarr(Path(root) / f"{name}_{n}.zarr", n, config=config, seed=(seed, k),
-                                     progress=False, num_workers=workers)
+        path = write_pathfinder_zarr(
+            Path(root) / f"{name}_{n}.zarr", n, config=config, seed=(seed, k), progress=False, num_workers=workers
+        )
         data = load_pathfinder_zarr(path, expected_config=config)
         sets.append(PathfinderDataset(data.images, data.labels))
     return sets[0], sets[1]
@@ -97,23 +99,35 @@ def training_subset(pool: PathfinderDataset, n: int) -> PathfinderDataset:
     labels = pool.labels.numpy()
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     if n < 2 or n // 2 > len(pos) or n - n // 2 > len(neg):
-        raise ValueError(f"cannot take a balanced subset of {n} images from a pool of {len(pos)} positives "
-                         f"and {len(neg)} negatives")
+        raise ValueError(
+            f"cannot take a balanced subset of {n} images from a pool of {len(pos)} positives and {len(neg)} negatives"
+        )
     index = np.sort(np.concatenate([pos[: n // 2], neg[: n - n // 2]]))
     return PathfinderDataset(pool.images[index].numpy(), labels[index], augment=True)
 
 
 def run_key(spec: dict[str, Any], model: PathfinderClassifier, payload: dict[str, Any]) -> str:
     """Cache key of one training run: a hash of the resolved model config and the training settings."""
-    resolved = {"spec": spec, "backbone_config": repr(model.backbone.config)
-                if hasattr(model.backbone, "config") else None,
-                "state_shapes": {k: list(v.shape) for k, v in model.state_dict().items()}, **payload}
+    resolved = {
+        "spec": spec,
+        "backbone_config": repr(model.backbone.config) if hasattr(model.backbone, "config") else None,
+        "state_shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
+        **payload,
+    }
     return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: int, batch_size: int,
-                seed: int, out: Path, extra_key: dict[str, Any] | None = None, train: bool = True
-                ) -> tuple[PathfinderClassifier, dict[str, Any]]:
+def train_steps(
+    spec: dict[str, Any],
+    train_set: PathfinderDataset,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    out: Path,
+    extra_key: dict[str, Any] | None = None,
+    train: bool = True,
+) -> tuple[PathfinderClassifier, dict[str, Any]]:
     """Train a :class:`PathfinderClassifier` for exactly ``steps`` optimiser steps (cached, see module doc).
 
     Lightning runs the loop, so the module's own loss is used (including the C-RBP / C-BPTT Lipschitz
@@ -132,8 +146,7 @@ def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: in
     """
     L.seed_everything(seed, workers=True, verbose=False)
     model = build_model(spec)
-    payload = {"n_train": len(train_set), "steps": steps, "batch_size": batch_size, "seed": seed,
-               **(extra_key or {})}
+    payload = {"n_train": len(train_set), "steps": steps, "batch_size": batch_size, "seed": seed, **(extra_key or {})}
     key = run_key(spec, model, payload)
     runs = Path(out) / "runs"
     weights, meta = runs / f"{key}.pt", runs / f"{key}.json"
@@ -144,17 +157,32 @@ def train_steps(spec: dict[str, Any], train_set: PathfinderDataset, *, steps: in
         raise LookupError(f"run {key} (seed {seed}) is not cached in {runs}")
     runs.mkdir(parents=True, exist_ok=True)
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size)
-    trainer = L.Trainer(max_steps=steps, max_epochs=-1, accelerator="auto", devices=1,
-                        precision=lightning_precision(), limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, deterministic=False)
+    trainer = L.Trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        accelerator="auto",
+        devices=1,
+        precision=lightning_precision(),
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
     start = time.perf_counter()
     with quiet_lightning_fit():  # no validation on purpose: the test set is scored after training
         trainer.fit(model, train_dataloaders=loader)
     loss = trainer.callback_metrics.get("train/loss_epoch", trainer.callback_metrics.get("train/loss"))
-    row = {"key": key, "parameters": count_parameters(model), "steps": int(trainer.global_step),
-           "train_seconds": round(time.perf_counter() - start, 1),
-           "final_train_loss": None if loss is None else float(loss), **payload}
+    row = {
+        "key": key,
+        "parameters": count_parameters(model),
+        "steps": int(trainer.global_step),
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "final_train_loss": None if loss is None else float(loss),
+        **payload,
+    }
     model = model.cpu().eval()
     torch.save(model.state_dict(), weights)
     meta.write_text(json.dumps(row, indent=2))
@@ -174,8 +202,9 @@ def penalty_is_reported(spec: dict[str, Any], image_size: int) -> bool:
 
 
 @torch.no_grad()
-def accuracy_by_step(model: PathfinderClassifier, data: PathfinderDataset, timesteps: int | None = None, *,
-                     batch_size: int = 100) -> np.ndarray:
+def accuracy_by_step(
+    model: PathfinderClassifier, data: PathfinderDataset, timesteps: int | None = None, *, batch_size: int = 100
+) -> np.ndarray:
     """Test accuracy of the readout applied after every step t = 1..T (T = ``timesteps``).
 
     Running the circuit for T steps and reading out after step t is the same as running it for t steps,
@@ -194,8 +223,8 @@ def accuracy_by_step(model: PathfinderClassifier, data: PathfinderDataset, times
     correct = None
     try:
         for start in range(0, len(data), batch_size):
-            x = data.images[start:start + batch_size].to(device)
-            y = data.labels[start:start + batch_size].to(device)
+            x = data.images[start : start + batch_size].to(device)
+            y = data.labels[start : start + batch_size].to(device)
             if model.recurrent:
                 prob = model.timestep_readouts(x)["probability"]  # (steps, batch)
             else:
@@ -210,8 +239,14 @@ def accuracy_by_step(model: PathfinderClassifier, data: PathfinderDataset, times
 
 
 @torch.no_grad()
-def state_dynamics(model: PathfinderClassifier, images: torch.Tensor, timesteps: int,
-                   probe_steps: tuple[int, ...], *, power_iters: int = 20) -> dict[str, Any]:
+def state_dynamics(
+    model: PathfinderClassifier,
+    images: torch.Tensor,
+    timesteps: int,
+    probe_steps: tuple[int, ...],
+    *,
+    power_iters: int = 20,
+) -> dict[str, Any]:
     """How the hidden state moves when the circuit runs for ``timesteps`` steps (the stability mechanism).
 
     Parameters
@@ -238,8 +273,9 @@ def state_dynamics(model: PathfinderClassifier, images: torch.Tensor, timesteps:
     radius = {}
     for step in probe_steps:
         with torch.enable_grad():
-            radius[int(step)] = jacobian_spectral_radius(backbone.step, drive, states[step - 1], t=step,
-                                                         iters=power_iters)
+            radius[int(step)] = jacobian_spectral_radius(
+                backbone.step, drive, states[step - 1], t=step, iters=power_iters
+            )
     return {"residual": residual, "delta": per_image, "state_norm": norms, "spectral_radius": radius}
 
 

@@ -87,13 +87,19 @@ def blockwise_sweep(block: tuple[int, ...], context: tuple[int, ...], **options)
 
     def run(affs: np.ndarray, _all: np.ndarray) -> dict[float, np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
-            array = create_ome_zarr_array(f"{tmp}/pred.zarr/affs", shape=affs.shape, dtype="float32",
-                                          chunks=(3, *block), axes=("c", "z", "y", "x"),
-                                          voxel_size=(40.0, 8.0, 8.0))
+            array = create_ome_zarr_array(
+                f"{tmp}/pred.zarr/affs",
+                shape=affs.shape,
+                dtype="float32",
+                chunks=(3, *block),
+                axes=("c", "z", "y", "x"),
+                voxel_size=(40.0, 8.0, 8.0),
+            )
             array[...] = affs
             array.attrs["affinity_offsets"] = NEAREST_OFFSETS
-            summary = segment_blockwise(f"{tmp}/pred.zarr/affs", f"{tmp}/seg.zarr", settings, progress=False,
-                                        workers=1, n_levels=0)
+            summary = segment_blockwise(
+                f"{tmp}/pred.zarr/affs", f"{tmp}/seg.zarr", settings, progress=False, workers=1, n_levels=0
+            )
             return {t: np.asarray(open_volume(p).data.compute()) for t, p in summary["segmentations"].items()}
 
     return run
@@ -120,11 +126,13 @@ def main() -> None:
     parser.add_argument("--sigmas", default="0.1,0.3")
     parser.add_argument("--morphologies", default=",".join(MORPHOLOGIES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size-threshold", type=int, default=25,
-                        help="size merge of the ours-size methods (voxels)")
+    parser.add_argument("--size-threshold", type=int, default=25, help="size merge of the ours-size methods (voxels)")
     parser.add_argument("--merge-low", type=float, default=0.5, help="size merge: lowest maximum affinity")
-    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods (waterz is "
-                        "always run: it is the reference)")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated subset of the methods (waterz is always run: it is the reference)",
+    )
     args = parser.parse_args()
     shape = parse_coordinate(args.shape, name="--shape")
     block = parse_coordinate(args.block, name="--block")
@@ -139,8 +147,7 @@ def main() -> None:
         "ours-q50": ours_sweep(score="quantile-50"),
         "ours-seeded": ours_sweep(fragments="seeded"),
         "waterz": waterz_sweep("OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>"),
-        "waterz-q50": waterz_sweep("OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, "
-                                   "false>>"),
+        "waterz-q50": waterz_sweep("OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, false>>"),
     }
     try:
         import mwatershed  # noqa: F401
@@ -157,10 +164,14 @@ def main() -> None:
     warm = noisy_affinities(small, 0.1, offsets=DEFAULT_OFFSETS)
     for run in methods.values():  # compile / load once, excluded from the timings
         run(np.ascontiguousarray(warm[:3]), warm)
-    print(f"volume {shape} at 40x8x8 nm, blockwise blocks {block} context {context}, "
-          f"{len(THRESHOLDS)} thresholds {THRESHOLDS[0]}..{THRESHOLDS[-1]}")
-    print(f"{'morphology':>10} {'sigma':>5} {'method':>14} {'ARAND':>7} {'at t':>5} {'VOI':>7} {'time s':>7} "
-          f"{'ARAND-waterz':>12} {'VOI-waterz':>10} {'time/waterz':>11}")
+    print(
+        f"volume {shape} at 40x8x8 nm, blockwise blocks {block} context {context}, "
+        f"{len(THRESHOLDS)} thresholds {THRESHOLDS[0]}..{THRESHOLDS[-1]}"
+    )
+    print(
+        f"{'morphology':>10} {'sigma':>5} {'method':>14} {'ARAND':>7} {'at t':>5} {'VOI':>7} {'time s':>7} "
+        f"{'ARAND-waterz':>12} {'VOI-waterz':>10} {'time/waterz':>11}"
+    )
     for morphology in args.morphologies.split(","):
         gt = neuron_labels(morphology, shape, seed=args.seed)
         for sigma in (float(s) for s in args.sigmas.split(",")):
@@ -174,9 +185,11 @@ def main() -> None:
                 rows[name] = (*scores(segs, gt), elapsed)
             ref = rows["waterz"]
             for name, (arand, t, voi, elapsed) in rows.items():
-                print(f"{morphology:>10} {sigma:>5.2f} {name:>14} {arand:7.4f} {t:5.2f} {voi:7.3f} "
-                      f"{elapsed:7.2f} {arand - ref[0]:+12.4f} {voi - ref[2]:+10.3f} {elapsed / ref[3]:11.2f}",
-                      flush=True)
+                print(
+                    f"{morphology:>10} {sigma:>5.2f} {name:>14} {arand:7.4f} {t:5.2f} {voi:7.3f} "
+                    f"{elapsed:7.2f} {arand - ref[0]:+12.4f} {voi - ref[2]:+10.3f} {elapsed / ref[3]:11.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

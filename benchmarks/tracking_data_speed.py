@@ -71,9 +71,11 @@ def main() -> None:
     start = time.perf_counter()
     generate_featuretracker(args.n, config=FeatureTrackerConfig(), seed=0)
     ft = time.perf_counter() - start
-    print(f"PathTracker {args.n} videos x {config.frames} frames: ours {ours:.2f} s (paths + drawing); reference "
-          f"per-frame skimage drawing alone {peer_s:.1f} s (timed on {m}, scaled); ratio {peer_s / ours:.1f}x; "
-          f"identical videos: {identical}")
+    print(
+        f"PathTracker {args.n} videos x {config.frames} frames: ours {ours:.2f} s (paths + drawing); reference "
+        f"per-frame skimage drawing alone {peer_s:.1f} s (timed on {m}, scaled); ratio {peer_s / ours:.1f}x; "
+        f"identical videos: {identical}"
+    )
     print(f"FeatureTracker {args.n} videos x 32 frames (idshapes_idcolors): ours {ft:.2f} s")
     if not identical:
         raise SystemExit("the vectorised painter and the reference drawing loop disagree")

@@ -30,10 +30,18 @@ from shared.validation import check_dtype_kind, check_ndim, check_shape_equal
 
 #: The 3 nearest-neighbour edges then the long-range set, each group ordered (z, y, x).
 DEFAULT_OFFSETS: list[list[int]] = [
-    [-1, 0, 0], [0, -1, 0], [0, 0, -1],
-    [-2, 0, 0], [0, -3, 0], [0, 0, -3],
-    [-3, 0, 0], [0, -9, 0], [0, 0, -9],
-    [-4, 0, 0], [0, -27, 0], [0, 0, -27],
+    [-1, 0, 0],
+    [0, -1, 0],
+    [0, 0, -1],
+    [-2, 0, 0],
+    [0, -3, 0],
+    [0, 0, -3],
+    [-3, 0, 0],
+    [0, -9, 0],
+    [0, 0, -9],
+    [-4, 0, 0],
+    [0, -27, 0],
+    [0, 0, -27],
 ]
 #: Only the nearest neighbours (what waterz and most decoders use).
 NEAREST_OFFSETS: list[list[int]] = DEFAULT_OFFSETS[:3]
@@ -47,8 +55,7 @@ def validate_offsets(offsets: Sequence[Sequence[int]]) -> list[list[int]]:
         if len(o) != 3:
             raise ValueError(f"each offset needs 3 values (plane, row, column), got {o}")
         if any(v > 0 for v in o) or not any(o):
-            raise ValueError(f"offsets must be non-positive and non-zero (the edge to an earlier voxel), got "
-                             f"{o}")
+            raise ValueError(f"offsets must be non-positive and non-zero (the edge to an earlier voxel), got {o}")
         out.append(o)
     if not out:
         raise ValueError("offsets must not be empty")
@@ -65,8 +72,9 @@ def _pair_slices(shape: Sequence[int], offset: Sequence[int]) -> tuple[tuple[sli
     return tuple(here), tuple(there)
 
 
-def compute_affinities(labels: np.ndarray, offsets: Sequence[Sequence[int]] = DEFAULT_OFFSETS, *,
-                       labels_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def compute_affinities(
+    labels: np.ndarray, offsets: Sequence[Sequence[int]] = DEFAULT_OFFSETS, *, labels_mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Affinity targets and their mask from a label volume.
 
     Parameters
@@ -154,8 +162,9 @@ def shift_affinities(affinities: np.ndarray, offsets: Sequence[Sequence[int]], *
     return out
 
 
-def noisy_affinities(labels: np.ndarray, sigma: float, *, seed: int = 0,
-                     offsets: Sequence[Sequence[int]] = NEAREST_OFFSETS) -> np.ndarray:
+def noisy_affinities(
+    labels: np.ndarray, sigma: float, *, seed: int = 0, offsets: Sequence[Sequence[int]] = NEAREST_OFFSETS
+) -> np.ndarray:
     """Ground-truth affinities plus Gaussian noise, clipped to [0, 1]: the test input of the segmentation.
 
     Parameters

@@ -38,8 +38,9 @@ class AugmentConfig:
         return self.max_misalign if self.p_misalign > 0 else 0
 
 
-def misalign(raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, margin: int,
-             probability: float) -> tuple[np.ndarray, np.ndarray]:
+def misalign(
+    raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, margin: int, probability: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Crop ``margin`` voxels off each in-plane side, shifting sections from a random one on together.
 
     Parameters
@@ -56,13 +57,12 @@ def misalign(raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator, *, m
     if margin > 0 and z > 1 and rng.random() < probability:
         start = int(rng.integers(1, z))
         offsets[start:] += rng.integers(-margin, margin + 1, size=2)
-    raw_out = np.stack([raw[i, oy:oy + out_h, ox:ox + out_w] for i, (oy, ox) in enumerate(offsets)])
-    lab_out = np.stack([labels[i, oy:oy + out_h, ox:ox + out_w] for i, (oy, ox) in enumerate(offsets)])
+    raw_out = np.stack([raw[i, oy : oy + out_h, ox : ox + out_w] for i, (oy, ox) in enumerate(offsets)])
+    lab_out = np.stack([labels[i, oy : oy + out_h, ox : ox + out_w] for i, (oy, ox) in enumerate(offsets)])
     return raw_out, lab_out
 
 
-def flip_transpose(raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def flip_transpose(raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random flips of each axis and a random row/column transpose, applied identically to both arrays."""
     for axis in range(3):
         if rng.random() < 0.5:
@@ -80,11 +80,10 @@ def intensity(raw: np.ndarray, rng: np.random.Generator, strength: float) -> np.
     brightness = rng.uniform(-strength, strength) * 0.5
     gamma = 2.0 ** rng.uniform(-strength, strength)
     out = np.clip((raw - 0.5) * contrast + 0.5 + brightness, 0.0, 1.0)
-    return (out ** gamma).astype(np.float32)
+    return (out**gamma).astype(np.float32)
 
 
-def section_defects(raw: np.ndarray, rng: np.random.Generator, *, p_missing: float, p_blur: float
-                    ) -> np.ndarray:
+def section_defects(raw: np.ndarray, rng: np.random.Generator, *, p_missing: float, p_blur: float) -> np.ndarray:
     """Blank (missing) and blurred sections, each drawn independently per section."""
     out = raw.copy()
     for i in range(raw.shape[0]):
@@ -96,8 +95,9 @@ def section_defects(raw: np.ndarray, rng: np.random.Generator, *, p_missing: flo
     return out
 
 
-def augment_crop(raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator, config: AugmentConfig
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def augment_crop(
+    raw: np.ndarray, labels: np.ndarray, rng: np.random.Generator, config: AugmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """All augmentations in order: misalignment + crop, flips/transposes, then raw-only intensity and
     section defects. ``raw`` and ``labels`` carry ``config.margin`` extra voxels on each in-plane side."""
     raw, labels = misalign(raw, labels, rng, margin=config.margin, probability=config.p_misalign)

@@ -45,9 +45,22 @@ from shared.jobs import (  # atomic_write_text and file_sha256 are re-exported f
 )
 
 __all__ = [
-    "Block", "BlockwiseResult", "DoneMarkers", "Roi", "as_coordinate", "atomic_write_text", "block_grid",
-    "check_chunk_aligned", "file_sha256", "open_input", "open_output",
-    "parse_coordinate", "pending_blocks", "read_region", "return_freed_buffers_to_os", "run_blockwise",
+    "Block",
+    "BlockwiseResult",
+    "DoneMarkers",
+    "Roi",
+    "as_coordinate",
+    "atomic_write_text",
+    "block_grid",
+    "check_chunk_aligned",
+    "file_sha256",
+    "open_input",
+    "open_output",
+    "parse_coordinate",
+    "pending_blocks",
+    "read_region",
+    "return_freed_buffers_to_os",
+    "run_blockwise",
     "trim_free_memory",
 ]
 
@@ -104,8 +117,7 @@ class Roi:
             begin = [int(b) for b, _ in pairs]
             end = [int(e) for _, e in pairs]
         except ValueError:
-            raise ValueError(f"ROI must look like z0:z1,y0:y1,x0:x1 (voxels, end exclusive); got {text!r}") \
-                from None
+            raise ValueError(f"ROI must look like z0:z1,y0:y1,x0:x1 (voxels, end exclusive); got {text!r}") from None
         if any(e <= b for b, e in zip(begin, end)):
             raise ValueError(f"ROI {text!r} is empty: every end must exceed its begin")
         return cls.from_bounds(begin, end)
@@ -133,8 +145,9 @@ class Roi:
     def grow(self, amount_neg: Sequence[int], amount_pos: Sequence[int] | None = None) -> Roi:
         """Grow by ``amount_neg`` before the offset and ``amount_pos`` (default: the same) after the end."""
         amount_pos = amount_neg if amount_pos is None else amount_pos
-        return Roi.from_bounds([b - a for b, a in zip(self.begin, amount_neg)],
-                               [e + a for e, a in zip(self.end, amount_pos)])
+        return Roi.from_bounds(
+            [b - a for b, a in zip(self.begin, amount_neg)], [e + a for e, a in zip(self.end, amount_pos)]
+        )
 
     def shift(self, by: Sequence[int]) -> Roi:
         return Roi(tuple(o + b for o, b in zip(self.offset, by)), self.shape)
@@ -147,8 +160,9 @@ class Roi:
 
     def contains(self, other: Roi) -> bool:
         """Whether ``other`` lies inside this ROI (an empty ROI is contained everywhere)."""
-        return other.empty() or (all(a <= b for a, b in zip(self.begin, other.begin))
-                                 and all(a >= b for a, b in zip(self.end, other.end)))
+        return other.empty() or (
+            all(a <= b for a, b in zip(self.begin, other.begin)) and all(a >= b for a, b in zip(self.end, other.end))
+        )
 
     def to_slices(self, relative_to: Roi | None = None) -> tuple[slice, ...]:
         """Slices selecting this ROI in an array whose first voxel is ``relative_to.offset`` (default 0)."""
@@ -177,8 +191,14 @@ class Block:
     read_roi: Roi
 
 
-def block_grid(total_roi: Roi, block_shape: Sequence[int], context: Sequence[int] | int = 0, *,
-               volume_roi: Roi | None = None, origin: Sequence[int] | None = None) -> list[Block]:
+def block_grid(
+    total_roi: Roi,
+    block_shape: Sequence[int],
+    context: Sequence[int] | int = 0,
+    *,
+    volume_roi: Roi | None = None,
+    origin: Sequence[int] | None = None,
+) -> list[Block]:
     """Tile ``total_roi`` with blocks whose write ROIs are ``block_shape`` boxes on a fixed grid.
 
     Parameters
@@ -331,8 +351,9 @@ class DoneMarkers:
         if not self.folder.is_dir():
             return set()
         n = len(self.prefix)
-        return {int(name[n:]) for name in os.listdir(self.folder)
-                if name.startswith(self.prefix) and name[n:].isdigit()}
+        return {
+            int(name[n:]) for name in os.listdir(self.folder) if name.startswith(self.prefix) and name[n:].isdigit()
+        }
 
 
 def pending_blocks(blocks: Iterable[Block], done: set[int]) -> Iterator[Block]:
@@ -372,7 +393,8 @@ class BlockwiseResult:
             raise JobIncompleteError(
                 f"{job}: {len(self.failed)} of {self.n_blocks} blocks failed ({self.n_processed} finished "
                 f"this run, {self.n_already_done} earlier; first: block {block_id}: {message}){where}; rerun "
-                "the same command to retry them")
+                "the same command to retry them"
+            )
 
 
 def _run_one(process: Callable[[Block], Any], markers: DoneMarkers, block: Block) -> tuple[int, str | None]:
@@ -385,9 +407,16 @@ def _run_one(process: Callable[[Block], Any], markers: DoneMarkers, block: Block
     return block.block_id, None
 
 
-def run_blockwise(process: Callable[[Block], Any], blocks: Sequence[Block], markers: DoneMarkers, *,
-                  scheduler: str | Any | None = None, workers: int | None = None, desc: str = "blocks",
-                  progress: bool = True) -> BlockwiseResult:
+def run_blockwise(
+    process: Callable[[Block], Any],
+    blocks: Sequence[Block],
+    markers: DoneMarkers,
+    *,
+    scheduler: str | Any | None = None,
+    workers: int | None = None,
+    desc: str = "blocks",
+    progress: bool = True,
+) -> BlockwiseResult:
     """Run ``process(block)`` for every block without a done-marker, on dask, with a progress bar.
 
     Parameters
@@ -413,8 +442,9 @@ def run_blockwise(process: Callable[[Block], Any], blocks: Sequence[Block], mark
     todo = list(pending_blocks(blocks, done))
     n_done_before = len(blocks) - len(todo)
     failed: dict[int, str] = {}
-    bar = tqdm(total=len(blocks), initial=n_done_before, desc=desc, unit="block", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(blocks), initial=n_done_before, desc=desc, unit="block", disable=not progress, dynamic_ncols=True
+    )
 
     def record(outcome: tuple[int, str | None]) -> None:
         block_id, error = outcome
@@ -429,8 +459,10 @@ def run_blockwise(process: Callable[[Block], Any], blocks: Sequence[Block], mark
 
             client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
             try:
-                futures = [client.submit(_run_one, process, markers, b, key=f"{desc}-block-{b.block_id}",
-                                         pure=False) for b in todo]
+                futures = [
+                    client.submit(_run_one, process, markers, b, key=f"{desc}-block-{b.block_id}", pure=False)
+                    for b in todo
+                ]
                 for future in as_completed(futures):
                     record(future.result())
             finally:
@@ -439,16 +471,15 @@ def run_blockwise(process: Callable[[Block], Any], blocks: Sequence[Block], mark
         elif todo:
             from dask.callbacks import Callback
 
-            tasks = [dask.delayed(_run_one, pure=False)(process, markers, b,
-                                                        dask_key_name=f"{desc}-block-{b.block_id}")
-                     for b in todo]
+            tasks = [
+                dask.delayed(_run_one, pure=False)(process, markers, b, dask_key_name=f"{desc}-block-{b.block_id}")
+                for b in todo
+            ]
             names = {f"{desc}-block-{b.block_id}" for b in todo}
             on_done = Callback(posttask=lambda key, result, *_: record(result) if key in names else None)
             with on_done:
-                dask.compute(*tasks, scheduler="sync" if scheduler == "synchronous" else "threads",
-                             num_workers=workers)
-    return BlockwiseResult(len(blocks), n_done_before, len(todo) - len(failed), failed,
-                           time.perf_counter() - start)
+                dask.compute(*tasks, scheduler="sync" if scheduler == "synchronous" else "threads", num_workers=workers)
+    return BlockwiseResult(len(blocks), n_done_before, len(todo) - len(failed), failed, time.perf_counter() - start)
 
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter

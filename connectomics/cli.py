@@ -20,8 +20,9 @@ A typical session (sim.zarr is an OME-Zarr image: raw at its root, ground truth 
 
 SUBCOMMANDS = {
     "simulate": Subcommand("connectomics.simulate:cli", "write a simulated EM volume (OME-Zarr raw + labels)"),
-    "fit": Subcommand("connectomics.train:cli", "train an affinity model (LightningCLI YAML; --ckpt_path resumes)",
-                      cache_help=True),
+    "fit": Subcommand(
+        "connectomics.train:cli", "train an affinity model (LightningCLI YAML; --ckpt_path resumes)", cache_help=True
+    ),
     "star": Subcommand("connectomics.star:cli", "leave-one-source-out STAR protocol, results table", cache_help=True),
     "predict": Subcommand("connectomics.predict:cli", "blockwise affinity prediction over a volume"),
     "segment": Subcommand("connectomics.segment:cli", "watershed + agglomeration + stitching to uint64 ids"),

@@ -47,13 +47,28 @@ def run_demo(out_dir: Path, report: Report) -> None:
 
     start = time.perf_counter()
     L.seed_everything(0, verbose=False)
-    model = AffinityModel("unet3d", {"features": [8, 16], "downsample": [[1, 2, 2]], "kernel_size": [1, 3, 3]},
-                          lr=0.005)
-    data = AffinityDataModule(train=[str(train_path)], val=[str(train_path)], crop_shape=[4, 48, 48],
-                              batch_size=2, samples_per_epoch=2 * STEPS, val_samples=1)
-    trainer = L.Trainer(max_steps=STEPS, default_root_dir=out_dir / "run", enable_progress_bar=False,
-                        enable_model_summary=False, logger=False, num_sanity_val_steps=0,
-                        enable_checkpointing=False, accelerator="auto", devices=1)
+    model = AffinityModel(
+        "unet3d", {"features": [8, 16], "downsample": [[1, 2, 2]], "kernel_size": [1, 3, 3]}, lr=0.005
+    )
+    data = AffinityDataModule(
+        train=[str(train_path)],
+        val=[str(train_path)],
+        crop_shape=[4, 48, 48],
+        batch_size=2,
+        samples_per_epoch=2 * STEPS,
+        val_samples=1,
+    )
+    trainer = L.Trainer(
+        max_steps=STEPS,
+        default_root_dir=out_dir / "run",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        accelerator="auto",
+        devices=1,
+    )
     trainer.fit(model, datamodule=data)
     ckpt = out_dir / "model.ckpt"
     trainer.save_checkpoint(ckpt, weights_only=False)  # full checkpoint; loading is always weights-only
@@ -68,8 +83,9 @@ def run_demo(out_dir: Path, report: Report) -> None:
     start = time.perf_counter()
     thresholds = [0.3, 0.5, 0.7]
     if not (out_dir / "seg.zarr").exists():
-        segment_blockwise(pred, f"{out_dir}/seg.zarr", thresholds=thresholds, block_shape=block,
-                          context=[0, 8, 8], progress=False)
+        segment_blockwise(
+            pred, f"{out_dir}/seg.zarr", thresholds=thresholds, block_shape=block, context=[0, 8, 8], progress=False
+        )
     timings["segment"] = time.perf_counter() - start
 
     gt = open_volume(f"{test_path}/labels").data.compute()
@@ -77,9 +93,16 @@ def run_demo(out_dir: Path, report: Report) -> None:
     for t in thresholds:
         segs[t] = open_volume(f"{out_dir}/seg.zarr/{threshold_name(t)}").data.compute()
         metrics = evaluate_segmentation(segs[t], gt)
-        rows.append({"threshold": t, **{k: metrics[k] for k in ("arand", "precision", "recall", "voi_split",
-                                                                "voi_merge", "cremi_score", "n_segments")},
-                     "gt_objects": metrics["n_gt"]})
+        rows.append(
+            {
+                "threshold": t,
+                **{
+                    k: metrics[k]
+                    for k in ("arand", "precision", "recall", "voi_split", "voi_merge", "cremi_score", "n_segments")
+                },
+                "gt_objects": metrics["n_gt"],
+            }
+        )
     table = pd.DataFrame(rows)
     best = float(table.sort_values("arand").iloc[0]["threshold"])
 
@@ -88,10 +111,13 @@ def run_demo(out_dir: Path, report: Report) -> None:
     train_raw = open_volume(f"{train_path}/raw").data.compute()
     z = SHAPE[0] // 2
     fig, axes = plt.subplots(1, 5, figsize=(20, 4.4))
-    panels = [(train_raw[z], "gray", "training source (sstem)"), (raw[z], "gray", "held-out source (retina)"),
-              (1 - affs[:3, z].mean(0), "magma", "predicted boundaries"),
-              (np.ma.masked_equal(segs[best][z] % 20, 0), "tab20", f"segmentation (threshold {best})"),
-              (np.ma.masked_equal(gt[z] % 20, 0), "tab20", "ground truth")]
+    panels = [
+        (train_raw[z], "gray", "training source (sstem)"),
+        (raw[z], "gray", "held-out source (retina)"),
+        (1 - affs[:3, z].mean(0), "magma", "predicted boundaries"),
+        (np.ma.masked_equal(segs[best][z] % 20, 0), "tab20", f"segmentation (threshold {best})"),
+        (np.ma.masked_equal(gt[z] % 20, 0), "tab20", "ground truth"),
+    ]
     for ax, (image, cmap, title) in zip(axes, panels):
         if cmap == "tab20":
             ax.imshow(raw[z], cmap="gray")
@@ -115,7 +141,9 @@ def run_demo(out_dir: Path, report: Report) -> None:
         f"mean-affinity agglomeration stitched across blocks, then SNEMI3D adapted Rand error, VOI (bits) and "
         f"CREMI score against the ground truth (lower is better). This is a smoke-scale run of the pipeline; "
         f"the gamma-Net vs U-Net STAR comparison is `connectomics star` (BENCHMARKS.md)."
-        f"\n\nStage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        f"\n\nStage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
+    )
     section.add_table("Held-out source, one row per agglomeration threshold", table)
-    section.add_figure("Slices: training source, held-out raw, predicted boundaries, segmentation and ground "
-                       "truth overlays", png)
+    section.add_figure(
+        "Slices: training source, held-out raw, predicted boundaries, segmentation and ground truth overlays", png
+    )

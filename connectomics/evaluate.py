@@ -70,22 +70,49 @@ examples:
 Each segmentation's metrics go to SEG_CONTAINER.SEG_NAME.metrics.json beside its container (e.g.
 seg.zarr.seg_0.5.metrics.json) unless --json is given (one segmentation only). With several segmentations
 (several addresses, or a container holding seg_<t>), ARAND and VOI against the threshold t are drawn in
-SEG_CONTAINER.metrics.png. A file this command did not write is never replaced without --overwrite.""")
-    parser.add_argument("seg", nargs="+", help="segmentation addresses (integer labels), or a container holding "
-                        "seg_<threshold> segmentations")
+SEG_CONTAINER.metrics.png. A file this command did not write is never replaced without --overwrite.""",
+    )
+    parser.add_argument(
+        "seg",
+        nargs="+",
+        help="segmentation addresses (integer labels), or a container holding seg_<threshold> segmentations",
+    )
     parser.add_argument("gt", help="ground-truth volume address (integer labels)")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="where to write the metrics as JSON, one segmentation only (default: "
-                             "SEG_CONTAINER.SEG_NAME.metrics.json)")
-    parser.add_argument("--seg-zero", choices=("singletons", "label"), default="singletons",
-                        help="how segmentation 0 counts (singletons = SNEMI3D/CREMI reference)")
-    parser.add_argument("--ignore-labels", type=_ignore_labels, default=(0,), metavar="IDS",
-                        help="comma-separated ground-truth ids not scored, or 'none'")
-    parser.add_argument("--mask", default=None, metavar="ADDRESS",
-                        help="labels-mask volume address (same shape as GT; 0 = unlabelled, not scored)")
-    parser.add_argument("--border-mask", type=float, nargs="?", const=CREMI_BORDER_NM, default=None,
-                        metavar="NM", help="exclude voxels within NM nm of a GT boundary in their section "
-                                           f"(no value: {CREMI_BORDER_NM:g}); default: no border mask")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write the metrics as JSON, one segmentation only (default: SEG_CONTAINER.SEG_NAME.metrics.json)",
+    )
+    parser.add_argument(
+        "--seg-zero",
+        choices=("singletons", "label"),
+        default="singletons",
+        help="how segmentation 0 counts (singletons = SNEMI3D/CREMI reference)",
+    )
+    parser.add_argument(
+        "--ignore-labels",
+        type=_ignore_labels,
+        default=(0,),
+        metavar="IDS",
+        help="comma-separated ground-truth ids not scored, or 'none'",
+    )
+    parser.add_argument(
+        "--mask",
+        default=None,
+        metavar="ADDRESS",
+        help="labels-mask volume address (same shape as GT; 0 = unlabelled, not scored)",
+    )
+    parser.add_argument(
+        "--border-mask",
+        type=float,
+        nargs="?",
+        const=CREMI_BORDER_NM,
+        default=None,
+        metavar="NM",
+        help="exclude voxels within NM nm of a GT boundary in their section "
+        f"(no value: {CREMI_BORDER_NM:g}); default: no border mask",
+    )
     parser.add_argument("--block", default=None, help="region read at a time, e.g. 32,512,512")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_arguments(parser, wait=False)
@@ -93,8 +120,10 @@ SEG_CONTAINER.metrics.png. A file this command did not write is never replaced w
     try:
         addresses = _segmentation_addresses(args.seg)
         if args.json is not None and len(addresses) > 1:
-            raise ValueError(f"--json names one file but {len(addresses)} segmentations are given; leave it out "
-                             "(each gets SEG_CONTAINER.SEG_NAME.metrics.json)")
+            raise ValueError(
+                f"--json names one file but {len(addresses)} segmentations are given; leave it out "
+                "(each gets SEG_CONTAINER.SEG_NAME.metrics.json)"
+            )
         results = {}
         for address in addresses:
             out = _claim(_json_path(address) if args.json is None else args.json, overwrite=args.overwrite)
@@ -106,8 +135,9 @@ SEG_CONTAINER.metrics.png. A file this command did not write is never replaced w
         return 2
     for address, (scores, out) in results.items():
         print(f"{address}:\n{format_table(scores)}")
-        atomic_write_text(out, json.dumps({"written_by": WRITTEN_BY, "seg": address, "gt": args.gt, **scores},
-                                          indent=2) + "\n")
+        atomic_write_text(
+            out, json.dumps({"written_by": WRITTEN_BY, "seg": address, "gt": args.gt, **scores}, indent=2) + "\n"
+        )
         print(f"wrote {out}")
     if len(results) > 1:
         plot_sweep({a: s for a, (s, _) in results.items()}, figure)
@@ -197,25 +227,40 @@ def _evaluate_one(address: str, args) -> dict[str, Any]:
     check_role(seg, "labels")
     check_role(gt, "labels")
     if seg.spatial_shape != gt.spatial_shape:
-        raise ValueError(f"segmentation {address} and ground truth {args.gt} must have the same shape "
-                         f"(plane, row, column), got {seg.spatial_shape} and {gt.spatial_shape}")
+        raise ValueError(
+            f"segmentation {address} and ground truth {args.gt} must have the same shape "
+            f"(plane, row, column), got {seg.spatial_shape} and {gt.spatial_shape}"
+        )
     mask = None
     if args.mask is not None:
         mask = open_volume(args.mask)
         if mask.dtype.kind not in "iu" or mask.shape != gt.shape:
-            raise ValueError(f"labels mask {args.mask} must be an integer volume of the ground truth's shape "
-                             f"{gt.shape}, got {mask.dtype} {mask.shape}")
+            raise ValueError(
+                f"labels mask {args.mask} must be an integer volume of the ground truth's shape "
+                f"{gt.shape}, got {mask.dtype} {mask.shape}"
+            )
     if args.border_mask is not None and not (math.isfinite(args.border_mask) and args.border_mask >= 0):
         raise ValueError(f"--border-mask must be a distance in nm >= 0, got {args.border_mask}")
     block = [int(v) for v in args.block.split(",")] if args.block else None
-    table = contingency_table_blockwise(seg.data, gt.data, block_shape=block, progress=not args.quiet,
-                                        ignore_labels=args.ignore_labels,
-                                        mask=None if mask is None else mask.data,
-                                        border_distance=args.border_mask, voxel_size=gt.voxel_size)
+    table = contingency_table_blockwise(
+        seg.data,
+        gt.data,
+        block_shape=block,
+        progress=not args.quiet,
+        ignore_labels=args.ignore_labels,
+        mask=None if mask is None else mask.data,
+        border_distance=args.border_mask,
+        voxel_size=gt.voxel_size,
+    )
     scores = evaluate_segmentation(table=table, seg_zero=args.seg_zero)  # ValueError: nothing left to score
     scores["n_scored"] = int(table.count[table.gt != 0].sum())
-    return {"seg_zero": args.seg_zero, "ignore_labels": list(args.ignore_labels), "mask": args.mask,
-            "border_mask_nm": args.border_mask, **scores}
+    return {
+        "seg_zero": args.seg_zero,
+        "ignore_labels": list(args.ignore_labels),
+        "mask": args.mask,
+        "border_mask_nm": args.border_mask,
+        **scores,
+    }
 
 
 def plot_sweep(results: dict[str, dict[str, Any]], path: str | Path) -> Path:

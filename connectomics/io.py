@@ -179,14 +179,14 @@ def parse_volume_path(path: str | Path) -> tuple[Path, str | None]:
         marker = lowered.find(suffix + ":")
         if marker >= 0:
             cut = marker + len(suffix)
-            dataset = text[cut + 1:].strip("/")
+            dataset = text[cut + 1 :].strip("/")
             return Path(text[:cut]), dataset or None
     if lowered.endswith(TIFF_SUFFIXES + HDF5_SUFFIXES):
         return Path(text), None
     parts = Path(text).parts
     for i, part in enumerate(parts):
         if part.lower().endswith(ZARR_SUFFIXES):
-            rest = "/".join(parts[i + 1:])
+            rest = "/".join(parts[i + 1 :])
             return Path(*parts[: i + 1]), rest or None
     return Path(text), None
 
@@ -220,14 +220,19 @@ class _ChunkReader:
                     return np.asarray(self.array[key])
             return np.asarray(self.array[key])
         except Exception as err:
-            raise OSError(f"corrupt or unreadable chunk in {self.path} at {key}: "
-                          f"{type(err).__name__}: {err}") from err
+            raise OSError(f"corrupt or unreadable chunk in {self.path} at {key}: {type(err).__name__}: {err}") from err
 
 
 def _as_dask(array: Any, path: str, chunks: Any, lock: Any = None) -> da.Array:
-    return da.from_array(_ChunkReader(array, path, lock), chunks=chunks, asarray=False, fancy=False,
-                         name=f"volume-{path}-{abs(hash((path, tuple(array.shape))))}", lock=False,
-                         meta=np.empty((0,) * len(array.shape), dtype=array.dtype))
+    return da.from_array(
+        _ChunkReader(array, path, lock),
+        chunks=chunks,
+        asarray=False,
+        fancy=False,
+        name=f"volume-{path}-{abs(hash((path, tuple(array.shape))))}",
+        lock=False,
+        meta=np.empty((0,) * len(array.shape), dtype=array.dtype),
+    )
 
 
 def _multiscales(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], str] | None:
@@ -252,8 +257,15 @@ def _transforms(transforms: list[dict[str, Any]], ndim: int) -> tuple[list[float
 
 def _unit_factor(unit: str | None) -> float:
     """Multiply by this to get nanometres."""
-    return {None: 1.0, "": 1.0, "nanometer": 1.0, "angstrom": 0.1, "micrometer": 1e3, "millimeter": 1e6,
-            "meter": 1e9}.get(unit, 1.0)
+    return {
+        None: 1.0,
+        "": 1.0,
+        "nanometer": 1.0,
+        "angstrom": 0.1,
+        "micrometer": 1e3,
+        "millimeter": 1e6,
+        "meter": 1e9,
+    }.get(unit, 1.0)
 
 
 def _list_zarr(node: Any, prefix: str = "") -> list[str]:
@@ -304,19 +316,24 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
     try:
         root = zarr.open(store=str(container), mode="r")
     except Exception as err:
-        raise ValueError(f"volume {address}: {container} is not a readable zarr container (missing or "
-                         f"corrupt .zarray/.zgroup/zarr.json metadata): {type(err).__name__}: {err}") from err
+        raise ValueError(
+            f"volume {address}: {container} is not a readable zarr container (missing or "
+            f"corrupt .zarray/.zgroup/zarr.json metadata): {type(err).__name__}: {err}"
+        ) from err
     node = root
     if dataset:
         try:
             node = _member(root, _resolve_alias(root, dataset))
         except KeyError:
             listing = _list_zarr(root) if isinstance(root, zarr.Group) else []
-            raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
-                                      f"{', '.join(listing) or 'nothing'}") from None
+            raise MissingDatasetError(
+                f"volume {address}: no dataset {dataset!r} in {container}; it holds: {', '.join(listing) or 'nothing'}"
+            ) from None
         except Exception as err:
-            raise ValueError(f"volume {address}: dataset {dataset!r} in {container} has corrupt metadata: "
-                             f"{type(err).__name__}: {err}") from err
+            raise ValueError(
+                f"volume {address}: dataset {dataset!r} in {container} has corrupt metadata: "
+                f"{type(err).__name__}: {err}"
+            ) from err
     axes: tuple[str, ...] | None = None
     voxel_size: list[float] | None = None
     offset: list[float] | None = None
@@ -327,24 +344,26 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
             listed = attrs["ome"].get("labels") if isinstance(attrs.get("ome"), dict) else attrs.get("labels")
             if listed:  # an NGFF labels group: say which label images it holds, not their arrays
                 images = ", ".join(f"{address.rstrip('/')}/{n}" for n in listed)
-                raise ValueError(f"volume {address} is an NGFF labels group; name one of its label images: "
-                                 f"{images}")
-            raise ValueError(f"volume {address} is a zarr group without OME-Zarr 'multiscales' metadata; name "
-                             f"one of its arrays: {', '.join(_list_zarr(node)) or 'it is empty'}")
+                raise ValueError(f"volume {address} is an NGFF labels group; name one of its label images: {images}")
+            raise ValueError(
+                f"volume {address} is a zarr group without OME-Zarr 'multiscales' metadata; name "
+                f"one of its arrays: {', '.join(_list_zarr(node)) or 'it is empty'}"
+            )
         multiscales, _version = found
         ms = multiscales[0]
         datasets = ms["datasets"]
         if not 0 <= level < len(datasets):
-            raise ValueError(f"volume {address} has {len(datasets)} scale level(s); level {level} does not "
-                             f"exist")
+            raise ValueError(f"volume {address} has {len(datasets)} scale level(s); level {level} does not exist")
         axes_meta = ms.get("axes", [])
         names = [a["name"] if isinstance(a, dict) else str(a) for a in axes_meta]
         units = [a.get("unit") if isinstance(a, dict) else None for a in axes_meta]
         try:
             array = node[datasets[level]["path"]]
         except KeyError:
-            raise ValueError(f"volume {address}: multiscales lists level {datasets[level]['path']!r} but the "
-                             f"array is missing (partial write?)") from None
+            raise ValueError(
+                f"volume {address}: multiscales lists level {datasets[level]['path']!r} but the "
+                f"array is missing (partial write?)"
+            ) from None
         ndim = len(array.shape)
         scale, translation = _transforms(datasets[level].get("coordinateTransformations", []), ndim)
         top_scale, top_translation = _transforms(ms.get("coordinateTransformations", []), ndim)
@@ -353,16 +372,18 @@ def _open_zarr(container: Path, dataset: str | None, level: int, address: str) -
         axes = tuple(names)
         spatial = [i for i, n in enumerate(names) if n in SPATIAL_AXES]
         voxel_size = [scale[i] * top_scale[i] * _unit_factor(units[i]) for i in spatial]
-        offset = [(translation[i] * top_scale[i] + top_translation[i]) * _unit_factor(units[i])
-                  for i in spatial]
+        offset = [(translation[i] * top_scale[i] + top_translation[i]) * _unit_factor(units[i]) for i in spatial]
         name = f"{address}[level {level}]" if level else address
     else:
         if level != 0:
             raise ValueError(f"volume {address} is a single zarr array; it has no scale level {level}")
         array = node
         attrs = dict(array.attrs)
-        dims = getattr(array.metadata, "dimension_names", None) or attrs.get("_ARRAY_DIMENSIONS") \
+        dims = (
+            getattr(array.metadata, "dimension_names", None)
+            or attrs.get("_ARRAY_DIMENSIONS")
             or attrs.get("axis_names")
+        )
         if dims and all(d for d in dims):
             axes = tuple(str(d) for d in dims)
         for key in ("voxel_size", "resolution"):
@@ -388,33 +409,42 @@ def _default_axes(ndim: int, address: str) -> tuple[str, ...]:
         return SPATIAL_AXES
     if ndim == 4:
         return ("c",) + SPATIAL_AXES
-    raise ValueError(f"volume {address} has {ndim} axes; expected 3 (plane, row, column) or 4 (channel, "
-                     f"plane, row, column)")
+    raise ValueError(
+        f"volume {address} has {ndim} axes; expected 3 (plane, row, column) or 4 (channel, plane, row, column)"
+    )
 
 
 def _check_axes(axes: tuple[str, ...], shape: tuple[int, ...], address: str) -> None:
     if len(axes) != len(shape):
         raise ValueError(f"volume {address}: {len(axes)} axis names {axes} for an array of {len(shape)} axes")
     if len(shape) not in (3, 4):
-        raise ValueError(f"volume {address} has {len(shape)} axes {axes}; expected 3 (plane, row, column) or "
-                         f"4 (channel, plane, row, column)")
+        raise ValueError(
+            f"volume {address} has {len(shape)} axes {axes}; expected 3 (plane, row, column) or "
+            f"4 (channel, plane, row, column)"
+        )
     if tuple(axes[-3:]) != SPATIAL_AXES or (len(axes) == 4 and axes[0] != "c"):
-        raise ValueError(f"volume {address} has axes {axes}; expected ('z', 'y', 'x') or "
-                         f"('c', 'z', 'y', 'x') (time axes and other orders are not supported)")
+        raise ValueError(
+            f"volume {address} has axes {axes}; expected ('z', 'y', 'x') or "
+            f"('c', 'z', 'y', 'x') (time axes and other orders are not supported)"
+        )
 
 
-def _volume(data: da.Array, axes: tuple[str, ...], voxel_size: Sequence[float], offset: Sequence[float],
-            address: str) -> Volume:
+def _volume(
+    data: da.Array, axes: tuple[str, ...], voxel_size: Sequence[float], offset: Sequence[float], address: str
+) -> Volume:
     if len(voxel_size) != 3 or len(offset) != 3:
-        raise ValueError(f"volume {address}: voxel size {tuple(voxel_size)} / offset {tuple(offset)} must "
-                         f"have one value per spatial axis (plane, row, column)")
+        raise ValueError(
+            f"volume {address}: voxel size {tuple(voxel_size)} / offset {tuple(offset)} must "
+            f"have one value per spatial axis (plane, row, column)"
+        )
     if any(not math.isfinite(v) or v <= 0 for v in voxel_size):
         raise ValueError(f"volume {address}: voxel size must be positive, got {tuple(voxel_size)}")
     if data.dtype.kind not in "iuf" or data.dtype.itemsize > 8:
-        raise TypeError(f"volume {address} has dtype {data.dtype}; expected an integer (labels, raw) or "
-                        f"float (raw, affinities) dtype")
-    return Volume(data, tuple(axes), tuple(float(v) for v in voxel_size), tuple(float(v) for v in offset),
-                  address)
+        raise TypeError(
+            f"volume {address} has dtype {data.dtype}; expected an integer (labels, raw) or "
+            f"float (raw, affinities) dtype"
+        )
+    return Volume(data, tuple(axes), tuple(float(v) for v in voxel_size), tuple(float(v) for v in offset), address)
 
 
 def _open_hdf5(container: Path, dataset: str | None, address: str) -> Volume:
@@ -429,14 +459,18 @@ def _open_hdf5(container: Path, dataset: str | None, address: str) -> Volume:
     except OSError as err:
         raise ValueError(f"volume {address}: {container} is not a readable HDF5 file: {err}") from err
     listing: list[str] = []
-    f.visititems(lambda n, obj: listing.append(f"{n} {obj.shape} {obj.dtype}")
-                 if isinstance(obj, h5py.Dataset) else None)
+    f.visititems(
+        lambda n, obj: listing.append(f"{n} {obj.shape} {obj.dtype}") if isinstance(obj, h5py.Dataset) else None
+    )
     if dataset is None:
-        raise ValueError(f"volume {address}: name a dataset inside the HDF5 file as {container}:DATASET, e.g. "
-                         f"{container}:volumes/raw; it holds: {', '.join(listing) or 'nothing'}")
+        raise ValueError(
+            f"volume {address}: name a dataset inside the HDF5 file as {container}:DATASET, e.g. "
+            f"{container}:volumes/raw; it holds: {', '.join(listing) or 'nothing'}"
+        )
     if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
-        raise MissingDatasetError(f"volume {address}: no dataset {dataset!r} in {container}; it holds: "
-                                  f"{', '.join(listing) or 'nothing'}")
+        raise MissingDatasetError(
+            f"volume {address}: no dataset {dataset!r} in {container}; it holds: {', '.join(listing) or 'nothing'}"
+        )
     ds = f[dataset]
     axes = _default_axes(ds.ndim, address)
     attrs = dict(ds.attrs)
@@ -464,8 +498,11 @@ class _TiffPlanes:
             # the shape the writer declared (pages may hold a 4-D image); pages appended one by one form
             # one 2-D series each
             series = tif.series
-            self.series_shape = (tuple(series[0].shape) if len(series) == 1 or any(len(s.shape) != 2 for s in series)
-                                 else (len(series), *self.page_shape))
+            self.series_shape = (
+                tuple(series[0].shape)
+                if len(series) == 1 or any(len(s.shape) != 2 for s in series)
+                else (len(series), *self.page_shape)
+            )
         self.shape = (self.n, *self.page_shape)
         self.ndim = len(self.shape)
 
@@ -475,8 +512,7 @@ class _TiffPlanes:
         zs = range(*key[0].indices(self.n))
         with tifffile.TiffFile(self.path) as tif:
             planes = [tif.pages[z].asarray()[key[1:]] for z in zs]
-        return np.stack(planes) if planes else np.empty((0, *self.page_shape), self.dtype)[(slice(None),)
-                                                                                           + key[1:]]
+        return np.stack(planes) if planes else np.empty((0, *self.page_shape), self.dtype)[(slice(None),) + key[1:]]
 
 
 def _tiff_voxel_size(tif: Any) -> list[float]:
@@ -505,19 +541,24 @@ def _open_tiff(container: Path, address: str) -> Volume:
     except Exception as err:
         raise ValueError(f"volume {address}: {container} is not a readable TIFF: {err}") from err
     if len(planes.page_shape) != 2:
-        raise ValueError(f"volume {address}: TIFF pages have shape {planes.page_shape}; expected 2-D "
-                         f"grey-scale pages (one plane each)")
+        raise ValueError(
+            f"volume {address}: TIFF pages have shape {planes.page_shape}; expected 2-D "
+            f"grey-scale pages (one plane each)"
+        )
     if len(planes.series_shape) != 3 or planes.series_shape != planes.shape:
         # a 2-D image is refused like a 2-D zarr array; a 4-D stack must not be read as its pages in a row
-        raise ValueError(f"volume {address}: the TIFF holds an image of shape {planes.series_shape} "
-                         f"({len(planes.series_shape)} axes); expected a 3-D stack (plane, row, column) of "
-                         "2-D grey-scale pages")
+        raise ValueError(
+            f"volume {address}: the TIFF holds an image of shape {planes.series_shape} "
+            f"({len(planes.series_shape)} axes); expected a 3-D stack (plane, row, column) of "
+            "2-D grey-scale pages"
+        )
     data = _as_dask(planes, address, chunks=(1, *planes.page_shape))
     return _volume(data, SPATIAL_AXES, planes.voxel_size, [0.0, 0.0, 0.0], address)
 
 
-def open_volume(path: str | Path, *, level: int = 0,
-                role: Literal["raw", "labels", "affinities"] | None = None) -> Volume:
+def open_volume(
+    path: str | Path, *, level: int = 0, role: Literal["raw", "labels", "affinities"] | None = None
+) -> Volume:
     """Open a volume lazily, with its axes and voxel size.
 
     Parameters
@@ -576,19 +617,21 @@ def check_role(vol: Volume, role: str) -> None:
         if vol.data.ndim != 3:
             raise ValueError(f"labels volume {vol.path} must have 3 axes (plane, row, column), got {vol.axes}")
         if vol.dtype.kind not in "iu":
-            raise TypeError(f"labels volume {vol.path} must have an integer dtype (e.g. uint64), got "
-                            f"{vol.dtype}")
+            raise TypeError(f"labels volume {vol.path} must have an integer dtype (e.g. uint64), got {vol.dtype}")
     elif role == "affinities":
         if vol.data.ndim != 4:
-            raise ValueError(f"affinities volume {vol.path} must have 4 axes (channel, plane, row, column), "
-                             f"got {vol.axes}")
+            raise ValueError(
+                f"affinities volume {vol.path} must have 4 axes (channel, plane, row, column), got {vol.axes}"
+            )
         if vol.dtype.kind != "f" and vol.dtype != np.uint8:
             raise TypeError(f"affinities volume {vol.path} must be float or uint8, got {vol.dtype}")
         if vol.dtype.kind == "f":  # probabilities: inf, NaN or values outside [0, 1] are not affinities
             low, high, n_bad = da.compute(da.nanmin(vol.data), da.nanmax(vol.data), (~da.isfinite(vol.data)).sum())
             if n_bad or low < 0 or high > 1:
-                raise ValueError(f"affinities volume {vol.path} must hold probabilities in [0, 1]; it has "
-                                 f"{int(n_bad)} non-finite value(s) and range [{float(low)}, {float(high)}]")
+                raise ValueError(
+                    f"affinities volume {vol.path} must hold probabilities in [0, 1]; it has "
+                    f"{int(n_bad)} non-finite value(s) and range [{float(low)}, {float(high)}]"
+                )
     else:
         raise ValueError(f"role must be 'raw', 'labels' or 'affinities'; got {role!r}")
 
@@ -596,8 +639,10 @@ def check_role(vol: Volume, role: str) -> None:
 def check_same_geometry(raw: Volume, labels: Volume) -> None:
     """Raise ``ValueError`` if a raw and a labels volume differ in spatial shape."""
     if raw.spatial_shape != labels.spatial_shape:
-        raise ValueError(f"raw {raw.path} and labels {labels.path} must have the same shape (plane, row, "
-                         f"column), got {raw.spatial_shape} and {labels.spatial_shape}")
+        raise ValueError(
+            f"raw {raw.path} and labels {labels.path} must have the same shape (plane, row, "
+            f"column), got {raw.spatial_shape} and {labels.spatial_shape}"
+        )
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -611,8 +656,9 @@ def _ngff_axes(axes: Sequence[str]) -> list[dict[str, str]]:
     return out
 
 
-def _level_transforms(axes: Sequence[str], voxel_size: Sequence[float], offset: Sequence[float]
-                      ) -> list[dict[str, Any]]:
+def _level_transforms(
+    axes: Sequence[str], voxel_size: Sequence[float], offset: Sequence[float]
+) -> list[dict[str, Any]]:
     n_extra = len(axes) - 3
     scale = [1.0] * n_extra + [float(v) for v in voxel_size]
     translation = [0.0] * n_extra + [float(v) for v in offset]
@@ -639,10 +685,18 @@ def _open_image_group(path: str | Path, *, create: bool) -> zarr.Group:
     return root[inner] if inner else root
 
 
-def create_ome_zarr_array(path: str | Path, *, shape: Sequence[int], dtype: Any, chunks: Sequence[int],
-                          axes: Sequence[str], voxel_size: Sequence[float],
-                          offset: Sequence[float] | None = None, fill_value: Any = 0,
-                          exists_ok: bool = False) -> zarr.Array:
+def create_ome_zarr_array(
+    path: str | Path,
+    *,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    axes: Sequence[str],
+    voxel_size: Sequence[float],
+    offset: Sequence[float] | None = None,
+    fill_value: Any = 0,
+    exists_ok: bool = False,
+) -> zarr.Array:
     """Create an empty OME-Zarr (NGFF 0.5, zarr v3) image at ``path`` and return its level-0 array.
 
     Nothing existing is ever erased: the container and parent groups are opened in append mode.
@@ -676,32 +730,45 @@ def create_ome_zarr_array(path: str | Path, *, shape: Sequence[int], dtype: Any,
     group = _open_image_group(path, create=True)
     if "0" in group:
         if not exists_ok:
-            raise FileExistsError(f"{path} already exists; refusing to overwrite it (choose another path, or "
-                                  f"delete it yourself)")
+            raise FileExistsError(
+                f"{path} already exists; refusing to overwrite it (choose another path, or delete it yourself)"
+            )
         array = group["0"]
         found = (tuple(array.shape), np.dtype(array.dtype), tuple(array.chunks))
         if found != (shape, dtype, chunks):
-            raise ValueError(f"{path} exists with shape {found[0]}, dtype {found[1]}, chunks {found[2]}; "
-                             f"requested shape {shape}, dtype {dtype}, chunks {chunks}")
+            raise ValueError(
+                f"{path} exists with shape {found[0]}, dtype {found[1]}, chunks {found[2]}; "
+                f"requested shape {shape}, dtype {dtype}, chunks {chunks}"
+            )
         return array
-    array = group.create_array("0", shape=shape, dtype=dtype, chunks=chunks, fill_value=fill_value,
-                               dimension_names=axes)
+    array = group.create_array(
+        "0", shape=shape, dtype=dtype, chunks=chunks, fill_value=fill_value, dimension_names=axes
+    )
     group.attrs["ome"] = {
         "version": NGFF_VERSION,
-        "multiscales": [{
-            "name": str(path).rstrip("/").split("/")[-1],
-            "axes": _ngff_axes(axes),
-            "datasets": [{"path": "0", "coordinateTransformations": _level_transforms(axes, voxel_size,
-                                                                                      offset)}],
-        }],
+        "multiscales": [
+            {
+                "name": str(path).rstrip("/").split("/")[-1],
+                "axes": _ngff_axes(axes),
+                "datasets": [{"path": "0", "coordinateTransformations": _level_transforms(axes, voxel_size, offset)}],
+            }
+        ],
     }
     return array
 
 
-def write_ome_zarr(path: str | Path, data: np.ndarray | da.Array, *, axes: Sequence[str],
-                   voxel_size: Sequence[float], chunks: Sequence[int], offset: Sequence[float] | None = None,
-                   n_levels: int = 1, method: Literal["mean", "mode"] | None = None,
-                   exists_ok: bool = False) -> zarr.Array:
+def write_ome_zarr(
+    path: str | Path,
+    data: np.ndarray | da.Array,
+    *,
+    axes: Sequence[str],
+    voxel_size: Sequence[float],
+    chunks: Sequence[int],
+    offset: Sequence[float] | None = None,
+    n_levels: int = 1,
+    method: Literal["mean", "mode"] | None = None,
+    exists_ok: bool = False,
+) -> zarr.Array:
     """Write a whole array as an OME-Zarr image, chunk by chunk (dask stores one chunk at a time).
 
     Parameters
@@ -717,8 +784,16 @@ def write_ome_zarr(path: str | Path, data: np.ndarray | da.Array, *, axes: Seque
     -------
     zarr.Array, the level-0 array.
     """
-    array = create_ome_zarr_array(path, shape=data.shape, dtype=data.dtype, chunks=chunks, axes=axes,
-                                  voxel_size=voxel_size, offset=offset, exists_ok=exists_ok)
+    array = create_ome_zarr_array(
+        path,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=chunks,
+        axes=axes,
+        voxel_size=voxel_size,
+        offset=offset,
+        exists_ok=exists_ok,
+    )
     src = data if isinstance(data, da.Array) else da.from_array(data, chunks=array.chunks)
     src.rechunk(array.chunks).store(array, lock=False)
     if n_levels > 1:
@@ -756,8 +831,13 @@ def downsample_factors(voxel_size: Sequence[float]) -> tuple[int, int, int]:
     return (2 if z <= 1.5 * min(y, x) else 1, 2, 2)
 
 
-def add_multiscale_levels(path: str | Path, n_levels: int, *, method: Literal["mean", "mode"] = "mean",
-                          factors: Sequence[Sequence[int]] | None = None) -> list[zarr.Array]:
+def add_multiscale_levels(
+    path: str | Path,
+    n_levels: int,
+    *,
+    method: Literal["mean", "mode"] = "mean",
+    factors: Sequence[Sequence[int]] | None = None,
+) -> list[zarr.Array]:
     """Append ``n_levels`` downsampled levels to an OME-Zarr image whose level 0 is written.
 
     Each level halves the in-plane resolution (and z when the volume is near-isotropic, see
@@ -792,12 +872,19 @@ def add_multiscale_levels(path: str | Path, n_levels: int, *, method: Literal["m
         level_factors = (1,) * n_extra + spatial
         small_shape = tuple(s // f for s, f in zip(src_array.shape, level_factors))
         if any(s == 0 for s in small_shape):
-            raise ValueError(f"{path}: level {prev['path']} of shape {src_array.shape} is too small to "
-                             f"downsample by {level_factors}")
+            raise ValueError(
+                f"{path}: level {prev['path']} of shape {src_array.shape} is too small to downsample by {level_factors}"
+            )
         dtype = np.dtype(src_array.dtype)
         name = str(int(prev["path"]) + 1)
-        dst = group.create_array(name, shape=small_shape, dtype=dtype, chunks=src_array.chunks,
-                                 fill_value=src_array.fill_value, dimension_names=tuple(axes))
+        dst = group.create_array(
+            name,
+            shape=small_shape,
+            dtype=dtype,
+            chunks=src_array.chunks,
+            fill_value=src_array.fill_value,
+            dimension_names=tuple(axes),
+        )
         # one destination chunk at a time: read its source region, reduce, write (memory: one chunk)
         grid = [range(0, s, c) for s, c in zip(small_shape, dst.chunks)]
         for start in itertools.product(*grid):
@@ -807,8 +894,7 @@ def add_multiscale_levels(path: str | Path, n_levels: int, *, method: Literal["m
         new_scale = [s * f for s, f in zip(scale, level_factors)]
         # the centre of a coarse voxel sits at the centre of the fine voxels it summarises
         new_translation = [t + (f - 1) * s / 2 for t, s, f in zip(translation, scale, level_factors)]
-        level: dict[str, Any] = {"path": name, "coordinateTransformations": [{"type": "scale",
-                                                                              "scale": new_scale}]}
+        level: dict[str, Any] = {"path": name, "coordinateTransformations": [{"type": "scale", "scale": new_scale}]}
         if any(new_translation):
             level["coordinateTransformations"].append({"type": "translation", "translation": new_translation})
         datasets.append(level)
@@ -830,9 +916,11 @@ def _check_label_name(name: str) -> None:
         raise ValueError(f"label image name must be a plain name like 'neuron_ids', got {name!r}")
 
 
-def _image_label_metadata(colors: Mapping[int, Sequence[int]] | None,
-                          properties: Mapping[int, Mapping[str, Any]] | None,
-                          source: str | None = "../../") -> dict[str, Any]:
+def _image_label_metadata(
+    colors: Mapping[int, Sequence[int]] | None,
+    properties: Mapping[int, Mapping[str, Any]] | None,
+    source: str | None = "../../",
+) -> dict[str, Any]:
     """The NGFF 0.5 ``image-label`` object: colours (label 0 transparent unless given), properties, source
     (a path relative to the label image; None: no source)."""
     palette = {0: BACKGROUND_COLOR, **(colors or {})}
@@ -873,10 +961,17 @@ def _register_label(labels_group: str, name: str) -> None:
         os.close(fd)
 
 
-def create_label_image(image_path: str | Path, name: str, *, dtype: Any, chunks: Sequence[int],
-                       shape: Sequence[int] | None = None, colors: Mapping[int, Sequence[int]] | None = None,
-                       properties: Mapping[int, Mapping[str, Any]] | None = None,
-                       exists_ok: bool = False) -> zarr.Array:
+def create_label_image(
+    image_path: str | Path,
+    name: str,
+    *,
+    dtype: Any,
+    chunks: Sequence[int],
+    shape: Sequence[int] | None = None,
+    colors: Mapping[int, Sequence[int]] | None = None,
+    properties: Mapping[int, Mapping[str, Any]] | None = None,
+    exists_ok: bool = False,
+) -> zarr.Array:
     """Create an empty NGFF label image ``<image>/labels/<name>`` for an existing image; return level 0.
 
     The label image takes the parent's level-0 shape, voxel size and offset, gets ``image-label`` metadata
@@ -924,11 +1019,20 @@ def create_label_image(image_path: str | Path, name: str, *, dtype: Any, chunks:
     if parent.axes != SPATIAL_AXES:
         raise ValueError(f"label images need a (plane, row, column) image; {image} has axes {parent.axes}")
     if shape is not None and tuple(int(s) for s in shape) != parent.shape:
-        raise ValueError(f"label image {name} of shape {tuple(shape)} does not match image {image} of shape "
-                         f"{parent.shape}")
+        raise ValueError(
+            f"label image {name} of shape {tuple(shape)} does not match image {image} of shape {parent.shape}"
+        )
     path = f"{image}/{LABELS_GROUP}/{name}"
-    array = create_ome_zarr_array(path, shape=parent.shape, dtype=dtype, chunks=chunks, axes=SPATIAL_AXES,
-                                  voxel_size=parent.voxel_size, offset=parent.offset, exists_ok=exists_ok)
+    array = create_ome_zarr_array(
+        path,
+        shape=parent.shape,
+        dtype=dtype,
+        chunks=chunks,
+        axes=SPATIAL_AXES,
+        voxel_size=parent.voxel_size,
+        offset=parent.offset,
+        exists_ok=exists_ok,
+    )
     group = _open_image_group(path, create=False)
     group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, properties)}
     _register_label(f"{image}/{LABELS_GROUP}", name)
@@ -966,14 +1070,20 @@ def match_image_levels(image_path: str | Path, name: str) -> list[zarr.Array]:
     n_have = len(_multiscales(dict(label_group.attrs))[0][0]["datasets"])  # type: ignore[index]
     if n_have >= len(image_datasets):
         return []
-    factors = _level_factors(image_datasets, len(SPATIAL_AXES))[n_have - 1:]
+    factors = _level_factors(image_datasets, len(SPATIAL_AXES))[n_have - 1 :]
     return add_multiscale_levels(path, len(factors), method="mode", factors=factors)
 
 
-def write_label_image(image_path: str | Path, name: str, data: np.ndarray | da.Array, *, chunks: Sequence[int],
-                      colors: Mapping[int, Sequence[int]] | None = None,
-                      properties: Mapping[int, Mapping[str, Any]] | None = None,
-                      exists_ok: bool = False) -> zarr.Array:
+def write_label_image(
+    image_path: str | Path,
+    name: str,
+    data: np.ndarray | da.Array,
+    *,
+    chunks: Sequence[int],
+    colors: Mapping[int, Sequence[int]] | None = None,
+    properties: Mapping[int, Mapping[str, Any]] | None = None,
+    exists_ok: bool = False,
+) -> zarr.Array:
     """Write a whole label volume as ``<image>/labels/<name>``, chunk by chunk, with the image's levels.
 
     Parameters
@@ -995,19 +1105,35 @@ def write_label_image(image_path: str | Path, name: str, data: np.ndarray | da.A
     >>> open_volume(f"{tmp}/v.zarr/raw/labels/cells", level=1).shape
     (4, 8, 8)
     """
-    array = create_label_image(image_path, name, dtype=data.dtype, chunks=chunks, shape=data.shape,
-                               colors=colors, properties=properties, exists_ok=exists_ok)
+    array = create_label_image(
+        image_path,
+        name,
+        dtype=data.dtype,
+        chunks=chunks,
+        shape=data.shape,
+        colors=colors,
+        properties=properties,
+        exists_ok=exists_ok,
+    )
     src = data if isinstance(data, da.Array) else da.from_array(data, chunks=array.chunks)
     src.rechunk(array.chunks).store(array, lock=False)
     match_image_levels(image_path, name)
     return array
 
 
-def create_segmentation_image(container: str | Path, name: str, *, shape: Sequence[int], dtype: Any,
-                              chunks: Sequence[int], source_image: str | Path | None = None,
-                              voxel_size: Sequence[float] | None = None, offset: Sequence[float] | None = None,
-                              colors: Mapping[int, Sequence[int]] | None = None,
-                              exists_ok: bool = False) -> zarr.Array:
+def create_segmentation_image(
+    container: str | Path,
+    name: str,
+    *,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    source_image: str | Path | None = None,
+    voxel_size: Sequence[float] | None = None,
+    offset: Sequence[float] | None = None,
+    colors: Mapping[int, Sequence[int]] | None = None,
+    exists_ok: bool = False,
+) -> zarr.Array:
     """Create an empty segmentation ``<container>/<name>`` that OME-Zarr readers open as a label image.
 
     For outputs written into their own container (``connectomics segment`` -> ``seg.zarr/seg_0.5``), whose
@@ -1057,19 +1183,31 @@ def create_segmentation_image(container: str | Path, name: str, *, shape: Sequen
     if source_image is not None:
         image = open_volume(source_image)
         if image.axes != SPATIAL_AXES:
-            raise ValueError(f"segmentation {path}: its source image must be (plane, row, column), e.g. the raw "
-                             f"volume; {source_image} has axes {image.axes}")
+            raise ValueError(
+                f"segmentation {path}: its source image must be (plane, row, column), e.g. the raw "
+                f"volume; {source_image} has axes {image.axes}"
+            )
         if image.spatial_shape != shape:
-            raise ValueError(f"segmentation {path} of shape {shape} does not match its image {source_image} of "
-                             f"shape {image.spatial_shape}")
+            raise ValueError(
+                f"segmentation {path} of shape {shape} does not match its image {source_image} of "
+                f"shape {image.spatial_shape}"
+            )
         voxel_size = image.voxel_size if voxel_size is None else voxel_size
         offset = image.offset if offset is None else offset
         image_dir = Path(resolve_address(source_image).rstrip("/"))  # readers of the link know no aliases
         source = os.path.relpath(image_dir.resolve(), path.resolve()) + "/"
     if voxel_size is None:
         raise ValueError(f"segmentation {path}: pass voxel_size (nm) or a source_image to take it from")
-    array = create_ome_zarr_array(path, shape=shape, dtype=dtype, chunks=chunks, axes=SPATIAL_AXES,
-                                  voxel_size=voxel_size, offset=offset, exists_ok=exists_ok)
+    array = create_ome_zarr_array(
+        path,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        axes=SPATIAL_AXES,
+        voxel_size=voxel_size,
+        offset=offset,
+        exists_ok=exists_ok,
+    )
     group = _open_image_group(path, create=False)
     group.attrs["ome"] = {**dict(group.attrs["ome"]), "image-label": _image_label_metadata(colors, None, source)}
     root = zarr.open_group(store=str(container), mode="r")

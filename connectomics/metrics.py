@@ -267,9 +267,14 @@ class RandResult:
     recall: float
 
 
-def adapted_rand_error(seg: np.ndarray | None = None, gt: np.ndarray | None = None, *,
-                       seg_zero: SegZero = "singletons", self_pairs: bool = True,
-                       table: Contingency | None = None) -> RandResult:
+def adapted_rand_error(
+    seg: np.ndarray | None = None,
+    gt: np.ndarray | None = None,
+    *,
+    seg_zero: SegZero = "singletons",
+    self_pairs: bool = True,
+    table: Contingency | None = None,
+) -> RandResult:
     """SNEMI3D/CREMI adapted Rand error.
 
     Parameters
@@ -323,8 +328,7 @@ def adapted_rand_error(seg: np.ndarray | None = None, gt: np.ndarray | None = No
             total = float(c.sum())
             sum_a, sum_b, sum_ab = sum_a - total, sum_b - total, sum_ab - total
     if sum_a == 0:
-        raise ValueError("no pairs of distinct ground-truth foreground voxels; the adapted Rand error is "
-                         "undefined")
+        raise ValueError("no pairs of distinct ground-truth foreground voxels; the adapted Rand error is undefined")
     # A segmentation with no pairs at all (every voxel alone) merges nothing: precision 1, recall 0.
     precision = sum_ab / sum_b if sum_b > 0 else 1.0
     recall = sum_ab / sum_a
@@ -349,8 +353,13 @@ def _xlogx(x: np.ndarray) -> float:
     return float(np.sum(x * np.log2(x)))
 
 
-def variation_of_information(seg: np.ndarray | None = None, gt: np.ndarray | None = None, *,
-                             seg_zero: SegZero = "singletons", table: Contingency | None = None) -> VoiResult:
+def variation_of_information(
+    seg: np.ndarray | None = None,
+    gt: np.ndarray | None = None,
+    *,
+    seg_zero: SegZero = "singletons",
+    table: Contingency | None = None,
+) -> VoiResult:
     """Variation of information (split, merge) in bits, ground-truth 0 ignored.
 
     Parameters
@@ -398,8 +407,13 @@ def variation_of_information(seg: np.ndarray | None = None, gt: np.ndarray | Non
     return VoiResult(float(max(split, 0.0)), float(max(merge, 0.0)))
 
 
-def cremi_score(seg: np.ndarray | None = None, gt: np.ndarray | None = None, *,
-                seg_zero: SegZero = "singletons", table: Contingency | None = None) -> float:
+def cremi_score(
+    seg: np.ndarray | None = None,
+    gt: np.ndarray | None = None,
+    *,
+    seg_zero: SegZero = "singletons",
+    table: Contingency | None = None,
+) -> float:
     """CREMI score ``sqrt(ARAND * (VOI_split + VOI_merge))`` (geometric mean, as in elf; lower is better)."""
     table = _as_table(seg, gt, table)
     rand = adapted_rand_error(table=table, seg_zero=seg_zero)
@@ -407,19 +421,31 @@ def cremi_score(seg: np.ndarray | None = None, gt: np.ndarray | None = None, *,
     return float(math.sqrt(rand.error * voi.total))
 
 
-def evaluate_segmentation(seg: np.ndarray | None = None, gt: np.ndarray | None = None, *,
-                          seg_zero: SegZero = "singletons", table: Contingency | None = None) -> dict[str, float]:
+def evaluate_segmentation(
+    seg: np.ndarray | None = None,
+    gt: np.ndarray | None = None,
+    *,
+    seg_zero: SegZero = "singletons",
+    table: Contingency | None = None,
+) -> dict[str, float]:
     """All metrics in one dict: ``arand``, ``precision``, ``recall``, ``voi_split``, ``voi_merge``,
     ``voi``, ``cremi_score``, ``n_segments``, ``n_gt``, ``n_voxels``."""
     table = _as_table(seg, gt, table)
     rand = adapted_rand_error(table=table, seg_zero=seg_zero)
     voi = variation_of_information(table=table, seg_zero=seg_zero)
     g, s, _ = _foreground(table)
-    return {"arand": rand.error, "precision": rand.precision, "recall": rand.recall,
-            "voi_split": voi.split, "voi_merge": voi.merge, "voi": voi.total,
-            "cremi_score": float(math.sqrt(rand.error * voi.total)),
-            "n_segments": int(len(np.unique(s[s != 0]))), "n_gt": int(len(np.unique(g))),
-            "n_voxels": int(table.n_voxels)}
+    return {
+        "arand": rand.error,
+        "precision": rand.precision,
+        "recall": rand.recall,
+        "voi_split": voi.split,
+        "voi_merge": voi.merge,
+        "voi": voi.total,
+        "cremi_score": float(math.sqrt(rand.error * voi.total)),
+        "n_segments": int(len(np.unique(s[s != 0]))),
+        "n_gt": int(len(np.unique(g))),
+        "n_voxels": int(table.n_voxels),
+    }
 
 
 def border_mask(gt: np.ndarray, distance: float, voxel_size: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
@@ -458,15 +484,24 @@ def border_mask(gt: np.ndarray, distance: float, voxel_size: Sequence[float] = (
     out = np.zeros(gt.shape, dtype=bool)
     for z, plane in enumerate(gt):
         padded = np.pad(plane, 1, mode="edge")
-        boundary = ((plane != padded[:-2, 1:-1]) | (plane != padded[2:, 1:-1])
-                    | (plane != padded[1:-1, :-2]) | (plane != padded[1:-1, 2:]))
+        boundary = (
+            (plane != padded[:-2, 1:-1])
+            | (plane != padded[2:, 1:-1])
+            | (plane != padded[1:-1, :-2])
+            | (plane != padded[1:-1, 2:])
+        )
         if boundary.any():  # distances in row pixels; columns scaled when x and y voxel sizes differ
             out[z] = ndi.distance_transform_edt(~boundary, sampling=(1.0, vx / vy)) <= distance / vy
     return out
 
 
-def exclude_voxels(gt: np.ndarray, *, ignore_labels: Iterable[int] = (0,), mask: np.ndarray | None = None,
-                   border: np.ndarray | None = None) -> np.ndarray:
+def exclude_voxels(
+    gt: np.ndarray,
+    *,
+    ignore_labels: Iterable[int] = (0,),
+    mask: np.ndarray | None = None,
+    border: np.ndarray | None = None,
+) -> np.ndarray:
     """Ground truth with every excluded voxel set to 0, the id all metrics here drop.
 
     Parameters
@@ -502,17 +537,26 @@ def exclude_voxels(gt: np.ndarray, *, ignore_labels: Iterable[int] = (0,), mask:
             drop |= extra == 0 if name == "mask" else extra.astype(bool)
     if ignore.size == 0 or ignore[0] != 0:
         if (out == np.iinfo(np.uint64).max).any():
-            raise ValueError("gt holds id 2^64 - 1, which cannot be scored while ground-truth 0 is scored too; "
-                             "add it or 0 to the ignore labels")
+            raise ValueError(
+                "gt holds id 2^64 - 1, which cannot be scored while ground-truth 0 is scored too; "
+                "add it or 0 to the ignore labels"
+            )
         out += np.uint64(1)
     out[drop] = 0
     return out
 
 
-def contingency_table_blockwise(seg: object, gt: object, *, block_shape: Sequence[int] | None = None,
-                                progress: bool = True, ignore_labels: Iterable[int] = (0,),
-                                mask: object | None = None, border_distance: float | None = None,
-                                voxel_size: Sequence[float] = (1.0, 1.0, 1.0)) -> Contingency:
+def contingency_table_blockwise(
+    seg: object,
+    gt: object,
+    *,
+    block_shape: Sequence[int] | None = None,
+    progress: bool = True,
+    ignore_labels: Iterable[int] = (0,),
+    mask: object | None = None,
+    border_distance: float | None = None,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Contingency:
     """Accumulate the contingency table of two (lazy) volumes block by block.
 
     Parameters
@@ -547,8 +591,9 @@ def contingency_table_blockwise(seg: object, gt: object, *, block_shape: Sequenc
         while np.prod(block_shape) < 2**20 and any(b < s for b, s in zip(block_shape, shape)):
             i = int(np.argmin([b / s for b, s in zip(block_shape, shape)]))
             block_shape[i] = min(shape[i], block_shape[i] * 2)
-    margin = (0, 0, 0) if border_distance is None else \
-        (0, *(int(border_distance // float(v)) + 1 for v in voxel_size[1:]))
+    margin = (
+        (0, 0, 0) if border_distance is None else (0, *(int(border_distance // float(v)) + 1 for v in voxel_size[1:]))
+    )
     starts = [range(0, s, b) for s, b in zip(shape, block_shape)]
     grid = list(itertools.product(*starts))
     pending: list[Contingency] = []
@@ -566,8 +611,9 @@ def contingency_table_blockwise(seg: object, gt: object, *, block_shape: Sequenc
         if mask is None and border is None and set(ignore_labels) == {0}:
             kept = gt_block  # the metrics drop ground-truth 0 themselves: no copy needed
         else:
-            kept = exclude_voxels(gt_block, ignore_labels=ignore_labels, border=border,
-                                  mask=None if mask is None else _read(mask, slices))
+            kept = exclude_voxels(
+                gt_block, ignore_labels=ignore_labels, border=border, mask=None if mask is None else _read(mask, slices)
+            )
         pending.append(contingency_table(_read(seg, slices), kept))
         if len(pending) >= 16:  # merge periodically so the table stays O(distinct pairs)
             merged = merge_tables([merged, *pending])

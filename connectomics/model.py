@@ -34,8 +34,9 @@ from shared.backbones import create, model_info
 NETWORK_HPARAMS = ("backbone", "backbone_config", "offsets")
 
 
-def affinity_backbone(backbone: str, backbone_config: dict[str, Any] | None, offsets: list[list[int]] | None
-                      ) -> tuple[torch.nn.Module, dict[str, Any], list[list[int]]]:
+def affinity_backbone(
+    backbone: str, backbone_config: dict[str, Any] | None, offsets: list[list[int]] | None
+) -> tuple[torch.nn.Module, dict[str, Any], list[list[int]]]:
     """Validate an affinity network's settings and create its backbone.
 
     Parameters
@@ -53,14 +54,18 @@ def affinity_backbone(backbone: str, backbone_config: dict[str, Any] | None, off
     offsets = validate_offsets(offsets if offsets is not None else DEFAULT_OFFSETS)
     info = model_info(backbone)
     if info.input_kind != "volume":
-        raise ValueError(f"backbone {backbone!r} takes {info.input_kind}s; affinity models need a volume "
-                         f"backbone such as gammanet3d or unet3d")
+        raise ValueError(
+            f"backbone {backbone!r} takes {info.input_kind}s; affinity models need a volume "
+            f"backbone such as gammanet3d or unet3d"
+        )
     config = dict(backbone_config or {})
     config.setdefault("in_channels", 1)
     config.setdefault("out_channels", len(offsets))
     if config["out_channels"] != len(offsets):
-        raise ValueError(f"backbone_config.out_channels is {config['out_channels']} but there are "
-                         f"{len(offsets)} offsets; leave it out to match the offsets")
+        raise ValueError(
+            f"backbone_config.out_channels is {config['out_channels']} but there are "
+            f"{len(offsets)} offsets; leave it out to match the offsets"
+        )
     return create(backbone, **config), config, offsets
 
 
@@ -77,8 +82,12 @@ class AffinityNet(torch.nn.Module):
     offsets : the affinity offsets, one per output channel.
     """
 
-    def __init__(self, backbone: str = "unet3d", backbone_config: dict[str, Any] | None = None,
-                 offsets: list[list[int]] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: str = "unet3d",
+        backbone_config: dict[str, Any] | None = None,
+        offsets: list[list[int]] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone, self.backbone_config, self.offsets = affinity_backbone(backbone, backbone_config, offsets)
         self.backbone_name = backbone
@@ -105,13 +114,16 @@ def load_affinity_net(checkpoint: str | Path, map_location: str | torch.device |
     ckpt = load_checkpoint(checkpoint, map_location=map_location, expect="affinity")
     hparams = ckpt.get("hyper_parameters")
     if "state_dict" not in ckpt or not isinstance(hparams, dict) or "backbone" not in hparams:
-        raise ValueError(f"checkpoint {checkpoint} is not an affinity-model checkpoint: it needs 'state_dict' "
-                         f"and 'hyper_parameters' with a 'backbone' (as written by `connectomics fit`)")
+        raise ValueError(
+            f"checkpoint {checkpoint} is not an affinity-model checkpoint: it needs 'state_dict' "
+            f"and 'hyper_parameters' with a 'backbone' (as written by `connectomics fit`)"
+        )
     net = AffinityNet(**{k: hparams[k] for k in NETWORK_HPARAMS if k in hparams})
     try:
         net.load_state_dict(ckpt["state_dict"], strict=True)
     except RuntimeError as err:
         detail = " ".join(str(err).split())
-        raise ValueError(f"checkpoint {checkpoint} does not match its own hyper-parameters "
-                         f"({hparams['backbone']}): {detail[:400]}") from err
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match its own hyper-parameters ({hparams['backbone']}): {detail[:400]}"
+        ) from err
     return net.eval()

@@ -72,7 +72,7 @@ from scipy.spatial import cKDTree
 
 #: object kinds (``kind`` arrays): what a voxel is, for rendering
 ECS, NEURITE, GLIA, SOMA, BOUTON = 0, 1, 2, 3, 4
-_W_MIN, _W_MAX = 0.5, 60.0          # nm, bounds of the ECS sheet half-width
+_W_MIN, _W_MAX = 0.5, 60.0  # nm, bounds of the ECS sheet half-width
 _REACH_EXTRA = 2 * (_W_MAX + 50.0)  # nm beyond radius + growth where a sphere can still change a point
 _IDS_PER_CELL = 1 << 12
 MITO_REACH = 300.0  # nm: mitochondria (radius <= 150) are looked up within this distance
@@ -120,18 +120,28 @@ class Morphology:
             raise ValueError(f"ecs_fraction must be in [0, 1), got {self.ecs_fraction}")
 
 
-MORPHOLOGIES: dict[str, Morphology] = {m.name: m for m in [
-    # neuropil: thin axons and spiny dendrites among somata and space-filling glia, little ECS
-    Morphology("dense", axon_density=30.0, dendrite_density=0.4, soma_density=1e-4, glia_density=2.0,
-               glia_grow=800.0, ecs_fraction=0.10),
-    # branching processes in large unlabelled-looking gaps: few cells, nothing fills the space
-    Morphology("sparse", axon_density=12.0, dendrite_density=0.05, spine_rate=1.0, glia_density=0.0,
-               ecs_fraction=0.07),
-    # only thin processes (axons, spine-neck calibre), packed with moderate ECS: 160 um/um^3 of ~45 nm
-    # radius tubes fill ~70 % of the volume (80 left ~0.52 ECS unreached)
-    Morphology("thin", axon_density=160.0, axon_radius=45.0, axon_sigma=0.35, bouton_rate=0.0,
-               ecs_fraction=0.07),
-]}
+MORPHOLOGIES: dict[str, Morphology] = {
+    m.name: m
+    for m in [
+        # neuropil: thin axons and spiny dendrites among somata and space-filling glia, little ECS
+        Morphology(
+            "dense",
+            axon_density=30.0,
+            dendrite_density=0.4,
+            soma_density=1e-4,
+            glia_density=2.0,
+            glia_grow=800.0,
+            ecs_fraction=0.10,
+        ),
+        # branching processes in large unlabelled-looking gaps: few cells, nothing fills the space
+        Morphology(
+            "sparse", axon_density=12.0, dendrite_density=0.05, spine_rate=1.0, glia_density=0.0, ecs_fraction=0.07
+        ),
+        # only thin processes (axons, spine-neck calibre), packed with moderate ECS: 160 um/um^3 of ~45 nm
+        # radius tubes fill ~70 % of the volume (80 left ~0.52 ECS unreached)
+        Morphology("thin", axon_density=160.0, axon_radius=45.0, axon_sigma=0.35, bouton_rate=0.0, ecs_fraction=0.07),
+    ]
+}
 
 
 def lookup_settings(value: Any, table: dict[str, Any], what: str) -> Any:
@@ -151,8 +161,9 @@ def get_morphology(morphology: str | Morphology) -> Morphology:
 @functools.lru_cache(maxsize=256)
 def settings_key(settings: Any) -> int:
     """A stable 31-bit key of a frozen settings dataclass (not Python's salted ``hash``); seeds its RNGs."""
-    return int.from_bytes(hashlib.sha256(repr(dataclasses.astuple(settings)).encode()).digest()[:4],
-                          "little") & 0x7FFFFFFF
+    return (
+        int.from_bytes(hashlib.sha256(repr(dataclasses.astuple(settings)).encode()).digest()[:4], "little") & 0x7FFFFFFF
+    )
 
 
 # ----------------------------------------------------------------------------------- object layers
@@ -171,22 +182,35 @@ class Spheres:
     @classmethod
     def concat(cls, parts: Sequence[Spheres]) -> Spheres:
         if not parts:
-            return cls(np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.uint64), np.zeros(0, np.int8),
-                       np.zeros((0, 3)), np.zeros(0))
+            return cls(
+                np.zeros((0, 3)),
+                np.zeros(0),
+                np.zeros(0, np.uint64),
+                np.zeros(0, np.int8),
+                np.zeros((0, 3)),
+                np.zeros(0),
+            )
         return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
 
     def select(self, keep: np.ndarray) -> Spheres:
-        return dataclasses.replace(self, centres=self.centres[keep], radii=self.radii[keep],
-                                   ids=self.ids[keep], kinds=self.kinds[keep])
+        return dataclasses.replace(
+            self, centres=self.centres[keep], radii=self.radii[keep], ids=self.ids[keep], kinds=self.kinds[keep]
+        )
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)
 
 
-def _walks(rng: np.random.Generator, starts: np.ndarray, directions: np.ndarray, lengths: np.ndarray,
-           steps: np.ndarray, tortuosity: float, orientation: Sequence[float]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _walks(
+    rng: np.random.Generator,
+    starts: np.ndarray,
+    directions: np.ndarray,
+    lengths: np.ndarray,
+    steps: np.ndarray,
+    tortuosity: float,
+    orientation: Sequence[float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Persistent random walks, all at once.
 
     Parameters
@@ -208,8 +232,15 @@ def _walks(rng: np.random.Generator, starts: np.ndarray, directions: np.ndarray,
     orient = np.asarray(orientation, dtype=np.float64) / max(orientation)
     from connectomics.morphology_kernels import walk_samples  # numba: not imported by --help
 
-    return walk_samples(normals, n, np.asarray(starts, np.float64), np.asarray(directions, np.float64),
-                         np.asarray(steps, np.float64), tortuosity * np.sqrt(steps / 1000.0), orient)
+    return walk_samples(
+        normals,
+        n,
+        np.asarray(starts, np.float64),
+        np.asarray(directions, np.float64),
+        np.asarray(steps, np.float64),
+        tortuosity * np.sqrt(steps / 1000.0),
+        orient,
+    )
 
 
 def _centre_on_start(centres: np.ndarray, walk: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -242,13 +273,13 @@ def _wobble(rng: np.random.Generator, walk: np.ndarray, amount: float) -> np.nda
     return 1.0 + amount * np.tanh(w / max(float(np.std(w)), 1e-9) if len(w) > 1 else w)
 
 
-def _lognormal(rng: np.random.Generator, median: float, sigma: float, size: int, lo: float, hi: float
-               ) -> np.ndarray:
+def _lognormal(rng: np.random.Generator, median: float, sigma: float, size: int, lo: float, hi: float) -> np.ndarray:
     return np.clip(median * np.exp(sigma * rng.normal(size=size)), lo, hi)
 
 
-def _mito(rng: np.random.Generator, centres: np.ndarray, radii: np.ndarray, rate_per_nm: float
-          ) -> tuple[np.ndarray, np.ndarray]:
+def _mito(
+    rng: np.random.Generator, centres: np.ndarray, radii: np.ndarray, rate_per_nm: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Render-only mitochondria: short chains of spheres inside thick parts of a process."""
     thick = np.flatnonzero(radii >= 90.0)
     n = int(rng.poisson(rate_per_nm * len(thick) * float(np.median(radii[thick]) * 0.5))) if len(thick) else 0
@@ -257,8 +288,7 @@ def _mito(rng: np.random.Generator, centres: np.ndarray, radii: np.ndarray, rate
     at = thick[rng.integers(0, len(thick) - 3, size=n)]
     r = np.minimum(0.4 * radii[at], 150.0)
     shift = _unit(rng.normal(size=(n, 3))) * (0.35 * radii[at])[:, None]
-    return (np.concatenate([centres[np.minimum(at + j, len(centres) - 1)] + shift for j in range(3)]),
-            np.tile(r, 3))
+    return (np.concatenate([centres[np.minimum(at + j, len(centres) - 1)] + shift for j in range(3)]), np.tile(r, 3))
 
 
 @dataclass(frozen=True)
@@ -302,8 +332,15 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
     radius = _lognormal(rng, m.axon_radius, m.axon_sigma, n, 25.0, 200.0)
     length = rng.uniform(*m.axon_length, size=n)
     starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
-    c, w, arc = _walks(rng, starts, _unit(rng.normal(size=(n, 3)) * m.orientation), length,
-                       np.maximum(_STEP * radius, 10.0), m.tortuosity, m.orientation)
+    c, w, arc = _walks(
+        rng,
+        starts,
+        _unit(rng.normal(size=(n, 3)) * m.orientation),
+        length,
+        np.maximum(_STEP * radius, 10.0),
+        m.tortuosity,
+        m.orientation,
+    )
     c = _centre_on_start(c, w, starts)
     r = radius[w] * _wobble(rng, w, 0.15)
     kind = np.full(len(r), NEURITE, np.int8)
@@ -325,14 +362,27 @@ def _axons(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm:
     owner = np.repeat(np.arange(n), n_br)
     at = _pick_in_walk(rng, w, owner)
     r_br = 0.8 * radius[owner]
-    cb, wb, ab = _walks(rng, c[at], _unit(rng.normal(size=(len(at), 3)) * m.orientation),
-                        length[owner] * rng.uniform(0.2, 0.4, size=len(at)), np.maximum(_STEP * r_br, 10.0),
-                        m.tortuosity, m.orientation)
+    cb, wb, ab = _walks(
+        rng,
+        c[at],
+        _unit(rng.normal(size=(len(at), 3)) * m.orientation),
+        length[owner] * rng.uniform(0.2, 0.4, size=len(at)),
+        np.maximum(_STEP * r_br, 10.0),
+        m.tortuosity,
+        m.orientation,
+    )
     rb = r_br[wb] * _wobble(rng, wb, 0.15)
     kb = _thin(wb, ab, rb)
-    return [(np.concatenate([c[keep], cb[kb]]), np.concatenate([r[keep], rb[kb]]),
-             np.concatenate([w[keep], owner[wb[kb]]]), np.concatenate([kind[keep], np.full(kb.sum(), NEURITE,
-                                                                                           np.int8)]), mc, mr)]
+    return [
+        (
+            np.concatenate([c[keep], cb[kb]]),
+            np.concatenate([r[keep], rb[kb]]),
+            np.concatenate([w[keep], owner[wb[kb]]]),
+            np.concatenate([kind[keep], np.full(kb.sum(), NEURITE, np.int8)]),
+            mc,
+            mr,
+        )
+    ]
 
 
 def _pick_in_walk(rng: np.random.Generator, walk: np.ndarray, owners: np.ndarray) -> np.ndarray:
@@ -359,8 +409,15 @@ def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell
     owner = np.repeat(np.arange(n), n_br)
     at = _pick_in_walk(rng, w, owner)
     rb = 0.6 * r[at]
-    cb, wb, ab = _walks(rng, c[at], _unit(rng.normal(size=(len(at), 3)) * m.orientation), 0.4 * length[owner],
-                        _STEP * rb * m.taper, 0.5 * m.tortuosity, m.orientation)
+    cb, wb, ab = _walks(
+        rng,
+        c[at],
+        _unit(rng.normal(size=(len(at), 3)) * m.orientation),
+        0.4 * length[owner],
+        _STEP * rb * m.taper,
+        0.5 * m.tortuosity,
+        m.orientation,
+    )
     r_b = rb[wb] * (1.0 - (1.0 - m.taper) * ab / (0.4 * length[owner][wb]))
     kb = _thin(wb, ab, r_b)
     order = np.argsort(np.r_[w[keep], owner[wb[kb]]], kind="stable")  # shaft spheres grouped by dendrite
@@ -375,15 +432,24 @@ def _dendrites(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell
     neck_r = _lognormal(rng, m.neck_radius, m.neck_sigma, len(at), 25.0, 100.0)
     neck_len = rng.uniform(*m.neck_length, size=len(at))
     base = shaft_c[at] + out_dir * (0.8 * shaft_r[at])[:, None]
-    nc, nw, _ = _walks(rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(_STEP * neck_r, 10.0),
-                       0.3, (1.0, 1.0, 1.0))
+    nc, nw, _ = _walks(
+        rng, base, out_dir, neck_len + 0.2 * shaft_r[at], np.maximum(_STEP * neck_r, 10.0), 0.3, (1.0, 1.0, 1.0)
+    )
     last = np.r_[np.flatnonzero(np.diff(nw)), len(nw) - 1] if len(nw) else np.zeros(0, np.int64)
     head_r = rng.uniform(*m.head_radius, size=len(last))
     head_c = nc[last] + _unit(nc[last] - base[nw[last]]) * head_r[:, None] * 0.8
     mc, mr = _mito(rng, shaft_c, shaft_r, m.mito_rate / 1000.0)
     all_r = np.concatenate([shaft_r, neck_r[nw], head_r])
-    return [(np.concatenate([shaft_c, nc, head_c]), all_r, np.concatenate([shaft_w, sp_owner[nw], sp_owner]),
-             np.full(len(all_r), NEURITE, np.int8), mc, mr)]
+    return [
+        (
+            np.concatenate([shaft_c, nc, head_c]),
+            all_r,
+            np.concatenate([shaft_w, sp_owner[nw], sp_owner]),
+            np.full(len(all_r), NEURITE, np.int8),
+            mc,
+            mr,
+        )
+    ]
 
 
 def _glia(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
@@ -391,11 +457,11 @@ def _glia(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: 
     length = rng.uniform(1000.0, 2500.0, size=n)
     radius = rng.uniform(40.0, 120.0, size=n)
     starts = origin + rng.uniform(0, cell_nm, size=(n, 3))
-    c, w, _ = _walks(rng, starts, _unit(rng.normal(size=(n, 3))), length, np.maximum(radius, 100.0), 1.2,
-                     (1.0, 1.0, 1.0))
+    c, w, _ = _walks(
+        rng, starts, _unit(rng.normal(size=(n, 3))), length, np.maximum(radius, 100.0), 1.2, (1.0, 1.0, 1.0)
+    )
     c = _centre_on_start(c, w, starts)
-    return [(c, radius[w] * _wobble(rng, w, 0.3), w, np.full(len(w), GLIA, np.int8), np.zeros((0, 3)),
-             np.zeros(0))]
+    return [(c, radius[w] * _wobble(rng, w, 0.3), w, np.full(len(w), GLIA, np.int8), np.zeros((0, 3)), np.zeros(0))]
 
 
 def _somata(rng: np.random.Generator, m: Morphology, origin: np.ndarray, cell_nm: float) -> list[tuple]:
@@ -413,8 +479,7 @@ _GENERATORS = (_axons, _dendrites, _glia, _somata)
 
 
 @functools.lru_cache(maxsize=2048)
-def _cell_objects(morph: Morphology, seed: int, layer: _Layer, cell: tuple[int, int, int], cell_id: int
-                  ) -> Spheres:
+def _cell_objects(morph: Morphology, seed: int, layer: _Layer, cell: tuple[int, int, int], cell_id: int) -> Spheres:
     """Spheres of every object of ``layer`` started in ``cell``. Cached: neighbouring blocks share cells."""
     rng = np.random.default_rng([seed, settings_key(morph), layer.index, *(c + (1 << 20) for c in cell)])
     origin = np.asarray(cell, dtype=np.float64) * layer.cell_nm
@@ -422,15 +487,15 @@ def _cell_objects(morph: Morphology, seed: int, layer: _Layer, cell: tuple[int, 
     local = 0
     for c, r, obj, kind, mc, mr in _GENERATORS[layer.index](rng, morph, origin, layer.cell_nm):
         if len(r) == 0:
-            parts.append(Spheres(np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.uint64), np.zeros(0, np.int8),
-                                 mc, mr))
+            parts.append(Spheres(np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.uint64), np.zeros(0, np.int8), mc, mr))
             continue
         local_ids = local + 1 + np.asarray(obj, dtype=np.int64)
         local = int(local_ids.max())
         if local >= _IDS_PER_CELL:
             raise RuntimeError("too many objects in one cell; lower the densities")
-        ids = ((np.uint64(cell_id) * np.uint64(len(_LAYERS)) + np.uint64(layer.index)) * np.uint64(_IDS_PER_CELL)
-               + local_ids.astype(np.uint64))
+        ids = (np.uint64(cell_id) * np.uint64(len(_LAYERS)) + np.uint64(layer.index)) * np.uint64(
+            _IDS_PER_CELL
+        ) + local_ids.astype(np.uint64)
         parts.append(Spheres(c, r, ids, kind, mc, mr))
     return Spheres.concat(parts)
 
@@ -455,10 +520,10 @@ class _Grid:
 
     def cells_near(self, lo_nm: np.ndarray, hi_nm: np.ndarray, reach: float) -> list[tuple[int, int, int]]:
         lo = [max(int(math.floor((b - reach) / self.cell_nm)), g) for b, g in zip(lo_nm, self.lo)]
-        hi = [min(int(math.floor((e + reach) / self.cell_nm)), g + d - 1)
-              for e, g, d in zip(hi_nm, self.lo, self.dims)]
-        return [(z, y, x) for z in range(lo[0], hi[0] + 1) for y in range(lo[1], hi[1] + 1)
-                for x in range(lo[2], hi[2] + 1)]
+        hi = [min(int(math.floor((e + reach) / self.cell_nm)), g + d - 1) for e, g, d in zip(hi_nm, self.lo, self.dims)]
+        return [
+            (z, y, x) for z in range(lo[0], hi[0] + 1) for y in range(lo[1], hi[1] + 1) for x in range(lo[2], hi[2] + 1)
+        ]
 
 
 # ----------------------------------------------------------------------------------- a scene
@@ -474,8 +539,15 @@ class Tissue:
     sheet : ECS sheet half-width (nm); None: :func:`sheet_width` of the morphology.
     """
 
-    def __init__(self, morphology: str | Morphology, seed: int, extent_nm: Sequence[float],
-                 lo_nm: Sequence[float], hi_nm: Sequence[float], sheet: float | None = None) -> None:
+    def __init__(
+        self,
+        morphology: str | Morphology,
+        seed: int,
+        extent_nm: Sequence[float],
+        lo_nm: Sequence[float],
+        hi_nm: Sequence[float],
+        sheet: float | None = None,
+    ) -> None:
         m = get_morphology(morphology)
         self.morphology = m
         self.sheet = sheet_width(m) if sheet is None else float(sheet)
@@ -485,8 +557,10 @@ class Tissue:
             if not layer.active(m):
                 continue
             grid = _Grid.covering(layer.cell_nm, extent_nm, layer.reach(m))
-            parts += [_cell_objects(m, int(seed), layer, c, grid.linear(c))
-                      for c in grid.cells_near(lo_nm, hi_nm, layer.reach(m))]
+            parts += [
+                _cell_objects(m, int(seed), layer, c, grid.linear(c))
+                for c in grid.cells_near(lo_nm, hi_nm, layer.reach(m))
+            ]
         s = Spheres.concat(parts)
         # mitochondria (render-only) kept by one fixed reach too, so a nearest-centre query sees the same ones
         from connectomics.morphology_kernels import box_distance  # numba: not imported by --help
@@ -563,8 +637,7 @@ class Tissue:
         other_glia = np.where(is_glia, other, np.inf).min(axis=1)
         own_s = np.where(claimed, own_s, 0.0)  # unclaimed points are ECS whatever their margin
         # (a glial core that a neurite runs through is hidden by the neurite: cores compete with cores)
-        margin = np.where(in_core, 0.5 * (other_core - own_s),
-                          np.minimum(other_core, 0.5 * (other_glia - own_s)))
+        margin = np.where(in_core, 0.5 * (other_core - own_s), np.minimum(other_core, 0.5 * (other_glia - own_s)))
         margin = np.where(claimed, margin, -np.inf)
         labelled = claimed & (margin >= w)
         edge = np.where(in_core, -own_s, grow[rows, best] - own_s)  # to the object's own outer limit
@@ -580,10 +653,10 @@ class Tissue:
 #: tests recompute every entry and fail with the new value when the geometry code changes.
 _SHEET_TABLE: dict[int, float] = {
     1737050917: 5.044668938877209,  # dense (= sbem)
-    1866762511: 0.5,                # sparse
-    1745481344: 0.5,                # thin
+    1866762511: 0.5,  # sparse
+    1745481344: 0.5,  # thin
     1265288872: 3.064226044273749,  # fly-neuropil (sstem)
-    372115965: 0.5,                 # fly-fine (fib)
+    372115965: 0.5,  # fly-fine (fib)
     1842722956: 6.350809531654036,  # retina-ipl (retina)
 }
 
@@ -618,8 +691,14 @@ def probe_sheet_width(morphology: Morphology, probe_um: float = 2.5, n_points: i
 
 
 # ----------------------------------------------------------------------------------- whole volumes
-def neuron_labels(morphology: str | Morphology, shape: Sequence[int], *, seed: int = 0,
-                  voxel_size: Sequence[float] = (40.0, 8.0, 8.0), threads: int = -1) -> np.ndarray:
+def neuron_labels(
+    morphology: str | Morphology,
+    shape: Sequence[int],
+    *,
+    seed: int = 0,
+    voxel_size: Sequence[float] = (40.0, 8.0, 8.0),
+    threads: int = -1,
+) -> np.ndarray:
     """Dense ground truth of simulated neural tissue, rasterised at ``voxel_size``.
 
     Parameters

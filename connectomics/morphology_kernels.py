@@ -30,8 +30,9 @@ def walk_samples(normals, n, starts, directions, steps, scale, orient):  # pragm
             for a in range(3):
                 drift[a] += normals[i, j, a]
                 direction[a] = directions[i, a] + drift[a] * scale[i] * orient[a]
-            norm = max(np.sqrt(direction[0] * direction[0] + direction[1] * direction[1]
-                               + direction[2] * direction[2]), 1e-9)
+            norm = max(
+                np.sqrt(direction[0] * direction[0] + direction[1] * direction[1] + direction[2] * direction[2]), 1e-9
+            )
             for a in range(3):
                 position[a] += direction[a] / norm * steps[i]
                 centres[k, a] = starts[i, a] + position[a]

@@ -133,8 +133,9 @@ def encode(probabilities: np.ndarray, dtype: str) -> np.ndarray:
     return probabilities.astype(dtype, copy=False)
 
 
-def forward_probabilities(model: torch.nn.Module, device: torch.device, raw: np.ndarray,
-                          crop: tuple[slice, ...] | None = None) -> np.ndarray:
+def forward_probabilities(
+    model: torch.nn.Module, device: torch.device, raw: np.ndarray, crop: tuple[slice, ...] | None = None
+) -> np.ndarray:
     """Sigmoid of the model's logits for one window.
 
     Parameters
@@ -204,9 +205,11 @@ def windows_for(write_roi: Roi, total_roi: Roi, window: Sequence[int], stride: S
         starts = window_starts(total_roi.begin[a], total_roi.end[a], window[a], stride[a])
         size = min(window[a], total_roi.shape[a])
         per_axis.append([(s, size) for s in starts if s < write_roi.end[a] and s + size > write_roi.begin[a]])
-    return [Roi(tuple(s for s, _ in combo), tuple(n for _, n in combo))
-            for combo in np.ndindex(*[len(p) for p in per_axis])
-            for combo in [[per_axis[a][i] for a, i in enumerate(combo)]]]
+    return [
+        Roi(tuple(s for s, _ in combo), tuple(n for _, n in combo))
+        for combo in np.ndindex(*[len(p) for p in per_axis])
+        for combo in [[per_axis[a][i] for a, i in enumerate(combo)]]
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -260,8 +263,7 @@ class BlockPredictor:
     def blend(self, model: torch.nn.Module, device: torch.device, block: Block) -> np.ndarray:
         """Bump-weighted mean over every window of the global grid that overlaps the block."""
         windows = windows_for(block.write_roi, self.total_roi, self.window, self.stride)
-        read_roi = Roi.from_bounds(np.min([w.begin for w in windows], axis=0),
-                                   np.max([w.end for w in windows], axis=0))
+        read_roi = Roi.from_bounds(np.min([w.begin for w in windows], axis=0), np.max([w.end for w in windows], axis=0))
         raw = to_model_input(read_region(self.input_path, read_roi))
         value = weight = None
         for win in windows:
@@ -298,8 +300,7 @@ def job_folder(output_path: str | Path) -> Path:
 def _check_positive(values: Sequence[int], name: str, *, zero_ok: bool = False) -> None:
     low = 0 if zero_ok else 1
     if any(v < low for v in values):
-        raise ValueError(f"{name} must be {'>= 0' if zero_ok else 'positive'} along every axis, got "
-                         f"{tuple(values)}")
+        raise ValueError(f"{name} must be {'>= 0' if zero_ok else 'positive'} along every axis, got {tuple(values)}")
 
 
 def predict_blockwise(
@@ -372,18 +373,21 @@ def predict_blockwise(
         raise FileNotFoundError(f"model checkpoint does not exist: {checkpoint}")
     volume = open_input(str(input_path))
     if volume.data.ndim != 3:
-        raise ValueError(f"input {input_path} must be 3-D (plane, row, column), "
-                         f"got shape {volume.data.shape}")
+        raise ValueError(f"input {input_path} must be 3-D (plane, row, column), got shape {volume.data.shape}")
     if np.dtype(volume.data.dtype).name not in RAW_DTYPES:
-        raise ValueError(f"input {input_path} is {volume.data.dtype}; raw must be uint8, uint16 or floating point "
-                         "in [0, 1] (convert it first, e.g. rescale to uint16)")
+        raise ValueError(
+            f"input {input_path} is {volume.data.dtype}; raw must be uint8, uint16 or floating point "
+            "in [0, 1] (convert it first, e.g. rescale to uint16)"
+        )
     if missing_chunks not in MISSING_CHUNKS:
         raise ValueError(f"missing_chunks must be one of {', '.join(MISSING_CHUNKS)}; got {missing_chunks!r}")
     n_missing = volume.missing_chunks()
     if n_missing and missing_chunks == "error":
-        raise ValueError(f"input {input_path}: {n_missing} of {volume.stored.nchunks} storage chunks are missing "
-                         "and would read as zeros (a partial copy or write?); if those regions are really empty "
-                         "(zarr does not store a chunk holding only the fill value), pass --missing-chunks zeros")
+        raise ValueError(
+            f"input {input_path}: {n_missing} of {volume.stored.nchunks} storage chunks are missing "
+            "and would read as zeros (a partial copy or write?); if those regions are really empty "
+            "(zarr does not store a chunk holding only the fill value), pass --missing-chunks zeros"
+        )
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape))
     roi = volume_roi if roi is None else roi
     if not volume_roi.contains(roi) or roi.empty():
@@ -402,8 +406,7 @@ def predict_blockwise(
     if blend:
         window = block_shape if window is None else as_coordinate(window, 3, name="window")
         _check_positive(window, "window")
-        overlap = (tuple(w // 2 for w in window) if overlap is None
-                   else as_coordinate(overlap, 3, name="overlap"))
+        overlap = tuple(w // 2 for w in window) if overlap is None else as_coordinate(overlap, 3, name="overlap")
         if any(not 0 <= o < w for o, w in zip(overlap, window)):
             raise ValueError(f"overlap {overlap} must be >= 0 and smaller than the window {window}")
         stride = tuple(w - o for w, o in zip(window, overlap))
@@ -415,23 +418,37 @@ def predict_blockwise(
     offsets = model_offsets(model)
     n_channels = _count_channels(model, offsets)
     config = {
-        "input": str(input_path), "input_shape": list(volume_roi.shape),
-        "checkpoint_sha256": file_sha256(checkpoint), "block": list(block_shape), "context": list(context),
-        "roi": [list(roi.begin), list(roi.end)], "mask": None if mask_path is None else str(mask_path),
-        "dtype": dtype, "mode": "blend" if blend else "valid",
+        "input": str(input_path),
+        "input_shape": list(volume_roi.shape),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "block": list(block_shape),
+        "context": list(context),
+        "roi": [list(roi.begin), list(roi.end)],
+        "mask": None if mask_path is None else str(mask_path),
+        "dtype": dtype,
+        "mode": "blend" if blend else "valid",
         "window": None if window is None else list(window),
         "stride": None if stride is None else list(stride),
-        "offsets": offsets, "channels": n_channels,
+        "offsets": offsets,
+        "channels": n_channels,
     }
     if (root / "zarr.json").exists() and not (root / BOOKKEEPING).is_dir() and not overwrite:
-        raise OutputExistsError(f"{output_path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
-                                f"{root / BOOKKEEPING}); pass --overwrite to replace it, or choose another output")
+        raise OutputExistsError(
+            f"{output_path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
+            f"{root / BOOKKEEPING}); pass --overwrite to replace it, or choose another output"
+        )
     with open_job(root, JOB_COMMAND, config, overwrite=overwrite, wait=wait) as job:
         job.claim("zarr.json", "c")
         out = create_ome_zarr_array(
-            output_path, shape=(n_channels,) + volume_roi.shape, dtype=dtype, chunks=(n_channels,) + chunks,
-            axes=("c", "z", "y", "x"), voxel_size=tuple(volume.voxel_size), offset=tuple(volume.offset),
-            fill_value=0, exists_ok=True,
+            output_path,
+            shape=(n_channels,) + volume_roi.shape,
+            dtype=dtype,
+            chunks=(n_channels,) + chunks,
+            axes=("c", "z", "y", "x"),
+            voxel_size=tuple(volume.voxel_size),
+            offset=tuple(volume.offset),
+            fill_value=0,
+            exists_ok=True,
         )
         check_chunk_aligned(block_shape, out.chunks[1:], what=str(output_path))
         if offsets is not None:
@@ -439,18 +456,34 @@ def predict_blockwise(
         blocks = block_grid(roi, block_shape, context, volume_roi=volume_roi, origin=(0, 0, 0))
         if blend:
             n_windows = sum(len(windows_for(b.write_roi, roi, window, stride)) for b in blocks)
-            n_unique = int(np.prod([len(window_starts(roi.begin[a], roi.end[a], window[a], stride[a]))
-                                    for a in range(3)]))
-            print(f"predict: blending {n_unique} windows, computed {n_windows / n_unique:.2f}x "
-                  f"(windows on block faces are computed by each block they overlap)")
+            n_unique = int(
+                np.prod([len(window_starts(roi.begin[a], roi.end[a], window[a], stride[a])) for a in range(3)])
+            )
+            print(
+                f"predict: blending {n_unique} windows, computed {n_windows / n_unique:.2f}x "
+                f"(windows on block faces are computed by each block they overlap)"
+            )
         predictor = BlockPredictor(
-            checkpoint=checkpoint, loader=loader, input_path=str(input_path), output_root=str(out.store.root),
-            output_array=out.path, total_roi=roi, dtype=dtype,
-            mask_path=None if mask_path is None else str(mask_path), window=None if window is None else
-            tuple(window), stride=stride,
+            checkpoint=checkpoint,
+            loader=loader,
+            input_path=str(input_path),
+            output_root=str(out.store.root),
+            output_array=out.path,
+            total_roi=roi,
+            dtype=dtype,
+            mask_path=None if mask_path is None else str(mask_path),
+            window=None if window is None else tuple(window),
+            stride=stride,
         )
-        result = run_blockwise(predictor, blocks, DoneMarkers.of_job(job), scheduler=scheduler,
-                               workers=workers, desc="predict", progress=progress)
+        result = run_blockwise(
+            predictor,
+            blocks,
+            DoneMarkers.of_job(job),
+            scheduler=scheduler,
+            workers=workers,
+            desc="predict",
+            progress=progress,
+        )
     result.raise_for_failures("predict", records=job.folder / "failed")
     return result
 
@@ -461,8 +494,7 @@ def _count_channels(model: torch.nn.Module, offsets: list[list[int]] | None) -> 
     for name in ("out_channels", "n_channels"):
         if isinstance(getattr(model, name, None), int):
             return getattr(model, name)
-    raise ValueError("the model has neither an 'offsets' nor an 'out_channels' attribute; cannot size the "
-                     "output")
+    raise ValueError("the model has neither an 'offsets' nor an 'out_channels' attribute; cannot size the output")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -503,15 +535,21 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--blend", action="store_true", help="blend overlapping windows with bump weights")
     parser.add_argument("--window", default=None, help="blend window Z,Y,X (default: the block shape)")
     parser.add_argument("--overlap", default=None, help="blend overlap Z,Y,X (default: half the window)")
-    parser.add_argument("--chunks", default=None,
-                        help="storage chunks Z,Y,X of a new output (default: the block shape)")
-    parser.add_argument("--scheduler", default=None,
-                        help="dask.distributed scheduler address (tcp://host:8786); default: local threads")
+    parser.add_argument(
+        "--chunks", default=None, help="storage chunks Z,Y,X of a new output (default: the block shape)"
+    )
+    parser.add_argument(
+        "--scheduler", default=None, help="dask.distributed scheduler address (tcp://host:8786); default: local threads"
+    )
     parser.add_argument("--workers", type=int, default=None, help="local threads (default: number of cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--missing-chunks", default="error", choices=MISSING_CHUNKS,
-                        help="absent zarr chunks of the input: refuse them, or read them as zeros (only where "
-                             "the regions are really empty; a mask's absent chunks are always zeros)")
+    parser.add_argument(
+        "--missing-chunks",
+        default="error",
+        choices=MISSING_CHUNKS,
+        help="absent zarr chunks of the input: refuse them, or read them as zeros (only where "
+        "the regions are really empty; a mask's absent chunks are always zeros)",
+    )
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     settings = {
@@ -524,12 +562,26 @@ def cli(argv: list[str]) -> int:
     }
     return_freed_buffers_to_os()
     result = predict_blockwise(
-        args.model, args.input, args.output, mask_path=args.mask, dtype=args.dtype, blend=args.blend,
-        scheduler=args.scheduler, workers=args.workers, progress=not args.no_progress,
-        overwrite=args.overwrite, wait=args.wait, missing_chunks=args.missing_chunks, **settings,
+        args.model,
+        args.input,
+        args.output,
+        mask_path=args.mask,
+        dtype=args.dtype,
+        blend=args.blend,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        wait=args.wait,
+        missing_chunks=args.missing_chunks,
+        **settings,
     )
-    summary = {"blocks": result.n_blocks, "already_done": result.n_already_done,
-               "processed": result.n_processed, "failed": len(result.failed),
-               "seconds": round(result.seconds, 2)}
+    summary = {
+        "blocks": result.n_blocks,
+        "already_done": result.n_already_done,
+        "processed": result.n_processed,
+        "failed": len(result.failed),
+        "seconds": round(result.seconds, 2),
+    }
     print("predict: " + json.dumps(summary))
     return 0

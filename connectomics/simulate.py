@@ -85,8 +85,18 @@ from connectomics.morphology import (
     settings_key,
 )
 
-__all__ = ["MORPHOLOGIES", "SOURCES", "Morphology", "Source", "neuron_labels", "section_defects",
-           "simulate_block", "simulate_to_zarr", "simulate_volume", "sparse_labels"]
+__all__ = [
+    "MORPHOLOGIES",
+    "SOURCES",
+    "Morphology",
+    "Source",
+    "neuron_labels",
+    "section_defects",
+    "simulate_block",
+    "simulate_to_zarr",
+    "simulate_volume",
+    "sparse_labels",
+]
 
 
 @dataclass(frozen=True)
@@ -134,31 +144,89 @@ class Source:
 
 
 _CORTEX = MORPHOLOGIES["dense"]
-SOURCES: dict[str, Source] = {s.name: s for s in [
-    # fly neuropil: fine neurites (< 200 nm), few thick dendrites, no spines or somata (cell bodies sit in
-    # the cortex rind, outside neuropil); chemically fixed, so little ECS
-    Source("sstem", "fly neuropil, serial-section TEM (CREMI-like): fine neurites, thin sections far apart, "
-           "high contrast, low noise, frequent misalignments", voxel_size=(40.0, 8.0, 8.0),
-           tissue=dataclasses.replace(_CORTEX, name="fly-neuropil", axon_density=60.0, axon_radius=45.0,
-                                      dendrite_density=0.25, dendrite_radius=300.0, spine_rate=0.3,
-                                      soma_density=0.0, glia_density=1.0, ecs_fraction=0.07),
-           p_misalign=0.05, max_misalign_nm=64.0, noise=0.04, contrast=1.1),
-    Source("sbem", "mouse cortex, serial block-face SEM (SNEMI3D-like): spiny dendrites, boutons, somata, "
-           "medium contrast and noise, some missing sections, contrast drift", voxel_size=(30.0, 12.0, 12.0),
-           tissue=_CORTEX, noise=0.08, contrast=0.85, p_missing=0.03, texture=0.15, membrane_nm=40.0,
-           contrast_drift=0.06),
-    Source("fib", "fly neuropil, FIB-SEM (FIB-25-like): near-isotropic voxels, very thin processes, high "
-           "noise, low contrast, blur", voxel_size=(16.0, 16.0, 16.0),
-           tissue=dataclasses.replace(MORPHOLOGIES["thin"], name="fly-fine", axon_density=60.0,
-                                      glia_density=1.0, glia_grow=150.0, ecs_fraction=0.07),
-           noise=0.12, contrast=0.7, blur_nm=12.0, p_misalign=0.0, p_missing=0.0, membrane_nm=36.0),
-    Source("retina", "mouse retina, SBEM (Berson-like): processes running along z, dense thin neurites, "
-           "lighter membranes, blurred sections", voxel_size=(25.0, 10.0, 10.0),
-           tissue=dataclasses.replace(_CORTEX, name="retina-ipl", axon_density=30.0, axon_radius=50.0,
-                                      orientation=(3.0, 0.6, 0.6), tortuosity=0.2, spine_rate=0.5,
-                                      soma_density=0.0, ecs_fraction=0.12),
-           membrane=0.25, cytoplasm=0.65, noise=0.07, p_blur_section=0.05),
-]}
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        # fly neuropil: fine neurites (< 200 nm), few thick dendrites, no spines or somata (cell bodies sit in
+        # the cortex rind, outside neuropil); chemically fixed, so little ECS
+        Source(
+            "sstem",
+            "fly neuropil, serial-section TEM (CREMI-like): fine neurites, thin sections far apart, "
+            "high contrast, low noise, frequent misalignments",
+            voxel_size=(40.0, 8.0, 8.0),
+            tissue=dataclasses.replace(
+                _CORTEX,
+                name="fly-neuropil",
+                axon_density=60.0,
+                axon_radius=45.0,
+                dendrite_density=0.25,
+                dendrite_radius=300.0,
+                spine_rate=0.3,
+                soma_density=0.0,
+                glia_density=1.0,
+                ecs_fraction=0.07,
+            ),
+            p_misalign=0.05,
+            max_misalign_nm=64.0,
+            noise=0.04,
+            contrast=1.1,
+        ),
+        Source(
+            "sbem",
+            "mouse cortex, serial block-face SEM (SNEMI3D-like): spiny dendrites, boutons, somata, "
+            "medium contrast and noise, some missing sections, contrast drift",
+            voxel_size=(30.0, 12.0, 12.0),
+            tissue=_CORTEX,
+            noise=0.08,
+            contrast=0.85,
+            p_missing=0.03,
+            texture=0.15,
+            membrane_nm=40.0,
+            contrast_drift=0.06,
+        ),
+        Source(
+            "fib",
+            "fly neuropil, FIB-SEM (FIB-25-like): near-isotropic voxels, very thin processes, high "
+            "noise, low contrast, blur",
+            voxel_size=(16.0, 16.0, 16.0),
+            tissue=dataclasses.replace(
+                MORPHOLOGIES["thin"],
+                name="fly-fine",
+                axon_density=60.0,
+                glia_density=1.0,
+                glia_grow=150.0,
+                ecs_fraction=0.07,
+            ),
+            noise=0.12,
+            contrast=0.7,
+            blur_nm=12.0,
+            p_misalign=0.0,
+            p_missing=0.0,
+            membrane_nm=36.0,
+        ),
+        Source(
+            "retina",
+            "mouse retina, SBEM (Berson-like): processes running along z, dense thin neurites, "
+            "lighter membranes, blurred sections",
+            voxel_size=(25.0, 10.0, 10.0),
+            tissue=dataclasses.replace(
+                _CORTEX,
+                name="retina-ipl",
+                axon_density=30.0,
+                axon_radius=50.0,
+                orientation=(3.0, 0.6, 0.6),
+                tortuosity=0.2,
+                spine_rate=0.5,
+                soma_density=0.0,
+                ecs_fraction=0.12,
+            ),
+            membrane=0.25,
+            cytoplasm=0.65,
+            noise=0.07,
+            p_blur_section=0.05,
+        ),
+    ]
+}
 
 
 def get_source(source: str | Source) -> Source:
@@ -172,8 +240,12 @@ def _hash(*keys: np.ndarray) -> np.ndarray:
     h = np.zeros(np.broadcast(*keys).shape, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in keys:
-            h = h ^ (np.asarray(k).astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-                     + (h << np.uint64(6)) + (h >> np.uint64(2)))
+            h = h ^ (
+                np.asarray(k).astype(np.int64).astype(np.uint64)
+                + np.uint64(0x9E3779B97F4A7C15)
+                + (h << np.uint64(6))
+                + (h >> np.uint64(2))
+            )
             h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
             h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
             h = h ^ (h >> np.uint64(31))
@@ -191,8 +263,11 @@ def _value_noise(points: np.ndarray, scale: float, key: int) -> np.ndarray:
     for dz in (0, 1):
         for dy in (0, 1):
             for dx in (0, 1):
-                w = (f[:, 0] if dz else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) \
+                w = (
+                    (f[:, 0] if dz else 1 - f[:, 0])
+                    * (f[:, 1] if dy else 1 - f[:, 1])
                     * (f[:, 2] if dx else 1 - f[:, 2])
+                )
                 out += w * _hash(np.int64(key), b[:, 0] + dz, b[:, 1] + dy, b[:, 2] + dx)
     return out
 
@@ -208,11 +283,11 @@ def _gaussian(*keys: np.ndarray) -> np.ndarray:
 class SectionDefects:
     """Per-section artefacts of a whole volume (arrays of length n_sections), drawn from the seed alone."""
 
-    shift_nm: np.ndarray     # (n_sections, 2) cumulative in-plane displacement (row, column)
-    missing: np.ndarray      # (n_sections,) bool
-    blurred: np.ndarray      # (n_sections,) bool
-    gain: np.ndarray         # (n_sections,) contrast multiplier (drifts from section to section)
-    offset: np.ndarray       # (n_sections,) brightness offset (drifts likewise)
+    shift_nm: np.ndarray  # (n_sections, 2) cumulative in-plane displacement (row, column)
+    missing: np.ndarray  # (n_sections,) bool
+    blurred: np.ndarray  # (n_sections,) bool
+    gain: np.ndarray  # (n_sections,) contrast multiplier (drifts from section to section)
+    offset: np.ndarray  # (n_sections,) brightness offset (drifts likewise)
 
 
 @functools.lru_cache(maxsize=64)
@@ -225,7 +300,7 @@ def section_defects(spec: Source, seed: int, n_sections: int) -> SectionDefects:
     missing = rng.random(n_sections) < spec.p_missing
     blurred = (rng.random(n_sections) < spec.p_blur_section) & ~missing
     # contrast drift: a mean-reverting (AR(1), 0.9) walk of gain and offset, stationary sd = contrast_drift
-    kicks = rng.normal(scale=spec.contrast_drift * math.sqrt(1 - 0.9 ** 2), size=(n_sections, 2))
+    kicks = rng.normal(scale=spec.contrast_drift * math.sqrt(1 - 0.9**2), size=(n_sections, 2))
     drift = np.zeros((n_sections, 2))
     for z in range(n_sections):
         drift[z] = (0.9 * drift[z - 1] if z else 0.0) + kicks[z]
@@ -246,8 +321,15 @@ def sparse_labels(labels: np.ndarray, label_fraction: float, seed: int) -> tuple
 
 
 # ----------------------------------------------------------------------------------- one block
-def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int], begin: Sequence[int],
-                   shape: Sequence[int], *, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def simulate_block(
+    source: str | Source,
+    seed: int,
+    volume_shape: Sequence[int],
+    begin: Sequence[int],
+    shape: Sequence[int],
+    *,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw and labels of one box of a simulated volume, identical to the same box of the whole volume.
 
     Parameters
@@ -268,15 +350,18 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     begin, shape = tuple(int(b) for b in begin), tuple(int(s) for s in shape)
     ctx = spec.blur_context()
     r_begin = (begin[0], max(begin[1] - ctx, 0), max(begin[2] - ctx, 0))
-    r_end = (begin[0] + shape[0], min(begin[1] + shape[1] + ctx, volume_shape[1]),
-             min(begin[2] + shape[2] + ctx, volume_shape[2]))
+    r_end = (
+        begin[0] + shape[0],
+        min(begin[1] + shape[1] + ctx, volume_shape[1]),
+        min(begin[2] + shape[2] + ctx, volume_shape[2]),
+    )
     r_shape = tuple(e - b for b, e in zip(r_begin, r_end))
     vs = np.asarray(spec.voxel_size)
     defects = section_defects(spec, seed, volume_shape[0])
     key = settings_key(spec)
 
     # the objects that can reach the (displaced) region
-    shifts = defects.shift_nm[r_begin[0]:r_end[0]]
+    shifts = defects.shift_nm[r_begin[0] : r_end[0]]
     lo_nm = np.asarray(r_begin) * vs + np.r_[0.0, shifts.min(0)]
     hi_nm = np.asarray(r_end) * vs + np.r_[0.0, shifts.max(0)]
     tissue = Tissue(spec.tissue, seed, np.asarray(volume_shape) * vs, lo_nm, hi_nm)
@@ -288,8 +373,14 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     yy, xx = yy.ravel(), xx.ravel()
     for iz in range(r_shape[0]):
         z = r_begin[0] + iz
-        pts = np.stack([np.full(yy.shape, (z + 0.5) * vs[0]), (yy + 0.5) * vs[1] + defects.shift_nm[z, 0],
-                        (xx + 0.5) * vs[2] + defects.shift_nm[z, 1]], axis=1)
+        pts = np.stack(
+            [
+                np.full(yy.shape, (z + 0.5) * vs[0]),
+                (yy + 0.5) * vs[1] + defects.shift_nm[z, 0],
+                (xx + 0.5) * vs[2] + defects.shift_nm[z, 1],
+            ],
+            axis=1,
+        )
         lab, kind, boundary = tissue.label(pts, threads)
         labels[iz] = lab.reshape(r_shape[1:])
         # every label change is a membrane, also where the geometric distance (nearest spheres only) misses it
@@ -300,16 +391,24 @@ def simulate_block(source: str | Source, seed: int, volume_shape: Sequence[int],
     for iz in range(r_shape[0]):
         z = r_begin[0] + iz
         sigma_nm = math.hypot(spec.blur_nm, spec.blur_section_nm) if defects.blurred[z] else spec.blur_nm
-        image[iz] = ndimage.gaussian_filter(image[iz], sigma=(sigma_nm / vs[1], sigma_nm / vs[2]),
-                                            mode="reflect", truncate=4.0)
-    crop = (slice(0, shape[0]), slice(begin[1] - r_begin[1], begin[1] - r_begin[1] + shape[1]),
-            slice(begin[2] - r_begin[2], begin[2] - r_begin[2] + shape[2]))
+        image[iz] = ndimage.gaussian_filter(
+            image[iz], sigma=(sigma_nm / vs[1], sigma_nm / vs[2]), mode="reflect", truncate=4.0
+        )
+    crop = (
+        slice(0, shape[0]),
+        slice(begin[1] - r_begin[1], begin[1] - r_begin[1] + shape[1]),
+        slice(begin[2] - r_begin[2], begin[2] - r_begin[2] + shape[2]),
+    )
     image, labels = image[crop], labels[crop]
     sections = slice(begin[0], begin[0] + shape[0])
     gain, offset = defects.gain[sections, None, None], defects.offset[sections, None, None]
     image = 0.5 + (image - 0.5) * spec.contrast * gain + offset
-    gz, gy, gx = np.meshgrid(np.arange(begin[0], begin[0] + shape[0]), np.arange(begin[1], begin[1] + shape[1]),
-                             np.arange(begin[2], begin[2] + shape[2]), indexing="ij")
+    gz, gy, gx = np.meshgrid(
+        np.arange(begin[0], begin[0] + shape[0]),
+        np.arange(begin[1], begin[1] + shape[1]),
+        np.arange(begin[2], begin[2] + shape[2]),
+        indexing="ij",
+    )
     # staining gradient: a slow in-plane intensity variation (scale 2 um), fixed through the stack
     plane = np.stack([np.zeros(gy[0].size), gy[0].ravel() * vs[1], gx[0].ravel() * vs[2]], axis=1)
     stain = 1.0 + spec.stain_gradient * (2.0 * _value_noise(plane, 2000.0, key + 2) - 1.0)
@@ -353,8 +452,15 @@ def _label_boundary_nm(section: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     return np.where(section > 0, dist, np.inf)
 
 
-def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: cKDTree | None,
-            mito_radii: np.ndarray, spec: Source, key: int) -> np.ndarray:
+def _render(
+    pts: np.ndarray,
+    kind: np.ndarray,
+    boundary: np.ndarray,
+    mito_tree: cKDTree | None,
+    mito_radii: np.ndarray,
+    spec: Source,
+    key: int,
+) -> np.ndarray:
     """Noise-free intensity in [0, 1] of points (n, 3) nm of one section, before blur and contrast."""
     inside = (kind != ECS) & (kind != GLIA)
     if mito_tree is not None:
@@ -364,9 +470,15 @@ def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: 
         in_mito = np.zeros(len(pts), bool)
     tex = _value_noise(pts, spec.texture_nm, key)
     fine = _value_noise(pts, spec.texture_nm / 3.0, key + 1)
-    val = np.where(kind == ECS, spec.ecs + 0.3 * spec.texture * (tex - 0.5),
-                   np.where(kind == GLIA, spec.glia + 0.5 * spec.texture * (tex - 0.5),
-                            spec.cytoplasm + spec.texture * (0.6 * tex + 0.4 * fine - 0.5)))
+    val = np.where(
+        kind == ECS,
+        spec.ecs + 0.3 * spec.texture * (tex - 0.5),
+        np.where(
+            kind == GLIA,
+            spec.glia + 0.5 * spec.texture * (tex - 0.5),
+            spec.cytoplasm + spec.texture * (0.6 * tex + 0.4 * fine - 0.5),
+        ),
+    )
     val = np.where(kind == SOMA, val + 0.05, val)
     # vesicles: ~40 nm dark dots on a jittered 45 nm lattice, in about half the lattice cells of a bouton
     cell = np.floor(pts / 45.0).astype(np.int64)
@@ -381,8 +493,9 @@ def _render(pts: np.ndarray, kind: np.ndarray, boundary: np.ndarray, mito_tree: 
 
 
 # ----------------------------------------------------------------------------------- whole volumes
-def simulate_volume(source: str | Source, shape: Sequence[int], seed: int = 0, *, threads: int = -1
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def simulate_volume(
+    source: str | Source, shape: Sequence[int], seed: int = 0, *, threads: int = -1
+) -> tuple[np.ndarray, np.ndarray]:
     """A whole simulated volume in memory: (raw uint8, labels uint64), each of shape (plane, row, column)."""
     shape = _check_shape(shape)
     return simulate_block(source, seed, shape, (0, 0, 0), shape, threads=threads)
@@ -409,10 +522,20 @@ def _image_folder(path: Path) -> str:
     return LEGACY_IMAGE if (path / LEGACY_IMAGE / BOOKKEEPING).is_dir() else ""
 
 
-def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int], *, seed: int = 0,
-                     chunks: Sequence[int] = (32, 128, 128), workers: int = 1, levels: int = 1,
-                     progress: bool = True, label_fraction: float = 1.0, overwrite: bool = False,
-                     wait: bool = False) -> Path:
+def simulate_to_zarr(
+    path: str | Path,
+    source: str | Source,
+    shape: Sequence[int],
+    *,
+    seed: int = 0,
+    chunks: Sequence[int] = (32, 128, 128),
+    workers: int = 1,
+    levels: int = 1,
+    progress: bool = True,
+    label_fraction: float = 1.0,
+    overwrite: bool = False,
+    wait: bool = False,
+) -> Path:
     """Write a simulated volume as OME-Zarr, chunk by chunk: the container root is the image (uint8, scale
     levels ``path/0``, ``path/1``, ...), so OME-Zarr readers given ``path`` open it, with its NGFF label
     images ``path/labels/neuron_ids`` (uint64) and ``path/labels/labels_mask`` (uint8, 1 = labelled).
@@ -468,25 +591,60 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
     if levels < 1:
         raise ValueError(f"levels must be >= 1 (1 = full resolution only), got {levels}")
     path = check_output_folder(path, name="output")
-    settings = {"source": spec.name, "seed": int(seed), "shape": list(shape), "chunks": list(chunks),
-                "label_fraction": float(label_fraction), "source_settings": dataclasses.asdict(spec)}
+    settings = {
+        "source": spec.name,
+        "seed": int(seed),
+        "shape": list(shape),
+        "chunks": list(chunks),
+        "label_fraction": float(label_fraction),
+        "source_settings": dataclasses.asdict(spec),
+    }
     folder = _image_folder(path)
     image, inside = path / folder, f"{folder}/" if folder else ""  # Path("sim.zarr") / "" is the root
     if path.is_dir() and any(path.iterdir()) and not (image / BOOKKEEPING).is_dir() and not overwrite:
-        raise OutputExistsError(f"{path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
-                                f"{image / BOOKKEEPING}); pass --overwrite to write into it, or choose another path")
-    with open_job(path, JOB_COMMAND, {**settings, "levels": int(levels)}, overwrite=overwrite, wait=wait,
-                  bookkeeping=inside + BOOKKEEPING) as job:
-        job.claim(*dict.fromkeys(["zarr.json", f"{inside}zarr.json", f"{inside}0/zarr.json", f"{inside}0/c",
-                                  f"{inside}labels", *[f"{inside}{level}" for level in range(1, levels)]]))
-        common = {"shape": shape, "chunks": chunks, "axes": ("z", "y", "x"), "voxel_size": spec.voxel_size,
-                  "exists_ok": True}
+        raise OutputExistsError(
+            f"{path} exists and was not written by `{JOB_COMMAND}` (no bookkeeping in "
+            f"{image / BOOKKEEPING}); pass --overwrite to write into it, or choose another path"
+        )
+    with open_job(
+        path,
+        JOB_COMMAND,
+        {**settings, "levels": int(levels)},
+        overwrite=overwrite,
+        wait=wait,
+        bookkeeping=inside + BOOKKEEPING,
+    ) as job:
+        job.claim(
+            *dict.fromkeys(
+                [
+                    "zarr.json",
+                    f"{inside}zarr.json",
+                    f"{inside}0/zarr.json",
+                    f"{inside}0/c",
+                    f"{inside}labels",
+                    *[f"{inside}{level}" for level in range(1, levels)],
+                ]
+            )
+        )
+        common = {
+            "shape": shape,
+            "chunks": chunks,
+            "axes": ("z", "y", "x"),
+            "voxel_size": spec.voxel_size,
+            "exists_ok": True,
+        }
         raw = create_ome_zarr_array(image, dtype=np.uint8, **common)
         labels = create_label_image(image, "neuron_ids", dtype=np.uint64, chunks=chunks, exists_ok=True)
         # NGFF requires properties and colours to name the same label values (ome-zarr-models checks it)
-        labels_mask = create_label_image(image, "labels_mask", dtype=np.uint8, chunks=chunks,
-                                         exists_ok=True, colors={0: (0, 0, 0, 0), 1: (255, 255, 0, 96)},
-                                         properties={0: {"meaning": "unlabelled"}, 1: {"meaning": "labelled"}})
+        labels_mask = create_label_image(
+            image,
+            "labels_mask",
+            dtype=np.uint8,
+            chunks=chunks,
+            exists_ok=True,
+            colors={0: (0, 0, 0, 0), 1: (255, 255, 0, 96)},
+            properties={0: {"meaning": "unlabelled"}, 1: {"meaning": "labelled"}},
+        )
         if not folder:  # the address of the image before it moved to the root (an older container has it)
             add_alias(path, LEGACY_IMAGE, "")
         # the addresses of the ground truth before label images; `labels` is also the NGFF labels group
@@ -494,8 +652,9 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
         add_alias(path, "labels_mask", f"{inside}labels/labels_mask")
         import zarr
 
-        zarr.open_group(str(path), mode="a").attrs.update({"simulator": {k: v for k, v in settings.items()
-                                                                         if k != "source_settings"}})
+        zarr.open_group(str(path), mode="a").attrs.update(
+            {"simulator": {k: v for k, v in settings.items() if k != "source_settings"}}
+        )
 
         def work(block) -> None:
             r, lab = simulate_block(spec, seed, shape, block.write_roi.begin, block.write_roi.shape)
@@ -506,9 +665,14 @@ def simulate_to_zarr(path: str | Path, source: str | Source, shape: Sequence[int
             labels_mask[sl] = mask
 
         blocks = block_grid(Roi((0, 0, 0), shape), chunks)
-        run_blockwise(work, blocks, DoneMarkers.of_job(job, "block"), workers=max(int(workers), 1),
-                      desc=f"simulate {spec.name}", progress=progress
-                      ).raise_for_failures("simulate", records=job.folder / "failed")
+        run_blockwise(
+            work,
+            blocks,
+            DoneMarkers.of_job(job, "block"),
+            workers=max(int(workers), 1),
+            desc=f"simulate {spec.name}",
+            progress=progress,
+        ).raise_for_failures("simulate", records=job.folder / "failed")
         if not job.is_done("levels"):
             if levels > 1:
                 add_multiscale_levels(image, levels - 1, method="mean")
@@ -542,7 +706,8 @@ sources:
 
 examples:
   connectomics simulate sim.zarr --source sstem --shape 64,256,256 --seed 0
-  connectomics simulate big.zarr --source fib --shape 512,2048,2048 --chunks 64,256,256 --workers 2""")
+  connectomics simulate big.zarr --source fib --shape 512,2048,2048 --chunks 64,256,256 --workers 2""",
+    )
     parser.add_argument("out", type=Path, help="zarr container to create, or to resume")
     parser.add_argument("--source", default="sstem", choices=list(SOURCES), help="simulated EM source")
     parser.add_argument("--shape", default="32,128,128", help="volume shape plane,row,column (voxels)")
@@ -550,11 +715,17 @@ examples:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--workers", type=int, default=1, help="parallel threads")
     parser.add_argument("--levels", type=int, default=1, help="OME-Zarr scale levels")
-    parser.add_argument("--label-fraction", type=float, default=1.0,
-                        help="fraction of objects annotated (sparse labels; the rest is unlabelled, masked)")
-    parser.add_argument("--resume", action="store_true",
-                        help="finish an interrupted run with the same settings (kept for old scripts: the same "
-                             "command always resumes)")
+    parser.add_argument(
+        "--label-fraction",
+        type=float,
+        default=1.0,
+        help="fraction of objects annotated (sparse labels; the rest is unlabelled, masked)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run with the same settings (kept for old scripts: the same command always resumes)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_output_arguments(parser)
     args = parser.parse_args(argv)
@@ -562,10 +733,19 @@ examples:
 
     # dask and zarr load only now that the options are parsed; a terminal sees a status line meanwhile
     io = announce_slow_import("connectomics simulate", "connectomics.io:resolve_address")
-    simulate_to_zarr(args.out, args.source, parse_coordinate(args.shape, name="--shape"), seed=args.seed,
-                     chunks=parse_coordinate(args.chunks, name="--chunks"), workers=args.workers,
-                     levels=args.levels, progress=not args.quiet, label_fraction=args.label_fraction,
-                     overwrite=args.overwrite, wait=args.wait)
+    simulate_to_zarr(
+        args.out,
+        args.source,
+        parse_coordinate(args.shape, name="--shape"),
+        seed=args.seed,
+        chunks=parse_coordinate(args.chunks, name="--chunks"),
+        workers=args.workers,
+        levels=args.levels,
+        progress=not args.quiet,
+        label_fraction=args.label_fraction,
+        overwrite=args.overwrite,
+        wait=args.wait,
+    )
     image, ids, mask = (io.resolve_address(args.out / name) for name in ("raw", "labels", "labels_mask"))
     print(f"wrote the image {image} with its label images {ids} and {mask}")
     return 0

@@ -49,17 +49,31 @@ if TYPE_CHECKING:
 JOB_COMMAND = "connectomics star"
 
 DEFAULT_MODELS: dict[str, dict[str, Any]] = {
-    "gammanet": {"backbone": "gammanet3d",
-                 "backbone_config": {"features": [12, 20], "downsample": [[1, 2, 2]],
-                                     "kernel_sizes": [[1, 5, 5], [3, 3, 3]], "timesteps": 4, "norm": "instance"}},
-    "unet": {"backbone": "unet3d",
-             "backbone_config": {"features": [8, 16, 32], "downsample": [[1, 2, 2], [1, 2, 2]],
-                                 "kernel_size": [1, 3, 3], "norm": "group"}},
+    "gammanet": {
+        "backbone": "gammanet3d",
+        "backbone_config": {
+            "features": [12, 20],
+            "downsample": [[1, 2, 2]],
+            "kernel_sizes": [[1, 5, 5], [3, 3, 3]],
+            "timesteps": 4,
+            "norm": "instance",
+        },
+    },
+    "unet": {
+        "backbone": "unet3d",
+        "backbone_config": {
+            "features": [8, 16, 32],
+            "downsample": [[1, 2, 2], [1, 2, 2]],
+            "kernel_size": [1, 3, 3],
+            "norm": "group",
+        },
+    },
 }
 
 
-def simulate_star_volumes(data_dir: Path, train_sources: list[str], held_out: str, shape: list[int],
-                          test_shape: list[int], seed: int) -> dict[str, Any]:
+def simulate_star_volumes(
+    data_dir: Path, train_sources: list[str], held_out: str, shape: list[int], test_shape: list[int], seed: int
+) -> dict[str, Any]:
     """Simulate (if missing) the training, in-source test and held-out test volumes; return their paths."""
     from connectomics.simulate import simulate_to_zarr
 
@@ -92,22 +106,36 @@ def predict_volume(model: torch.nn.Module, raw: np.ndarray, device: torch.device
     return probabilities
 
 
-def score_volume(model: torch.nn.Module, container: str, device: torch.device, thresholds: list[float],
-                 voxel_size: tuple[float, ...]) -> dict[float, dict[str, float]]:
+def score_volume(
+    model: torch.nn.Module, container: str, device: torch.device, thresholds: list[float], voxel_size: tuple[float, ...]
+) -> dict[float, dict[str, float]]:
     """Predict, segment at every threshold, and evaluate against the container's labels."""
     from connectomics.segment import segment_in_memory
 
     raw = open_volume(f"{container}/raw").data.compute()
     gt = open_volume(f"{container}/labels").data.compute()
     affs = predict_volume(model, raw, device)
-    segs = segment_in_memory(affs, model.offsets, thresholds=thresholds,
-                             sampling=tuple(v / min(voxel_size) for v in voxel_size))
+    segs = segment_in_memory(
+        affs, model.offsets, thresholds=thresholds, sampling=tuple(v / min(voxel_size) for v in voxel_size)
+    )
     return {t: evaluate_segmentation(seg, gt) for t, seg in segs.items()}
 
 
-def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[str, Any], run_dir: Path, *,
-              steps: int, crop_shape: list[int], batch_size: int, lr: float, seed: int,
-              num_workers: int = 0, precision: str | None = None) -> Path:
+def train_one(
+    name: str,
+    spec: dict[str, Any],
+    fraction: float,
+    volumes: dict[str, Any],
+    run_dir: Path,
+    *,
+    steps: int,
+    crop_shape: list[int],
+    batch_size: int,
+    lr: float,
+    seed: int,
+    num_workers: int = 0,
+    precision: str | None = None,
+) -> Path:
     """Train one model on the training volumes; return the path of its final checkpoint, ``last.ckpt``.
 
     ``run_dir/checkpoints/last.ckpt`` is rewritten at the end of every training epoch (``steps / 4`` steps),
@@ -125,19 +153,42 @@ def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[st
 
     L.seed_everything(seed, workers=True)
     model = AffinityModel(spec["backbone"], spec.get("backbone_config"), offsets=DEFAULT_OFFSETS, lr=lr)
-    data = AffinityDataModule(train=volumes["train"], val=[volumes["in_source"]], crop_shape=crop_shape,
-                              batch_size=batch_size, samples_per_epoch=max(steps // 4, 1) * batch_size,
-                              val_samples=2, data_fraction=fraction, seed=seed, num_workers=num_workers)
+    data = AffinityDataModule(
+        train=volumes["train"],
+        val=[volumes["in_source"]],
+        crop_shape=crop_shape,
+        batch_size=batch_size,
+        samples_per_epoch=max(steps // 4, 1) * batch_size,
+        val_samples=2,
+        data_fraction=fraction,
+        seed=seed,
+        num_workers=num_workers,
+    )
     ckpt_dir = run_dir / "checkpoints"
     # the latest state under one name at each epoch end (an epoch boundary resumes exactly; Lightning's
     # save_last with save_top_k=0 would write last.ckpt only when training ends)
-    latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-                             save_on_train_epoch_end=True, enable_version_counter=False)
-    trainer = L.Trainer(max_steps=steps, accelerator="auto", devices=1, precision=precision or lightning_precision(),
-                        default_root_dir=run_dir, logger=CSVLogger(run_dir, name="logs"),
-                        callbacks=[latest, RNGStateCallback()],
-                        log_every_n_steps=5, enable_model_summary=False, num_sanity_val_steps=0,
-                        enable_progress_bar=sys.stderr.isatty())
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="auto",
+        devices=1,
+        precision=precision or lightning_precision(),
+        default_root_dir=run_dir,
+        logger=CSVLogger(run_dir, name="logs"),
+        callbacks=[latest, RNGStateCallback()],
+        log_every_n_steps=5,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        enable_progress_bar=sys.stderr.isatty(),
+    )
     last = ckpt_dir / "last.ckpt"
     with warnings.catch_warnings():
         if last.exists():  # a resume continues this run's own checkpoints folder on purpose
@@ -146,14 +197,27 @@ def train_one(name: str, spec: dict[str, Any], fraction: float, volumes: dict[st
     return last
 
 
-def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/connectomics/star",
-             train_sources: list[str] | None = None, held_out: str = "retina",
-             volume_shape: list[int] | None = None, test_shape: list[int] | None = None,
-             models: dict[str, dict[str, Any]] | None = None, fractions: list[float] | None = None,
-             steps: int = 60, crop_shape: list[int] | None = None, batch_size: int = 2, lr: float = 3e-3,
-             thresholds: list[float] | None = None, max_param_ratio: float = 1.5, seed: int = 0,
-             num_workers: int = 0, precision: str | None = None, overwrite: bool = False,
-             wait: bool = False) -> pd.DataFrame:
+def run_star(
+    out_dir: str = "runs/connectomics/star",
+    data_dir: str = "data/connectomics/star",
+    train_sources: list[str] | None = None,
+    held_out: str = "retina",
+    volume_shape: list[int] | None = None,
+    test_shape: list[int] | None = None,
+    models: dict[str, dict[str, Any]] | None = None,
+    fractions: list[float] | None = None,
+    steps: int = 60,
+    crop_shape: list[int] | None = None,
+    batch_size: int = 2,
+    lr: float = 3e-3,
+    thresholds: list[float] | None = None,
+    max_param_ratio: float = 1.5,
+    seed: int = 0,
+    num_workers: int = 0,
+    precision: str | None = None,
+    overwrite: bool = False,
+    wait: bool = False,
+) -> pd.DataFrame:
     """Run (or resume) the STAR protocol and write the results table.
 
     The protocol is a :mod:`shared.jobs` job in ``out_dir`` (bookkeeping in ``out_dir/.job``) whose settings
@@ -206,12 +270,26 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
         counts[name] = AffinityModel(spec["backbone"], spec.get("backbone_config")).num_parameters
     ratio = max(counts.values()) / max(min(counts.values()), 1)
     if ratio > max_param_ratio:
-        raise ValueError(f"parameter budgets differ by {ratio:.2f}x ({counts}); adjust the model configs or "
-                         f"raise max_param_ratio")
-    settings = {"data_dir": str(data_root), "train_sources": train_sources, "held_out": held_out,
-                "volume_shape": volume_shape, "test_shape": test_shape, "models": models, "fractions": fractions,
-                "steps": steps, "crop_shape": crop_shape, "batch_size": batch_size, "lr": lr,
-                "thresholds": thresholds, "seed": seed, "num_workers": num_workers, "precision": precision}
+        raise ValueError(
+            f"parameter budgets differ by {ratio:.2f}x ({counts}); adjust the model configs or raise max_param_ratio"
+        )
+    settings = {
+        "data_dir": str(data_root),
+        "train_sources": train_sources,
+        "held_out": held_out,
+        "volume_shape": volume_shape,
+        "test_shape": test_shape,
+        "models": models,
+        "fractions": fractions,
+        "steps": steps,
+        "crop_shape": crop_shape,
+        "batch_size": batch_size,
+        "lr": lr,
+        "thresholds": thresholds,
+        "seed": seed,
+        "num_workers": num_workers,
+        "precision": precision,
+    }
     units = {f"{name}_f{fraction:g}_s{seed}": (name, fraction) for fraction in fractions for name in models}
     with open_job(out, JOB_COMMAND, settings, overwrite=overwrite, wait=wait) as job:
         volumes = simulate_star_volumes(data_root, train_sources, held_out, volume_shape, test_shape, seed)
@@ -222,9 +300,20 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
             spec = models[name]
             run_dir = job.claim(run_folder(name, fraction))
             started = time.perf_counter()
-            ckpt = train_one(name, spec, fraction, volumes, _training_folder(job, run_dir), steps=steps,
-                             crop_shape=crop_shape, batch_size=batch_size, lr=lr, seed=seed,
-                             num_workers=num_workers, precision=precision)
+            ckpt = train_one(
+                name,
+                spec,
+                fraction,
+                volumes,
+                _training_folder(job, run_dir),
+                steps=steps,
+                crop_shape=crop_shape,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                num_workers=num_workers,
+                precision=precision,
+            )
             train_s = time.perf_counter() - started
             model = load_affinity_model(ckpt).to(device)
             voxel = open_volume(f"{volumes['held_out']}/raw").voxel_size
@@ -232,22 +321,29 @@ def run_star(out_dir: str = "runs/connectomics/star", data_dir: str = "data/conn
             in_scores = score_volume(model, volumes["in_source"], device, thresholds, in_voxel)
             best = min(in_scores, key=lambda t: in_scores[t]["arand"])
             held_scores = score_volume(model, volumes["held_out"], device, thresholds, voxel)
-            row = {"model": name, "backbone": spec["backbone"], "parameters": counts[name],
-                   "data_fraction": fraction, "threshold": best, "steps": steps,
-                   "in_source_arand": in_scores[best]["arand"], "in_source_voi": in_scores[best]["voi"],
-                   "held_out_arand": held_scores[best]["arand"],
-                   "held_out_voi_split": held_scores[best]["voi_split"],
-                   "held_out_voi_merge": held_scores[best]["voi_merge"],
-                   "held_out_cremi": held_scores[best]["cremi_score"],
-                   "held_out_best_arand_any_threshold": min(s["arand"] for s in held_scores.values()),
-                   "train_seconds": round(train_s, 1), "device": device.type}
+            row = {
+                "model": name,
+                "backbone": spec["backbone"],
+                "parameters": counts[name],
+                "data_fraction": fraction,
+                "threshold": best,
+                "steps": steps,
+                "in_source_arand": in_scores[best]["arand"],
+                "in_source_voi": in_scores[best]["voi"],
+                "held_out_arand": held_scores[best]["arand"],
+                "held_out_voi_split": held_scores[best]["voi_split"],
+                "held_out_voi_merge": held_scores[best]["voi_merge"],
+                "held_out_cremi": held_scores[best]["cremi_score"],
+                "held_out_best_arand_any_threshold": min(s["arand"] for s in held_scores.values()),
+                "train_seconds": round(train_s, 1),
+                "device": device.type,
+            }
             job.write_json(run_dir / "result.json", row)
 
         report = job.run_units(list(units), run_unit)
         done = job.done_units()
         table = pd.DataFrame()
-        rows = [json.loads((out / run_folder(*units[key]) / "result.json").read_text())
-                for key in units if key in done]
+        rows = [json.loads((out / run_folder(*units[key]) / "result.json").read_text()) for key in units if key in done]
         if rows:
             job.claim(*(out / f"results.{ext}" for ext in ("csv", "json", "md", "png")))
             table = write_results(out, rows, held_out=held_out, train_sources=train_sources, volumes=volumes)
@@ -281,8 +377,9 @@ def _training_folder(job: Job, run_dir: Path) -> Path:
     return run_dir
 
 
-def write_results(out: Path, rows: list[dict[str, Any]], *, held_out: str, train_sources: list[str],
-                  volumes: dict[str, Any]) -> pd.DataFrame:
+def write_results(
+    out: Path, rows: list[dict[str, Any]], *, held_out: str, train_sources: list[str], volumes: dict[str, Any]
+) -> pd.DataFrame:
     """Write the protocol's ``results.csv``, ``results.json``, ``results.md`` and ``results.png`` into ``out``
     (each atomically; the caller decides whether they may be replaced); return the table (one row per
     model x fraction)."""
@@ -290,8 +387,11 @@ def write_results(out: Path, rows: list[dict[str, Any]], *, held_out: str, train
 
     table = pd.DataFrame(rows)
     atomic_write_table(out / "results.csv", table)
-    atomic_write_json(out / "results.json", {"held_out": held_out, "train_sources": train_sources,
-                                             "volumes": volumes, "rows": rows}, indent=2)
+    atomic_write_json(
+        out / "results.json",
+        {"held_out": held_out, "train_sources": train_sources, "volumes": volumes, "rows": rows},
+        indent=2,
+    )
     atomic_write_text(out / "results.md", results_markdown(table, held_out, train_sources))
     plot_star(table, out / "results.png", held_out=held_out)
     return table
@@ -321,8 +421,11 @@ def plot_star(table: pd.DataFrame, path: str | Path, *, held_out: str = "held-ou
 
     table = table.sort_values("data_fraction")
     fig, axes = pyplot().subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
-    panels = [("held_out_arand", "adapted Rand error"), (None, "VOI split + merge (bits)"),
-              ("held_out_cremi", "CREMI score")]
+    panels = [
+        ("held_out_arand", "adapted Rand error"),
+        (None, "VOI split + merge (bits)"),
+        ("held_out_cremi", "CREMI score"),
+    ]
     for i, (name, rows) in enumerate(table.groupby("model", sort=False)):
         color = f"C{i}"
         x = rows["data_fraction"]
@@ -342,13 +445,33 @@ def plot_star(table: pd.DataFrame, path: str | Path, *, held_out: str = "held-ou
 
 def results_markdown(table: pd.DataFrame, held_out: str, train_sources: list[str]) -> str:
     """The results as a markdown table with a one-line protocol summary."""
-    cols = ["model", "parameters", "data_fraction", "threshold", "in_source_arand", "held_out_arand",
-            "held_out_voi_split", "held_out_voi_merge", "held_out_cremi", "train_seconds"]
-    lines = [f"STAR: trained on {', '.join(train_sources)}; held out: {held_out}. Lower is better.", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cols = [
+        "model",
+        "parameters",
+        "data_fraction",
+        "threshold",
+        "in_source_arand",
+        "held_out_arand",
+        "held_out_voi_split",
+        "held_out_voi_merge",
+        "held_out_cremi",
+        "train_seconds",
+    ]
+    lines = [
+        f"STAR: trained on {', '.join(train_sources)}; held out: {held_out}. Lower is better.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     for _, r in table.iterrows():
-        cells = [f"{r[c]:.4f}" if isinstance(r[c], float) and not math.isnan(r[c]) and c not in
-                 ("data_fraction", "threshold", "train_seconds") else str(r[c]) for c in cols]
+        cells = [
+            f"{r[c]:.4f}"
+            if isinstance(r[c], float)
+            and not math.isnan(r[c])
+            and c not in ("data_fraction", "threshold", "train_seconds")
+            else str(r[c])
+            for c in cols
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -37,8 +37,9 @@ from shared.backbones import model_info
 _PENALTY_NAMES = ("penalty", "lipschitz_penalty")
 
 
-def affinity_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, balance: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def affinity_loss(
+    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, balance: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked binary cross-entropy per affinity channel, optionally class-balanced per channel.
 
     Parameters
@@ -86,16 +87,31 @@ class AffinityModel(L.LightningModule):
     torch.Size([1, 12, 4, 16, 16])
     """
 
-    def __init__(self, backbone: str = "unet3d", backbone_config: dict[str, Any] | None = None,
-                 offsets: list[list[int]] | None = None, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 balance: bool = True, penalty_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        backbone: str = "unet3d",
+        backbone_config: dict[str, Any] | None = None,
+        offsets: list[list[int]] | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        balance: bool = True,
+        penalty_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         # the network is built exactly as connectomics.model.AffinityNet builds it (same ``backbone.*``
         # state-dict keys), so inference can load these checkpoints without importing Lightning
         self.backbone, config, offsets = affinity_backbone(backbone, backbone_config, offsets)
-        self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "offsets": offsets,
-                                   "lr": float(lr), "weight_decay": float(weight_decay), "balance": bool(balance),
-                                   "penalty_weight": float(penalty_weight)})
+        self.save_hyperparameters(
+            {
+                "backbone": backbone,
+                "backbone_config": config,
+                "offsets": offsets,
+                "lr": float(lr),
+                "weight_decay": float(weight_decay),
+                "balance": bool(balance),
+                "penalty_weight": float(penalty_weight),
+            }
+        )
         self.offsets = offsets
         self.recurrent = bool(getattr(self.backbone, "recurrent", False) or model_info(backbone).recurrent)
 
@@ -121,23 +137,35 @@ class AffinityModel(L.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits, penalty = self._forward_with_penalty(batch["raw"])
-        loss, per_channel = affinity_loss(logits, batch["affinities"], batch["mask"],
-                                          balance=self.hparams.balance)
+        loss, per_channel = affinity_loss(logits, batch["affinities"], batch["mask"], balance=self.hparams.balance)
         total = loss
         if penalty is not None and stage == "train":
             total = loss + self.hparams.penalty_weight * penalty
             self.log("train/lipschitz_penalty", penalty.detach(), on_step=False, on_epoch=True)
         on_step = stage == "train"
         batch_size = int(batch["raw"].shape[0])
-        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss.detach(),
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+            sync_dist=True,
+        )
         if stage != "train":
             with torch.no_grad():
                 self._log_quality(logits, batch, per_channel, stage, batch_size)
         return total
 
-    def _log_quality(self, logits: torch.Tensor, batch: dict[str, torch.Tensor], per_channel: torch.Tensor,
-                     stage: str, batch_size: int) -> None:
+    def _log_quality(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        per_channel: torch.Tensor,
+        stage: str,
+        batch_size: int,
+    ) -> None:
         pred = logits > 0
         target = batch["affinities"] > 0.5
         mask = batch["mask"] > 0.5
@@ -169,8 +197,10 @@ class AffinityModel(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         data_offsets = getattr(dm, "offsets", None)
         if data_offsets is not None and [list(o) for o in data_offsets] != self.offsets:
-            raise ValueError(f"data.offsets {data_offsets} differ from model.offsets {self.offsets}; set both "
-                             f"to the same list (or leave data.offsets unset)")
+            raise ValueError(
+                f"data.offsets {data_offsets} differ from model.offsets {self.offsets}; set both "
+                f"to the same list (or leave data.offsets unset)"
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
@@ -192,10 +222,16 @@ class CropDataset(Dataset):
     touching an unlabelled voxel are then masked out of the loss.
     """
 
-    def __init__(self, volumes: list[tuple[Volume, Volume, Volume | None, tuple[int, int, int]]],
-                 crop_shape: Sequence[int],
-                 offsets: list[list[int]], n_samples: int, augment: AugmentConfig | None, seed: int,
-                 fixed: bool) -> None:
+    def __init__(
+        self,
+        volumes: list[tuple[Volume, Volume, Volume | None, tuple[int, int, int]]],
+        crop_shape: Sequence[int],
+        offsets: list[list[int]],
+        n_samples: int,
+        augment: AugmentConfig | None,
+        seed: int,
+        fixed: bool,
+    ) -> None:
         self.volumes, self.crop_shape, self.offsets = volumes, tuple(crop_shape), offsets
         self.n_samples, self.augment, self.seed, self.fixed = n_samples, augment, seed, fixed
         sizes = np.array([math.prod(region) for *_, region in volumes], dtype=np.float64)
@@ -219,8 +255,7 @@ class CropDataset(Dataset):
         if mask_vol is not None:
             # carry "unlabelled" through the geometric augmentations as a reserved id, then split it off
             unlabelled = np.iinfo(labels.dtype).max
-            labels = np.where(np.asarray(mask_vol.data[sl].compute(scheduler="synchronous")) > 0, labels,
-                              unlabelled)
+            labels = np.where(np.asarray(mask_vol.data[sl].compute(scheduler="synchronous")) > 0, labels, unlabelled)
         if self.augment is not None:
             raw, labels = augment_crop(raw, labels, rng, self.augment)
         labels_mask = None
@@ -228,8 +263,11 @@ class CropDataset(Dataset):
             labels_mask = labels != unlabelled
             labels = np.where(labels_mask, labels, 0).astype(labels.dtype)
         affs, mask = compute_affinities(labels, self.offsets, labels_mask=labels_mask)
-        return {"raw": torch.from_numpy(np.ascontiguousarray(raw))[None],
-                "affinities": torch.from_numpy(affs), "mask": torch.from_numpy(mask)}
+        return {
+            "raw": torch.from_numpy(np.ascontiguousarray(raw))[None],
+            "affinities": torch.from_numpy(affs),
+            "mask": torch.from_numpy(mask),
+        }
 
 
 class AffinityDataModule(L.LightningDataModule):
@@ -258,13 +296,25 @@ class AffinityDataModule(L.LightningDataModule):
     num_workers, seed : loader workers and the seed of validation crops.
     """
 
-    def __init__(self, train: list[str] | None = None, val: list[str] | None = None, raw_dataset: str = "raw",
-                 labels_dataset: str = "labels", labels_mask_dataset: str | None = "labels_mask",
-                 simulate: dict[str, Any] | None = None,
-                 crop_shape: list[int] | None = None, batch_size: int = 2, samples_per_epoch: int = 64,
-                 val_samples: int = 8, data_fraction: float = 1.0, offsets: list[list[int]] | None = None,
-                 augment: bool = True, augment_config: dict[str, Any] | None = None, num_workers: int = 0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        train: list[str] | None = None,
+        val: list[str] | None = None,
+        raw_dataset: str = "raw",
+        labels_dataset: str = "labels",
+        labels_mask_dataset: str | None = "labels_mask",
+        simulate: dict[str, Any] | None = None,
+        crop_shape: list[int] | None = None,
+        batch_size: int = 2,
+        samples_per_epoch: int = 64,
+        val_samples: int = 8,
+        data_fraction: float = 1.0,
+        offsets: list[list[int]] | None = None,
+        augment: bool = True,
+        augment_config: dict[str, Any] | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if not train:
             raise ValueError("data.train must list at least one container with raw and labels")
@@ -277,8 +327,10 @@ class AffinityDataModule(L.LightningDataModule):
         if self.simulate is not None:
             sources = self.simulate.get("sources", [])
             if len(sources) != len(self.train_entries) + len(self.val_entries):
-                raise ValueError(f"simulate.sources needs one source per train + val container "
-                                 f"({len(self.train_entries) + len(self.val_entries)}), got {sources}")
+                raise ValueError(
+                    f"simulate.sources needs one source per train + val container "
+                    f"({len(self.train_entries) + len(self.val_entries)}), got {sources}"
+                )
             if "shape" not in self.simulate:
                 raise ValueError("simulate needs a shape (plane, row, column)")
         self.crop_shape = tuple(crop_shape or (16, 64, 64))
@@ -296,11 +348,16 @@ class AffinityDataModule(L.LightningDataModule):
             return
         from connectomics.simulate import simulate_to_zarr
 
-        for i, (entry, source) in enumerate(zip(self.train_entries + self.val_entries,
-                                                self.simulate["sources"])):
+        for i, (entry, source) in enumerate(zip(self.train_entries + self.val_entries, self.simulate["sources"])):
             if not Path(entry).exists():
-                simulate_to_zarr(entry, source, self.simulate["shape"], seed=int(self.simulate.get("seed", 0)) + i,
-                                 chunks=self.simulate.get("chunks", self.simulate["shape"]), progress=False)
+                simulate_to_zarr(
+                    entry,
+                    source,
+                    self.simulate["shape"],
+                    seed=int(self.simulate.get("seed", 0)) + i,
+                    chunks=self.simulate.get("chunks", self.simulate["shape"]),
+                    progress=False,
+                )
 
     def _open(self, entry: str, fraction: float) -> tuple[Volume, Volume, Volume | None, tuple[int, int, int]]:
         raw_path, labels_path = volume_addresses(entry, self.raw_dataset, self.labels_dataset)
@@ -318,22 +375,29 @@ class AffinityDataModule(L.LightningDataModule):
         shape = raw.spatial_shape
         region = (shape[0], max(int(round(shape[1] * side)), need[1]), max(int(round(shape[2] * side)), need[2]))
         if any(n > s for n, s in zip(need, shape)):
-            raise ValueError(f"volume {raw_path} of shape {shape} is smaller than the crop plus augmentation "
-                             f"margin {need}; use a smaller crop_shape")
+            raise ValueError(
+                f"volume {raw_path} of shape {shape} is smaller than the crop plus augmentation "
+                f"margin {need}; use a smaller crop_shape"
+            )
         return raw, labels, mask, tuple(min(r, s) for r, s in zip(region, shape))  # type: ignore[return-value]
 
     def setup(self, stage: str | None = None) -> None:
         offsets = self.offsets or DEFAULT_OFFSETS
         train = [self._open(e, self.data_fraction) for e in self.train_entries]
-        self.train_set = CropDataset(train, self.crop_shape, offsets, self.samples_per_epoch, self.augment,
-                                     self.seed, fixed=False)
+        self.train_set = CropDataset(
+            train, self.crop_shape, offsets, self.samples_per_epoch, self.augment, self.seed, fixed=False
+        )
         val = [self._open(e, 1.0) for e in self.val_entries] if self.val_entries else train
-        self.val_set = CropDataset(val, self.crop_shape, offsets, self.val_samples, None, self.seed + 1,
-                                   fixed=True)
+        self.val_set = CropDataset(val, self.crop_shape, offsets, self.val_samples, None, self.seed + 1, fixed=True)
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=False)

@@ -31,8 +31,9 @@ SUBCOMMANDS = {
     "simulate": Subcommand(
         "phenotypic.cli:simulate", "write a simulated JUMP-style release (profiles, images, metadata)"
     ),
-    "fit": Subcommand("phenotypic.cli:fit", "train IBP or the task-supervised baseline (LightningCLI, --config YAML)",
-                      cache_help=True),
+    "fit": Subcommand(
+        "phenotypic.cli:fit", "train IBP or the task-supervised baseline (LightningCLI, --config YAML)", cache_help=True
+    ),
     "evaluate": Subcommand("phenotypic.cli:evaluate", "Pheno-CA tasks on a checkpoint's frozen encoder: tables + JSON"),
     "scaling": Subcommand("phenotypic.cli:scaling", "run/resume the data x model grid and fit scaling laws"),
 }
@@ -85,8 +86,10 @@ def _evaluate_unit(representations: dict, representation: str, **task) -> dict:
 
 def _unit_key(representation: str, task: str, probe: str) -> str:
     """A file-name-safe unit key, e.g. ``ibp-frozen.moa-deconvolution.linear``."""
-    return ".".join("-".join("".join(c if c.isalnum() else " " for c in part.lower()).split())
-                    for part in (representation, task, probe))
+    return ".".join(
+        "-".join("".join(c if c.isalnum() else " " for c in part.lower()).split())
+        for part in (representation, task, probe)
+    )
 
 
 def evaluate(argv: list[str]) -> int:
@@ -118,8 +121,9 @@ def evaluate(argv: list[str]) -> int:
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.k < 1 or args.epochs < 1 or args.workers < 0:
-        raise ValueError(f"--k and --epochs must be >= 1 and --workers >= 0, got {args.k}, {args.epochs} and "
-                         f"{args.workers}")
+        raise ValueError(
+            f"--k and --epochs must be >= 1 and --workers >= 0, got {args.k}, {args.epochs} and {args.workers}"
+        )
     check_output_folder(args.out)
 
     def status(text: str) -> None:
@@ -157,7 +161,9 @@ def evaluate(argv: list[str]) -> int:
         "checkpoint_sha256": file_sha256(args.checkpoint),
         "supervised_sha256": file_sha256(args.supervised_checkpoint) if args.supervised_checkpoint else None,
         "release": str(Path(dm.hparams.release_root).resolve()),
-        "probes": args.probes, "k": args.k, "epochs": args.epochs,
+        "probes": args.probes,
+        "k": args.k,
+        "epochs": args.epochs,
     }
     out = Path(args.out)
     with open_job(out, "phenotypic evaluate", settings, overwrite=args.overwrite, wait=args.wait) as job:
@@ -174,7 +180,8 @@ def evaluate(argv: list[str]) -> int:
             reps["CellProfiler (whitened)"] = dm.x
         units = {
             _unit_key(name, task, probe): {"representation": name, "task": task, "probe": probe}
-            for name in reps for task, probe in task_units(tuple(args.probes))
+            for name in reps
+            for task, probe in task_units(tuple(args.probes))
         }
 
         def save(key: str, row: dict) -> None:
@@ -182,12 +189,18 @@ def evaluate(argv: list[str]) -> int:
 
         common = {"representations": reps, "meta": meta, "splits": dm.splits, "k": args.k, "epochs": args.epochs}
         pending = len(set(units) - job.done_units())
-        status(f"{len(units)} units ({len(reps)} representations x {len(units) // len(reps)} tasks), "
-               f"{len(units) - pending} done earlier")
-        with dask_client(workers=args.workers, scheduler=args.scheduler) if pending else contextlib.nullcontext() \
-                as client:
-            report = run_job_units(job, units, _evaluate_unit, save, common=common, client=client,
-                                   desc="phenotypic evaluate")
+        status(
+            f"{len(units)} units ({len(reps)} representations x {len(units) // len(reps)} tasks), "
+            f"{len(units) - pending} done earlier"
+        )
+        with (
+            dask_client(workers=args.workers, scheduler=args.scheduler)
+            if pending
+            else contextlib.nullcontext() as client
+        ):
+            report = run_job_units(
+                job, units, _evaluate_unit, save, common=common, client=client, desc="phenotypic evaluate"
+            )
         report.raise_if_incomplete()
         rows = [json.loads((out / "units" / f"{key}.json").read_text()) for key in units]
         if args.supervised_checkpoint:
@@ -235,14 +248,18 @@ def scaling(argv: list[str]) -> int:
     add_dataclass_arguments(parser, GridConfig)
     parser.add_argument("--n-boot", type=int, default=100, help="bootstrap resamples per law")
     parser.add_argument("--target-accuracy", type=float, default=None, help="report wells needed for it")
-    parser.add_argument("--fit-only", action="store_true",
-                        help="fit the existing results.csv of the grid in --out (its own settings), train nothing")
+    parser.add_argument(
+        "--fit-only",
+        action="store_true",
+        help="fit the existing results.csv of the grid in --out (its own settings), train nothing",
+    )
     add_dask_arguments(parser)
     add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.n_boot < 0 or (args.target_accuracy is not None and not 0 < args.target_accuracy < 1):
-        raise ValueError(f"--n-boot must be >= 0 and --target-accuracy in (0, 1), got {args.n_boot} and "
-                         f"{args.target_accuracy}")
+        raise ValueError(
+            f"--n-boot must be >= 0 and --target-accuracy in (0, 1), got {args.n_boot} and {args.target_accuracy}"
+        )
     import pandas as pd  # pandas, scipy and Lightning: once the options are parsed
 
     from phenotypic.scaling import fit_scaling_laws, frontier, plot_scaling, run_scaling_grid
@@ -252,8 +269,15 @@ def scaling(argv: list[str]) -> int:
     out = Path(args.out)
     if not args.fit_only:
         cfg = dataclass_from_args(GridConfig, args)
-        run_scaling_grid(args.release, out, cfg, overwrite=args.overwrite, wait=args.wait, workers=args.workers,
-                         scheduler=args.scheduler)
+        run_scaling_grid(
+            args.release,
+            out,
+            cfg,
+            overwrite=args.overwrite,
+            wait=args.wait,
+            workers=args.workers,
+            scheduler=args.scheduler,
+        )
     with reopen_job(out, "phenotypic scaling", wait=args.wait) as job:  # fits and plot belong to the grid job
         results = pd.read_csv(out / "results.csv")
         front = frontier(results, x="n_train_wells", y="ibp_probe_top1")

@@ -172,16 +172,19 @@ def _duplicated_wells(frame: pd.DataFrame, what: str) -> str | None:
         f"plate {plate}: wells {', '.join(wells[:8])}{' ...' if len(wells) > 8 else ''}"
         for plate, wells in list(per_plate.items())[:5]
     )
-    return (f"{what} has {int(dup.sum())} rows for {len(rows)} repeated wells ({shown}); each (source, plate, well) "
-            "must appear once")
+    return (
+        f"{what} has {int(dup.sum())} rows for {len(rows)} repeated wells ({shown}); each (source, plate, well) "
+        "must appear once"
+    )
 
 
 def _check_unique(frame: pd.DataFrame, key: str, what: str) -> None:
     dup = frame[key].duplicated(keep=False)
     if dup.any():
         ids = sorted(frame.loc[dup, key].unique())
-        raise ProfileError(f"{what} lists {len(ids)} {key} value(s) more than once, e.g. {ids[:5]}; each must "
-                           "appear once")
+        raise ProfileError(
+            f"{what} lists {len(ids)} {key} value(s) more than once, e.g. {ids[:5]}; each must appear once"
+        )
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -255,9 +258,11 @@ def annotate_wells(profiles: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> p
     comp = tables["compound"][["Metadata_JCP2022", "Metadata_InChIKey", "Metadata_SMILES"]]
     unknown = sorted(set(out["Metadata_JCP2022"]) - set(comp["Metadata_JCP2022"]))
     if unknown:  # not fatal: real releases may hold wells of perturbations listed elsewhere
-        warnings.warn(f"{len(unknown)} perturbations of the well table are not in the compound table "
-                      f"(compound.csv.gz), e.g. {unknown[:5]}; their structure (SMILES, InChIKey) is left empty",
-                      stacklevel=2)
+        warnings.warn(
+            f"{len(unknown)} perturbations of the well table are not in the compound table "
+            f"(compound.csv.gz), e.g. {unknown[:5]}; their structure (SMILES, InChIKey) is left empty",
+            stacklevel=2,
+        )
     out = out.merge(comp, on="Metadata_JCP2022", how="left", validate="many_to_one")
     ctrl = tables.get("perturbation_control")
     pert = (

@@ -59,8 +59,9 @@ def plot_tasks(rows: Sequence[dict], path: str | Path) -> Path:
     n_rows = math.ceil(len(tasks) / n_cols)
     bars = max(sum(r["task"] == t for r in rows) for t in tasks)
     plt = pyplot()
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.6 * n_cols, 0.9 + 0.42 * bars * n_rows + 0.5 * n_rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(4.6 * n_cols, 0.9 + 0.42 * bars * n_rows + 0.5 * n_rows), squeeze=False
+    )
     for ax, task in zip(axes.flat, tasks, strict=False):
         mine = [r for r in rows if r["task"] == task]
         names = []
@@ -77,7 +78,7 @@ def plot_tasks(rows: Sequence[dict], path: str | Path) -> Path:
         ax.set_xlim(0, 1.1)
         ax.set_xlabel(metric, fontsize=8)
         ax.set_title(task, fontsize=9)
-    for ax in list(axes.flat)[len(tasks):]:
+    for ax in list(axes.flat)[len(tasks) :]:
         ax.set_visible(False)
     fig.suptitle("Pheno-CA tasks on the test split: score (bars) against chance (black ticks)", fontsize=10)
     fig.tight_layout()

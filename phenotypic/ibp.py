@@ -94,9 +94,16 @@ class IBPModule(L.LightningModule):
             raise ValueError(f"encoder must be 'mlp' or 'image', got {encoder!r}")
         if fingerprint_weight > 0 and fingerprint_bits < 1:
             raise ValueError("fingerprint_weight > 0 needs fingerprint_bits >= 1 (and the datamodule's too)")
-        _check_settings(width=width, depth=depth, dropout=dropout, lr=lr, weight_decay=weight_decay,
-                        fingerprint_bits=fingerprint_bits, fingerprint_weight=fingerprint_weight,
-                        adversarial_weight=adversarial_weight)
+        _check_settings(
+            width=width,
+            depth=depth,
+            dropout=dropout,
+            lr=lr,
+            weight_decay=weight_decay,
+            fingerprint_bits=fingerprint_bits,
+            fingerprint_weight=fingerprint_weight,
+            adversarial_weight=adversarial_weight,
+        )
         self.save_hyperparameters()
         self.net: nn.ModuleDict | None = None
         if in_features is not None and n_classes is not None:

@@ -377,14 +377,23 @@ def cell_line(done: int, total: int, key: str, row: dict) -> str:
     ...                                 "n_train_wells": 720, "seconds": 41.23})
     'scaling grid [2/8] f0.5_w64_d2: 720 wells, IBP+probe top-1 0.410, supervised 0.380, chance 0.200 (41.2 s)'
     """
-    return (f"scaling grid [{done}/{total}] {key}: {row['n_train_wells']} wells, IBP+probe top-1 "
-            f"{row['ibp_probe_top1']:.3f}, supervised {row['supervised_top1']:.3f}, chance "
-            f"{row['chance_top1']:.3f} ({row['seconds']:.1f} s)")
+    return (
+        f"scaling grid [{done}/{total}] {key}: {row['n_train_wells']} wells, IBP+probe top-1 "
+        f"{row['ibp_probe_top1']:.3f}, supervised {row['supervised_top1']:.3f}, chance "
+        f"{row['chance_top1']:.3f} ({row['seconds']:.1f} s)"
+    )
 
 
 def run_scaling_grid(
-    release_root: str | Path, out_dir: str | Path, config: GridConfig | None = None, *, progress: bool = True,
-    overwrite: bool = False, wait: bool = False, workers: int = 0, scheduler: str | None = None,
+    release_root: str | Path,
+    out_dir: str | Path,
+    config: GridConfig | None = None,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    wait: bool = False,
+    workers: int = 0,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) the grid, a :mod:`shared.jobs` job with one unit per cell: ``out_dir/cells/<cell>.json``
     per finished cell; ``results.csv`` gathers them.
@@ -416,8 +425,12 @@ def run_scaling_grid(
     if workers < 0:
         raise ValueError(f"--workers must be >= 0, got {workers}")
     ident = {"release_root": str(release.resolve()), **asdict(cfg)}
-    cells = {f"f{f:g}_w{w}_d{d}": {"fraction": f, "width": w, "depth": d}
-             for f in cfg.fractions for w in cfg.widths for d in cfg.depths}
+    cells = {
+        f"f{f:g}_w{w}_d{d}": {"fraction": f, "width": w, "depth": d}
+        for f in cfg.fractions
+        for w in cfg.widths
+        for d in cfg.depths
+    }
     with open_job(out_dir, "phenotypic scaling", ident, overwrite=overwrite, wait=wait) as job:
         n_done = len(set(cells) & job.done_units())
         if progress and n_done:
@@ -433,9 +446,16 @@ def run_scaling_grid(
 
         pending = n_done < len(cells)
         with dask_client(workers=workers, scheduler=scheduler) if pending else contextlib.nullcontext() as client:
-            report = run_job_units(job, cells, _run_cell, save, common={"release_root": ident["release_root"],
-                                                                       "cfg": cfg},
-                                   client=client, desc="scaling grid", progress=False)
+            report = run_job_units(
+                job,
+                cells,
+                _run_cell,
+                save,
+                common={"release_root": ident["release_root"], "cfg": cfg},
+                client=client,
+                desc="scaling grid",
+                progress=False,
+            )
         done = job.done_units()
         rows = [json.loads((job.root / "cells" / f"{key}.json").read_text()) for key in cells if key in done]
         results = pd.DataFrame(rows)

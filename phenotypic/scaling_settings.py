@@ -44,5 +44,6 @@ class GridConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.probe not in ("linear", "mlp") or self.split not in ("compounds", "plates"):
-            raise ValueError(f"probe must be 'linear' or 'mlp' and split 'compounds' or 'plates', got "
-                             f"{self.probe!r}, {self.split!r}")
+            raise ValueError(
+                f"probe must be 'linear' or 'mlp' and split 'compounds' or 'plates', got {self.probe!r}, {self.split!r}"
+            )

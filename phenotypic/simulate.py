@@ -255,8 +255,13 @@ def _write_plate(job: Job, cfg: SimulationConfig, plate: dict, render: bool) -> 
         r, c = ord(w[0]) - ord("A") + 1, int(w[1:])
         for site in range(1, cfg.sites_per_well + 1):
             img = render_site(ph_w, size=cfg.image_size, rng=rng)
-            row = {"Metadata_Source": source, "Metadata_Batch": batch, "Metadata_Plate": name,
-                   "Metadata_Well": w, "Metadata_Site": str(site)}
+            row = {
+                "Metadata_Source": source,
+                "Metadata_Batch": batch,
+                "Metadata_Plate": name,
+                "Metadata_Well": w,
+                "Metadata_Site": str(site),
+            }
             for k, ch in enumerate(CHANNELS):
                 fname = f"r{r:02d}c{c:02d}f{site:02d}p01-ch{k + 1}sk1fk1fl1.tiff"
                 tifffile.imwrite(img_dir / fname, (img[k] * fields[ch] * 4000 + 100).astype(np.uint16))
@@ -269,8 +274,13 @@ def _write_plate(job: Job, cfg: SimulationConfig, plate: dict, render: bool) -> 
 
 
 def simulate_release(
-    out_dir: str | Path, config: SimulationConfig | None = None, *, progress: bool = True, overwrite: bool = False,
-    wait: bool = False, **overrides
+    out_dir: str | Path,
+    config: SimulationConfig | None = None,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    wait: bool = False,
+    **overrides,
 ) -> Path:
     """Write a simulated JUMP-style release under ``out_dir`` and return it.
 
@@ -317,8 +327,12 @@ def simulate_release(
             "Metadata_SMILES": "CS(C)=O",
         }
         compound = pd.DataFrame(
-            {"Metadata_JCP2022": jcp, "Metadata_InChIKey": keys, "Metadata_InChI": "",
-             "Metadata_SMILES": truth["smiles"]}
+            {
+                "Metadata_JCP2022": jcp,
+                "Metadata_InChIKey": keys,
+                "Metadata_InChI": "",
+                "Metadata_SMILES": truth["smiles"],
+            }
         )
         compound = pd.concat([compound, pd.DataFrame([dmso])], ignore_index=True)
         control = pd.DataFrame(
@@ -341,8 +355,9 @@ def simulate_release(
         )
         plates, wells, units = [], [], {}
         source_shift = rng.normal(size=(cfg.n_sources, cfg.n_features)) * cfg.batch_strength
-        positions = [(s, b, p) for s in range(cfg.n_sources) for b in range(cfg.n_batches)
-                     for p in range(cfg.plates_per_batch)]
+        positions = [
+            (s, b, p) for s in range(cfg.n_sources) for b in range(cfg.n_batches) for p in range(cfg.plates_per_batch)
+        ]
         # every plate's profiles are computed (cheap, and needed for the metadata); writing them and
         # rendering images are the resumable units
         for plate_index, (s, b, p) in enumerate(positions):
@@ -368,16 +383,33 @@ def simulate_release(
             frame.insert(0, "Metadata_Well", well_ids)
             frame.insert(0, "Metadata_Plate", plate)
             frame.insert(0, "Metadata_Source", source)
-            plates.append({"Metadata_Source": source, "Metadata_Batch": batch, "Metadata_Plate": plate,
-                           "Metadata_PlateType": "COMPOUND"})
+            plates.append(
+                {
+                    "Metadata_Source": source,
+                    "Metadata_Batch": batch,
+                    "Metadata_Plate": plate,
+                    "Metadata_PlateType": "COMPOUND",
+                }
+            )
             ids = np.where(comp >= 0, comp, np.where(comp == -1, -1, cfg.n_compounds + (-2 - comp)))
             wells += [
-                {"Metadata_Source": source, "Metadata_Plate": plate, "Metadata_Well": w,
-                 "Metadata_JCP2022": NEGCON_JCP2022 if i < 0 else jcp[i]}
+                {
+                    "Metadata_Source": source,
+                    "Metadata_Plate": plate,
+                    "Metadata_Well": w,
+                    "Metadata_JCP2022": NEGCON_JCP2022 if i < 0 else jcp[i],
+                }
                 for w, i in zip(well_ids, ids, strict=True)
             ]
-            spec = {"source": source, "batch": batch, "plate": plate, "position": (s, b, p), "frame": frame,
-                    "wells": well_ids, "phenotypes": ph}
+            spec = {
+                "source": source,
+                "batch": batch,
+                "plate": plate,
+                "position": (s, b, p),
+                "frame": frame,
+                "wells": well_ids,
+                "phenotypes": ph,
+            }
             render = cfg.images and (cfg.image_plates is None or plate_index < cfg.image_plates)
             units[f"plate-{plate}"] = (spec, render)
 
@@ -399,12 +431,15 @@ def simulate_release(
                 "cpg0016-jump-assembled/source_all/workspace/profiles_assembled/COMPOUND/v1.0/profiles.parquet",
                 load_jump_profiles(job.root, progress=False),
             )
-            job.write_json("simulation.json", {
-                "config": asdict(cfg),
-                "moa": {jcp[i]: MOA_NAMES[m] for i, m in enumerate(truth["moa"])},
-                "target": {jcp[i]: t for i, t in enumerate(truth["targets"])},
-                "potency": {jcp[i]: float(v) for i, v in enumerate(truth["potency"])},
-            })
+            job.write_json(
+                "simulation.json",
+                {
+                    "config": asdict(cfg),
+                    "moa": {jcp[i]: MOA_NAMES[m] for i, m in enumerate(truth["moa"])},
+                    "target": {jcp[i]: t for i, t in enumerate(truth["targets"])},
+                    "potency": {jcp[i]: float(v) for i, v in enumerate(truth["potency"])},
+                },
+            )
 
         job.run_units(["metadata"], write_metadata, stop_after=None).raise_if_incomplete()
         return job.root

@@ -299,20 +299,30 @@ def evaluate_task(
     test = splits["test"]
     if task == "molecule rediscovery":
         red = molecule_rediscovery(rep, meta, test)
-        return {**head, "metric": "mAP", "top1": red["map"], "chance_top1": red["chance_map"], "z": red["z"],
-                "n_test": red["n_queries"]}
+        return {
+            **head,
+            "metric": "mAP",
+            "top1": red["map"],
+            "chance_top1": red["chance_map"],
+            "z": red["z"],
+            "n_test": red["n_queries"],
+        }
     if task == "phenotypic activity":
         ctrl = np.flatnonzero((meta["Metadata_pert_type"] == "negcon").to_numpy())
         sel = np.concatenate([test, ctrl])
         res = phenotypic_activity(rep[sel], meta.iloc[sel], sameby_plate=False, null_size=null_size, seed=seed)
     elif task == "phenotypic consistency (MoA)":
-        res = phenotypic_consistency(rep[test], meta.iloc[test], label="Metadata_moa", null_size=null_size,
-                                     seed=seed)
+        res = phenotypic_consistency(rep[test], meta.iloc[test], label="Metadata_moa", null_size=null_size, seed=seed)
     else:
         raise ValueError(f"unknown task {task!r}; expected one of {[t for t, _ in task_units()]}")
-    return {**head, "metric": "fraction retrieved / mAP", "top1": float(res["below_corrected_p"].mean()),
-            "topk": float(res["mean_average_precision"].mean()), "chance_topk": float(res["expected_map"].mean()),
-            "n_test": len(res)}
+    return {
+        **head,
+        "metric": "fraction retrieved / mAP",
+        "top1": float(res["below_corrected_p"].mean()),
+        "topk": float(res["mean_average_precision"].mean()),
+        "chance_topk": float(res["expected_map"].mean()),
+        "n_test": len(res),
+    }
 
 
 def evaluate_representation(
@@ -330,7 +340,8 @@ def evaluate_representation(
     """All Pheno-CA tasks for one representation; one dict per (task, probe) for a results table
     (:func:`evaluate_task` for each of :func:`task_units`)."""
     return [
-        evaluate_task(rep, meta, splits, name=name, task=task, probe=probe, k=k, seed=seed, epochs=epochs,
-                      null_size=null_size)
+        evaluate_task(
+            rep, meta, splits, name=name, task=task, probe=probe, k=k, seed=seed, epochs=epochs, null_size=null_size
+        )
         for task, probe in task_units(probes)
     ]

@@ -127,8 +127,15 @@ Explicit options override the preset.""",
     )
     from rldiag.sweep import run_diagnosis
 
-    run_diagnosis(cfg, args.out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
-                  overwrite=args.overwrite, wait=args.wait)
+    run_diagnosis(
+        cfg,
+        args.out,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        wait=args.wait,
+    )
     print(f"diagnosis in {args.out} ({len(cfg.games)} games x 3 conditions x {len(cfg.seeds)} seeds)")
     if not args.no_taxonomy:
         return taxonomy([args.out, "--plc", args.plc])

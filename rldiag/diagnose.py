@@ -145,8 +145,10 @@ class DiagnoseConfig:
                 try:
                     path = self.expert_checkpoint.format(game=game, seed=seed)
                 except (KeyError, IndexError, ValueError) as err:
-                    raise ValueError(f"expert_checkpoint {self.expert_checkpoint!r} may only contain {{game}} and "
-                                     f"{{seed}} placeholders ({type(err).__name__}: {err})") from None
+                    raise ValueError(
+                        f"expert_checkpoint {self.expert_checkpoint!r} may only contain {{game}} and "
+                        f"{{seed}} placeholders ({type(err).__name__}: {err})"
+                    ) from None
                 load_checkpoint(path, expect="ppo")
 
     def scoring_dict(self) -> dict[str, Any]:
@@ -364,8 +366,10 @@ def is_done(out_dir: Path, cell: Cell, cfg: DiagnoseConfig, *, quiet: bool = Fal
         json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         if not quiet:
-            warnings.warn(f"{path} is missing or unreadable ({type(err).__name__}: {err}); recomputing cell "
-                          f"{cell.key}", stacklevel=2)
+            warnings.warn(
+                f"{path} is missing or unreadable ({type(err).__name__}: {err}); recomputing cell {cell.key}",
+                stacklevel=2,
+            )
         return False
     return True
 
@@ -541,8 +545,9 @@ def load_results(out_dir: str | Path) -> list[dict[str, Any]]:
         try:
             results.append(json.loads(p.read_text()))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{p} is truncated or not JSON ({err}); rerun the same `rldiag diagnose` command to "
-                             "recompute that cell") from None
+            raise ValueError(
+                f"{p} is truncated or not JSON ({err}); rerun the same `rldiag diagnose` command to recompute that cell"
+            ) from None
     return results
 
 

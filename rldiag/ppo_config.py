@@ -99,5 +99,6 @@ class PPOConfig:
         try:  # an unknown encoder or options it does not take fail here, not after the first rollout
             make_encoder(self.encoder, **self.encoder_config)
         except TypeError as err:
-            raise ValueError(f"encoder_config {self.encoder_config} does not fit encoder {self.encoder!r}: {err}") \
-                from None
+            raise ValueError(
+                f"encoder_config {self.encoder_config} does not fit encoder {self.encoder!r}: {err}"
+            ) from None

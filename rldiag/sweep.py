@@ -72,8 +72,9 @@ def run_diagnosis(
     with open_job(out_dir, COMMAND, cfg.scoring_dict(), overwrite=overwrite, wait=wait) as job:
         job.claim("cells", "runs")
         todo = [c for c in cells if not is_done(out_dir, c, cfg)]
-        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="rldiag cells", unit="cell",
-                   disable=not progress)
+        bar = tqdm(
+            total=len(cells), initial=len(cells) - len(todo), desc="rldiag cells", unit="cell", disable=not progress
+        )
         if todo and scheduler is None and workers == 0:
             for cell in todo:  # plan order: pix and simp before bc
                 bar.set_postfix_str(cell.key)

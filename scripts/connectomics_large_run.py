@@ -53,9 +53,13 @@ def run(args: list[str], log: Path, *, kill_when: Callable[[], bool] | None = No
         out.flush()
         # /usr/bin/time (a small C program) forks the CLI: a fork straight from this Python process would
         # count this process's resident pages in the child's peak (Linux keeps the pre-exec high-water mark)
-        proc = subprocess.Popen(["/usr/bin/time", "-q", "-f", "%M", "-o", str(rss_file), sys.executable, "-m",
-                                 "connectomics.cli", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["/usr/bin/time", "-q", "-f", "%M", "-o", str(rss_file), sys.executable, "-m", "connectomics.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         killed = False
         while kill_when is not None and proc.poll() is None:
             if kill_when():
@@ -66,8 +70,11 @@ def run(args: list[str], log: Path, *, kill_when: Callable[[], bool] | None = No
         code = proc.wait()
     text = rss_file.read_text().split() if rss_file.exists() else []
     rss = int(text[-1]) / 1024 if text and text[-1].isdigit() and not killed else None
-    result = {"code": code, "seconds": round(time.perf_counter() - start, 1),
-              "peak_rss_mib": None if rss is None else round(rss, 1)}
+    result = {
+        "code": code,
+        "seconds": round(time.perf_counter() - start, 1),
+        "peak_rss_mib": None if rss is None else round(rss, 1),
+    }
     if code != 0 and not killed:
         raise RuntimeError(f"connectomics {' '.join(args)} failed ({result}); see {log}")
     return result
@@ -110,15 +117,31 @@ def train_checkpoint(work: Path, steps: int, log: Path, report: dict) -> Path:
         return ckpt
     config = {
         "seed_everything": 0,
-        "trainer": {"max_steps": steps, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 20,
-                    "default_root_dir": str(work / "fit"), "enable_progress_bar": False,
-                    "enable_model_summary": False, "num_sanity_val_steps": 0, "limit_val_batches": 0,
-                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                   "init_args": {"dirpath": str(ckpt.parent), "save_last": True}}]},
+        "trainer": {
+            "max_steps": steps,
+            "accelerator": "cpu",
+            "devices": 1,
+            "log_every_n_steps": 20,
+            "default_root_dir": str(work / "fit"),
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "limit_val_batches": 0,
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(ckpt.parent), "save_last": True},
+                }
+            ],
+        },
         "model": {"backbone": "unet3d", "backbone_config": MODEL, "lr": 0.003},
-        "data": {"train": [str(work / "fit" / "train.zarr")],
-                 "simulate": {"sources": ["sstem"], "shape": [32, 192, 192], "seed": 5},
-                 "crop_shape": [8, 64, 64], "batch_size": 4, "samples_per_epoch": 4 * steps},
+        "data": {
+            "train": [str(work / "fit" / "train.zarr")],
+            "simulate": {"sources": ["sstem"], "shape": [32, 192, 192], "seed": 5},
+            "crop_shape": [8, 64, 64],
+            "batch_size": 4,
+            "samples_per_epoch": 4 * steps,
+        },
     }
     (work / "fit").mkdir(parents=True, exist_ok=True)
     (work / "fit" / "fit.yaml").write_text(yaml.safe_dump(config))
@@ -154,8 +177,19 @@ def main() -> int:
     sim = work / "sim.zarr"
     n_chunks = len(block_grid(volume, parse_coordinate(SIM_CHUNKS, name="chunks")))
     if n_markers(sim / BOOKKEEPING / "done", "block") < n_chunks:  # an older container: simulate finds it done
-        sim_args = ["simulate", str(sim), "--shape", args.shape, "--chunks", SIM_CHUNKS, "--seed", "1",
-                    "--workers", str(args.workers), "--quiet"]
+        sim_args = [
+            "simulate",
+            str(sim),
+            "--shape",
+            args.shape,
+            "--chunks",
+            SIM_CHUNKS,
+            "--seed",
+            "1",
+            "--workers",
+            str(args.workers),
+            "--quiet",
+        ]
         report["steps"]["simulate (not counted)"] = run(sim_args, log)  # the same command resumes
 
     # 2. the model
@@ -163,8 +197,19 @@ def main() -> int:
 
     # 3. predict: killed, resumed, compared with an uninterrupted run over the slab(s) of the kill
     pred, done = f"{work}/pred.zarr/affs", work / "pred.zarr/affs/0/.job/done"
-    predict = ["predict", str(ckpt), f"{sim}/raw", pred, "--block", args.predict_block, "--context",
-               args.predict_context, "--workers", str(args.workers), "--no-progress"]
+    predict = [
+        "predict",
+        str(ckpt),
+        f"{sim}/raw",
+        pred,
+        "--block",
+        args.predict_block,
+        "--context",
+        args.predict_context,
+        "--workers",
+        str(args.workers),
+        "--no-progress",
+    ]
     blocks = block_grid(volume, parse_coordinate(args.predict_block, name="--predict-block"))
     if n_markers(done) < len(blocks):
         step = run(predict, log, kill_when=lambda: n_markers(done) >= len(blocks) // 3)
@@ -176,28 +221,45 @@ def main() -> int:
     slabs: dict[int, list] = {}
     for b in blocks:
         slabs.setdefault(b.write_roi.begin[0], []).append(b)
-    mixed = {z: min(sum(b.block_id in done_at_kill for b in bs), sum(b.block_id not in done_at_kill for b in bs))
-             for z, bs in slabs.items()}
+    mixed = {
+        z: min(sum(b.block_id in done_at_kill for b in bs), sum(b.block_id not in done_at_kill for b in bs))
+        for z, bs in slabs.items()
+    }
     z0 = max(mixed, key=mixed.get)
     z1 = max(b.write_roi.end[0] for b in slabs[z0])
     if mixed[z0] == 0:  # every slab was finished by one run only: span one slab of each
         z0 = min(z for z, bs in slabs.items() if any(b.block_id in done_at_kill for b in bs))
-        z1 = max(b.write_roi.end[0] for z, bs in slabs.items() for b in bs
-                 if any(c.block_id not in done_at_kill for c in bs))
+        z1 = max(
+            b.write_roi.end[0] for z, bs in slabs.items() for b in bs if any(c.block_id not in done_at_kill for c in bs)
+        )
     in_slab = [b for b in blocks if z0 <= b.write_roi.begin[0] < z1]
     ref = f"{work}/pred_ref.zarr/affs"
     report["steps"]["predict --roi (reference)"] = run(
-        predict[:3] + [ref] + predict[4:] + ["--roi", f"{z0}:{z1},0:{shape[1]},0:{shape[2]}"], log)
+        predict[:3] + [ref] + predict[4:] + ["--roi", f"{z0}:{z1},0:{shape[1]},0:{shape[2]}"], log
+    )
     report["predict_identity"] = {
-        "slab_planes": [z0, z1], "blocks_from_killed_run": sum(b.block_id in done_at_kill for b in in_slab),
+        "slab_planes": [z0, z1],
+        "blocks_from_killed_run": sum(b.block_id in done_at_kill for b in in_slab),
         "blocks_from_resumed_run": sum(b.block_id not in done_at_kill for b in in_slab),
-        "identical": identical(pred, ref, [(z, min(z + 8, z1)) for z in range(z0, z1, 8)])}
+        "identical": identical(pred, ref, [(z, min(z + 8, z1)) for z in range(z0, z1, 8)]),
+    }
 
     # 4. segment: killed in the fragment stage, resumed, compared with an uninterrupted run
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    segment = ["segment", pred, str(work / "seg.zarr"), "--thresholds", args.thresholds, "--block",
-               args.segment_block, "--context", args.segment_context, "--workers", str(args.workers),
-               "--no-progress"]
+    segment = [
+        "segment",
+        pred,
+        str(work / "seg.zarr"),
+        "--thresholds",
+        args.thresholds,
+        "--block",
+        args.segment_block,
+        "--context",
+        args.segment_context,
+        "--workers",
+        str(args.workers),
+        "--no-progress",
+    ]
     seg_done = work / "seg.zarr/fragments/0/.job/done"
     n_seg_blocks = len(block_grid(volume, parse_coordinate(args.segment_block, name="--segment-block")))
     if not (work / "seg.zarr" / f"seg_{thresholds[-1]:g}").exists():
@@ -209,21 +271,25 @@ def main() -> int:
     report["steps"]["segment (uninterrupted reference)"] = run(segment_ref, log)
     names = ["fragments"] + [f"seg_{t:g}" for t in thresholds]
     slabs = [(z, min(z + 16, shape[0])) for z in range(0, shape[0], 16)]
-    report["segment_identity"] = {n: identical(f"{work}/seg.zarr/{n}", f"{work}/seg_ref.zarr/{n}", slabs)
-                                  for n in names}
+    report["segment_identity"] = {
+        n: identical(f"{work}/seg.zarr/{n}", f"{work}/seg_ref.zarr/{n}", slabs) for n in names
+    }
 
     # 5. evaluate
     metrics, evaluated = work / "metrics.json", names[1 + len(thresholds) // 2]
-    report["steps"]["evaluate"] = run(["evaluate", f"{work}/seg.zarr/{evaluated}", f"{sim}/labels", "--json",
-                                       str(metrics), "--quiet"], log)
+    report["steps"]["evaluate"] = run(
+        ["evaluate", f"{work}/seg.zarr/{evaluated}", f"{sim}/labels", "--json", str(metrics), "--quiet"], log
+    )
     report["metrics"] = json.loads(metrics.read_text())
 
     # data sizes and ratios
     sizes = {"raw": nbytes(f"{sim}/raw"), "labels": nbytes(f"{sim}/labels"), "affinities": nbytes(pred)}
     sizes.update({n: nbytes(f"{work}/seg.zarr/{n}") for n in names})
-    step_data = {"predict": sizes["raw"] + sizes["affinities"],
-                 "segment": sizes["affinities"] + sum(sizes[n] for n in names),
-                 "evaluate": sizes[evaluated] + sizes["labels"]}
+    step_data = {
+        "predict": sizes["raw"] + sizes["affinities"],
+        "segment": sizes["affinities"] + sum(sizes[n] for n in names),
+        "evaluate": sizes[evaluated] + sizes["labels"],
+    }
     total = sum(sizes.values())
     report["data_gib"] = {k: round(v / 2**30, 3) for k, v in sizes.items()} | {"total": round(total / 2**30, 2)}
     ratios = {}
@@ -231,8 +297,11 @@ def main() -> int:
         kind = name.split()[0]  # the --roi reference predicts one slab only: not a whole-volume step
         if step["peak_rss_mib"] and kind in step_data and "--roi" not in name:
             peak = step["peak_rss_mib"] * 2**20
-            ratios[name] = {"peak_rss_mib": step["peak_rss_mib"], "all_data_over_peak": round(total / peak, 1),
-                            "step_data_over_peak": round(step_data[kind] / peak, 1)}
+            ratios[name] = {
+                "peak_rss_mib": step["peak_rss_mib"],
+                "all_data_over_peak": round(total / peak, 1),
+                "step_data_over_peak": round(step_data[kind] / peak, 1),
+            }
     report["ratios"] = ratios
     report["min_all_data_over_peak"] = min(r["all_data_over_peak"] for r in ratios.values())
     report["min_step_data_over_peak"] = min(r["step_data_over_peak"] for r in ratios.values())

@@ -26,8 +26,14 @@ from shared.validation import check_existing_path
 
 M = TypeVar("M", bound=torch.nn.Module)
 
-__all__ = ["CheckpointError", "CheckpointKind", "KINDS", "identify_checkpoint", "load_checkpoint",
-           "load_lightning_module"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointKind",
+    "KINDS",
+    "identify_checkpoint",
+    "load_checkpoint",
+    "load_lightning_module",
+]
 
 
 class CheckpointError(ValueError):
@@ -59,16 +65,30 @@ class CheckpointKind:
 
 # Most specific first. Data only: shared never imports the domain packages.
 KINDS: tuple[CheckpointKind, ...] = (
-    CheckpointKind("pathfinder", "a Pathfinder checkpoint (shared.pathfinder)", "PathfinderClassifier",
-                   frozenset({"backbone", "readout", "lipschitz_weight"})),
-    CheckpointKind("affinity", "a connectomics affinity-model checkpoint", "AffinityModel",
-                   frozenset({"backbone", "offsets", "penalty_weight"})),
-    CheckpointKind("ibp", "a phenotypic IBP checkpoint", "IBPModule",
-                   frozenset({"encoder", "width", "depth", "fingerprint_bits"})),
-    CheckpointKind("bc", "an rldiag behaviour-cloning checkpoint", "BehaviourCloning",
-                   frozenset({"encoder", "n_actions", "target"})),
-    CheckpointKind("ppo", "an rldiag PPO checkpoint (rldiag train)", None,
-                   keys=frozenset({"config", "model", "optimizer"})),
+    CheckpointKind(
+        "pathfinder",
+        "a Pathfinder checkpoint (shared.pathfinder)",
+        "PathfinderClassifier",
+        frozenset({"backbone", "readout", "lipschitz_weight"}),
+    ),
+    CheckpointKind(
+        "affinity",
+        "a connectomics affinity-model checkpoint",
+        "AffinityModel",
+        frozenset({"backbone", "offsets", "penalty_weight"}),
+    ),
+    CheckpointKind(
+        "ibp", "a phenotypic IBP checkpoint", "IBPModule", frozenset({"encoder", "width", "depth", "fingerprint_bits"})
+    ),
+    CheckpointKind(
+        "bc",
+        "an rldiag behaviour-cloning checkpoint",
+        "BehaviourCloning",
+        frozenset({"encoder", "n_actions", "target"}),
+    ),
+    CheckpointKind(
+        "ppo", "an rldiag PPO checkpoint (rldiag train)", None, keys=frozenset({"config", "model", "optimizer"})
+    ),
 )
 
 
@@ -90,8 +110,9 @@ def _check_kind(ckpt: dict, path: Path, expected: CheckpointKind | None) -> None
         raise CheckpointError(f"{path}: this is {found.name}; expected {expected.name}")
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu", *,
-                    expect: str | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device | None = "cpu", *, expect: str | None = None
+) -> dict[str, Any]:
     """Load a checkpoint file as a dict with ``weights_only=True``.
 
     ``expect`` is a :data:`KINDS` id (``"pathfinder"``, ``"affinity"``, ``"ibp"``, ``"bc"``, ``"ppo"``): a
@@ -106,13 +127,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
     p = check_existing_path(path, name="checkpoint", kind="file")
     size = p.stat().st_size
     if size == 0:
-        raise CheckpointError(f"checkpoint {p} is empty (0 bytes): it was never written completely; "
-                              "copy it again or use another one")
+        raise CheckpointError(
+            f"checkpoint {p} is empty (0 bytes): it was never written completely; copy it again or use another one"
+        )
     with open(p, "rb") as f:
         zipped = f.read(4) == b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
     if zipped and not zipfile.is_zipfile(p):
-        raise CheckpointError(f"checkpoint {p} is truncated or corrupt ({size} bytes, not a complete archive); "
-                              "copy it again or use another one")
+        raise CheckpointError(
+            f"checkpoint {p} is truncated or corrupt ({size} bytes, not a complete archive); "
+            "copy it again or use another one"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4 detected": we refuse or load anyway
@@ -125,12 +149,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device | None = 
                 "(a state_dict) instead"
             ) from err
         detail = next((line for line in str(err).splitlines() if line.startswith("Unsupported")), "unreadable")
-        raise CheckpointError(f"checkpoint {p} is not a PyTorch checkpoint (weights-only reader: {detail}); it "
-                              "was not loaded") from err
+        raise CheckpointError(
+            f"checkpoint {p} is not a PyTorch checkpoint (weights-only reader: {detail}); it was not loaded"
+        ) from err
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError) as err:
         what = "truncated or corrupt" if zipped else "not a PyTorch checkpoint"
-        raise CheckpointError(f"checkpoint {p} is {what} ({size} bytes; torch says: "
-                              f"{' '.join(str(err).split())[:120] or type(err).__name__})") from err
+        raise CheckpointError(
+            f"checkpoint {p} is {what} ({size} bytes; torch says: "
+            f"{' '.join(str(err).split())[:120] or type(err).__name__})"
+        ) from err
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {p} holds a {type(ckpt).__name__}, expected a dict")
     if expect is not None:
@@ -164,15 +191,17 @@ def load_lightning_module(cls: type[M], path: str | Path, map_location: str | to
     _check_kind(ckpt, Path(path), kind)
     expected = kind.name if kind is not None else f"a {cls.__name__} checkpoint"
     if "state_dict" not in ckpt:
-        raise CheckpointError(f"checkpoint {path} has no 'state_dict'; is it a Lightning checkpoint? "
-                              f"Expected {expected}")
+        raise CheckpointError(
+            f"checkpoint {path} has no 'state_dict'; is it a Lightning checkpoint? Expected {expected}"
+        )
     # LightningCLI adds private bookkeeping keys such as ``_instantiator`` / ``_class_path``: not arguments
     hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if not k.startswith("_")}
     accepted = _accepted_arguments(cls)
     unknown = sorted(set(hparams) - accepted) if accepted is not None else []
     if unknown:
-        raise CheckpointError(f"{path} is not {expected}: its hyper-parameters {unknown} are not arguments of "
-                              f"{cls.__name__}")
+        raise CheckpointError(
+            f"{path} is not {expected}: its hyper-parameters {unknown} are not arguments of {cls.__name__}"
+        )
     try:
         model = cls(**hparams)
         model.load_state_dict(ckpt["state_dict"], strict=True)

@@ -95,7 +95,10 @@ def run_guarded(prog: str, func: Callable[[list[str]], int | None], argv: Sequen
 
 
 def run_subcommands(
-    prog: str, description: str, subcommands: dict[str, Subcommand], argv: Sequence[str] | None = None,
+    prog: str,
+    description: str,
+    subcommands: dict[str, Subcommand],
+    argv: Sequence[str] | None = None,
     epilog: str = "",
 ) -> int:
     """Dispatch ``prog SUBCOMMAND [args...]`` to the subcommand's function (through :func:`run_guarded`),
@@ -103,8 +106,10 @@ def run_subcommands(
     argv = list(sys.argv[1:] if argv is None else argv)
     width = max(len(n) for n in subcommands)
     listing = "\n".join(f"  {name:<{width}}  {sc.help}" for name, sc in subcommands.items())
-    manual = (f"{description}\n\nsubcommands:\n{listing}\n\nRun '{prog} SUBCOMMAND --help' for its options; "
-              f"add {VERBOSE_FLAG} to see the traceback of an error.")
+    manual = (
+        f"{description}\n\nsubcommands:\n{listing}\n\nRun '{prog} SUBCOMMAND --help' for its options; "
+        f"add {VERBOSE_FLAG} to see the traceback of an error."
+    )
     if epilog:
         manual += f"\n\n{epilog}"
     if not argv or argv[0] in {"-h", "--help"}:
@@ -136,8 +141,18 @@ def _help_key(prog: str, argv: Sequence[str]) -> str:
     import os
     import shutil
 
-    digest = hashlib.sha256(json.dumps([prog, list(argv), shutil.get_terminal_size().columns, sys.version,
-                                        sys.executable, os.environ.get("COLUMNS")]).encode())
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                prog,
+                list(argv),
+                shutil.get_terminal_size().columns,
+                sys.version,
+                sys.executable,
+                os.environ.get("COLUMNS"),
+            ]
+        ).encode()
+    )
     for entry in sys.path:
         if os.path.isdir(entry):
             digest.update(" ".join(sorted(n for n in os.listdir(entry) if n.endswith(".dist-info"))).encode())
@@ -224,12 +239,18 @@ class _ReadByRunGuarded(argparse.Action):
 def add_output_arguments(parser: argparse.ArgumentParser, *, wait: bool = True) -> None:
     """``--overwrite`` (and ``--wait`` for outputs that take a lock): the switches :mod:`shared.jobs`
     enforces."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing outputs that this command did not create (never needed to resume "
-                             "an interrupted run of the same command)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs that this command did not create (never needed to resume "
+        "an interrupted run of the same command)",
+    )
     if wait:
-        parser.add_argument("--wait", action="store_true",
-                            help="if another run is writing the same output, wait for it instead of stopping")
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="if another run is writing the same output, wait for it instead of stopping",
+        )
 
 
 # ------------------------------------------------------------------------------------------ dataclasses
@@ -255,9 +276,13 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
         for node, after in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(after.value.value.split())
     for f in dataclasses.fields(cls):
         if "help" in f.metadata:
@@ -437,14 +462,16 @@ def claim_run_folder(run: str | Path, *, resume: bool, overwrite: bool) -> Path:
         last = run / "checkpoints" / "last.ckpt"
         raise OutputExistsError(
             f"{run} holds an earlier run ({names}); resume it with --ckpt_path {last if last.exists() else 'CKPT'}, "
-            "pass --overwrite to replace it, or choose another --trainer.default_root_dir")
+            "pass --overwrite to replace it, or choose another --trainer.default_root_dir"
+        )
     for f in earlier:
         f.unlink()
     return run
 
 
-def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str] | None = None,
-                  run: bool = True, **kwargs: Any):
+def lightning_cli(
+    model_class: type, datamodule_class: type, args: Sequence[str] | None = None, run: bool = True, **kwargs: Any
+):
     """LightningCLI with the project's defaults: YAML configs, seeding on by default, no subclass magic, and
     one folder per training run.
 
@@ -466,10 +493,13 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
         def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kw: Any):
             parser = super()._prepare_subcommand_parser(klass, subcommand, **kw)
             if subcommand == "fit":
-                parser.add_argument("--overwrite", action="store_true",
-                                    help="replace the earlier run in trainer.default_root_dir (its config.yaml, "
-                                         "logs and checkpoints/*.ckpt are deleted first); without it, and without "
-                                         "--ckpt_path to resume, a run folder that holds a run is refused")
+                parser.add_argument(
+                    "--overwrite",
+                    action="store_true",
+                    help="replace the earlier run in trainer.default_root_dir (its config.yaml, "
+                    "logs and checkpoints/*.ckpt are deleted first); without it, and without "
+                    "--ckpt_path to resume, a run folder that holds a run is refused",
+                )
             return parser
 
         def add_arguments_to_parser(self, parser) -> None:
@@ -485,8 +515,11 @@ def lightning_cli(model_class: type, datamodule_class: type, args: Sequence[str]
             if rank_zero_only.rank != 0:  # DDP's other processes rerun the command into rank 0's fresh run
                 return
             # checked before anything runs (seeding prints, data is simulated): refusing costs nothing
-            claim_run_folder(config.trainer.default_root_dir, resume=bool(config.get("ckpt_path")),
-                             overwrite=bool(config.get("overwrite")))
+            claim_run_folder(
+                config.trainer.default_root_dir,
+                resume=bool(config.get("ckpt_path")),
+                overwrite=bool(config.get("overwrite")),
+            )
             config.overwrite = False  # kept out of the saved config.yaml: rerunning a saved config never deletes
 
         def instantiate_trainer(self, **kw: Any):

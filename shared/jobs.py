@@ -284,8 +284,15 @@ class _Lock:
     def __init__(self, path: Path, command: str, output: Path) -> None:
         self.path = path
         self.output = output
-        self.text = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": _now(),
-                                "command": command, "token": os.urandom(8).hex()})
+        self.text = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started": _now(),
+                "command": command,
+                "token": os.urandom(8).hex(),
+            }
+        )
 
     def _try_create(self) -> bool:
         try:
@@ -335,18 +342,22 @@ class _Lock:
                         self._break_stale(text)
                 time.sleep(0.05)
                 continue
-            who = (f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} "
-                   f"({holder.get('command')})")
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} "
+                f"({holder.get('command')})"
+            )
             pid = holder.get("pid")
             if holder.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
-                warnings.warn(f"taking over the lock {self.path} left by {who}, which is no longer running",
-                              stacklevel=3)
+                warnings.warn(
+                    f"taking over the lock {self.path} left by {who}, which is no longer running", stacklevel=3
+                )
                 self._break_stale(text)
                 continue
             if not wait:
                 raise JobLockedError(
                     f"{self.output} is in use by {who}; pass --wait to wait for it, or, if that run "
-                    f"is dead (another host cannot be checked), delete {self.path}")
+                    f"is dead (another host cannot be checked), delete {self.path}"
+                )
             if timeout_s is not None and time.monotonic() - started > timeout_s:
                 raise JobLockedError(f"gave up after {timeout_s:.0f} s waiting for {who} to release {self.path}")
             if not announced:
@@ -381,7 +392,8 @@ class UnitReport:
         extra = f", {len(self.not_attempted)} not attempted" if self.not_attempted else ""
         raise JobIncompleteError(
             f"{len(self.failed)} of {total} units failed{extra} (first: {key}: {error}); the errors are in "
-            f"{self.folder}; rerun the same command to retry them (done units are kept)")
+            f"{self.folder}; rerun the same command to retry them (done units are kept)"
+        )
 
 
 class Job:
@@ -399,8 +411,15 @@ class Job:
         it, while its claims still cover the whole container.
     """
 
-    def __init__(self, root: str | Path, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
-                 bookkeeping: str = BOOKKEEPING) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        command: str,
+        config: Mapping[str, Any],
+        *,
+        overwrite: bool = False,
+        bookkeeping: str = BOOKKEEPING,
+    ) -> None:
         self.root = check_output_folder(root)
         self.command = command
         self.config = _jsonable(dict(config))
@@ -457,7 +476,8 @@ class Job:
             # done-markers whose settings are unknown must not count as done for whatever settings come now
             raise JobConfigError(
                 f"{self.root} holds finished units but no {path.name} (deleted?), so the settings that made "
-                "them are unknown; choose another output folder, or pass --overwrite to start over there")
+                "them are unknown; choose another output folder, or pass --overwrite to start over there"
+            )
         if self.overwrite:
             for sub in ("done", "failed"):
                 for marker in (self.folder / sub).glob("*") if (self.folder / sub).is_dir() else ():
@@ -469,11 +489,16 @@ class Job:
             what = f"the output of `{old.get('command', 'an unreadable job')}`"
         else:
             before = old.get("config", {})
-            diff = [f"{k}: {before.get(k)!r} -> {self.config.get(k)!r}"
-                    for k in sorted(set(before) | set(self.config)) if before.get(k) != self.config.get(k)]
+            diff = [
+                f"{k}: {before.get(k)!r} -> {self.config.get(k)!r}"
+                for k in sorted(set(before) | set(self.config))
+                if before.get(k) != self.config.get(k)
+            ]
             what = f"a `{self.command}` job with other settings ({'; '.join(diff)[:400]})"
-        return (f"{self.root} holds {what}; choose another output folder, or pass --overwrite to start over "
-                f"there (files are replaced as they are rewritten)")
+        return (
+            f"{self.root} holds {what}; choose another output folder, or pass --overwrite to start over "
+            f"there (files are replaced as they are rewritten)"
+        )
 
     # ---- the overwrite rule
     def _relative(self, path: str | Path) -> str:
@@ -505,7 +530,8 @@ class Job:
             if full.exists() and not overwrite:
                 raise OutputExistsError(
                     f"{full} exists and was not written by this `{self.command}` job; pass --overwrite to "
-                    "replace it, or choose another output folder")
+                    "replace it, or choose another output folder"
+                )
             new.append(rel)
         if new:
             with open(self.folder / "claims", "a") as f:
@@ -535,8 +561,9 @@ class Job:
     @staticmethod
     def _check_key(key: str) -> str:
         if not _UNIT_KEY.fullmatch(key):
-            raise ValueError(f"unit key {key!r} must be 1-200 of A-Z a-z 0-9 . _ = + - (not starting with one of "
-                             "the last five)")
+            raise ValueError(
+                f"unit key {key!r} must be 1-200 of A-Z a-z 0-9 . _ = + - (not starting with one of the last five)"
+            )
         return key
 
     def done_units(self) -> set[str]:
@@ -572,12 +599,19 @@ class Job:
             with contextlib.suppress(json.JSONDecodeError, KeyError):
                 attempts += int(json.loads(path.read_text())["attempts"])
         line = " ".join(f"{type(error).__name__}: {error}".split())[:300]
-        atomic_write_json(path, {"error": line, "attempts": attempts, "time": _now(),
-                                 "traceback": traceback.format_exception(error)})
+        atomic_write_json(
+            path, {"error": line, "attempts": attempts, "time": _now(), "traceback": traceback.format_exception(error)}
+        )
         return line
 
-    def run_units(self, keys: Sequence[str], work: Callable[[str], Any], *, stop_after: int | None = 3,
-                  progress: Callable[[Sequence[str]], Any] | None = None) -> UnitReport:
+    def run_units(
+        self,
+        keys: Sequence[str],
+        work: Callable[[str], Any],
+        *,
+        stop_after: int | None = 3,
+        progress: Callable[[Sequence[str]], Any] | None = None,
+    ) -> UnitReport:
         """Run ``work(key)`` for every unit not done yet; each failure is recorded and the next unit runs.
 
         Parameters
@@ -609,7 +643,7 @@ class Job:
                 report.failed[key] = self.mark_failed(key, err)
                 streak += 1
                 if stop_after is not None and report.done == 0 and streak >= stop_after:
-                    report.not_attempted = pending[i + 1:]
+                    report.not_attempted = pending[i + 1 :]
                     break
                 continue
             self.mark_done(key)
@@ -618,9 +652,17 @@ class Job:
         return report
 
 
-def open_job(root: str | Path, command: str, config: Mapping[str, Any], *, overwrite: bool = False,
-             wait: bool = False, poll_s: float = 2.0, timeout_s: float | None = None,
-             bookkeeping: str = BOOKKEEPING) -> Job:
+def open_job(
+    root: str | Path,
+    command: str,
+    config: Mapping[str, Any],
+    *,
+    overwrite: bool = False,
+    wait: bool = False,
+    poll_s: float = 2.0,
+    timeout_s: float | None = None,
+    bookkeeping: str = BOOKKEEPING,
+) -> Job:
     """Open (create or resume) the job writing into ``root``: take its lock, check its manifest.
 
     Use as a context manager so the lock is released however the job ends. Validate every input
@@ -634,7 +676,8 @@ def open_job(root: str | Path, command: str, config: Mapping[str, Any], *, overw
         ``overwrite`` is False.
     """
     return Job(root, command, config, overwrite=overwrite, bookkeeping=bookkeeping).open(
-        wait=wait, poll_s=poll_s, timeout_s=timeout_s)
+        wait=wait, poll_s=poll_s, timeout_s=timeout_s
+    )
 
 
 def reopen_job(root: str | Path, command: str, *, wait: bool = False) -> Job:

@@ -164,6 +164,7 @@ class RecurrenceResult(NamedTuple):
 
 # --- state helpers: a state is a Tensor or a tuple/list of Tensors ---------------------------------------
 
+
 def flatten_state(h: State) -> tuple[list[torch.Tensor], bool]:
     """``(tensors, was_single)``: the list of Tensors making up a state."""
     if isinstance(h, torch.Tensor):
@@ -190,19 +191,30 @@ def _detach(h: State, requires_grad: bool = False) -> State:
 def _differentiable(h: State) -> State:
     """``h`` with every Tensor in a graph: constants (e.g. a zero initial state) become leaves."""
     tensors, single = flatten_state(h)
-    return unflatten_state([t if t.requires_grad else t.detach().requires_grad_(True) for t in tensors],
-                           single)
+    return unflatten_state([t if t.requires_grad else t.detach().requires_grad_(True) for t in tensors], single)
 
 
-def _vjp(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], v: Sequence[torch.Tensor], *,
-         create_graph: bool = False) -> list[torch.Tensor]:
+def _vjp(
+    outputs: Sequence[torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    v: Sequence[torch.Tensor],
+    *,
+    create_graph: bool = False,
+) -> list[torch.Tensor]:
     """``v J`` for ``J = d outputs / d inputs``; inputs the outputs do not depend on get zeros."""
-    grads = torch.autograd.grad(list(outputs), list(inputs), grad_outputs=list(v), retain_graph=True,
-                                create_graph=create_graph, allow_unused=True)
+    grads = torch.autograd.grad(
+        list(outputs),
+        list(inputs),
+        grad_outputs=list(v),
+        retain_graph=True,
+        create_graph=create_graph,
+        allow_unused=True,
+    )
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
 
 
 # --- C-RBP -----------------------------------------------------------------------------------------------
+
 
 class _NeumannGradient(torch.autograd.Function):
     """Identity on the last state; backward replaces its gradient ``v`` by ``g = sum_k v J^k``.
@@ -258,12 +270,13 @@ class _NeumannGradient(torch.autograd.Function):
                 "step is not contractive at this fixed point, so the fixed-point gradient is unreliable "
                 "(see RecurrenceStats.contractive / neumann_ratio). Add the Lipschitz penalty "
                 "(stats.penalty) to the loss, lower the learning rate or use mode='bptt'.",
-                RuntimeWarning, stacklevel=2)
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return (None, None, None, *([None] * n), *g)
 
 
-def lipschitz_penalty(step_fn: StepFn, drive: Any, h: State, *, lam: float = 0.9,
-                      t: int = 0) -> torch.Tensor:
+def lipschitz_penalty(step_fn: StepFn, drive: Any, h: State, *, lam: float = 0.9, t: int = 0) -> torch.Tensor:
     """The Lipschitz coefficient penalty (LCP) of one step at state ``h``.
 
     ``u = 1^T J`` (one vector-Jacobian product with an all-ones vector, ``J = dF/dh`` at ``h``) and
@@ -302,8 +315,9 @@ def _penalty_from(prev: Sequence[torch.Tensor], last: Sequence[torch.Tensor], la
     return torch.relu(flat - lam).pow(2).mean()
 
 
-def jacobian_spectral_radius(step_fn: StepFn, drive: Any, h: State, *, iters: int = 30, t: int = 0,
-                             seed: int = 0) -> float:
+def jacobian_spectral_radius(
+    step_fn: StepFn, drive: Any, h: State, *, iters: int = 30, t: int = 0, seed: int = 0
+) -> float:
     """Estimate the spectral radius of ``J = dF/dh`` at ``h`` by power iteration on ``v -> v J``.
 
     Neumann back-propagation converges when this is below 1. Uses ``iters`` vector-Jacobian products of
@@ -338,6 +352,7 @@ def jacobian_spectral_radius(step_fn: StepFn, drive: Any, h: State, *, iters: in
 
 # --- the engine --------------------------------------------------------------------------------------------
 
+
 def check_mode(mode: str, *, timesteps: int, truncate_k: int) -> None:
     """Validate ``mode``, ``timesteps`` and ``truncate_k`` with messages naming them."""
     if mode not in MODES:
@@ -348,10 +363,17 @@ def check_mode(mode: str, *, timesteps: int, truncate_k: int) -> None:
         raise ValueError(f"truncate_k must be an integer >= 1, got {truncate_k!r}")
 
 
-def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State], *, timesteps: int,
-                   mode: Literal["bptt", "truncated", "crbp"] = "bptt", truncate_k: int = 1,
-                   crbp: CRBPConfig | None = None,
-                   record_fn: Callable[[State], Any] | None = None) -> RecurrenceResult:
+def run_recurrence(
+    step_fn: StepFn,
+    drive: Any,
+    h0: State | Callable[[], State],
+    *,
+    timesteps: int,
+    mode: Literal["bptt", "truncated", "crbp"] = "bptt",
+    truncate_k: int = 1,
+    crbp: CRBPConfig | None = None,
+    record_fn: Callable[[State], Any] | None = None,
+) -> RecurrenceResult:
     """Run ``h_{t+1} = step_fn(drive, h_t, t)`` for ``timesteps`` steps in a training mode.
 
     Parameters
@@ -409,8 +431,10 @@ def run_recurrence(step_fn: StepFn, drive: Any, h0: State | Callable[[], State],
         with torch.no_grad():
             old_t, new_t = flatten_state(h)[0], flatten_state(new)[0]
             if len(old_t) != len(new_t) or any(a.shape != b.shape for a, b in zip(old_t, new_t)):
-                raise ValueError(f"step_fn changed the state's structure at step {t}: "
-                                 f"{[tuple(a.shape) for a in old_t]} -> {[tuple(b.shape) for b in new_t]}")
+                raise ValueError(
+                    f"step_fn changed the state's structure at step {t}: "
+                    f"{[tuple(a.shape) for a in old_t]} -> {[tuple(b.shape) for b in new_t]}"
+                )
             diff = _norm([b - a for a, b in zip(old_t, new_t)])
             residuals.append(diff / _norm(new_t).clamp_min(1e-12))
         return new

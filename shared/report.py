@@ -67,8 +67,9 @@ class Report:
             "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:3px 8px;"
             "text-align:right}img{max-width:100%;border:1px solid #ddd}figcaption{color:#444}</style>",
             f"</head><body><h1>{html.escape(self.title)}</h1>",
-            "<ul>" + "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>"
-                             for i, s in enumerate(self.sections)) + "</ul>",
+            "<ul>"
+            + "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(self.sections))
+            + "</ul>",
         ]
         for i, s in enumerate(self.sections):
             parts.append(f"<h2 id='s{i}'>{html.escape(s.title)}</h2>")

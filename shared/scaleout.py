@@ -45,11 +45,17 @@ def add_dask_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--workers", "2"]).workers
     2
     """
-    parser.add_argument("--workers", type=int, default=0,
-                        help="dask LocalCluster worker processes, one thread each (0: serially in this process)")
-    parser.add_argument("--scheduler", default=None,
-                        help="address of a running dask scheduler (tcp://host:8786); its workers must see the "
-                             "input files")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="dask LocalCluster worker processes, one thread each (0: serially in this process)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running dask scheduler (tcp://host:8786); its workers must see the input files",
+    )
 
 
 @contextlib.contextmanager
@@ -78,8 +84,9 @@ def dask_client(*, workers: int = 0, scheduler: str | None = None) -> Iterator[A
     if scheduler is not None:
         client = Client(scheduler)
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               memory_limit=0)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+        )
         client = Client(cluster)
     try:
         pin_workers_to_gpus(client)
@@ -148,8 +155,9 @@ def run_job_units(
     done = job.done_units()
     pending = [k for k in keys if k not in done]
     report = UnitReport(skipped=len(keys) - len(pending), folder=job.folder / "failed")
-    bar = tqdm(total=len(keys), initial=report.skipped, desc=desc, unit="unit", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=len(keys), initial=report.skipped, desc=desc, unit="unit", disable=not progress, dynamic_ncols=True
+    )
     streak = 0
 
     def finish(key: str, outcome: Callable[[], Any]) -> bool:
@@ -176,15 +184,17 @@ def run_job_units(
             for i, key in enumerate(pending):
                 bar.set_postfix_str(key)
                 if not finish(key, lambda key=key: compute(**units[key], **common)):
-                    report.not_attempted = pending[i + 1:]
+                    report.not_attempted = pending[i + 1 :]
                     break
         elif pending:
             from distributed import as_completed
 
             # a list of one: scatter sends the value whole (a dict would be scattered value by value)
             shared = {name: client.scatter([value], broadcast=True)[0] for name, value in common.items()}
-            futures = {client.submit(compute, **units[key], **shared, key=f"{desc}-{key}-{job.fingerprint}",
-                                     pure=False): key for key in pending}
+            futures = {
+                client.submit(compute, **units[key], **shared, key=f"{desc}-{key}-{job.fingerprint}", pure=False): key
+                for key in pending
+            }
             finished = set()
             for future in as_completed(futures):
                 key = futures[future]

@@ -16,8 +16,9 @@ from types import ModuleType
 from typing import TextIO
 
 
-def announce_slow_import(prog: str, target: str, *, after_s: float = 0.5, stream: TextIO | None = None,
-                         force: bool = False) -> ModuleType:
+def announce_slow_import(
+    prog: str, target: str, *, after_s: float = 0.5, stream: TextIO | None = None, force: bool = False
+) -> ModuleType:
     """Import the module of a subcommand ``target`` (``"package.module:function"``), saying so if it is slow.
 
     Parameters

@@ -42,8 +42,11 @@ def recurrence_metrics(stats: Any) -> dict[str, float]:
         elif isinstance(value, (int, float)):
             if math.isfinite(value):
                 out[name] = float(value)
-        elif isinstance(value, (list, tuple)) and value and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        elif (
+            isinstance(value, (list, tuple))
+            and value
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
             if len(value) == 1:
                 out[name] = float(value[0])
             else:
@@ -59,8 +62,6 @@ def lipschitz_penalty(stats: Any) -> torch.Tensor | None:
         if isinstance(value, torch.Tensor) and value.requires_grad:
             return value
     return None
-
-
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -80,8 +81,9 @@ class LearningCurve(L.Callback):
         self.train: list[tuple[int, float]] = []
         self.val: list[tuple[int, float]] = []
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.train.append((int(trainer.global_step), float(loss.detach())))
 

@@ -34,9 +34,7 @@ def check_ndim(array, ndim: int | Sequence[int], *, name: str, axes: str | None 
     if array.ndim not in allowed:
         wanted = " or ".join(str(n) for n in allowed)
         hint = f" {axes}" if axes else ""
-        raise ValueError(
-            f"{name} must have {wanted} axes{hint}, got {array.ndim} (shape {tuple(array.shape)})"
-        )
+        raise ValueError(f"{name} must have {wanted} axes{hint}, got {array.ndim} (shape {tuple(array.shape)})")
 
 
 def check_shape_equal(a, b, *, names: tuple[str, str]) -> None:

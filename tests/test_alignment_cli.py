@@ -23,8 +23,14 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = PathfinderClassifier("resnet_small", {"widths": [4], "stem_channels": 4}, readout="pool_mlp")
     data = TensorDataset(torch.rand(8, 1, 16, 16), torch.randint(0, 2, (8,)))
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu")
+    trainer = L.Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
     trainer.fit(model, DataLoader(data, batch_size=4))
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
     trainer.save_checkpoint(path)
@@ -43,8 +49,24 @@ def test_score_checkpoint_against_folders(tmp_path, checkpoint):
     labels = np.array([0, 1, 1, 0, 1])
     np.save(tmp_path / "labels.npy", labels)
     out = tmp_path / "report.json"
-    assert main(["score", str(checkpoint), str(tmp_path / "maps"), "--images", str(tmp_path / "images"),
-                 "--labels", str(tmp_path / "labels.npy"), "--out", str(out), "--ceiling", "1"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(checkpoint),
+                str(tmp_path / "maps"),
+                "--images",
+                str(tmp_path / "images"),
+                "--labels",
+                str(tmp_path / "labels.npy"),
+                "--out",
+                str(out),
+                "--ceiling",
+                "1",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["n_images"] == 5 and report["per_image"]["name"] == [f"im{i}" for i in range(5)]
     # independent recomputation: reload, saliency, scipy Spearman
@@ -61,8 +83,23 @@ def test_score_npz_with_clickme_processing_and_smoothgrad(tmp_path, checkpoint):
     np.savez(tmp_path / "images.npz", images=rng.random((3, 1, 16, 16)).astype(np.float32))
     np.savez(tmp_path / "maps.npz", maps=rng.random((3, 32, 32)) * 255)
     out = tmp_path / "sub" / "report.json"
-    assert main(["score", str(checkpoint), str(tmp_path / "maps.npz"), "--images", str(tmp_path / "images.npz"),
-                 "--out", str(out), "--clickme-processing", "--method", "smoothgrad"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(checkpoint),
+                str(tmp_path / "maps.npz"),
+                "--images",
+                str(tmp_path / "images.npz"),
+                "--out",
+                str(out),
+                "--clickme-processing",
+                "--method",
+                "smoothgrad",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["method"] == "smoothgrad" and report["target"] == "predicted" and "accuracy" not in report
     assert report["ceiling"] == pytest.approx(0.6575315343478081)
@@ -74,13 +111,24 @@ def test_cli_errors_and_help(tmp_path, checkpoint, capsys):
     (tmp_path / "images").mkdir()
     np.save(tmp_path / "maps" / "a.npy", np.zeros((16, 16)))
     np.save(tmp_path / "images" / "b.npy", np.zeros((16, 16)))
-    assert main(["score", str(checkpoint), str(tmp_path / "maps"), "--images", str(tmp_path / "images"),
-                 "--out", str(tmp_path / "r.json")]) == 2
+    assert (
+        main(
+            [
+                "score",
+                str(checkpoint),
+                str(tmp_path / "maps"),
+                "--images",
+                str(tmp_path / "images"),
+                "--out",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 2
+    )
     assert "paired by name" in capsys.readouterr().err
     with pytest.raises(ValueError, match="--module must be one of"):
         load_model(checkpoint, "evil.module:Class")
-    done = subprocess.run([sys.executable, "-m", "shared.alignment", "score", "--help"], capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-m", "shared.alignment", "score", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--clickme-processing" in done.stdout
 
 
@@ -103,8 +151,7 @@ def test_score_draws_images_maps_saliency_and_the_score_distribution(tmp_path, c
     argv = ["score", str(checkpoint), str(tmp_path / "maps.npy"), "--images", str(tmp_path / "images.npy")]
     assert main([*argv, "--out", str(tmp_path / "report.json")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == ("figure (images, human maps and saliency; score distribution): "
-                       f"{tmp_path / 'report.png'}")
+    assert out[-1] == (f"figure (images, human maps and saliency; score distribution): {tmp_path / 'report.png'}")
     assert_png(tmp_path / "report.png", min_size=(600, 500), software="shared.alignment score")
     # a PNG the command did not write is never replaced, and nothing is scored then
     (tmp_path / "other.png").write_bytes(b"mine")
@@ -116,8 +163,9 @@ def test_score_draws_images_maps_saliency_and_the_score_distribution(tmp_path, c
 
 
 def _score(checkpoint, d, *extra, maps="maps.npy", images="images.npy"):
-    return main(["score", str(checkpoint), str(d / maps), "--images", str(d / images), "--out", str(d / "r.json"),
-                 *extra])
+    return main(
+        ["score", str(checkpoint), str(d / maps), "--images", str(d / images), "--out", str(d / "r.json"), *extra]
+    )
 
 
 def test_score_never_replaces_an_earlier_report(checkpoint, inputs, capsys):
@@ -152,8 +200,10 @@ def _bad_inputs(d: Path, checkpoint: Path) -> dict:
     hostile_checkpoint(d / "evil.ckpt", d / "pwned")
     import torch
 
-    torch.save({"state_dict": {}, "hyper_parameters": {"encoder": "mlp", "width": 8, "depth": 2,
-                                                       "fingerprint_bits": 0}}, d / "ibp.ckpt")
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"encoder": "mlp", "width": 8, "depth": 2, "fingerprint_bits": 0}},
+        d / "ibp.ckpt",
+    )
     (d / "folder.json").mkdir()
     (d / "afile").write_text("x")
     return {
@@ -171,8 +221,12 @@ def _bad_inputs(d: Path, checkpoint: Path) -> dict:
         "text file": ([], "notes.txt", "images.npy", "neither a .npy/.npz file nor a zarr array"),
         "wrong channels": ([], "maps.npy", "rgb_images.npy", "must have 1 channel(s) on axis 1, got 3"),
         "float labels": (["--labels", str(d / "floats.npy")], "maps.npy", "images.npy", "must be 4 integers"),
-        "labels out of range": (["--labels", str(d / "big_labels.npy")], "maps.npy", "images.npy",
-                                "class indices in [0, 2)"),
+        "labels out of range": (
+            ["--labels", str(d / "big_labels.npy")],
+            "maps.npy",
+            "images.npy",
+            "class indices in [0, 2)",
+        ),
         "too few labels": (["--labels", str(d / "short_labels.npy")], "maps.npy", "images.npy", "must be 4 integers"),
         "missing labels": (["--labels", str(d / "nope.npy")], "maps.npy", "images.npy", "labels does not exist"),
         "batch size": (["--batch-size", "0"], "maps.npy", "images.npy", "--batch-size must be >= 1"),
@@ -182,8 +236,12 @@ def _bad_inputs(d: Path, checkpoint: Path) -> dict:
         "empty checkpoint": (["CKPT", "empty.ckpt"], "maps.npy", "images.npy", "is empty (0 bytes)"),
         "truncated checkpoint": (["CKPT", "cut.ckpt"], "maps.npy", "images.npy", "is truncated or corrupt"),
         "hostile checkpoint": (["CKPT", "evil.ckpt"], "maps.npy", "images.npy", "could run code"),
-        "foreign checkpoint": (["CKPT", "ibp.ckpt"], "maps.npy", "images.npy",
-                               "this is a phenotypic IBP checkpoint; expected a Pathfinder checkpoint"),
+        "foreign checkpoint": (
+            ["CKPT", "ibp.ckpt"],
+            "maps.npy",
+            "images.npy",
+            "this is a phenotypic IBP checkpoint; expected a Pathfinder checkpoint",
+        ),
     }
 
 
@@ -203,6 +261,7 @@ def test_models_with_batch_statistics_in_evaluation_are_scored():
     probe that counts classes must not feed it a single image (found by tests/test_readme_commands.py)."""
     from shared.alignment.cli import _n_classes
 
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2),
-                                torch.nn.BatchNorm1d(2, track_running_stats=False)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(16, 2), torch.nn.BatchNorm1d(2, track_running_stats=False)
+    ).eval()
     assert _n_classes(model, np.random.default_rng(0).random((5, 1, 4, 4), dtype=np.float32)) == 2

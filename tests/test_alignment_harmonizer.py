@@ -71,8 +71,9 @@ class TinyClassifier(L.LightningModule):
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                                 nn.Linear(4 * 20 * 20, 2))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 20 * 20, 2)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -91,11 +92,19 @@ def _train(images, data, harmonize: bool, steps: int) -> TinyClassifier:
     tensors = [torch.tensor(images), torch.tensor(data.labels)]
     if harmonize:
         tensors.append(torch.tensor(data.human_maps))
-    loader = DataLoader(TensorDataset(*tensors), batch_size=16, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
-    trainer = L.Trainer(max_steps=steps, callbacks=[HarmonizerCallback(weight=1.0)] if harmonize else [],
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, accelerator="cpu", deterministic=True)
+    loader = DataLoader(
+        TensorDataset(*tensors), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    trainer = L.Trainer(
+        max_steps=steps,
+        callbacks=[HarmonizerCallback(weight=1.0)] if harmonize else [],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        deterministic=True,
+    )
     trainer.fit(model, loader)
     return model
 
@@ -124,8 +133,9 @@ def test_callback_is_one_line_of_lightningcli_config():
 
     parser = ArgumentParser()
     parser.add_argument("--callbacks", type=list[L.Callback])
-    cfg = parser.parse_args(["--callbacks", '[{"class_path": "shared.alignment.HarmonizerCallback", '
-                                            '"init_args": {"weight": 0.5}}]'])
+    cfg = parser.parse_args(
+        ["--callbacks", '[{"class_path": "shared.alignment.HarmonizerCallback", "init_args": {"weight": 0.5}}]']
+    )
     (callback,) = parser.instantiate_classes(cfg).callbacks
     assert isinstance(callback, HarmonizerCallback) and callback.weight == 0.5
 

@@ -27,6 +27,7 @@ def _single_thread_blas():
     with threadpool_limits(limits=1):
         yield
 
+
 def test_pearson_and_spearman_brown():
     rng = np.random.default_rng(0)
     a, b = rng.random((30, 4)), rng.random((30, 4))
@@ -39,8 +40,9 @@ def test_pearson_and_spearman_brown():
 def test_predictivity_matches_a_hand_rolled_split_and_known_ceiling():
     asm = synthetic_neural_assembly(160, 30, n_features=8, n_repetitions=4, noise_sd=1.0, seed=1)
     feats = np.maximum(asm.stimuli_features, 0)  # f(X): the true generating features
-    res = neural_predictivity(feats, asm.mean_responses, categories=asm.categories,
-                              repetitions=asm.responses, n_components=8)
+    res = neural_predictivity(
+        feats, asm.mean_responses, categories=asm.categories, repetitions=asm.responses, n_components=8
+    )
     # first split by hand, sklearn + scipy
     train, test = next(StratifiedShuffleSplit(10, train_size=0.9, random_state=1).split(feats, asm.categories))
     pred = PLSRegression(8, scale=False).fit(feats[train], asm.mean_responses[train]).predict(feats[test])
@@ -91,6 +93,7 @@ def test_features_hooks_and_layer_sweep():
     with pytest.raises(KeyError, match="unknown layer"):
         extract_features(net, x, ["nope"])
     y = np.random.default_rng(4).random((12, 3))
-    table = layer_sweep(net, x, y, ["conv", "block"], n_splits=2, n_components=2, progress=False,
-                        repetitions=np.stack([y, y]))
+    table = layer_sweep(
+        net, x, y, ["conv", "block"], n_splits=2, n_components=2, progress=False, repetitions=np.stack([y, y])
+    )
     assert list(table["layer"]) == ["conv", "block"] and np.allclose(table["ceiling"], 1.0)

@@ -28,6 +28,7 @@ def _single_thread_blas():
     with threadpool_limits(limits=1):
         yield
 
+
 def test_sklearn_probe_matches_cross_val_score():
     x, y = make_classification(120, 10, n_informative=4, class_sep=2.0, random_state=0)
     res = sklearn_probe(x, y, outer_folds=2, inner_folds=2, n_cs=2)
@@ -70,8 +71,7 @@ def test_minimal_l2_perturbation_matches_linear_margin():
     dw = (w[1] - w[0]).flatten()
     margin = (logits[:, 1] - logits[:, 0]).abs()
     expected = (margin / dw.norm()).numpy()  # distance to the decision plane
-    res = minimal_l2_perturbation(model, x, y, eps_range=(0.0, 1.0), n_search=14, alpha=0.5, n_iter=3,
-                                  clamp=None)
+    res = minimal_l2_perturbation(model, x, y, eps_range=(0.0, 1.0), n_search=14, alpha=0.5, n_iter=3, clamp=None)
     assert res.success.all()
     np.testing.assert_allclose(res.eps, expected, rtol=1e-3, atol=1e-4)
     # the attack moves along the weight difference, so its magnitude map *is* |dw|
@@ -87,8 +87,9 @@ def test_evidential_quantities_and_kl_against_torch_distributions():
     torch.testing.assert_close(out.uncertainty, 3 / (e + 1).sum(1))
     torch.testing.assert_close(out.probabilities.sum(1), torch.ones(6))
     alpha = out.alpha.double()
-    ref = torch.distributions.kl_divergence(torch.distributions.Dirichlet(alpha),
-                                            torch.distributions.Dirichlet(torch.ones_like(alpha)))
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Dirichlet(alpha), torch.distributions.Dirichlet(torch.ones_like(alpha))
+    )
     torch.testing.assert_close(dirichlet_kl_to_uniform(alpha), ref)
     curve = np.random.default_rng(0).random((4, 7))
     np.testing.assert_allclose(xi(curve), trapezoid(curve, axis=1))

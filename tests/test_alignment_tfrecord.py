@@ -32,18 +32,24 @@ def _example_class():
     feat.oneof_decl.add(name="kind")
     for i, name in enumerate(("BytesList", "FloatList", "Int64List"), start=1):
         snake = {"BytesList": "bytes_list", "FloatList": "float_list", "Int64List": "int64_list"}[name]
-        feat.field.add(name=snake, number=i, type=T.TYPE_MESSAGE, type_name=f".rvtest.{name}",
-                       label=T.LABEL_OPTIONAL, oneof_index=0)
+        feat.field.add(
+            name=snake,
+            number=i,
+            type=T.TYPE_MESSAGE,
+            type_name=f".rvtest.{name}",
+            label=T.LABEL_OPTIONAL,
+            oneof_index=0,
+        )
     feats = f.message_type.add(name="Features")
     entry = feats.nested_type.add(name="FeatureEntry")
     entry.options.map_entry = True
     entry.field.add(name="key", number=1, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
     entry.field.add(name="value", number=2, type=T.TYPE_MESSAGE, type_name=".rvtest.Feature", label=T.LABEL_OPTIONAL)
-    feats.field.add(name="feature", number=1, type=T.TYPE_MESSAGE, type_name=".rvtest.Features.FeatureEntry",
-                    label=T.LABEL_REPEATED)
+    feats.field.add(
+        name="feature", number=1, type=T.TYPE_MESSAGE, type_name=".rvtest.Features.FeatureEntry", label=T.LABEL_REPEATED
+    )
     ex = f.message_type.add(name="Example")
-    ex.field.add(name="features", number=1, type=T.TYPE_MESSAGE, type_name=".rvtest.Features",
-                 label=T.LABEL_OPTIONAL)
+    ex.field.add(name="features", number=1, type=T.TYPE_MESSAGE, type_name=".rvtest.Features", label=T.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(f)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("rvtest.Example"))

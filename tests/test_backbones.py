@@ -21,8 +21,7 @@ TINY: dict[str, tuple[dict, tuple[int, ...]]] = {
     "fgru2d": ({"hidden_channels": 4, "kernel_size": 5, "timesteps": 3}, (2, 1, 12, 12)),
     "fgru3d": ({"hidden_channels": 3, "kernel_size": (3, 5, 5), "timesteps": 3}, (2, 1, 3, 10, 10)),
     "gammanet2d": ({"features": (4, 6, 8), "timesteps": 3}, (2, 1, 16, 16)),
-    "gammanet3d": ({"features": (3, 4, 6), "downsample": ((1, 2, 2), (2, 2, 2)), "timesteps": 3},
-                   (2, 1, 4, 16, 16)),
+    "gammanet3d": ({"features": (3, 4, 6), "downsample": ((1, 2, 2), (2, 2, 2)), "timesteps": 3}, (2, 1, 4, 16, 16)),
     # video classifiers (input_kind "video"): (batch, 3, frame, row, column) -> logits (batch, 1); the recurrent
     # ones settle 2 steps on the last frame so that mode="crbp" has a fixed drive
     "int": ({"channels": 4, "kernel_size": 3, "settle_steps": 2}, (2, 3, 4, 12, 12)),
@@ -112,32 +111,56 @@ def recurrent_models(*, video: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("name", recurrent_models(video=False))
-@pytest.mark.parametrize("key, value, error", [
-    ("timesteps", 0, ValueError), ("timesteps", 2.5, TypeError), ("mode", "rbp", ValueError),
-    ("truncate_k", 0, ValueError), ("neumann_iters", -1, ValueError), ("neumann_damping", 1.5, ValueError),
-    ("penalty_lambda", 0.0, ValueError), ("norm", "layer", ValueError), ("out_channels", 0, ValueError),
-])
+@pytest.mark.parametrize(
+    "key, value, error",
+    [
+        ("timesteps", 0, ValueError),
+        ("timesteps", 2.5, TypeError),
+        ("mode", "rbp", ValueError),
+        ("truncate_k", 0, ValueError),
+        ("neumann_iters", -1, ValueError),
+        ("neumann_damping", 1.5, ValueError),
+        ("penalty_lambda", 0.0, ValueError),
+        ("norm", "layer", ValueError),
+        ("out_channels", 0, ValueError),
+    ],
+)
 def test_bad_recurrent_values_are_named(name, key, value, error):
     with pytest.raises(error, match=key):
         create(name, **{key: value})
 
 
 @pytest.mark.parametrize("name", recurrent_models(video=True))
-@pytest.mark.parametrize("key, value, error", [
-    ("mode", "rbp", ValueError), ("truncate_k", 0, ValueError), ("neumann_iters", -1, ValueError),
-    ("neumann_damping", 1.5, ValueError), ("penalty_lambda", 0.0, ValueError), ("settle_steps", -1, ValueError),
-    ("settle_steps", 1.5, TypeError), ("mode", "crbp", ValueError),  # C-RBP without a settle phase: no fixed point
-])
+@pytest.mark.parametrize(
+    "key, value, error",
+    [
+        ("mode", "rbp", ValueError),
+        ("truncate_k", 0, ValueError),
+        ("neumann_iters", -1, ValueError),
+        ("neumann_damping", 1.5, ValueError),
+        ("penalty_lambda", 0.0, ValueError),
+        ("settle_steps", -1, ValueError),
+        ("settle_steps", 1.5, TypeError),
+        ("mode", "crbp", ValueError),  # C-RBP without a settle phase: no fixed point
+    ],
+)
 def test_bad_video_recurrent_values_are_named(name, key, value, error):
     with pytest.raises(error, match="settle_steps" if value == "crbp" else key):
         create(name, **{key: value})
 
 
-@pytest.mark.parametrize("name, key, value", [
-    ("hgru", "kernel_size", 4), ("hgru", "hidden_channels", 0), ("fgru3d", "kernel_size", (1, 4, 5)),
-    ("gammanet2d", "features", ()), ("gammanet2d", "kernel_sizes", (3, 3)),
-    ("gammanet3d", "downsample", ((1, 2, 2),)), ("gammanet3d", "kernel_sizes", ((1, 9, 9), (3, 6, 7), 3)),
-])
+@pytest.mark.parametrize(
+    "name, key, value",
+    [
+        ("hgru", "kernel_size", 4),
+        ("hgru", "hidden_channels", 0),
+        ("fgru3d", "kernel_size", (1, 4, 5)),
+        ("gammanet2d", "features", ()),
+        ("gammanet2d", "kernel_sizes", (3, 3)),
+        ("gammanet3d", "downsample", ((1, 2, 2),)),
+        ("gammanet3d", "kernel_sizes", ((1, 9, 9), (3, 6, 7), 3)),
+    ],
+)
 def test_bad_architecture_values_are_named(name, key, value):
     with pytest.raises(ValueError, match=key.replace("(", r"\(")):
         create(name, **{key: value})
@@ -219,8 +242,18 @@ def test_cells_expose_gates_and_intermediate_maps():
 
 
 def test_crbp_options_reach_the_engine():
-    net = create("hgru", hidden_channels=2, kernel_size=3, timesteps=2, mode="crbp", neumann_g_limit=None,
-                 neumann_iters=7, neumann_damping=0.9, neumann_stopping=False, penalty_lambda=0.5)
+    net = create(
+        "hgru",
+        hidden_channels=2,
+        kernel_size=3,
+        timesteps=2,
+        mode="crbp",
+        neumann_g_limit=None,
+        neumann_iters=7,
+        neumann_damping=0.9,
+        neumann_stopping=False,
+        penalty_lambda=0.5,
+    )
     assert (net.crbp.neumann_g_limit, net.crbp.neumann_iters, net.crbp.neumann_damping) == (None, 7, 0.9)
     assert not net.crbp.neumann_stopping and net.crbp.penalty_lambda == 0.5
     with pytest.raises(ValueError, match="neumann_g_limit"):
@@ -239,8 +272,7 @@ def test_recurrent_config_and_engine_share_one_vocabulary():
     for f in dataclasses.fields(CRBPConfig):
         assert config_hints.get(f.name) == engine_hints[f.name], f.name
         assert getattr(RecurrentConfig(), f.name) == f.default, f.name
-    net = create("hgru", hidden_channels=2, kernel_size=3, timesteps=2, neumann_tol=1e-3,
-                 neumann_stop_on_growth=False)
+    net = create("hgru", hidden_channels=2, kernel_size=3, timesteps=2, neumann_tol=1e-3, neumann_stop_on_growth=False)
     assert net.crbp.neumann_tol == 1e-3 and not net.crbp.neumann_stop_on_growth
 
 

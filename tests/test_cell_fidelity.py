@@ -101,8 +101,9 @@ def test_fgru_input_norm_order_option():
     randomise(cell)
     z, h = torch.rand(1, 2, 5, 5), torch.rand(1, 2, 5, 5)
     _, maps = cell.step(z, h, 0)
-    g1_expected = torch.sigmoid(instance_norm(F.conv2d(h, cell.gain.weight), *norm_params(cell.norm_gain))
-                                + cell.gain_bias.view(1, -1, 1, 1))
+    g1_expected = torch.sigmoid(
+        instance_norm(F.conv2d(h, cell.gain.weight), *norm_params(cell.norm_gain)) + cell.gain_bias.view(1, -1, 1, 1)
+    )
     torch.testing.assert_close(maps["g1"], g1_expected)
     c1 = F.conv2d(instance_norm(h * maps["g1"], *norm_params(cell.norm_inh)), sym(cell.inh.A), padding=1)
     torch.testing.assert_close(maps["c1"], c1)
@@ -130,8 +131,7 @@ def test_gala_matches_gammanet_pytorch_and_feeds_the_gain_gate():
     cell = FGRUCell(2, 4, kernel_size=3, timesteps=4, attention="gala")
     randomise(cell)
     _, maps = cell.step(torch.rand(2, 4, 7, 7), h, 0)
-    g1 = torch.sigmoid(instance_norm(cell.gain(h) + cell.gain_bias.view(1, -1, 1, 1),
-                                     *norm_params(cell.norm_gain)))
+    g1 = torch.sigmoid(instance_norm(cell.gain(h) + cell.gain_bias.view(1, -1, 1, 1), *norm_params(cell.norm_gain)))
     torch.testing.assert_close(maps["g1"], g1)
 
 
@@ -139,8 +139,7 @@ def test_gala_is_the_2d_default_and_off_in_3d():
     assert isinstance(create("gammanet2d", features=(4, 6)).horizontal[0].gain, GALAAttention)
     assert isinstance(create("fgru2d", hidden_channels=4).cell.gain, GALAAttention)
     assert not isinstance(create("gammanet3d", features=(4, 6)).horizontal[0].gain, GALAAttention)
-    assert not isinstance(create("gammanet2d", features=(4, 6), attention="none").horizontal[0].gain,
-                          GALAAttention)
+    assert not isinstance(create("gammanet2d", features=(4, 6), attention="none").horizontal[0].gain, GALAAttention)
     with pytest.raises(TypeError, match="attention"):  # the registry checks the Literal
         create("gammanet2d", attention="se")
     with pytest.raises(ValueError, match="norm_order"):
@@ -179,8 +178,7 @@ def test_hgru_2018_variant_in_the_backbone():
     net.mode = "crbp"
     with pytest.raises(ValueError, match="eta"):
         net(torch.rand(2, 1, 8, 8))
-    relu = create("hgru", hidden_channels=3, kernel_size=3, variant="2018", nonlinearity="relu",
-                  share_kernel=False)
+    relu = create("hgru", hidden_channels=3, kernel_size=3, variant="2018", nonlinearity="relu", share_kernel=False)
     assert relu.cell.act is F.relu and relu.cell.exc is not relu.cell.inh
 
 
@@ -192,8 +190,15 @@ def test_cbptt_penalty_on_the_last_step():
     plain = run_recurrence(step, x, torch.zeros(4), timesteps=3, mode="bptt")
     assert plain.stats.penalty is None  # plain BPTT pays for no penalty
     for mode, timesteps in (("bptt", 3), ("bptt", 1), ("truncated", 3)):
-        result = run_recurrence(step, x, torch.zeros(4), timesteps=timesteps, mode=mode, truncate_k=1,
-                                crbp=CRBPConfig(lipschitz_penalty=True))
+        result = run_recurrence(
+            step,
+            x,
+            torch.zeros(4),
+            timesteps=timesteps,
+            mode=mode,
+            truncate_k=1,
+            crbp=CRBPConfig(lipschitz_penalty=True),
+        )
         pen = result.stats.penalty
         assert pen is not None and pen.requires_grad
         torch.testing.assert_close(pen.detach(), torch.tensor(1.21))
@@ -206,23 +211,33 @@ def test_cbptt_penalty_on_the_last_step():
 def test_cbptt_model_penalty_equals_the_crbp_penalty():
     torch.manual_seed(0)
     x = torch.rand(2, 1, 10, 10)
-    net = create("hgru", hidden_channels=3, kernel_size=3, timesteps=4, mode="bptt", norm="instance",
-                 penalty_lambda=0.1)
+    net = create(
+        "hgru", hidden_channels=3, kernel_size=3, timesteps=4, mode="bptt", norm="instance", penalty_lambda=0.1
+    )
     net(x)
     assert net.last_stats.penalty is None  # default: off outside crbp
     net.mode = "crbp"
     net(x)
     crbp_pen = net.last_stats.penalty
     assert crbp_pen is not None  # default: on in crbp, even after a mode change
-    cbptt = create("hgru", hidden_channels=3, kernel_size=3, timesteps=4, mode="bptt", norm="instance",
-                   penalty_lambda=0.1, lipschitz_penalty=True)
+    cbptt = create(
+        "hgru",
+        hidden_channels=3,
+        kernel_size=3,
+        timesteps=4,
+        mode="bptt",
+        norm="instance",
+        penalty_lambda=0.1,
+        lipschitz_penalty=True,
+    )
     cbptt.load_state_dict(net.state_dict())
     y = cbptt(x)
     pen = cbptt.last_stats.penalty
     assert float(pen.detach()) > 0
     torch.testing.assert_close(pen.detach(), crbp_pen.detach())
-    expected = lipschitz_penalty(cbptt.step, cbptt.make_drive(x), cbptt.forward_states(x, timesteps=3)[-1],
-                                 lam=0.1, t=3)
+    expected = lipschitz_penalty(
+        cbptt.step, cbptt.make_drive(x), cbptt.forward_states(x, timesteps=3)[-1], lam=0.1, t=3
+    )
     torch.testing.assert_close(pen.detach(), expected.detach())
     (y.mean() + pen).backward()
     assert cbptt.cell.inh.A.grad is not None and torch.isfinite(cbptt.cell.inh.A.grad).all()
@@ -277,8 +292,12 @@ def test_fast_cpu_forms_equal_plain_convolutions():
         h = torch.randn((2, 4) + (5,) * dims, generator=gen, requires_grad=True)
         fast, plain = gate(h), fn(h, gate.weight)
         torch.testing.assert_close(fast, plain)
-        torch.testing.assert_close(torch.autograd.grad(fast.square().sum(), (h, gate.weight)),
-                                   torch.autograd.grad(plain.square().sum(), (h, gate.weight)), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            torch.autograd.grad(fast.square().sum(), (h, gate.weight)),
+            torch.autograd.grad(plain.square().sum(), (h, gate.weight)),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 def test_hgru_norm_scale_sets_the_horizontal_norms():

@@ -40,12 +40,14 @@ def test_1d_tiling_hand_counted():
     # volume [0, 10), blocks of 4, context 1: write [0,4) [4,8) [8,10); reads clipped to the volume
     blocks = block_grid(Roi((0,), (10,)), (4,), 1)
     assert [(b.block_id, b.write_roi.begin[0], b.write_roi.end[0]) for b in blocks] == [
-        (0, 0, 4), (1, 4, 8), (2, 8, 10)]
+        (0, 0, 4),
+        (1, 4, 8),
+        (2, 8, 10),
+    ]
     assert [(b.read_roi.begin[0], b.read_roi.end[0]) for b in blocks] == [(0, 5), (3, 9), (7, 10)]
     # ROI [3, 9) inside the volume: the grid stays anchored at 0, ids stay those of the full grid
     blocks = block_grid(Roi((3,), (6,)), (4,), 2, volume_roi=Roi((0,), (10,)))
-    assert [(b.block_id, b.write_roi.begin[0], b.write_roi.end[0]) for b in blocks] == [
-        (0, 3, 4), (1, 4, 8), (2, 8, 9)]
+    assert [(b.block_id, b.write_roi.begin[0], b.write_roi.end[0]) for b in blocks] == [(0, 3, 4), (1, 4, 8), (2, 8, 9)]
     assert [(b.read_roi.begin[0], b.read_roi.end[0]) for b in blocks] == [(1, 6), (2, 10), (6, 10)]
 
 
@@ -96,16 +98,14 @@ def test_engine_skips_done_and_contains_failures(tmp_path, scheduler):
     blocks = block_grid(Roi((0, 0, 0), (4, 4, 4)), (2, 2, 2))
     markers = DoneMarkers(tmp_path / "done")
     markers.mark(0)
-    result = run_blockwise(Recorder(tmp_path, fail_on=3), blocks, markers, scheduler=scheduler,
-                           progress=False)
+    result = run_blockwise(Recorder(tmp_path, fail_on=3), blocks, markers, scheduler=scheduler, progress=False)
     assert result.n_blocks == 8 and result.n_already_done == 1 and result.n_processed == 6
     assert list(result.failed) == [3] and "disk full" in result.failed[3]
     assert not (tmp_path / "wrote-0").exists()  # skipped: already done
     assert markers.done_ids() == {0, 1, 2, 4, 5, 6, 7}  # the failed block has no marker
     with pytest.raises(RuntimeError, match="1 of 8 blocks failed"):
         result.raise_for_failures("test")
-    again = run_blockwise(Recorder(tmp_path, fail_on=-1), blocks, markers, scheduler=scheduler,
-                          progress=False)
+    again = run_blockwise(Recorder(tmp_path, fail_on=-1), blocks, markers, scheduler=scheduler, progress=False)
     assert again.n_processed == 1 and not again.failed
 
 
@@ -166,6 +166,5 @@ def test_blocks_tile_the_roi_once_and_read_inside_the_volume(grid):
         assert volume.contains(b.read_roi) and b.read_roi.contains(b.write_roi)
     # ids are unique and depend on the grid cell only, not on the ROI asked for
     assert len({b.block_id for b in blocks}) == len(blocks)
-    whole = {b.grid_index: b.block_id for b in block_grid(volume, block, context, volume_roi=volume,
-                                                          origin=origin)}
+    whole = {b.grid_index: b.block_id for b in block_grid(volume, block, context, volume_roi=volume, origin=origin)}
     assert all(whole[b.grid_index] == b.block_id for b in blocks)

@@ -44,16 +44,19 @@ def test_parse_volume_path():
     assert parse_volume_path("/d/vol.zarr/a/b") == (Path("/d/vol.zarr"), "a/b")
     assert parse_volume_path("vol.zarr") == (Path("vol.zarr"), None)
     assert parse_volume_path("file.h5:volumes/raw") == (Path("file.h5"), "volumes/raw")
-    assert parse_volume_path("sample_A.hdf:/volumes/labels/neuron_ids") == (Path("sample_A.hdf"),
-                                                                             "volumes/labels/neuron_ids")
+    assert parse_volume_path("sample_A.hdf:/volumes/labels/neuron_ids") == (
+        Path("sample_A.hdf"),
+        "volumes/labels/neuron_ids",
+    )
     assert parse_volume_path("stack.tif") == (Path("stack.tif"), None)
     assert parse_volume_path("stack.TIFF") == (Path("stack.TIFF"), None)
 
 
 def test_ome_zarr_roundtrip_metadata_and_levels(tmp_path, raw):
     path = tmp_path / "v.zarr" / "raw"
-    write_ome_zarr(path, raw, axes=("z", "y", "x"), voxel_size=(40, 4, 4), chunks=(3, 10, 12),
-                   offset=(80, 8, 8), n_levels=3)
+    write_ome_zarr(
+        path, raw, axes=("z", "y", "x"), voxel_size=(40, 4, 4), chunks=(3, 10, 12), offset=(80, 8, 8), n_levels=3
+    )
     vol = open_volume(f"{tmp_path}/v.zarr/raw")
     assert vol.axes == ("z", "y", "x") and vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
     np.testing.assert_array_equal(vol.data.compute(), raw)
@@ -87,12 +90,21 @@ def test_label_levels_use_mode_and_keep_ids(tmp_path):
 def test_ngff_04_zarr_v2_group(tmp_path, raw):
     group = zarr.open_group(str(tmp_path / "o.zarr"), mode="w", zarr_format=2)
     group.create_array("s0", data=raw, chunks=(2, 10, 12))
-    group.attrs["multiscales"] = [{
-        "version": "0.4",
-        "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
-        "datasets": [{"path": "s0", "coordinateTransformations": [{"type": "scale", "scale": [0.03, 0.006, 0.006]},
-                                                                  {"type": "translation",
-                                                                   "translation": [0.03, 0, 0]}]}]}]
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"],
+            "datasets": [
+                {
+                    "path": "s0",
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [0.03, 0.006, 0.006]},
+                        {"type": "translation", "translation": [0.03, 0, 0]},
+                    ],
+                }
+            ],
+        }
+    ]
     vol = open_volume(tmp_path / "o.zarr")
     assert vol.voxel_size == pytest.approx((30.0, 6.0, 6.0)) and vol.offset == pytest.approx((30.0, 0, 0))
     np.testing.assert_array_equal(vol.data.compute(), raw)
@@ -132,8 +144,13 @@ def test_cremi_hdf5(tmp_path, raw):
 
 def test_tiff_stack_with_imagej_spacing(tmp_path, raw):
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, raw, imagej=True, resolution=(1 / 0.004, 1 / 0.004),
-                     metadata={"spacing": 0.04, "unit": "um", "axes": "ZYX"})
+    tifffile.imwrite(
+        path,
+        raw,
+        imagej=True,
+        resolution=(1 / 0.004, 1 / 0.004),
+        metadata={"spacing": 0.04, "unit": "um", "axes": "ZYX"},
+    )
     vol = open_volume(path)
     assert vol.voxel_size == pytest.approx((40.0, 4.0, 4.0))
     assert vol.data.chunksize == (1, 20, 24)
@@ -199,8 +216,9 @@ def test_corrupt_and_partial_zarr(tmp_path, raw):
     write_ome_zarr(tmp_path / "p.zarr" / "raw", raw, axes="zyx", voxel_size=(1, 1, 1), chunks=(6, 20, 24))
     group = zarr.open_group(str(tmp_path / "p.zarr" / "raw"), mode="r+")
     ome = dict(group.attrs["ome"])
-    ome["multiscales"][0]["datasets"].append({"path": "1", "coordinateTransformations": [
-        {"type": "scale", "scale": [1, 2, 2]}]})
+    ome["multiscales"][0]["datasets"].append(
+        {"path": "1", "coordinateTransformations": [{"type": "scale", "scale": [1, 2, 2]}]}
+    )
     group.attrs["ome"] = ome
     with pytest.raises(ValueError, match="array is missing \\(partial write\\?\\)"):
         open_volume(f"{tmp_path}/p.zarr/raw", level=1)
@@ -231,16 +249,18 @@ def test_normalize_raw():
 
 # ------------------------------------------------------------------------------------------ label images
 def _image_with_levels(path: Path, raw: np.ndarray, n_levels: int = 3) -> str:
-    write_ome_zarr(path, raw, axes="zyx", voxel_size=(40, 4, 4), offset=(80, 8, 8), chunks=(3, 10, 12),
-                   n_levels=n_levels)
+    write_ome_zarr(
+        path, raw, axes="zyx", voxel_size=(40, 4, 4), offset=(80, 8, 8), chunks=(3, 10, 12), n_levels=n_levels
+    )
     return str(path)
 
 
 def test_label_image_layout_levels_and_metadata(tmp_path, raw):
     image = _image_with_levels(tmp_path / "v.zarr" / "raw", raw)
     ids = np.random.default_rng(1).integers(0, 4, size=raw.shape).astype(np.uint32)
-    write_label_image(image, "cells", ids, chunks=(3, 10, 12), colors={3: (255, 0, 0, 255)},
-                      properties={3: {"class": "glia"}})
+    write_label_image(
+        image, "cells", ids, chunks=(3, 10, 12), colors={3: (255, 0, 0, 255)}, properties={3: {"class": "glia"}}
+    )
     vol = open_volume(f"{image}/labels/cells", role="labels")
     np.testing.assert_array_equal(vol.data.compute(), ids)
     assert vol.voxel_size == (40.0, 4.0, 4.0) and vol.offset == (80.0, 8.0, 8.0)
@@ -276,8 +296,12 @@ def test_label_images_read_by_ome_zarr_and_valid_per_ome_zarr_models(tmp_path, r
     write_label_image(image, "labels_mask", (raw > 10).astype(np.uint8), chunks=(6, 20, 24))
     nodes = list(Reader(parse_url(image))())
     kinds = {Path(str(n.zarr.path)).name: {type(s) for s in n.specs} for n in nodes}
-    assert kinds == {"raw": {Multiscales}, "labels": {Labels}, "neuron_ids": {Label, Multiscales},
-                     "labels_mask": {Label, Multiscales}}
+    assert kinds == {
+        "raw": {Multiscales},
+        "labels": {Labels},
+        "neuron_ids": {Label, Multiscales},
+        "labels_mask": {Label, Multiscales},
+    }
     label_node = next(n for n in nodes if str(n.zarr.path).endswith("neuron_ids"))
     assert label_node.metadata["color"] == {0: [0, 0, 0, 0], 1: [0.0, 1.0, 0.0, 128 / 255]}
     assert [d.shape for d in label_node.data] == [(6, 20, 24), (6, 10, 12), (6, 5, 6)]
@@ -288,8 +312,7 @@ def test_label_images_read_by_ome_zarr_and_valid_per_ome_zarr_models(tmp_path, r
     # ome-zarr-models: each group validates as what it is (a validating parser of the NGFF 0.5 metadata)
     assert isinstance(open_ome_zarr(zarr.open_group(image, mode="r")), Image)
     labels_group = open_ome_zarr(zarr.open_group(f"{image}/labels", mode="r"))
-    assert isinstance(labels_group, LabelsGroup) and labels_group.ome_attributes.labels == ["neuron_ids",
-                                                                                             "labels_mask"]
+    assert isinstance(labels_group, LabelsGroup) and labels_group.ome_attributes.labels == ["neuron_ids", "labels_mask"]
     label = ImageLabel.from_zarr(zarr.open_group(f"{image}/labels/neuron_ids", mode="r"))
     assert label.ome_attributes.image_label.source.image == "../../"
     # the validator is strict: a label image with fewer levels than its image is rejected
@@ -327,8 +350,13 @@ def test_label_image_bad_input(tmp_path, raw):
         create_label_image(image, "ok", **kw)
     with pytest.raises(KeyError, match="no dataset 'nope'"):
         create_label_image(f"{tmp_path}/v.zarr/nope", "x", **kw)
-    write_ome_zarr(tmp_path / "v.zarr" / "affs", np.zeros((3, 6, 20, 24), np.float32), axes="czyx",
-                   voxel_size=(40, 4, 4), chunks=(3, 6, 20, 24))
+    write_ome_zarr(
+        tmp_path / "v.zarr" / "affs",
+        np.zeros((3, 6, 20, 24), np.float32),
+        axes="czyx",
+        voxel_size=(40, 4, 4),
+        chunks=(3, 6, 20, 24),
+    )
     with pytest.raises(ValueError, match="need a \\(plane, row, column\\) image"):
         create_label_image(f"{tmp_path}/v.zarr/affs", "x", **kw)
 
@@ -349,8 +377,11 @@ def test_aliases_of_a_root_image_and_its_labels_group(tmp_path, raw):
     ids = (raw // 64).astype(np.uint64)
     write_label_image(root, "neuron_ids", ids, chunks=(6, 20, 24))
     write_label_image(root, "labels_mask", (raw > 9).astype(np.uint8), chunks=(6, 20, 24))
-    with pytest.raises(ValueError, match=r"r.zarr/labels is an NGFF labels group; name one of its label images: "
-                                         r".*r.zarr/labels/neuron_ids, .*r.zarr/labels/labels_mask"):
+    with pytest.raises(
+        ValueError,
+        match=r"r.zarr/labels is an NGFF labels group; name one of its label images: "
+        r".*r.zarr/labels/neuron_ids, .*r.zarr/labels/labels_mask",
+    ):
         open_volume(f"{root}/labels")
     add_alias(root, "raw", "")
     add_alias(root, "labels", "labels/neuron_ids")
@@ -387,8 +418,14 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     write_label_image(image, "neuron_ids", (raw // 64).astype(np.uint64), chunks=(6, 20, 24))
     add_alias(image, "raw", "")
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*"))
-    seg = create_segmentation_image(tmp_path / "seg.zarr", "seg_0.5", shape=raw.shape, dtype=np.uint64,
-                                    chunks=(6, 20, 24), source_image=f"{image}/raw")  # an alias of the root
+    seg = create_segmentation_image(
+        tmp_path / "seg.zarr",
+        "seg_0.5",
+        shape=raw.shape,
+        dtype=np.uint64,
+        chunks=(6, 20, 24),
+        source_image=f"{image}/raw",
+    )  # an alias of the root
     seg[...] = raw // 50
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "sim.zarr").rglob("*")) == before  # input untouched
     vol = open_volume(f"{tmp_path}/seg.zarr/seg_0.5", role="labels")
@@ -401,8 +438,9 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     assert Label in {type(s) for s in nodes[-1].specs}
     np.testing.assert_array_equal(np.asarray(nodes[-1].data[0]), raw // 50)
     # without a source image the voxel size must be given; the shape must match the image's
-    plain = create_segmentation_image(tmp_path / "seg.zarr", "fragments", shape=raw.shape, dtype=np.uint32,
-                                      chunks=(6, 20, 24), voxel_size=(40, 4, 4))
+    plain = create_segmentation_image(
+        tmp_path / "seg.zarr", "fragments", shape=raw.shape, dtype=np.uint32, chunks=(6, 20, 24), voxel_size=(40, 4, 4)
+    )
     assert "source" not in zarr.open_group(f"{tmp_path}/seg.zarr/fragments", mode="r").attrs["ome"]["image-label"]
     assert plain.dtype == np.uint32
     # the container root lists its segmentations: a reader given seg.zarr opens them over the image
@@ -410,22 +448,40 @@ def test_segmentation_in_its_own_container_opens_over_its_image(tmp_path, raw):
     assert isinstance(root, LabelsGroup) and root.ome_attributes.labels == ["seg_0.5", "fragments"]
     nodes = list(Reader(parse_url(f"{tmp_path}/seg.zarr"))())
     kinds = {str(Path(str(n.zarr.path)).relative_to(tmp_path)): {type(s) for s in n.specs} for n in nodes}
-    assert kinds == {"seg.zarr": {Labels}, "sim.zarr": {Multiscales}, "sim.zarr/labels": {Labels},
-                     "sim.zarr/labels/neuron_ids": {Label, Multiscales}, "seg.zarr/seg_0.5": {Label, Multiscales},
-                     "seg.zarr/fragments": {Label, Multiscales}}
+    assert kinds == {
+        "seg.zarr": {Labels},
+        "sim.zarr": {Multiscales},
+        "sim.zarr/labels": {Labels},
+        "sim.zarr/labels/neuron_ids": {Label, Multiscales},
+        "seg.zarr/seg_0.5": {Label, Multiscales},
+        "seg.zarr/fragments": {Label, Multiscales},
+    }
     with pytest.raises(ValueError, match="pass voxel_size"):
         create_segmentation_image(tmp_path / "seg.zarr", "x", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24))
     with pytest.raises(ValueError, match="does not match its image"):
-        create_segmentation_image(tmp_path / "seg.zarr", "y", shape=(6, 20, 25), dtype=np.uint64, chunks=(6, 20, 25),
-                                  source_image=image)
+        create_segmentation_image(
+            tmp_path / "seg.zarr", "y", shape=(6, 20, 25), dtype=np.uint64, chunks=(6, 20, 25), source_image=image
+        )
     with pytest.raises(TypeError, match="integer dtype"):
-        create_segmentation_image(tmp_path / "seg.zarr", "z", shape=raw.shape, dtype=np.float32, chunks=(6, 20, 24),
-                                  source_image=image)
-    write_ome_zarr(tmp_path / "pred.zarr" / "affs", np.zeros((3, *raw.shape), np.float32), axes="czyx",
-                   voxel_size=(40, 4, 4), chunks=(3, 6, 20, 24))
+        create_segmentation_image(
+            tmp_path / "seg.zarr", "z", shape=raw.shape, dtype=np.float32, chunks=(6, 20, 24), source_image=image
+        )
+    write_ome_zarr(
+        tmp_path / "pred.zarr" / "affs",
+        np.zeros((3, *raw.shape), np.float32),
+        axes="czyx",
+        voxel_size=(40, 4, 4),
+        chunks=(3, 6, 20, 24),
+    )
     with pytest.raises(ValueError, match="source image must be \\(plane, row, column\\)"):
-        create_segmentation_image(tmp_path / "seg.zarr", "a", shape=raw.shape, dtype=np.uint64, chunks=(6, 20, 24),
-                                  source_image=f"{tmp_path}/pred.zarr/affs")
+        create_segmentation_image(
+            tmp_path / "seg.zarr",
+            "a",
+            shape=raw.shape,
+            dtype=np.uint64,
+            chunks=(6, 20, 24),
+            source_image=f"{tmp_path}/pred.zarr/affs",
+        )
 
 
 def test_simulated_container_is_an_image_with_label_images(tmp_path):
@@ -489,8 +545,18 @@ def test_affinities_role_refuses_inf_and_values_outside_0_1(tmp_path):
 
 
 # ------------------------------------------------------------------------------- property: IO round trip
-VOLUME_DTYPES = [np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16, np.int32, np.int64, np.float32,
-                 np.float64]
+VOLUME_DTYPES = [
+    np.uint8,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.float32,
+    np.float64,
+]
 
 
 @st.composite
@@ -511,7 +577,7 @@ ROUND_TRIP = settings(max_examples=10, deadline=None, suppress_health_check=[Hea
 def _read_back(address: str, values: np.ndarray) -> None:
     vol = open_volume(address)
     assert vol.shape == values.shape and vol.dtype == values.dtype
-    assert vol.axes == ("c", "z", "y", "x")[-values.ndim:]
+    assert vol.axes == ("c", "z", "y", "x")[-values.ndim :]
     np.testing.assert_array_equal(vol.data.compute(), values)
     # a region across chunk borders reads the same voxels as the array
     region = tuple(slice(s // 3, s - s // 4) for s in values.shape)
@@ -523,8 +589,14 @@ def _read_back(address: str, values: np.ndarray) -> None:
 def test_ome_zarr_round_trip(volume):
     values, chunks, voxel_size = volume
     with tempfile.TemporaryDirectory() as tmp:
-        write_ome_zarr(f"{tmp}/v.zarr/img", values, axes="czyx"[-values.ndim:], voxel_size=voxel_size,
-                       chunks=chunks, offset=(8.0, 0.0, 4.0))
+        write_ome_zarr(
+            f"{tmp}/v.zarr/img",
+            values,
+            axes="czyx"[-values.ndim :],
+            voxel_size=voxel_size,
+            chunks=chunks,
+            offset=(8.0, 0.0, 4.0),
+        )
         _read_back(f"{tmp}/v.zarr/img", values)
         vol = open_volume(f"{tmp}/v.zarr/img")
         assert vol.voxel_size == voxel_size and vol.offset == (8.0, 0.0, 4.0)
@@ -536,8 +608,9 @@ def test_ome_zarr_round_trip(volume):
 def test_plain_zarr_round_trip(volume, zarr_format):
     values, chunks, _ = volume
     with tempfile.TemporaryDirectory() as tmp:
-        array = zarr.create_array(f"{tmp}/v.zarr", name="raw", shape=values.shape, dtype=values.dtype,
-                                  chunks=chunks, zarr_format=zarr_format)
+        array = zarr.create_array(
+            f"{tmp}/v.zarr", name="raw", shape=values.shape, dtype=values.dtype, chunks=chunks, zarr_format=zarr_format
+        )
         array[...] = values
         _read_back(f"{tmp}/v.zarr/raw", values)
 

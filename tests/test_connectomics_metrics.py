@@ -25,8 +25,9 @@ from connectomics.metrics import (
 )
 
 
-def brute_force_rand(seg: np.ndarray, gt: np.ndarray, seg_zero: str, self_pairs: bool = True
-                     ) -> tuple[float, float, float]:
+def brute_force_rand(
+    seg: np.ndarray, gt: np.ndarray, seg_zero: str, self_pairs: bool = True
+) -> tuple[float, float, float]:
     """SNEMI3D adapted Rand by counting ordered voxel pairs (self-pairs included) over GT foreground.
 
     A pair "shares a segment" when both voxels carry the same segment id > 0; with ``seg_zero="label"``
@@ -120,8 +121,7 @@ def test_skimage_differences_are_the_documented_ones():
     # with segmentation 0 present, skimage treats 0 as a label: it equals our seg_zero="label" only
     seg = rng.integers(0, 8, size=(4, 9, 9))
     err0, _, _ = skimage.metrics.adapted_rand_error(gt, seg)
-    assert err0 == pytest.approx(adapted_rand_error(seg, gt, seg_zero="label", self_pairs=False).error,
-                                 abs=1e-12)
+    assert err0 == pytest.approx(adapted_rand_error(seg, gt, seg_zero="label", self_pairs=False).error, abs=1e-12)
     assert abs(err0 - adapted_rand_error(seg, gt, self_pairs=False).error) > 1e-4
     # skimage VOI ignores nothing by default; ignore_labels=[0] with image0=gt gives our (split, merge)
     voi = variation_of_information(seg, gt, seg_zero="label")
@@ -159,9 +159,13 @@ def test_contingency_table_any_ids_dtypes_and_layouts():
     gt = rng.choice(np.array([0, 1, 2**40, top - 1, top], np.uint64), size=(5, 12, 13))
     seg = rng.integers(0, 10**6, size=(5, 12, 13)).astype(np.uint64)  # ~780 distinct pairs: the table grows
     seg[:, :, :4] = top  # long runs of one pair
-    cases = {"C order": (seg, gt), "F order": (np.asfortranarray(seg), np.asfortranarray(gt)),
-             "strided views": (seg[:, ::2, 1:], gt[:, ::2, 1:]), "mixed order": (np.asfortranarray(seg), gt),
-             "small signed and unsigned dtypes": ((seg % 100).astype(np.int8), (gt % 1000).astype(np.uint16))}
+    cases = {
+        "C order": (seg, gt),
+        "F order": (np.asfortranarray(seg), np.asfortranarray(gt)),
+        "strided views": (seg[:, ::2, 1:], gt[:, ::2, 1:]),
+        "mixed order": (np.asfortranarray(seg), gt),
+        "small signed and unsigned dtypes": ((seg % 100).astype(np.int8), (gt % 1000).astype(np.uint16)),
+    }
     for name, (s, g) in cases.items():
         table = contingency_table(s, g)
         ref_gt, ref_seg, ref_count = reference_table(s, g)
@@ -225,8 +229,9 @@ def test_evaluate_cli_reads_chunks_and_writes_json(tmp_path, capsys):
     write_ome_zarr(tmp_path / "gt.zarr" / "labels", gt, axes="zyx", voxel_size=(40, 4, 4), chunks=(2, 10, 10))
     write_ome_zarr(tmp_path / "seg.zarr" / "seg", seg, axes="zyx", voxel_size=(40, 4, 4), chunks=(3, 20, 20))
     out = tmp_path / "scores.json"
-    code = cli([f"{tmp_path}/seg.zarr/seg", f"{tmp_path}/gt.zarr/labels", "--json", str(out), "--block",
-                "2,10,10", "--quiet"])
+    code = cli(
+        [f"{tmp_path}/seg.zarr/seg", f"{tmp_path}/gt.zarr/labels", "--json", str(out), "--block", "2,10,10", "--quiet"]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "arand" in printed and "voi_split" in printed and "cremi_score" in printed
@@ -297,7 +302,8 @@ def test_exclude_voxels_ignore_labels_and_mask():
     wrong = seg.copy()
     wrong[3] = 9
     assert adapted_rand_error(wrong, exclude_voxels(gt, mask=mask)).error == pytest.approx(
-        adapted_rand_error(seg, exclude_voxels(gt, mask=mask)).error)
+        adapted_rand_error(seg, exclude_voxels(gt, mask=mask)).error
+    )
     with pytest.raises(ValueError, match="2\\^64 - 1"):
         exclude_voxels(np.array([0, 2**64 - 1], np.uint64), ignore_labels=[])
     with pytest.raises(ValueError, match="mask and gt must have the same shape"):
@@ -308,13 +314,19 @@ def _border_mask_by_definition(plane: np.ndarray, distance_px: float) -> np.ndar
     """cremi_python's create_border_mask_2d definition, written as a brute-force search: a pixel is masked
     when some boundary pixel (a 4-neighbour differs; the image is edge-padded) lies within distance_px."""
     rows, cols = plane.shape
-    boundary = [(y, x) for y in range(rows) for x in range(cols)
-                if any(0 <= y + dy < rows and 0 <= x + dx < cols and plane[y + dy, x + dx] != plane[y, x]
-                       for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)))]
+    boundary = [
+        (y, x)
+        for y in range(rows)
+        for x in range(cols)
+        if any(
+            0 <= y + dy < rows and 0 <= x + dx < cols and plane[y + dy, x + dx] != plane[y, x]
+            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))
+        )
+    ]
     out = np.zeros(plane.shape, bool)
     for y in range(rows):
         for x in range(cols):
-            out[y, x] = any((y - by) ** 2 + (x - bx) ** 2 <= distance_px ** 2 for by, bx in boundary)
+            out[y, x] = any((y - by) ** 2 + (x - bx) ** 2 <= distance_px**2 for by, bx in boundary)
     return out
 
 
@@ -336,8 +348,16 @@ def test_blockwise_exclusions_equal_whole_volume_and_skimage():
     kept = exclude_voxels(gt, ignore_labels=[], mask=mask, border=border_mask(gt, 8.0, voxel))
     assert 0.3 < (kept != 0).mean() < 0.7  # blocks of 7x9 without their margin would mask ~1400 voxels wrongly
     whole = contingency_table(seg, kept)
-    blocks = contingency_table_blockwise(seg, gt, block_shape=(3, 7, 9), progress=False, ignore_labels=[],
-                                         mask=mask, border_distance=8.0, voxel_size=voxel)
+    blocks = contingency_table_blockwise(
+        seg,
+        gt,
+        block_shape=(3, 7, 9),
+        progress=False,
+        ignore_labels=[],
+        mask=mask,
+        border_distance=8.0,
+        voxel_size=voxel,
+    )
     assert evaluate_segmentation(table=blocks) == evaluate_segmentation(table=whole)
     # skimage (outside reference) with the excluded voxels as its ignore label gives the same VOI
     sk_split, sk_merge = skimage.metrics.variation_of_information(kept, seg, ignore_labels=[0])
@@ -360,9 +380,25 @@ def test_evaluate_cli_mask_ignore_labels_and_border(tmp_path, capsys):
     write_label_image(image, "labels_mask", mask, chunks=(2, 32, 32))
     write_ome_zarr(tmp_path / "seg.zarr" / "seg", seg, axes="zyx", voxel_size=(40, 50, 50), chunks=(4, 64, 64))
     out = tmp_path / "s.json"
-    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--mask", f"{image}/labels/labels_mask",
-                "--ignore-labels", "none", "--border-mask", "--block", "2,32,32", "--json", str(out),
-                "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                f"{tmp_path}/seg.zarr/seg",
+                f"{image}/labels/neuron_ids",
+                "--mask",
+                f"{image}/labels/labels_mask",
+                "--ignore-labels",
+                "none",
+                "--border-mask",
+                "--block",
+                "2,32,32",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(out.read_text())
     assert scores["border_mask_nm"] == 200.0 and scores["ignore_labels"] == [] and scores["mask"].endswith("mask")
     kept = exclude_voxels(gt, ignore_labels=[], mask=mask, border=border_mask(gt, 200.0, (40, 50, 50)))
@@ -370,19 +406,37 @@ def test_evaluate_cli_mask_ignore_labels_and_border(tmp_path, capsys):
     assert scores["arand"] == pytest.approx(expected["arand"], abs=1e-12)
     assert scores["voi"] == pytest.approx(expected["voi"], abs=1e-12)
     assert scores["n_scored"] == int((kept != 0).sum()) > 0
-    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--ignore-labels", "0,3",
-                "--json", str(out), "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                f"{tmp_path}/seg.zarr/seg",
+                f"{image}/labels/neuron_ids",
+                "--ignore-labels",
+                "0,3",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["arand"] == pytest.approx(
-        evaluate_segmentation(seg, exclude_voxels(gt, ignore_labels=[0, 3]))["arand"], abs=1e-12)
+        evaluate_segmentation(seg, exclude_voxels(gt, ignore_labels=[0, 3]))["arand"], abs=1e-12
+    )
     capsys.readouterr()
     root = zarr.open_group(str(tmp_path / "bad.zarr"), mode="w")
     root.create_array("mask", data=np.ones((4, 64, 63), np.uint8))
-    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--mask", f"{tmp_path}/bad.zarr/mask",
-                "--quiet"]) == 2
+    assert (
+        cli(
+            [f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--mask", f"{tmp_path}/bad.zarr/mask", "--quiet"]
+        )
+        == 2
+    )
     assert "must be an integer volume of the ground truth's shape" in capsys.readouterr().err
     # everything excluded: a one-line error, not a traceback
-    assert cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--ignore-labels", "0,1,2,3,4",
-                "--quiet"]) == 2
+    assert (
+        cli([f"{tmp_path}/seg.zarr/seg", f"{image}/labels/neuron_ids", "--ignore-labels", "0,1,2,3,4", "--quiet"]) == 2
+    )
     assert "no foreground" in capsys.readouterr().err
 
 
@@ -411,8 +465,13 @@ def test_evaluate_cli_per_segmentation_json_sweep_figure_and_no_foreign_overwrit
     assert cli([str(tmp_path / "seg.zarr/seg_0.5"), str(tmp_path / "gt.zarr/labels"), "--quiet", "--overwrite"]) == 0
     assert json.loads(foreign.read_text())["seg"].endswith("seg_0.5")
     # negative labels: a one-line error, exit 2
-    write_ome_zarr(tmp_path / "neg.zarr" / "seg", -np.ones((4, 16, 16), np.int64), axes="zyx", voxel_size=(40, 4, 4),
-                   chunks=(4, 16, 16))
+    write_ome_zarr(
+        tmp_path / "neg.zarr" / "seg",
+        -np.ones((4, 16, 16), np.int64),
+        axes="zyx",
+        voxel_size=(40, 4, 4),
+        chunks=(4, 16, 16),
+    )
     capsys.readouterr()
     assert cli([str(tmp_path / "neg.zarr/seg"), str(tmp_path / "gt.zarr/labels"), "--quiet"]) == 2
     err = capsys.readouterr().err

@@ -30,8 +30,9 @@ class TinyAffinityNet(torch.nn.Module):
         super().__init__()
         self.offsets = OFFSETS
         self.delay = delay
-        self.net = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Tanh(),
-                                       torch.nn.Conv3d(4, 3, 3, padding=1))
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv3d(4, 3, 3, padding=1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.delay:
@@ -55,8 +56,14 @@ def setup(tmp_path: Path):
     ckpt = tmp_path / "tiny.ckpt"
     torch.save({"state_dict": TinyAffinityNet().state_dict(), "delay": 0.0}, ckpt)
     raw = (np.random.default_rng(0).random(SHAPE) * 255).astype(np.uint8)
-    arr = create_ome_zarr_array(tmp_path / "vol.zarr/raw", shape=SHAPE, dtype="uint8", chunks=(4, 16, 16),
-                                axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    arr = create_ome_zarr_array(
+        tmp_path / "vol.zarr/raw",
+        shape=SHAPE,
+        dtype="uint8",
+        chunks=(4, 16, 16),
+        axes=("z", "y", "x"),
+        voxel_size=(40.0, 4.0, 4.0),
+    )
     arr[...] = raw
     return tmp_path, ckpt, raw
 
@@ -74,17 +81,32 @@ def read(path: Path) -> np.ndarray:
 
 def test_valid_mode_equals_whole_volume_with_roi_border_blocks(setup):
     tmp, ckpt, raw = setup
-    result = predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "out.zarr/affs"),
-                               block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    result = predict_blockwise(
+        ckpt,
+        str(tmp / "vol.zarr/raw"),
+        str(tmp / "out.zarr/affs"),
+        block_shape=(4, 16, 16),
+        context=2,
+        loader=LOADER,
+        progress=False,
+    )
     assert result.n_blocks == 3 * 3 * 3 and result.n_processed == 27  # 40 = 16 + 16 + 8 (cropped)
     out = read(tmp / "out.zarr/affs")
     assert out.shape == (3,) + SHAPE
     assert np.abs(out - whole_volume(ckpt, raw)).max() <= 1e-4
     assert zarr.open_group(str(tmp / "out.zarr"), mode="r")["affs"].attrs["ome"]["multiscales"]
     # an ROI writes only its voxels; border blocks of the ROI are cropped, the rest stays 0
-    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "roi.zarr/affs"), block_shape=(4, 16, 16),
-                      context=2, roi=Roi.parse("2:9,10:30,0:40"), loader=LOADER, progress=False,
-                      dtype="uint8")
+    predict_blockwise(
+        ckpt,
+        str(tmp / "vol.zarr/raw"),
+        str(tmp / "roi.zarr/affs"),
+        block_shape=(4, 16, 16),
+        context=2,
+        roi=Roi.parse("2:9,10:30,0:40"),
+        loader=LOADER,
+        progress=False,
+        dtype="uint8",
+    )
     roi_out = read(tmp / "roi.zarr/affs")
     assert roi_out.dtype == np.uint8
     inside = np.zeros(SHAPE, bool)
@@ -95,22 +117,33 @@ def test_valid_mode_equals_whole_volume_with_roi_border_blocks(setup):
 
 def test_too_small_context_differs_and_misaligned_blocks_are_refused(setup):
     tmp, ckpt, raw = setup
-    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "c0.zarr/affs"), block_shape=(4, 16, 16),
-                      context=0, loader=LOADER, progress=False)
+    predict_blockwise(
+        ckpt,
+        str(tmp / "vol.zarr/raw"),
+        str(tmp / "c0.zarr/affs"),
+        block_shape=(4, 16, 16),
+        context=0,
+        loader=LOADER,
+        progress=False,
+    )
     assert np.abs(read(tmp / "c0.zarr/affs") - whole_volume(ckpt, raw)).max() > 1e-3  # seams without context
     with pytest.raises(ValueError, match="not a multiple of the storage chunks"):
-        predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "bad.zarr/affs"),
-                          block_shape=(4, 12, 12),
-                          chunks=(4, 8, 8), loader=LOADER, progress=False)
+        predict_blockwise(
+            ckpt,
+            str(tmp / "vol.zarr/raw"),
+            str(tmp / "bad.zarr/affs"),
+            block_shape=(4, 12, 12),
+            chunks=(4, 8, 8),
+            loader=LOADER,
+            progress=False,
+        )
 
 
 def test_blend_mode_blockwise_equals_single_block(setup):
     tmp, ckpt, raw = setup
     common = dict(blend=True, window=(6, 16, 16), overlap=(2, 8, 8), loader=LOADER, progress=False)
-    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "b1.zarr/affs"), block_shape=(4, 16, 16),
-                      **common)
-    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "b2.zarr/affs"), block_shape=(12, 40, 40),
-                      **common)
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "b1.zarr/affs"), block_shape=(4, 16, 16), **common)
+    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "b2.zarr/affs"), block_shape=(12, 40, 40), **common)
     a, b = read(tmp / "b1.zarr/affs"), read(tmp / "b2.zarr/affs")
     assert np.abs(a - b).max() <= 1e-5
     assert a.min() >= 0 and a.max() <= 1  # no value/weight mismatch at faces
@@ -131,8 +164,9 @@ def test_window_grid_and_bump_hand_counted():
 def test_manifest_refuses_other_settings_and_keeps_data(setup):
     tmp, ckpt, raw = setup
     out = str(tmp / "out.zarr/affs")
-    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2, loader=LOADER,
-                      progress=False)
+    predict_blockwise(
+        ckpt, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False
+    )
     before = read(tmp / "out.zarr/affs")
     for kwargs in ({"context": 1}, {"dtype": "float16"}):
         settings = dict(block_shape=(4, 16, 16), context=2) | kwargs
@@ -141,21 +175,37 @@ def test_manifest_refuses_other_settings_and_keeps_data(setup):
     other = tmp / "other.ckpt"
     torch.save({"state_dict": TinyAffinityNet().state_dict(), "delay": 0.0}, other)
     with pytest.raises(ValueError, match="checkpoint_sha256"):
-        predict_blockwise(other, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2,
-                          loader=LOADER, progress=False)
+        predict_blockwise(
+            other, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False
+        )
     np.testing.assert_array_equal(read(tmp / "out.zarr/affs"), before)
-    again = predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2,
-                              loader=LOADER, progress=False)
+    again = predict_blockwise(
+        ckpt, str(tmp / "vol.zarr/raw"), out, block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False
+    )
     assert again.n_already_done == 27 and again.n_processed == 0
 
 
 def test_mask_skips_empty_blocks(setup):
     tmp, ckpt, raw = setup
-    mask = create_ome_zarr_array(tmp / "vol.zarr/mask", shape=SHAPE, dtype="uint8", chunks=(4, 16, 16),
-                                 axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    mask = create_ome_zarr_array(
+        tmp / "vol.zarr/mask",
+        shape=SHAPE,
+        dtype="uint8",
+        chunks=(4, 16, 16),
+        axes=("z", "y", "x"),
+        voxel_size=(40.0, 4.0, 4.0),
+    )
     mask[:, :20, :20] = 1
-    predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "m.zarr/affs"), block_shape=(4, 16, 16),
-                      context=2, mask_path=str(tmp / "vol.zarr/mask"), loader=LOADER, progress=False)
+    predict_blockwise(
+        ckpt,
+        str(tmp / "vol.zarr/raw"),
+        str(tmp / "m.zarr/affs"),
+        block_shape=(4, 16, 16),
+        context=2,
+        mask_path=str(tmp / "vol.zarr/mask"),
+        loader=LOADER,
+        progress=False,
+    )
     out = read(tmp / "m.zarr/affs")
     assert not out[:, :, 20:].any() and not out[:, :, :, 20:].any()
     np.testing.assert_allclose(out[:, :, :20, :20], whole_volume(ckpt, raw)[:, :, :20, :20], atol=1e-4)
@@ -170,8 +220,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
         f"predict_blockwise({str(slow)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(tmp / 'k.zarr/affs')!r}, "
         f"block_shape=(4, 16, 16), context=2, loader={LOADER!r}, workers=1, progress=False)"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
-                                                       str(Path(__file__).parents[1])]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])]))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     # count done block ids, not files: a killed run can leave a half-written `.<id>.<pid>.tmp` marker behind
     markers = DoneMarkers(tmp / "k.zarr/affs/0/.job/done")
@@ -183,20 +232,43 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
     n_before = len(markers.done_ids())
     assert 5 <= n_before < 27, "the run should have been killed midway"
     (markers.folder / f".26.{proc.pid}.tmp").write_text("")  # what a kill during a marker write leaves
-    result = predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "k.zarr/affs"),
-                               block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
+    result = predict_blockwise(
+        slow,
+        str(tmp / "vol.zarr/raw"),
+        str(tmp / "k.zarr/affs"),
+        block_shape=(4, 16, 16),
+        context=2,
+        loader=LOADER,
+        progress=False,
+    )
     assert result.n_already_done == n_before and result.n_processed == 27 - n_before
-    predict_blockwise(slow, str(tmp / "vol.zarr/raw"), str(tmp / "u.zarr/affs"), block_shape=(4, 16, 16),
-                      context=2, loader=LOADER, progress=False)
+    predict_blockwise(
+        slow,
+        str(tmp / "vol.zarr/raw"),
+        str(tmp / "u.zarr/affs"),
+        block_shape=(4, 16, 16),
+        context=2,
+        loader=LOADER,
+        progress=False,
+    )
     np.testing.assert_array_equal(read(tmp / "k.zarr/affs"), read(tmp / "u.zarr/affs"))
 
 
 def test_distributed_local_cluster_matches_threads(setup):
     tmp, ckpt, raw = setup
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=":0") as cluster:
-        predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "d.zarr/affs"), block_shape=(4, 16, 16),
-                          context=2, loader=LOADER, progress=False, scheduler=cluster.scheduler_address)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+    ) as cluster:
+        predict_blockwise(
+            ckpt,
+            str(tmp / "vol.zarr/raw"),
+            str(tmp / "d.zarr/affs"),
+            block_shape=(4, 16, 16),
+            context=2,
+            loader=LOADER,
+            progress=False,
+            scheduler=cluster.scheduler_address,
+        )
     assert np.abs(read(tmp / "d.zarr/affs") - whole_volume(ckpt, raw)).max() <= 1e-4
 
 
@@ -212,11 +284,13 @@ def test_cli_default_loader_rebuilds_affinity_model_without_lightning(setup):
     ckpt = tmp / "affinity.ckpt"
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, ckpt)
     out = tmp / "cli.zarr/affs"
-    script = ("import sys; from connectomics.predict import cli; "
-              f"code = cli([{str(ckpt)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(out)!r}, '--block', '4,16,16', "
-              "'--context', '2', '--dtype', 'uint8', '--workers', '2', '--no-progress']); "
-              "assert 'lightning' not in sys.modules and 'pytorch_lightning' not in sys.modules, 'Lightning imported'; "
-              "sys.exit(code)")
+    script = (
+        "import sys; from connectomics.predict import cli; "
+        f"code = cli([{str(ckpt)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(out)!r}, '--block', '4,16,16', "
+        "'--context', '2', '--dtype', 'uint8', '--workers', '2', '--no-progress']); "
+        "assert 'lightning' not in sys.modules and 'pytorch_lightning' not in sys.modules, 'Lightning imported'; "
+        "sys.exit(code)"
+    )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
     with torch.no_grad():
@@ -229,9 +303,13 @@ def test_cli_default_loader_rebuilds_affinity_model_without_lightning(setup):
     with pytest.raises(ValueError, match="not an affinity-model checkpoint"):
         load_affinity_net(tiny_ckpt)
     broken = tmp / "broken.ckpt"
-    torch.save({"state_dict": model.state_dict(),
-                "hyper_parameters": dict(model.hparams) | {"backbone_config": {"features": [8], "norm": "none"}}},
-               broken)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams) | {"backbone_config": {"features": [8], "norm": "none"}},
+        },
+        broken,
+    )
     with pytest.raises(ValueError, match="does not match its own hyper-parameters"):
         load_affinity_net(broken)
 
@@ -273,15 +351,24 @@ def test_foreign_output_and_a_held_lock_are_refused(setup):
 
     tmp, ckpt, _ = setup
     run = dict(block_shape=(4, 16, 16), context=2, loader=LOADER, progress=False)
-    create_ome_zarr_array(tmp / "f.zarr/affs", shape=(3,) + SHAPE, dtype="float32", chunks=(3, 4, 16, 16),
-                          axes=("c", "z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    create_ome_zarr_array(
+        tmp / "f.zarr/affs",
+        shape=(3,) + SHAPE,
+        dtype="float32",
+        chunks=(3, 4, 16, 16),
+        axes=("c", "z", "y", "x"),
+        voxel_size=(40.0, 4.0, 4.0),
+    )
     with pytest.raises(OutputExistsError, match="was not written by `connectomics predict`"):
         predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "f.zarr/affs"), **run)
     assert not (tmp / "f.zarr/affs/0/.job").exists()
     lock = tmp / "l.zarr/affs/0/.job/lock"
     lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now",
-                                "command": "connectomics predict"}))
+    lock.write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": "now", "command": "connectomics predict"}
+        )
+    )
     with pytest.raises(JobLockedError, match=f"in use by pid {os.getpid()}.*--wait"):
         predict_blockwise(ckpt, str(tmp / "vol.zarr/raw"), str(tmp / "l.zarr/affs"), **run)
 
@@ -298,14 +385,22 @@ def test_cli_refuses_bad_input_in_one_line_before_creating_anything(setup, capsy
     import h5py
 
     tmp, ckpt, raw = setup
-    create_ome_zarr_array(tmp / "i16.zarr/raw", shape=SHAPE, dtype="int16", chunks=(4, 16, 16),
-                          axes=("z", "y", "x"), voxel_size=(40.0, 4.0, 4.0))
+    create_ome_zarr_array(
+        tmp / "i16.zarr/raw",
+        shape=SHAPE,
+        dtype="int16",
+        chunks=(4, 16, 16),
+        axes=("z", "y", "x"),
+        voxel_size=(40.0, 4.0, 4.0),
+    )
     with h5py.File(tmp / "v.h5", "w") as f:
         f["volumes/raw"] = raw
     (tmp / "plain.zarr").write_text("not a folder")
     pathfinder = tmp / "pathfinder.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "max", "lipschitz_weight": 1}},
-               pathfinder)
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "max", "lipschitz_weight": 1}},
+        pathfinder,
+    )
     hostile = tmp / "hostile.ckpt"
     torch.save({"state_dict": {}, "payload": Path("x")}, hostile)  # a pickled object beside the tensors
     vol, out = str(tmp / "vol.zarr/raw"), str(tmp / "out.zarr/affs")
@@ -354,8 +449,7 @@ def test_a_second_run_into_the_same_output_refuses_or_waits_and_redoes_nothing(s
         f"predict_blockwise({str(slow)!r}, {str(tmp / 'vol.zarr/raw')!r}, {str(tmp / 'two.zarr/affs')!r}, "
         f"block_shape=(4, 16, 16), context=2, loader={LOADER!r}, workers=1, progress=False)"
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
-                                                       str(Path(__file__).parents[1])]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[1])]))
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     try:
         done = tmp / "two.zarr/affs/0/.job/done"

@@ -74,8 +74,14 @@ def cylinder_affinities(labels: np.ndarray, sigma: float = 0.1, seed: int = 0) -
 def volume(tmp_path: Path):
     gt = cylinders()
     affs = cylinder_affinities(gt)
-    arr = create_ome_zarr_array(tmp_path / "pred.zarr/affs", shape=affs.shape, dtype="float32",
-                                chunks=(3, 8, 24, 24), axes=("c", "z", "y", "x"), voxel_size=(4.0, 4.0, 4.0))
+    arr = create_ome_zarr_array(
+        tmp_path / "pred.zarr/affs",
+        shape=affs.shape,
+        dtype="float32",
+        chunks=(3, 8, 24, 24),
+        axes=("c", "z", "y", "x"),
+        voxel_size=(4.0, 4.0, 4.0),
+    )
     arr[...] = affs
     arr.attrs["affinity_offsets"] = NEAREST_OFFSETS
     return tmp_path, gt, affs
@@ -93,13 +99,29 @@ def run_cli(argv: list[str]) -> int:
 @pytest.mark.parametrize("method", [{}, SEEDED], ids=["waterz", "seeded"])
 def test_blockwise_equals_in_memory_and_whole_volume(volume, method):
     tmp, gt, affs = volume
-    summary = segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), thresholds=[0.3, 0.6],
-                                block_shape=BLOCK, context=(2, 8, 8), progress=False, workers=2, **method)
+    summary = segment_blockwise(
+        str(tmp / "pred.zarr/affs"),
+        str(tmp / "seg.zarr"),
+        thresholds=[0.3, 0.6],
+        block_shape=BLOCK,
+        context=(2, 8, 8),
+        progress=False,
+        workers=2,
+        **method,
+    )
     assert set(summary["segmentations"]) == {0.3, 0.6}
-    in_memory = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=[0.3, 0.6], block_shape=BLOCK,
-                                  context=(2, 8, 8), sampling=(4.0, 4.0, 4.0), **method)
-    whole = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=[0.3], block_shape=SHAPE, context=0,
-                              sampling=(4.0, 4.0, 4.0), **method)[0.3]
+    in_memory = segment_in_memory(
+        affs,
+        NEAREST_OFFSETS,
+        thresholds=[0.3, 0.6],
+        block_shape=BLOCK,
+        context=(2, 8, 8),
+        sampling=(4.0, 4.0, 4.0),
+        **method,
+    )
+    whole = segment_in_memory(
+        affs, NEAREST_OFFSETS, thresholds=[0.3], block_shape=SHAPE, context=0, sampling=(4.0, 4.0, 4.0), **method
+    )[0.3]
     blockwise = read(tmp / "seg.zarr/seg_0.3")
     assert blockwise.dtype == np.uint64
     np.testing.assert_array_equal(blockwise, in_memory[0.3])  # same algorithm, same ids
@@ -130,8 +152,11 @@ def test_rerun_resumes_and_other_settings_are_refused(volume):
     arr[:8, :24, :24] = 0
     segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **kwargs)
     np.testing.assert_array_equal(read(tmp / "seg.zarr/seg_0.5"), first)
-    for other, named in (({"min_size": 10}, "min_size: 0 -> 10"), ({"score": "quantile-50"}, "score: 'mean'"),
-                         ({"fragments": "seeded"}, "fragments: 'waterz' -> 'seeded'")):
+    for other, named in (
+        ({"min_size": 10}, "min_size: 0 -> 10"),
+        ({"score": "quantile-50"}, "score: 'mean'"),
+        ({"fragments": "seeded"}, "fragments: 'waterz' -> 'seeded'"),
+    ):
         with pytest.raises(JobConfigError, match=named):
             segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), **(kwargs | other))
     manifest = json.loads((tmp / "seg.zarr/fragments/0/.job/manifest.json").read_text())
@@ -143,8 +168,18 @@ def test_rerun_resumes_and_other_settings_are_refused(volume):
 
 def test_dust_removal_and_cli(volume, capsys):
     tmp, gt, affs = volume
-    args = ["--thresholds", "0.5", "--block", "8,24,24", "--context", "2,8,8", "--min-size", "400",
-            "--score", "quantile-50"]
+    args = [
+        "--thresholds",
+        "0.5",
+        "--block",
+        "8,24,24",
+        "--context",
+        "2,8,8",
+        "--min-size",
+        "400",
+        "--score",
+        "quantile-50",
+    ]
     code = cli([str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), *args, "--no-progress"])
     assert code == 0 and "n_fragments" in capsys.readouterr().out
     seg = read(tmp / "seg.zarr/seg_0.5")
@@ -180,9 +215,14 @@ def test_edge_table_matches_a_dict_under_inserts_and_deletes():
 
 def test_agglomeration_hand_computed():
     # fragments 1-2 strongly linked (mean 0.9), 2-3 weakly (0.35), 1-3 (0.5, two pairs)
-    graph = RegionGraph(u=np.array([1, 2, 1], np.uint64), v=np.array([2, 3, 3], np.uint64),
-                        affinity_sum=np.array([1.8, 0.35, 1.0]), count=np.array([2, 1, 2]),
-                        fragments=np.array([1, 2, 3], np.uint64), sizes=np.array([5, 3, 1]))
+    graph = RegionGraph(
+        u=np.array([1, 2, 1], np.uint64),
+        v=np.array([2, 3, 3], np.uint64),
+        affinity_sum=np.array([1.8, 0.35, 1.0]),
+        count=np.array([2, 1, 2]),
+        fragments=np.array([1, 2, 3], np.uint64),
+        sizes=np.array([5, 3, 1]),
+    )
     luts = agglomerate(graph, thresholds=[0.05, 0.2, 0.6], min_size=2)
     assert luts[0.05].tolist() == [1, 2, 0]  # no merge; fragment 3 (size 1) is dust
     assert luts[0.2].tolist() == [1, 1, 0]  # {1,2}; then the pooled edge {1,2}-3 has mean (0.35+1)/3 = 0.45
@@ -260,9 +300,14 @@ def test_compiled_agglomeration_equals_brute_force_and_nests(seed):
     u, v = np.triu_indices(n, 1)
     keep = rng.random(len(u)) < 0.4
     count = rng.integers(1, 5, keep.sum())
-    graph = RegionGraph(u=(u[keep] * 10 + 10).astype(np.uint64), v=(v[keep] * 10 + 10).astype(np.uint64),
-                        affinity_sum=rng.random(keep.sum()) * count, count=count,
-                        fragments=(np.arange(n) * 10 + 10).astype(np.uint64), sizes=rng.integers(1, 9, n))
+    graph = RegionGraph(
+        u=(u[keep] * 10 + 10).astype(np.uint64),
+        v=(v[keep] * 10 + 10).astype(np.uint64),
+        affinity_sum=rng.random(keep.sum()) * count,
+        count=count,
+        fragments=(np.arange(n) * 10 + 10).astype(np.uint64),
+        sizes=rng.integers(1, 9, n),
+    )
     thresholds = [0.2, 0.4, 0.6, 0.8, 1.0]
     luts = agglomerate(graph, thresholds=thresholds)
     for t in thresholds:
@@ -311,8 +356,10 @@ def waterz_segmentations(affs: np.ndarray, thresholds, **kwargs) -> list[np.ndar
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to renaming (0 compared as a label)."""
-    return (adapted_rand_error(a, b, seg_zero="label").error == 0.0
-            and adapted_rand_error(b, a, seg_zero="label").error == 0.0)
+    return (
+        adapted_rand_error(a, b, seg_zero="label").error == 0.0
+        and adapted_rand_error(b, a, seg_zero="label").error == 0.0
+    )
 
 
 @pytest.mark.parametrize("options", [{}, SIZE_MERGE], ids=["waterz", "size-merge"])
@@ -326,8 +373,9 @@ def test_noise_free_neuron_shapes_give_arand_zero(morphology, options):
     pieces = connected_components(gt, background=0, connectivity=1)
     ids, sizes = np.unique(pieces, return_counts=True)
     pieces[np.isin(pieces, ids[sizes == 1])] = 0
-    segs = segment_in_memory(noisy_affinities(gt, 0.0), NEAREST_OFFSETS, thresholds=[0.2, 0.5, 0.8],
-                             **THIN_BLOCK, **options)
+    segs = segment_in_memory(
+        noisy_affinities(gt, 0.0), NEAREST_OFFSETS, thresholds=[0.2, 0.5, 0.8], **THIN_BLOCK, **options
+    )
     for seg in segs.values():
         assert adapted_rand_error(seg, pieces).error == 0.0
         assert adapted_rand_error(seg, gt).precision == 1.0  # against the objects: no merge at all
@@ -384,8 +432,9 @@ def test_size_merge_equals_zwatershed_transcription(seed):
 def test_size_merge_blockwise_equals_in_memory_with_fewer_fragments(volume):
     tmp, gt, affs = volume
     options = dict(thresholds=[0.5], block_shape=BLOCK, context=(2, 8, 8))
-    summary = segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), progress=False,
-                                **options, **SIZE_MERGE)
+    summary = segment_blockwise(
+        str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), progress=False, **options, **SIZE_MERGE
+    )
     plain = segment_blockwise(str(tmp / "pred.zarr/affs"), str(tmp / "plain.zarr"), progress=False, **options)
     assert summary["n_fragments"] < plain["n_fragments"] / 2
     blockwise = read(tmp / "seg.zarr/seg_0.5")
@@ -420,8 +469,10 @@ def test_median_score_equals_waterz_quantile():
     thresholds = [0.3, 0.6]
     ours = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, score="quantile-50", **THIN_BLOCK)
     theirs = waterz_segmentations(
-        affs, thresholds,
-        scoring_function="OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, false>>")
+        affs,
+        thresholds,
+        scoring_function="OneMinus<HistogramQuantileAffinity<RegionGraphType, 50, ScoreValue, 256, false>>",
+    )
     for t, seg in zip(thresholds, theirs):
         assert adapted_rand_error(ours[t], seg, seg_zero="label").error < 0.01
     mean = segment_in_memory(affs, NEAREST_OFFSETS, thresholds=thresholds, **THIN_BLOCK)
@@ -434,15 +485,23 @@ def test_quantile_agglomeration_hand_computed():
     for edge, values in ((0, [0.1, 0.2, 0.9]), (1, [0.6])):
         for value in values:
             histogram[edge, int(value * 256)] += 1
-    graph = RegionGraph(u=np.array([1, 2], np.uint64), v=np.array([2, 3], np.uint64),
-                        affinity_sum=np.array([1.2, 0.6]), count=np.array([3, 1]),
-                        fragments=np.array([1, 2, 3], np.uint64), sizes=np.array([1, 1, 1]), histogram=histogram)
+    graph = RegionGraph(
+        u=np.array([1, 2], np.uint64),
+        v=np.array([2, 3], np.uint64),
+        affinity_sum=np.array([1.2, 0.6]),
+        count=np.array([3, 1]),
+        fragments=np.array([1, 2, 3], np.uint64),
+        sizes=np.array([1, 1, 1]),
+        histogram=histogram,
+    )
     # mean of 1-2 is 0.4 (score 0.6); its median is 0.2 (score ~0.8)
     assert agglomerate(graph, thresholds=[0.7])[0.7].tolist() == [1, 1, 1]
     assert agglomerate(graph, thresholds=[0.7], score="quantile-50")[0.7].tolist() == [1, 2, 2]
     with pytest.raises(ValueError, match="histograms"):
-        agglomerate(RegionGraph(graph.u, graph.v, graph.affinity_sum, graph.count, graph.fragments,
-                                graph.sizes), score="quantile-50")
+        agglomerate(
+            RegionGraph(graph.u, graph.v, graph.affinity_sum, graph.count, graph.fragments, graph.sizes),
+            score="quantile-50",
+        )
 
 
 @pytest.mark.parametrize("in_memory", [False, True], ids=["blockwise", "in-memory"])
@@ -456,10 +515,20 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
     from connectomics.io import write_ome_zarr
 
     tmp, gt, _ = volume
-    write_ome_zarr(tmp / "sim.zarr" / "raw", gt.astype(np.uint8), axes="zyx", voxel_size=(4, 4, 4),
-                   chunks=(8, 24, 24))
-    args = [str(tmp / "pred.zarr/affs"), str(tmp / "seg.zarr"), "--thresholds", "0.3,0.6", "--block", "8,24,24",
-            "--context", "2,8,8", "--image", str(tmp / "sim.zarr/raw"), "--no-progress"]
+    write_ome_zarr(tmp / "sim.zarr" / "raw", gt.astype(np.uint8), axes="zyx", voxel_size=(4, 4, 4), chunks=(8, 24, 24))
+    args = [
+        str(tmp / "pred.zarr/affs"),
+        str(tmp / "seg.zarr"),
+        "--thresholds",
+        "0.3,0.6",
+        "--block",
+        "8,24,24",
+        "--context",
+        "2,8,8",
+        "--image",
+        str(tmp / "sim.zarr/raw"),
+        "--no-progress",
+    ]
     assert cli(args + (["--in-memory"] if in_memory else [])) == 0
     for name in ("seg_0.3", "seg_0.6"):
         group = zarr.open_group(str(tmp / "seg.zarr" / name), mode="r")
@@ -475,10 +544,18 @@ def test_segmentations_are_label_images_over_their_raw_image(volume, in_memory, 
     nodes = list(Reader(parse_url(str(tmp / "seg.zarr")))())
     assert [Path(str(n.zarr.path)).name for n in nodes] == ["seg.zarr", "raw", "seg_0.3", "seg_0.6"]
     # an image of another shape is refused with a one-line error
-    write_ome_zarr(tmp / "other.zarr" / "raw", np.zeros((4, 8, 8), np.uint8), axes="zyx", voxel_size=(4, 4, 4),
-                   chunks=(4, 8, 8))
-    bad = [str(tmp / "pred.zarr/affs"), str(tmp / "bad.zarr"), "--image", str(tmp / "other.zarr/raw"),
-           "--no-progress", "--block", "8,24,24"]
+    write_ome_zarr(
+        tmp / "other.zarr" / "raw", np.zeros((4, 8, 8), np.uint8), axes="zyx", voxel_size=(4, 4, 4), chunks=(4, 8, 8)
+    )
+    bad = [
+        str(tmp / "pred.zarr/affs"),
+        str(tmp / "bad.zarr"),
+        "--image",
+        str(tmp / "other.zarr/raw"),
+        "--no-progress",
+        "--block",
+        "8,24,24",
+    ]
     capsys.readouterr()
     assert run_cli(bad + (["--in-memory"] if in_memory else [])) == 2
     err = capsys.readouterr().err
@@ -607,8 +684,17 @@ def test_a_second_run_refuses_or_waits_and_redoes_nothing(volume, capsys):
         with pytest.raises(JobLockedError, match=f"two.zarr is in use by pid {proc.pid} .*--wait"):
             segment_blockwise(str(tmp / "pred.zarr/affs"), str(out), progress=False, **JOB_SETTINGS)
         capsys.readouterr()
-        argv = [str(tmp / "pred.zarr/affs"), str(out), "--thresholds", "0.3,0.6", "--block", "8,12,12",
-                "--context", "2,8,8", "--no-progress"]
+        argv = [
+            str(tmp / "pred.zarr/affs"),
+            str(out),
+            "--thresholds",
+            "0.3,0.6",
+            "--block",
+            "8,12,12",
+            "--context",
+            "2,8,8",
+            "--no-progress",
+        ]
         assert run_cli(argv) == 2
         err = capsys.readouterr().err
         assert f"in use by pid {proc.pid}" in err and len(err.strip().splitlines()) == 1
@@ -627,15 +713,24 @@ def test_a_second_run_refuses_or_waits_and_redoes_nothing(volume, capsys):
 
 def test_bad_affinities_are_refused_in_one_line_before_anything_is_created(volume, capsys):
     tmp, _, affs = volume
-    cases = {"nan": (affs, np.nan, "1 non-finite value"), "inf": (affs, np.inf, "1 non-finite value"),
-             "big": (affs, 1.5, r"range [0.0, 1.5]"), "int": (affs.astype(np.int16), 0, "must be float or uint8"),
-             "three": (affs[0], 0.5, "must have 4 axes")}
+    cases = {
+        "nan": (affs, np.nan, "1 non-finite value"),
+        "inf": (affs, np.inf, "1 non-finite value"),
+        "big": (affs, 1.5, r"range [0.0, 1.5]"),
+        "int": (affs.astype(np.int16), 0, "must be float or uint8"),
+        "three": (affs[0], 0.5, "must have 4 axes"),
+    }
     for name, (values, bad, message) in cases.items():
         values = values.copy()
         values.flat[7] = bad
-        arr = create_ome_zarr_array(tmp / f"{name}.zarr/affs", shape=values.shape, dtype=values.dtype,
-                                    chunks=values.shape, axes=("c", "z", "y", "x")[-values.ndim:],
-                                    voxel_size=(4.0, 4.0, 4.0))
+        arr = create_ome_zarr_array(
+            tmp / f"{name}.zarr/affs",
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=values.shape,
+            axes=("c", "z", "y", "x")[-values.ndim :],
+            voxel_size=(4.0, 4.0, 4.0),
+        )
         arr[...] = values
         arr.attrs["affinity_offsets"] = NEAREST_OFFSETS
         capsys.readouterr()
@@ -655,23 +750,54 @@ def test_command_line_options_come_from_the_settings_dataclass():
     parser = subcommand_parser("connectomics segment", "")
     add_dataclass_arguments(parser, SegmentSettings)
     assert dataclass_from_args(SegmentSettings, parser.parse_args([])) == SegmentSettings()
-    argv = ["--thresholds", "0.6,0.3", "--block", "8,24,24", "--context", "2", "--fragments", "seeded",
-            "--size-threshold", "30", "--score", "quantile-50", "--min-seed-distance", "1.5"]
+    argv = [
+        "--thresholds",
+        "0.6,0.3",
+        "--block",
+        "8,24,24",
+        "--context",
+        "2",
+        "--fragments",
+        "seeded",
+        "--size-threshold",
+        "30",
+        "--score",
+        "quantile-50",
+        "--min-seed-distance",
+        "1.5",
+    ]
     assert dataclass_from_args(SegmentSettings, parser.parse_args(argv)) == SegmentSettings(
-        thresholds=(0.3, 0.6), block_shape=(8, 24, 24), context=(2, 2, 2), fragments="seeded", size_threshold=30,
-        score="quantile-50", min_seed_distance=1.5)
+        thresholds=(0.3, 0.6),
+        block_shape=(8, 24, 24),
+        context=(2, 2, 2),
+        fragments="seeded",
+        size_threshold=30,
+        score="quantile-50",
+        min_seed_distance=1.5,
+    )
     assert "default: 64,256,256" in " ".join(parser.format_help().split())
     for bad in (["--thresholds", "0.3;0.5"], ["--block", "8,x,8"], ["--fragments", "slic"]):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
+
+
 def test_frozen_regions_wait_and_their_best_neighbours_with_them():
     # regions 0-1-2-3 in a chain, scores 0.1 (0-1), 0.4 (1-2), 0.3 (2-3); region 0 is frozen
     ends_u, ends_v = np.array([0, 1, 2]), np.array([1, 2, 3])
     sums = 1 - np.array([0.1, 0.4, 0.3])
     frozen = np.array([True, False, False, False])
     merge_a, merge_b, score, _, alive = merge_regions(
-        ends_u, ends_v, sums, np.ones(3, np.int64), np.zeros(3, np.int64), np.zeros((3, 0), np.uint32),
-        np.arange(4), np.int64(-1), frozen, 0.5)
+        ends_u,
+        ends_v,
+        sums,
+        np.ones(3, np.int64),
+        np.zeros(3, np.int64),
+        np.zeros((3, 0), np.uint32),
+        np.arange(4),
+        np.int64(-1),
+        frozen,
+        0.5,
+    )
     # 1's best edge leads to frozen 0, so 1 waits; 2-3 are each other's best and merge; then {2, 3}'s best
     # edge (0.4, below the highest threshold) leads to the waiting 1, so {2, 3} (root 2) waits too
     assert (merge_a.tolist(), merge_b.tolist()) == ([2], [3]) and np.allclose(score, [0.3])
@@ -686,11 +812,21 @@ def block_graphs(affs: np.ndarray, settings: SegmentSettings) -> tuple[list, lis
     fragments, links = np.zeros(volume.shape, np.uint64), np.zeros(volume.shape, np.uint8)
     for block in blocks:
         fragments[block.write_roi.to_slices()], links[block.write_roi.to_slices()] = block_fragments(
-            affs[(slice(None),) + block.read_roi.to_slices()], block, settings)
+            affs[(slice(None),) + block.read_roi.to_slices()], block, settings
+        )
     nn = nearest_neighbour_channels(NEAREST_OFFSETS)
-    return blocks, [block_region_graph(fragments, affs[(slice(None),) + block.write_roi.to_slices()],
-                                       block.write_roi, volume, nn, settings, links[block.write_roi.to_slices()])
-                    for block in blocks]
+    return blocks, [
+        block_region_graph(
+            fragments,
+            affs[(slice(None),) + block.write_roi.to_slices()],
+            block.write_roi,
+            volume,
+            nn,
+            settings,
+            links[block.write_roi.to_slices()],
+        )
+        for block in blocks
+    ]
 
 
 @pytest.mark.parametrize("score", ["mean", "quantile-50"])
@@ -699,14 +835,14 @@ def test_block_hierarchy_equals_the_global_merge_loop(score, grid):
     # the octree over blocks (frozen face regions, merges of mutual best pairs) against the one global loop
     # on the pooled graph: the same lookup tables, ids included, at every threshold
     affs = noisy_affinities(neurons("dense"), 0.3, seed=4)[:3]
-    settings = SegmentSettings(thresholds=np.arange(0.05, 1.0, 0.1), score=score, block_shape=grid,
-                               context=(2, 8, 8))
+    settings = SegmentSettings(thresholds=np.arange(0.05, 1.0, 0.1), score=score, block_shape=grid, context=(2, 8, 8))
     blocks, graphs = block_graphs(affs, settings)
     flat_graph = RegionGraph.merge(graphs)
     numbers = flat_graph.fragments.astype(np.int64)
     merges = []
     BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: vars(graphs[b]), settings).run(
-        lambda a, b, score: merges.append((np.searchsorted(numbers, a), np.searchsorted(numbers, b), score)))
+        lambda a, b, score: merges.append((np.searchsorted(numbers, a), np.searchsorted(numbers, b), score))
+    )
     assert 0 < sum(len(a) for a, _, _ in merges[:-1])  # groups below the top merged something
     ours = dict(segment_luts([len(g.fragments) for g in graphs], lambda: merges, settings, flat_graph.sizes))
     flat = agglomerate(flat_graph, settings)

@@ -136,8 +136,11 @@ def test_simulate_to_zarr_writes_ome_zarr_and_resumes(tmp_path):
     np.testing.assert_array_equal(open_volume(f"{path}/raw").data.compute(), ref_raw)
     assert json.loads((path / "0/.job/manifest.json").read_text())["config"]["seed"] == 4
     # a live holder of the lock is named
-    (path / "0/.job/lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                                      "started": "now", "command": "connectomics simulate"}))
+    (path / "0/.job/lock").write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": "now", "command": "connectomics simulate"}
+        )
+    )
     with pytest.raises(JobLockedError, match=f"in use by pid {os.getpid()} .*--wait"):
         simulate_to_zarr(path, "retina", (6, 40, 40), seed=4, chunks=(3, 20, 20), progress=False, levels=2)
 
@@ -146,14 +149,16 @@ def test_killed_run_resumes_and_foreign_containers_are_refused(tmp_path):
     """kill -9 mid-way, then the same command: identical to an uninterrupted run. A container this command
     did not write is refused (one line, exit 2) unless --overwrite."""
     path = tmp_path / "k.zarr"
-    script = ("import time\n"
-              "import connectomics.simulate as s\n"
-              "block = s.simulate_block\n"
-              "def slow(*args, **kwargs):\n"
-              "    time.sleep(0.3)\n"
-              "    return block(*args, **kwargs)\n"
-              "s.simulate_block = slow\n"
-              f"s.simulate_to_zarr({str(path)!r}, 'sbem', (6, 40, 40), seed=2, chunks=(3, 20, 20), progress=False)\n")
+    script = (
+        "import time\n"
+        "import connectomics.simulate as s\n"
+        "block = s.simulate_block\n"
+        "def slow(*args, **kwargs):\n"
+        "    time.sleep(0.3)\n"
+        "    return block(*args, **kwargs)\n"
+        "s.simulate_block = slow\n"
+        f"s.simulate_to_zarr({str(path)!r}, 'sbem', (6, 40, 40), seed=2, chunks=(3, 20, 20), progress=False)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
     done = path / "0/.job/done"
@@ -176,8 +181,9 @@ def test_killed_run_resumes_and_foreign_containers_are_refused(tmp_path):
 
     other = tmp_path / "other.zarr"
     zarr.create_array(str(other / "raw"), shape=(4, 8, 8), dtype="uint8", chunks=(4, 8, 8))
-    code = run_guarded("connectomics simulate", cli, [str(other), "--shape", "6,40,40", "--chunks", "3,20,20",
-                                                      "--quiet"])
+    code = run_guarded(
+        "connectomics simulate", cli, [str(other), "--shape", "6,40,40", "--chunks", "3,20,20", "--quiet"]
+    )
     assert code == 2
     assert not (other / "0/.job").exists() and not (other / "raw/0/.job").exists()
     assert zarr.open_array(str(other / "raw"), mode="r").shape == (4, 8, 8)
@@ -229,7 +235,7 @@ def test_neuron_labels_deterministic_with_many_thin_objects(morphology):
     assert not np.array_equal(labels, neuron_labels(morphology, shape, seed=3))
     # thin objects: in-plane cross-sections of at most ~300 nm diameter (8 nm pixels) are frequent
     areas = np.concatenate([np.unique(labels[z][labels[z] > 0], return_counts=True)[1] for z in range(shape[0])])
-    assert np.sum(areas * 64.0 < np.pi * 150.0 ** 2) >= 10, np.sort(areas)
+    assert np.sum(areas * 64.0 < np.pi * 150.0**2) >= 10, np.sort(areas)
 
 
 def _calibres_nm(labels: np.ndarray, voxel_size: tuple[float, float, float]) -> np.ndarray:
@@ -277,8 +283,9 @@ def test_ecs_fraction_follows_the_request():
 def test_sparse_labels_and_mask(tmp_path):
     shape = (6, 48, 48)
     dense = simulate_to_zarr(tmp_path / "dense.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False)
-    sparse = simulate_to_zarr(tmp_path / "sparse.zarr", "sbem", shape, seed=2, chunks=(2, 16, 24),
-                              progress=False, label_fraction=0.4)
+    sparse = simulate_to_zarr(
+        tmp_path / "sparse.zarr", "sbem", shape, seed=2, chunks=(2, 16, 24), progress=False, label_fraction=0.4
+    )
     full = open_volume(f"{dense}/labels").data.compute()
     assert (open_volume(f"{dense}/labels_mask").data.compute() == 1).all()
     labels = open_volume(f"{sparse}/labels").data.compute()
@@ -293,8 +300,9 @@ def test_sparse_labels_and_mask(tmp_path):
     ids = np.unique(full[full > 0])
     assert 0.15 < len(chosen) / len(ids) < 0.7
     # the same choice whatever the chunking
-    again = simulate_to_zarr(tmp_path / "again.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False,
-                             label_fraction=0.4)
+    again = simulate_to_zarr(
+        tmp_path / "again.zarr", "sbem", shape, seed=2, chunks=(6, 48, 48), progress=False, label_fraction=0.4
+    )
     np.testing.assert_array_equal(open_volume(f"{again}/labels_mask").data.compute(), mask)
 
 
@@ -329,8 +337,9 @@ def test_every_label_boundary_is_a_membrane(name):
         assert raw[z][edge[z]].max() < cytoplasm, (z, raw[z][edge[z]].max(), cytoplasm)
 
 
-@pytest.mark.parametrize("morphology", [pytest.param(m, marks=pytest.mark.slow) if m == "thin" else m
-                                        for m in MORPHOLOGIES])
+@pytest.mark.parametrize(
+    "morphology", [pytest.param(m, marks=pytest.mark.slow) if m == "thin" else m for m in MORPHOLOGIES]
+)
 def test_processes_run_in_all_directions(morphology):
     # in-plane processes (a long profile one to three 40 nm sections thick) are what splits objects in z in
     # real data; isotropic segment directions put half within 30 deg of the sections, 13 % within 30 deg of z
@@ -338,9 +347,13 @@ def test_processes_run_in_all_directions(morphology):
     spheres = Tissue(morphology, 1, extent, (0.0, 0.0, 0.0), extent, sheet=5.0).spheres
     step = np.diff(spheres.centres, axis=0)
     length = np.linalg.norm(step, axis=1)
-    segment = ((spheres.ids[1:] == spheres.ids[:-1]) & (spheres.kinds[1:] == NEURITE) & (length > 0)
-               & (length < 1.5 * (spheres.radii[1:] + spheres.radii[:-1]))
-               & (np.minimum(spheres.radii[1:], spheres.radii[:-1]) < 120.0))  # thin processes only
+    segment = (
+        (spheres.ids[1:] == spheres.ids[:-1])
+        & (spheres.kinds[1:] == NEURITE)
+        & (length > 0)
+        & (length < 1.5 * (spheres.radii[1:] + spheres.radii[:-1]))
+        & (np.minimum(spheres.radii[1:], spheres.radii[:-1]) < 120.0)
+    )  # thin processes only
     elevation = np.degrees(np.arcsin(np.abs(step[segment, 0]) / length[segment]))
     assert segment.sum() > 2000
     assert abs(np.mean(elevation < 30.0) - 0.5) < 0.05

@@ -24,11 +24,24 @@ from connectomics.train import AffinityModel
 from shared.jobs import reopen_job
 
 STEPS = 12  # 3 steps per training epoch: last.ckpt after steps 3, 6, 9 and 12
-STAR = {"train_sources": ["sstem"], "held_out": "fib", "volume_shape": [6, 48, 48], "test_shape": [6, 48, 48],
-        "models": {"unet": {"backbone": "unet3d", "backbone_config": {
-            "features": [4, 8], "downsample": [[1, 2, 2]], "kernel_size": [1, 3, 3]}}},
-        "fractions": [1.0], "steps": STEPS, "crop_shape": [4, 32, 32], "batch_size": 2, "thresholds": [0.5],
-        "precision": "32-true"}
+STAR = {
+    "train_sources": ["sstem"],
+    "held_out": "fib",
+    "volume_shape": [6, 48, 48],
+    "test_shape": [6, 48, 48],
+    "models": {
+        "unet": {
+            "backbone": "unet3d",
+            "backbone_config": {"features": [4, 8], "downsample": [[1, 2, 2]], "kernel_size": [1, 3, 3]},
+        }
+    },
+    "fractions": [1.0],
+    "steps": STEPS,
+    "crop_shape": [4, 32, 32],
+    "batch_size": 2,
+    "thresholds": [0.5],
+    "precision": "32-true",
+}
 
 
 def test_killed_star_resumes_its_training_to_the_uninterrupted_result(tmp_path, monkeypatch):
@@ -36,8 +49,9 @@ def test_killed_star_resumes_its_training_to_the_uninterrupted_result(tmp_path, 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     data = tmp_path / "data"
-    simulate_star_volumes(data, STAR["train_sources"], STAR["held_out"], STAR["volume_shape"], STAR["test_shape"],
-                          seed=0)
+    simulate_star_volumes(
+        data, STAR["train_sources"], STAR["held_out"], STAR["volume_shape"], STAR["test_shape"], seed=0
+    )
     killed = tmp_path / "killed"
     # a slow training step (sleep only: the same draws and weights) leaves time to kill between checkpoints
     script = (
@@ -59,8 +73,9 @@ def test_killed_star_resumes_its_training_to_the_uninterrupted_result(tmp_path, 
         proc.kill()  # SIGKILL: no handler runs
         proc.wait()
     step_at_kill = torch.load(last, weights_only=True)["global_step"]
-    assert 0 < step_at_kill < STEPS and not (killed / "unet_f1" / "result.json").exists(), \
+    assert 0 < step_at_kill < STEPS and not (killed / "unet_f1" / "result.json").exists(), (
         "the run should have been killed mid-training"
+    )
 
     steps_run = []
     training_step = AffinityModel.training_step
@@ -134,8 +149,9 @@ def test_star_refuses_other_settings_in_a_finished_out_dir_unless_overwrite(fini
     assert steps_run == [] and (out / "results.csv").read_bytes() == before
 
     # --overwrite starts over: each training runs all 8 steps, not on from the 4-step checkpoint
-    assert connectomics_main(["star", "--config", str(config), "--out_dir", str(out), "--steps", "8",
-                              "--overwrite"]) == 0
+    assert (
+        connectomics_main(["star", "--config", str(config), "--out_dir", str(out), "--steps", "8", "--overwrite"]) == 0
+    )
     assert len(steps_run) == 8
     assert torch.load(out / "unet_f1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
     assert json.loads((out / "results.json").read_text())["rows"][0]["steps"] == 8

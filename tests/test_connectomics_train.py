@@ -78,8 +78,9 @@ def test_geometric_augmentations_keep_raw_and_labels_aligned():
     config = AugmentConfig(intensity=0.0, p_missing=0.0, p_blur=0.0, p_misalign=1.0, max_misalign=2)
     r, lab = augment_crop(raw / 1000, labels, np.random.default_rng(3), config)
     np.testing.assert_allclose(r * 1000, lab.astype(np.float32), rtol=1e-5)
-    blanked = augment_crop(raw / 1000, labels, np.random.default_rng(0),
-                           AugmentConfig(p_missing=1.0, p_misalign=0.0, flips=False))[0]
+    blanked = augment_crop(
+        raw / 1000, labels, np.random.default_rng(0), AugmentConfig(p_missing=1.0, p_misalign=0.0, flips=False)
+    )[0]
     assert blanked.max() == 0
 
 
@@ -108,16 +109,18 @@ def test_affinity_model_interface():
         AffinityModel("unet2d", {"features": [4]})
     with pytest.raises(ValueError, match="backbone 'int' takes videos"):  # 3D input, but (frame, row, column)
         AffinityModel("int", {})
-    gamma = AffinityModel("gammanet3d", {"features": [4], "timesteps": 2, "kernel_sizes": [[1, 3, 3]]},
-                          offsets=DEFAULT_OFFSETS[:3])
+    gamma = AffinityModel(
+        "gammanet3d", {"features": [4], "timesteps": 2, "kernel_sizes": [[1, 3, 3]]}, offsets=DEFAULT_OFFSETS[:3]
+    )
     logits = gamma(torch.rand(1, 1, 3, 12, 12))
     assert logits.shape == (1, 3, 3, 12, 12)
     logits.sum().backward()
 
 
 def test_datamodule_crops_and_errors(volumes, tmp_path):
-    dm = AffinityDataModule(train=volumes, crop_shape=[4, 24, 24], batch_size=2, samples_per_epoch=4,
-                            data_fraction=0.25)
+    dm = AffinityDataModule(
+        train=volumes, crop_shape=[4, 24, 24], batch_size=2, samples_per_epoch=4, data_fraction=0.25
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["raw"].shape == (2, 1, 4, 24, 24) and batch["raw"].dtype == torch.float32
@@ -142,14 +145,32 @@ def test_datamodule_crops_and_errors(volumes, tmp_path):
 def test_fit_cli_saves_resumes_and_reloads(volumes, tmp_path):
     config = {
         "seed_everything": 0,
-        "trainer": {"max_steps": 2, "accelerator": "cpu", "devices": 1, "default_root_dir": str(tmp_path),
-                    "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
-                    "num_sanity_val_steps": 0, "limit_val_batches": 1,
-                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                   "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}]},
+        "trainer": {
+            "max_steps": 2,
+            "accelerator": "cpu",
+            "devices": 1,
+            "default_root_dir": str(tmp_path),
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0,
+            "limit_val_batches": 1,
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True},
+                }
+            ],
+        },
         "model": {"backbone": "unet3d", "backbone_config": TINY_UNET, "lr": 0.01},
-        "data": {"train": volumes[:1], "val": volumes[1:], "crop_shape": [4, 24, 24], "batch_size": 1,
-                 "samples_per_epoch": 2, "val_samples": 1},
+        "data": {
+            "train": volumes[:1],
+            "val": volumes[1:],
+            "crop_shape": [4, 24, 24],
+            "batch_size": 1,
+            "samples_per_epoch": 2,
+            "val_samples": 1,
+        },
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -185,12 +206,27 @@ def test_fit_writes_one_run_folder_refuses_reuse_resumes_quietly_and_overwrites(
     run = tmp_path / "run"
     config = {
         "seed_everything": 0,
-        "trainer": {"max_steps": 3, "accelerator": "cpu", "devices": 1, "default_root_dir": str(run),
-                    "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
-                    "num_sanity_val_steps": 0, "limit_val_batches": 1, "callbacks": shipped},
+        "trainer": {
+            "max_steps": 3,
+            "accelerator": "cpu",
+            "devices": 1,
+            "default_root_dir": str(run),
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+            "num_sanity_val_steps": 0,
+            "limit_val_batches": 1,
+            "callbacks": shipped,
+        },
         "model": {"backbone": "unet3d", "backbone_config": TINY_UNET, "lr": 0.01},
-        "data": {"train": volumes[:1], "val": volumes[1:], "crop_shape": [4, 24, 24], "batch_size": 1,
-                 "samples_per_epoch": 2, "val_samples": 1},
+        "data": {
+            "train": volumes[:1],
+            "val": volumes[1:],
+            "crop_shape": [4, 24, 24],
+            "batch_size": 1,
+            "samples_per_epoch": 2,
+            "val_samples": 1,
+        },
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -218,7 +254,10 @@ def test_fit_writes_one_run_folder_refuses_reuse_resumes_quietly_and_overwrites(
     assert cli(["--config", str(path), "--trainer.max_steps", "2", "--overwrite"]) == 0
     assert torch.load(last, weights_only=True)["global_step"] == 2
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "best-epoch=0-step=2.ckpt", "epoch=0-step=2.ckpt", "last.ckpt"]
+        "best-epoch=0-step=2.ckpt",
+        "epoch=0-step=2.ckpt",
+        "last.ckpt",
+    ]
     assert (run / "notes.txt").read_text() == "mine"
     assert yaml.safe_load((run / "config.yaml").read_text())["overwrite"] is False  # a saved config never deletes
 
@@ -228,23 +267,40 @@ def test_star_refuses_unmatched_budgets_and_formats_results(tmp_path):
 
     from connectomics.star import results_markdown, run_star
 
-    models = {"big": {"backbone": "unet3d", "backbone_config": {"features": [16, 32]}},
-              "small": {"backbone": "unet3d", "backbone_config": TINY_UNET}}
+    models = {
+        "big": {"backbone": "unet3d", "backbone_config": {"features": [16, 32]}},
+        "small": {"backbone": "unet3d", "backbone_config": TINY_UNET},
+    }
     with pytest.raises(ValueError, match=r"parameter budgets differ by .*x \(\{'big': \d+, 'small': \d+\}\)"):
         run_star(out_dir=str(tmp_path / "out"), data_dir=str(tmp_path / "data"), models=models)
     assert not (tmp_path / "data").exists()  # refused before simulating anything
-    table = pd.DataFrame([{"model": "unet", "parameters": 10, "data_fraction": 0.1, "threshold": 0.5,
-                           "in_source_arand": 0.25, "held_out_arand": 0.5, "held_out_voi_split": 1.0,
-                           "held_out_voi_merge": 2.0, "held_out_cremi": 1.5, "train_seconds": 3.0}])
+    table = pd.DataFrame(
+        [
+            {
+                "model": "unet",
+                "parameters": 10,
+                "data_fraction": 0.1,
+                "threshold": 0.5,
+                "in_source_arand": 0.25,
+                "held_out_arand": 0.5,
+                "held_out_voi_split": 1.0,
+                "held_out_voi_merge": 2.0,
+                "held_out_cremi": 1.5,
+                "train_seconds": 3.0,
+            }
+        ]
+    )
     text = results_markdown(table, "retina", ["sstem"])
     assert "held out: retina" in text and "| unet | 10 | 0.1 | 0.5 | 0.2500 | 0.5000 |" in text
 
 
 def test_loss_ignores_affinities_touching_unlabelled_voxels(tmp_path):
-    path = simulate_to_zarr(tmp_path / "sparse.zarr", "sbem", (6, 48, 48), seed=1, chunks=(6, 48, 48),
-                            progress=False, label_fraction=0.4)
-    data = AffinityDataModule(train=[str(path)], crop_shape=[6, 48, 48], augment=False, val_samples=1,
-                              offsets=DEFAULT_OFFSETS[:3])
+    path = simulate_to_zarr(
+        tmp_path / "sparse.zarr", "sbem", (6, 48, 48), seed=1, chunks=(6, 48, 48), progress=False, label_fraction=0.4
+    )
+    data = AffinityDataModule(
+        train=[str(path)], crop_shape=[6, 48, 48], augment=False, val_samples=1, offsets=DEFAULT_OFFSETS[:3]
+    )
     data.setup()
     item = data.val_set[0]
     labelled = open_volume(f"{path}/labels_mask").data.compute() > 0
@@ -264,8 +320,13 @@ def test_loss_ignores_affinities_touching_unlabelled_voxels(tmp_path):
     changed[:, 2, :, :, 1:][:, torch.from_numpy(both_unlabelled)] += 5.0
     torch.testing.assert_close(affinity_loss(logits, target, m), affinity_loss(changed, target, m))
     # with augmentation the mask travels with the labels through misalignment and flips
-    augmented = AffinityDataModule(train=[str(path)], crop_shape=[6, 32, 32], val_samples=1,
-                                   offsets=DEFAULT_OFFSETS[:3], augment_config={"p_misalign": 1.0})
+    augmented = AffinityDataModule(
+        train=[str(path)],
+        crop_shape=[6, 32, 32],
+        val_samples=1,
+        offsets=DEFAULT_OFFSETS[:3],
+        augment_config={"p_misalign": 1.0},
+    )
     augmented.setup()
     sample = augmented.train_set[0]
     assert (sample["affinities"] * (1 - sample["mask"])).max() == 0  # unlabelled: 0, never the reserved id

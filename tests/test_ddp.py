@@ -13,18 +13,46 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_pathfinder_fit_with_two_ddp_processes_on_cpu(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     cmd = [
-        sys.executable, "-m", "shared.pathfinder", "fit",
-        "--config", str(REPO / "configs/pathfinder/resnet.yaml"),
-        "--config", str(REPO / "configs/trainer/ddp_cpu.yaml"),
-        "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
-        "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false",
-        "--data.root", str(tmp_path / "data"), "--data.image_size", "48", "--data.geometry_scale", "0.3",
-        "--data.n_train", "16", "--data.n_val", "8", "--data.n_test", "8", "--data.batch_size", "4",
-        "--model.backbone_config", '{"widths": [8, 16], "stem_channels": 8}',
+        sys.executable,
+        "-m",
+        "shared.pathfinder",
+        "fit",
+        "--config",
+        str(REPO / "configs/pathfinder/resnet.yaml"),
+        "--config",
+        str(REPO / "configs/trainer/ddp_cpu.yaml"),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger",
+        "false",
+        "--data.root",
+        str(tmp_path / "data"),
+        "--data.image_size",
+        "48",
+        "--data.geometry_scale",
+        "0.3",
+        "--data.n_train",
+        "16",
+        "--data.n_val",
+        "8",
+        "--data.n_test",
+        "8",
+        "--data.batch_size",
+        "4",
+        "--model.backbone_config",
+        '{"widths": [8, 16], "stem_channels": 8}',
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     log = proc.stdout + proc.stderr

@@ -48,11 +48,14 @@ def test_outside_a_worker_the_current_cuda_device(two_fake_gpus):
     assert default_device() == torch.device("cuda")
 
 
-@pytest.mark.parametrize("pick, expected", [
-    (default_device, {0: torch.device("cuda", 0), 1: torch.device("cuda", 1), 2: torch.device("cuda", 0)}),
-    # devices=1 would put every worker's Trainer on GPU 0; lightning_devices names the worker's own index
-    (lightning_devices, {0: ("gpu", [0]), 1: ("gpu", [1]), 2: ("gpu", [0])}),
-])
+@pytest.mark.parametrize(
+    "pick, expected",
+    [
+        (default_device, {0: torch.device("cuda", 0), 1: torch.device("cuda", 1), 2: torch.device("cuda", 0)}),
+        # devices=1 would put every worker's Trainer on GPU 0; lightning_devices names the worker's own index
+        (lightning_devices, {0: ("gpu", [0]), 1: ("gpu", [1]), 2: ("gpu", [0])}),
+    ],
+)
 def test_each_dask_worker_its_own_gpu(two_fake_gpus, three_thread_workers, pick, expected):
     client = three_thread_workers
     workers = client.scheduler_info()["workers"]

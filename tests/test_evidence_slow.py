@@ -20,8 +20,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHON": sys.executable,
+    }
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, **kwargs)
 
 
@@ -30,8 +35,9 @@ def test_sample_efficiency_quick_run_and_cache(tmp_path: Path) -> None:
     first = run(cmd)
     assert first.returncode == 0, first.stderr[-2000:]
     result = json.loads((tmp_path / "sample_efficiency.json").read_text())
-    assert {(r["model"], r["n_train"]) for r in result["summary"]} == {(m, n) for m in ("hGRU", "CNN")
-                                                                       for n in (100, 300)}
+    assert {(r["model"], r["n_train"]) for r in result["summary"]} == {
+        (m, n) for m in ("hGRU", "CNN") for n in (100, 300)
+    }
     assert result["parameters"]["CNN"] >= 3 * result["parameters"]["hGRU"]
     assert all(0.0 <= r["test_acc"] <= 1.0 and r["steps"] == 15 and not r["cached"] for r in result["runs"])
     assert (tmp_path / "sample_efficiency.png").stat().st_size > 10_000
@@ -61,16 +67,38 @@ def test_crbp_stability_quick_run(tmp_path: Path) -> None:
 
 def test_gpu_science_toy_run(tmp_path: Path) -> None:
     out = tmp_path / "gs"
-    done = run(["bash", "scripts/gpu_science.sh", "--toy", "--out", str(out), "--seeds", "2", "--pf-seconds", "2",
-                "--star-seconds", "2", "--tr-seconds", "2"])
+    done = run(
+        [
+            "bash",
+            "scripts/gpu_science.sh",
+            "--toy",
+            "--out",
+            str(out),
+            "--seeds",
+            "2",
+            "--pf-seconds",
+            "2",
+            "--star-seconds",
+            "2",
+            "--tr-seconds",
+            "2",
+        ]
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((out / "results.json").read_text())
     assert result["precision"] == "32-true"  # no CUDA on the test machine
     rows = {(r["experiment"].split()[0], r["model"]): r for r in result["rows"]}
-    assert set(rows) == {("Pathfinder-6", "hGRU (1 layer)"), ("Pathfinder-6", "ResNet (toy size)"),
-                         ("STAR", "gamma-Net 3D"), ("STAR", "U-Net 3D"), ("PathTracker", "InT"),
-                         ("PathTracker", "R3D (matched)"), ("FeatureTracker", "CV-RNN"), ("FeatureTracker", "InT"),
-                         ("FeatureTracker", "real-valued control")}
+    assert set(rows) == {
+        ("Pathfinder-6", "hGRU (1 layer)"),
+        ("Pathfinder-6", "ResNet (toy size)"),
+        ("STAR", "gamma-Net 3D"),
+        ("STAR", "U-Net 3D"),
+        ("PathTracker", "InT"),
+        ("PathTracker", "R3D (matched)"),
+        ("FeatureTracker", "CV-RNN"),
+        ("FeatureTracker", "InT"),
+        ("FeatureTracker", "real-valued control"),
+    }
     for (experiment, _), r in rows.items():
         assert r["status"] == "done" and r["steps"] >= 1
         assert len(r["values"]) == (2 if experiment == "STAR" else 1)

@@ -23,7 +23,7 @@ def test_gabor_bank_matches_skimage_gabor_kernel():
         theta, phase = math.pi * (i // 2) / n_orientations, phases[i % 2]
         ref = gabor_kernel(1 / 3.5, theta=theta, sigma_x=2.8, sigma_y=2.8 / 0.3, offset=phase).real
         r0, c0 = ref.shape[0] // 2, ref.shape[1] // 2
-        ref = ref[r0 - 3:r0 + 4, c0 - 3:c0 + 4]
+        ref = ref[r0 - 3 : r0 + 4, c0 - 3 : c0 + 4]
         ref = ref - ref.mean()
         np.testing.assert_allclose(bank[i], ref / np.linalg.norm(ref), atol=1e-6, err_msg=f"filter {i}")
     luminance = bank[24]
@@ -54,8 +54,7 @@ def test_gabor_bank_rejects_bad_arguments():
 def test_hgru_starts_from_the_gabor_bank_and_random_init_is_an_option():
     net = create("hgru", hidden_channels=6, frontend_kernel=7, kernel_size=3, timesteps=2)
     assert torch.equal(net.frontend.weight.detach(), gabor_bank(6, 7))
-    random = create("hgru", hidden_channels=6, frontend_kernel=7, kernel_size=3, timesteps=2,
-                    frontend_init="random")
+    random = create("hgru", hidden_channels=6, frontend_kernel=7, kernel_size=3, timesteps=2, frontend_init="random")
     assert not torch.equal(random.frontend.weight.detach(), gabor_bank(6, 7))
     with pytest.raises(ValueError, match="frontend_init"):
         create("hgru", frontend_init="dog")

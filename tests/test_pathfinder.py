@@ -60,8 +60,7 @@ def test_labels_exactly_balanced():
 
 
 def test_markers_lie_on_one_path_iff_positive(small_set):
-    for image, mask, markers, label in zip(small_set.images, small_set.path_masks, small_set.markers,
-                                           small_set.labels):
+    for image, mask, markers, label in zip(small_set.images, small_set.path_masks, small_set.markers, small_set.labels):
         assert markers_connected(mask, markers) == bool(label)
         components, n = ndimage.label(mask[0] > 0, structure=np.ones((3, 3)))
         # positives: one marked path; negatives: two separate marked paths
@@ -74,8 +73,9 @@ def test_markers_lie_on_one_path_iff_positive(small_set):
 
 
 def test_image_size_and_published_geometry():
-    rect = generate_pathfinder(2, config=PathfinderConfig(image_size=(48, 64), contour_length=6,
-                                                          geometry_scale=0.4), seed=0)
+    rect = generate_pathfinder(
+        2, config=PathfinderConfig(image_size=(48, 64), contour_length=6, geometry_scale=0.4), seed=0
+    )
     assert rect.images.shape == (2, 1, 48, 64)
     # the published stimulus resized (scale = 100 / 300) with 14-paddle contours
     cfg = PathfinderConfig(image_size=100, contour_length=14)
@@ -155,8 +155,9 @@ def test_zarr_writer_never_writes_into_a_group_it_did_not_create(tmp_path):
     write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
     shutil.copytree(path, tmp_path / "copy.zarr")
     write_pathfinder_zarr(tmp_path / "copy.zarr", 4, config=SMALL, seed=0, block_size=2, progress=False)
-    np.testing.assert_array_equal(load_pathfinder_zarr(tmp_path / "copy.zarr").images,
-                                  load_pathfinder_zarr(path).images)
+    np.testing.assert_array_equal(
+        load_pathfinder_zarr(tmp_path / "copy.zarr").images, load_pathfinder_zarr(path).images
+    )
     shutil.rmtree(path / "images/.job")
     stamp = (path / "zarr.json").stat().st_mtime_ns
     with pytest.raises(OutputExistsError, match="not written by write_pathfinder_zarr"):
@@ -166,8 +167,11 @@ def test_zarr_writer_never_writes_into_a_group_it_did_not_create(tmp_path):
     assert load_pathfinder_zarr(path).labels.shape == (4,)
     assert "images" in zarr.open_group(path, mode="r")
     lock = path / "images/.job/lock"
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now",
-                                "command": "pathfinder generate"}))
+    lock.write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": "now", "command": "pathfinder generate"}
+        )
+    )
     with pytest.raises(JobLockedError, match=f"pid {os.getpid()}"):
         write_pathfinder_zarr(path, 4, config=SMALL, seed=0, block_size=2, progress=False)
     (tmp_path / "file.zarr").write_text("x")
@@ -176,8 +180,9 @@ def test_zarr_writer_never_writes_into_a_group_it_did_not_create(tmp_path):
 
 
 def _datamodule(root: Path, **kw) -> PathfinderDataModule:
-    args = dict(root=str(root), image_size=48, contour_length=6, geometry_scale=0.3, n_train=16, n_val=8,
-                n_test=8, batch_size=4)
+    args = dict(
+        root=str(root), image_size=48, contour_length=6, geometry_scale=0.3, n_train=16, n_val=8, n_test=8, batch_size=4
+    )
     args.update(kw)
     return PathfinderDataModule(**args)
 
@@ -232,21 +237,51 @@ def test_recurrence_metrics_flattens_stats():
         converged: bool
 
     metrics = recurrence_metrics(Stats([0.5, 0.1, 0.01], 7, True))
-    assert metrics == {"residuals_final": 0.01, "residuals_mean": pytest.approx(0.61 / 3),
-                       "neumann_iterations": 7.0, "converged": 1.0}
+    assert metrics == {
+        "residuals_final": 0.01,
+        "residuals_mean": pytest.approx(0.61 / 3),
+        "neumann_iterations": 7.0,
+        "converged": 1.0,
+    }
 
 
 def test_cli_fit_two_batches_writes_reloadable_checkpoint(tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "pathfinder" / "resnet.yaml"
-    pathfinder_main([
-        "fit", "--config", str(config),
-        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-        "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false",
-        "--data.root", str(tmp_path / "data"), "--data.image_size", "48", "--data.geometry_scale", "0.3",
-        "--data.n_train", "16", "--data.n_val", "8", "--data.n_test", "8", "--data.batch_size", "4",
-        "--model.backbone_config", '{"widths": [8, 16], "stem_channels": 8}',
-    ])
+    pathfinder_main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "false",
+            "--data.root",
+            str(tmp_path / "data"),
+            "--data.image_size",
+            "48",
+            "--data.geometry_scale",
+            "0.3",
+            "--data.n_train",
+            "16",
+            "--data.n_val",
+            "8",
+            "--data.n_test",
+            "8",
+            "--data.batch_size",
+            "4",
+            "--model.backbone_config",
+            '{"widths": [8, 16], "stem_channels": 8}',
+        ]
+    )
     ckpts = sorted((tmp_path / "runs").rglob("*.ckpt"))
     assert ckpts, "Lightning saved no checkpoint"
     model = load_lightning_module(PathfinderClassifier, ckpts[-1])
@@ -260,12 +295,18 @@ def test_demo_runs_tiny_and_reports(tmp_path):
     from shared.report import Report
 
     report = Report("t")
-    result = run_demo(tmp_path / "pathfinder", report,
-                      model={"name": "tiny", "backbone": "resnet_small",
-                             "backbone_config": {"widths": [4], "stem_channels": 4}, "readout": "reference"},
-                      data={"image_size": 48, "geometry_scale": 0.3, "n_train": 16, "n_val": 8, "n_test": 8,
-                            "batch_size": 8},
-                      steps=3)
+    result = run_demo(
+        tmp_path / "pathfinder",
+        report,
+        model={
+            "name": "tiny",
+            "backbone": "resnet_small",
+            "backbone_config": {"widths": [4], "stem_channels": 4},
+            "readout": "reference",
+        },
+        data={"image_size": 48, "geometry_scale": 0.3, "n_train": 16, "n_val": 8, "n_test": 8, "batch_size": 8},
+        steps=3,
+    )
     assert 0.0 <= result["test_acc"] <= 1.0 and result["parameters"] > 0 and result["train_steps"] == 3
     for key in ("examples_png", "learning_curve_png", "timesteps_png"):
         png = Path(result[key])
@@ -280,8 +321,9 @@ def test_demo_runs_tiny_and_reports(tmp_path):
 def test_example_configs_build_their_models(name):
     import yaml
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "pathfinder" / f"{name}.yaml")
-                            .read_text())
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs" / "pathfinder" / f"{name}.yaml").read_text()
+    )
     model = PathfinderClassifier(**config["model"])
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 2)
     # every example trains on the same data, so their stored splits are interchangeable
@@ -291,12 +333,28 @@ def test_example_configs_build_their_models(name):
 def test_crbp_training_logs_neumann_statistics_and_penalty(tmp_path):
     import lightning as L
 
-    model = PathfinderClassifier("hgru", {"hidden_channels": 4, "kernel_size": 3, "frontend_kernel": 3,
-                                          "timesteps": 3, "mode": "crbp", "norm": "instance"})
+    model = PathfinderClassifier(
+        "hgru",
+        {
+            "hidden_channels": 4,
+            "kernel_size": 3,
+            "frontend_kernel": 3,
+            "timesteps": 3,
+            "mode": "crbp",
+            "norm": "instance",
+        },
+    )
     dm = _datamodule(tmp_path / "data", n_train=8, n_val=4, n_test=4)
-    trainer = L.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        default_root_dir=str(tmp_path))
+    trainer = L.Trainer(
+        max_steps=2,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(model, datamodule=dm)
     metrics = trainer.callback_metrics
     assert "train/lipschitz_penalty" in metrics and float(metrics["train/lipschitz_penalty"]) >= 0
@@ -318,8 +376,7 @@ def test_demo_settings_are_the_documented_gabor_hgru():
 
 def test_reference_readout_with_batch_stats_gives_the_same_logits_in_train_and_eval():
     torch.manual_seed(0)
-    model = PathfinderClassifier("hgru", {"hidden_channels": 4, "kernel_size": 3, "frontend_kernel": 5,
-                                          "timesteps": 3})
+    model = PathfinderClassifier("hgru", {"hidden_channels": 4, "kernel_size": 3, "frontend_kernel": 5, "timesteps": 3})
     x = torch.rand(6, 1, 24, 24)
     assert torch.allclose(model.train()(x), model.eval()(x), atol=1e-5)
     with pytest.raises(ValueError, match="readout norm"):
@@ -337,10 +394,18 @@ def test_demo_learning_benchmark_runs_tiny_and_reuses_its_cache(tmp_path, capsys
     spec = importlib.util.spec_from_file_location("pathfinder_demo_learning", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    args = ["--out", str(tmp_path), "--seeds", "0,1", "--steps", "4",
-            "--data", json.dumps({"n_train": 32, "n_val": 16, "n_test": 16, "batch_size": 8,
-                                  "generation_workers": 1}),
-            "--model", json.dumps({"hidden_channels": 4, "kernel_size": 3, "timesteps": 2})]
+    args = [
+        "--out",
+        str(tmp_path),
+        "--seeds",
+        "0,1",
+        "--steps",
+        "4",
+        "--data",
+        json.dumps({"n_train": 32, "n_val": 16, "n_test": 16, "batch_size": 8, "generation_workers": 1}),
+        "--model",
+        json.dumps({"hidden_channels": 4, "kernel_size": 3, "timesteps": 2}),
+    ]
     assert bench.main(args) == 0
     summary = json.loads((tmp_path / "results.json").read_text())
     assert summary["seeds"] == [0, 1] and len(summary["test_acc"]) == 2

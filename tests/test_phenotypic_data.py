@@ -240,8 +240,9 @@ def test_interrupted_simulation_resumes_to_the_same_release(tmp_path, monkeypatc
     import phenotypic.simulate as sim
     from shared.jobs import JobIncompleteError
 
-    settings = dict(n_compounds=30, plates_per_batch=2, n_features=20, images=True, image_plates=1, image_size=32,
-                    progress=False)
+    settings = dict(
+        n_compounds=30, plates_per_batch=2, n_features=20, images=True, image_plates=1, image_size=32, progress=False
+    )
     write_plate = sim._write_plate
 
     def flaky(job, cfg, plate, render):

@@ -153,27 +153,46 @@ def check_evaluate_keeps_results(ckpt, out, tmp_path, capsys):
     refused unless --overwrite; hostile and foreign checkpoints are refused in one line."""
     from tests.test_shared_core import hostile_checkpoint
 
-    argv = ["evaluate", "--checkpoint", str(ckpt), "--out", str(out), "--probes", "linear", "--k", "3",
-            "--epochs", "40"]
+    argv = [
+        "evaluate",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--probes",
+        "linear",
+        "--k",
+        "3",
+        "--epochs",
+        "40",
+    ]
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("tasks.*")}
     assert main(argv) == 0  # same checkpoint and settings: done already
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("tasks.*")} == before
     evil = hostile_checkpoint(tmp_path / "evil.ckpt", tmp_path / "pwned")
     pathfinder = tmp_path / "pathfinder.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "reference",
-                                                       "lipschitz_weight": 10.0}}, pathfinder)
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "reference", "lipschitz_weight": 10.0}},
+        pathfinder,
+    )
     (tmp_path / "empty.ckpt").write_bytes(b"")
     cases = {
         "other settings": (argv[:-3] + ["2", "--epochs", "40"], "other settings (k: 3 -> 2)"),
         "hostile": (["evaluate", "--checkpoint", str(evil), "--out", str(tmp_path / "e2")], "could run code"),
         "hostile supervised": ([*argv, "--supervised-checkpoint", str(evil)], "could run code"),
-        "foreign": (["evaluate", "--checkpoint", str(pathfinder), "--out", str(tmp_path / "e3")],
-                    "this is a Pathfinder checkpoint (shared.pathfinder); expected a phenotypic IBP checkpoint"),
-        "empty": (["evaluate", "--checkpoint", str(tmp_path / "empty.ckpt"), "--out", str(tmp_path / "e4")],
-                  "is empty (0 bytes)"),
+        "foreign": (
+            ["evaluate", "--checkpoint", str(pathfinder), "--out", str(tmp_path / "e3")],
+            "this is a Pathfinder checkpoint (shared.pathfinder); expected a phenotypic IBP checkpoint",
+        ),
+        "empty": (
+            ["evaluate", "--checkpoint", str(tmp_path / "empty.ckpt"), "--out", str(tmp_path / "e4")],
+            "is empty (0 bytes)",
+        ),
         "out is a file": (["evaluate", "--checkpoint", str(ckpt), "--out", str(ckpt)], "is a file, not a folder"),
-        "fit resumes from a hostile file": (["fit", "--config", "configs/phenotypic/ibp_mlp.yaml", "--ckpt_path",
-                                             str(evil)], "could run code"),
+        "fit resumes from a hostile file": (
+            ["fit", "--config", "configs/phenotypic/ibp_mlp.yaml", "--ckpt_path", str(evil)],
+            "could run code",
+        ),
     }
     for name, (args, words) in cases.items():
         rc = main(args)
@@ -185,15 +204,32 @@ def check_evaluate_keeps_results(ckpt, out, tmp_path, capsys):
     assert json.loads((out / "tasks.json").read_text())["k"] == 2
 
 
-@pytest.mark.parametrize("override, words", [
-    (["--model.lr", "-0.1"], "model.lr must be > 0, got -0.1"),
-    (["--model.fingerprint_bits", "64", "--model.fingerprint_weight", "0.5"],
-     "needs 64-bit fingerprints from the data, but the datamodule has none; set data.fingerprint_bits=64"),
-    (["--data.data_fraction", "0"], "data_fraction must be in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["--model.lr", "-0.1"], "model.lr must be > 0, got -0.1"),
+        (
+            ["--model.fingerprint_bits", "64", "--model.fingerprint_weight", "0.5"],
+            "needs 64-bit fingerprints from the data, but the datamodule has none; set data.fingerprint_bits=64",
+        ),
+        (["--data.data_fraction", "0"], "data_fraction must be in (0, 1]"),
+    ],
+)
 def test_fit_refuses_bad_settings_before_training(release, tmp_path, capsys, override, words):
-    rc = main(["fit", "--config", "configs/phenotypic/ibp_mlp.yaml", "--data.release_root", str(release),
-               "--trainer.max_steps", "2", "--trainer.default_root_dir", str(tmp_path), *override])
+    rc = main(
+        [
+            "fit",
+            "--config",
+            "configs/phenotypic/ibp_mlp.yaml",
+            "--data.release_root",
+            str(release),
+            "--trainer.max_steps",
+            "2",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            *override,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and words in err[-1]
     assert not list(tmp_path.rglob("*.ckpt"))
@@ -233,11 +269,33 @@ def test_scaling_grid_resumes_and_rejects_changed_config(release, tmp_path):
     cfg = GridConfig(fractions=[0.25, 0.5, 1.0], widths=[16], depths=[1], max_steps=4, batch_size=64, k=3)
     # kill -9 a grid run after its first finished cell, then resume it
     killed = tmp_path / "killed"
-    argv = ["--release", str(release), "--out", str(killed), "--fractions", "0.25", "0.5", "1.0", "--widths", "16",
-            "--depths", "1", "--max-steps", "4", "--batch-size", "64", "--k", "3"]
+    argv = [
+        "--release",
+        str(release),
+        "--out",
+        str(killed),
+        "--fractions",
+        "0.25",
+        "0.5",
+        "1.0",
+        "--widths",
+        "16",
+        "--depths",
+        "1",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "64",
+        "--k",
+        "3",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "phenotypic", "scaling", *argv], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phenotypic", "scaling", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     done_dir, deadline = killed / ".job" / "done", time.monotonic() + 300
     while not (done_dir.is_dir() and any(done_dir.iterdir())):
         assert proc.poll() is None and time.monotonic() < deadline, "the grid run ended before any cell finished"

@@ -20,15 +20,23 @@ from tests.figure_checks import assert_png
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-    return simulate_release(tmp_path_factory.mktemp("sim"), n_compounds=60, plates_per_batch=1, n_batches=2,
-                            n_features=30, progress=False)
+    return simulate_release(
+        tmp_path_factory.mktemp("sim"), n_compounds=60, plates_per_batch=1, n_batches=2, n_features=30, progress=False
+    )
 
 
 @pytest.fixture(scope="module")
 def checkpoint(release, tmp_path_factory):
     dm = PhenoDataModule(str(release), batch_size=64)
-    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(IBPModule(width=16, depth=1), dm)
     path = tmp_path_factory.mktemp("ckpt") / "ibp.ckpt"
     trainer.save_checkpoint(path)
@@ -38,13 +46,13 @@ def checkpoint(release, tmp_path_factory):
 @pytest.fixture(scope="module")
 def scheduler():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  memory_limit=0) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0
+    ) as cluster:
         yield cluster.scheduler_address
 
 
-def test_evaluate_shows_progress_draws_tasks_against_chance_and_runs_on_dask(checkpoint, scheduler, tmp_path,
-                                                                            capfd):
+def test_evaluate_shows_progress_draws_tasks_against_chance_and_runs_on_dask(checkpoint, scheduler, tmp_path, capfd):
     argv = ["evaluate", "--checkpoint", str(checkpoint), "--probes", "linear", "--k", "3", "--epochs", "20"]
     serial = tmp_path / "serial"
     assert main([*argv, "--out", str(serial)]) == 0

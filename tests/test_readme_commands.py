@@ -36,22 +36,61 @@ NOT_OURS = {"make", "python3", ".venv/bin/pip", "pip", "napari", "npx"}
 """Programs of README lines that set up the environment or are other projects' tools: not run here."""
 
 TINY: dict[str, list[str]] = {
-    "python -m shared.pathfinder fit": ["--trainer.max_epochs", "1", "--data.n_train", "64", "--data.n_val", "32",
-                                        "--data.n_test", "32", "--data.generation_workers", "1"],
+    "python -m shared.pathfinder fit": [
+        "--trainer.max_epochs",
+        "1",
+        "--data.n_train",
+        "64",
+        "--data.n_val",
+        "32",
+        "--data.n_test",
+        "32",
+        "--data.generation_workers",
+        "1",
+    ],
     "connectomics simulate": ["--shape", "16,64,64"],
-    "connectomics fit": ["--trainer.max_steps", "2", "--data.crop_shape", "[8,32,32]",
-                         "--data.samples_per_epoch", "4", "--data.val_samples", "2", "--data.simulate",
-                         '{"sources": ["sstem", "sbem", "fib", "retina"], "shape": [16, 64, 64], "seed": 0}'],
+    "connectomics fit": [
+        "--trainer.max_steps",
+        "2",
+        "--data.crop_shape",
+        "[8,32,32]",
+        "--data.samples_per_epoch",
+        "4",
+        "--data.val_samples",
+        "2",
+        "--data.simulate",
+        '{"sources": ["sstem", "sbem", "fib", "retina"], "shape": [16, 64, 64], "seed": 0}',
+    ],
     "connectomics predict": ["--block", "16,64,64", "--context", "4,16,16"],
     "connectomics segment": ["--block", "16,64,64"],
-    "connectomics star": ["--volume_shape", "[8,48,48]", "--test_shape", "[8,48,48]", "--crop_shape", "[8,32,32]",
-                          "--steps", "2", "--fractions", "[1.0]"],
+    "connectomics star": [
+        "--volume_shape",
+        "[8,48,48]",
+        "--test_shape",
+        "[8,48,48]",
+        "--crop_shape",
+        "[8,32,32]",
+        "--steps",
+        "2",
+        "--fractions",
+        "[1.0]",
+    ],
     "phenotypic simulate": ["--plates-per-batch", "2", "--n-batches", "1", "--n-compounds", "90"],
     "phenotypic fit": ["--trainer.max_steps", "10"],
     "phenotypic evaluate": ["--epochs", "5", "--probes", "linear"],
     "rldiag diagnose": ["--budget", "1024", "--quiet"],
-    "python -m shared.tracking": ["--trainer.max_steps", "2", "--data.n_train", "16", "--data.n_val", "8",
-                                  "--data.n_test", "8", "--data.generation_workers", "1"],
+    "python -m shared.tracking": [
+        "--trainer.max_steps",
+        "2",
+        "--data.n_train",
+        "16",
+        "--data.n_val",
+        "8",
+        "--data.n_test",
+        "8",
+        "--data.generation_workers",
+        "1",
+    ],
 }
 """Flags appended to a README command (longest matching prefix) for the tiny-scale run: each overrides the
 README's value of the same option (argparse and LightningCLI keep the last one), so the commands themselves
@@ -95,11 +134,17 @@ def ours(command: str) -> bool:
     prog = program(command)
     if prog in console_scripts() or prog == "python -c":
         return True
-    if prog.startswith("python -m ") and prog.split()[2].split(".")[0] in {"shared", "connectomics", "phenotypic",
-                                                                            "rldiag"}:
+    if prog.startswith("python -m ") and prog.split()[2].split(".")[0] in {
+        "shared",
+        "connectomics",
+        "phenotypic",
+        "rldiag",
+    }:
         return True
-    assert prog in NOT_OURS, (f"README command {command!r}: program {prog!r} is neither ours nor listed in "
-                              "NOT_OURS; decide which it is in tests/test_readme_commands.py")
+    assert prog in NOT_OURS, (
+        f"README command {command!r}: program {prog!r} is neither ours nor listed in "
+        "NOT_OURS; decide which it is in tests/test_readme_commands.py"
+    )
     return False
 
 
@@ -108,7 +153,7 @@ COMMANDS = [c for c in readme_commands() if ours(c)]
 
 def tiny(command: str) -> list[str]:
     words = shlex.split(command)
-    matches = [prefix for prefix in TINY if words[:len(prefix.split())] == prefix.split()]
+    matches = [prefix for prefix in TINY if words[: len(prefix.split())] == prefix.split()]
     return words + (TINY[max(matches, key=len)] if matches else [])
 
 
@@ -134,6 +179,7 @@ def stop_after_parsing(monkeypatch):
             if depth[0] == 0:  # the outermost parser (jsonargparse parses subcommands with nested calls)
                 raise _Parsed
             return result
+
         return parse_args
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", wrap(argparse.ArgumentParser.parse_args))
@@ -143,8 +189,13 @@ def stop_after_parsing(monkeypatch):
 
 def test_readme_has_the_commands_of_every_part():
     progs = {program(c) for c in COMMANDS}
-    assert {"connectomics", "phenotypic", "rldiag", "python -m shared.pathfinder",
-            "python -m shared.alignment"} <= progs
+    assert {
+        "connectomics",
+        "phenotypic",
+        "rldiag",
+        "python -m shared.pathfinder",
+        "python -m shared.alignment",
+    } <= progs
     assert readme_commands("text\n```bash\nrldiag games   # list\n\n```\n```python\nx = 1\n```\n") == ["rldiag games"]
 
 
@@ -186,8 +237,14 @@ def test_readme_commands_run_in_order(tmp_path):
     """Every command, in README order, in a fresh folder (with ``configs/``), at the tiny scale of TINY."""
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1",
+    }
     for command in COMMANDS:
         argv = tiny(command)
         if argv[0] == "python":

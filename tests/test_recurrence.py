@@ -41,8 +41,9 @@ def test_crbp_gradient_matches_bptt_at_the_fixed_point():
     grads, stats = {}, {}
     for mode in ("bptt", "crbp"):
         cell.zero_grad()
-        h, stats[mode], _ = run_recurrence(cell, x, h0, timesteps=60, mode=mode,
-                                           crbp=CRBPConfig(lipschitz_penalty=False))  # published rules, 15 iterations
+        h, stats[mode], _ = run_recurrence(
+            cell, x, h0, timesteps=60, mode=mode, crbp=CRBPConfig(lipschitz_penalty=False)
+        )  # published rules, 15 iterations
         (h * target).mean().backward()
         grads[mode] = flat_grads(cell)
     assert stats["crbp"].residuals[-1] < 1e-5  # the forward pass converged
@@ -50,8 +51,10 @@ def test_crbp_gradient_matches_bptt_at_the_fixed_point():
     assert stats["crbp"].contractive is True and stats["crbp"].neumann_ratio < 0.1
     assert stats["crbp"].tracked_steps == 1 and stats["bptt"].tracked_steps == 60
     assert F.cosine_similarity(grads["bptt"], grads["crbp"], dim=0) >= 0.99
-    for p_bptt, p_crbp in zip(grads["bptt"].split([p.numel() for p in cell.parameters()]),
-                              grads["crbp"].split([p.numel() for p in cell.parameters()])):
+    for p_bptt, p_crbp in zip(
+        grads["bptt"].split([p.numel() for p in cell.parameters()]),
+        grads["crbp"].split([p.numel() for p in cell.parameters()]),
+    ):
         if p_bptt.norm() > 1e-3 * grads["bptt"].norm():
             assert F.cosine_similarity(p_bptt, p_crbp, dim=0) >= 0.99
 
@@ -71,9 +74,14 @@ def test_crbp_on_tuple_state_matches_bptt_and_drive_gets_gradient():
         x = torch.randn(4, 5, generator=torch.Generator().manual_seed(2)).requires_grad_()
         for p in (w1, w2, u):
             p.grad = None
-        (a, b), stats, _ = run_recurrence(step, x, h0, timesteps=80, mode=mode,
-                                          crbp=CRBPConfig(lipschitz_penalty=False, neumann_g_limit=None,
-                                                          neumann_iters=60))
+        (a, b), stats, _ = run_recurrence(
+            step,
+            x,
+            h0,
+            timesteps=80,
+            mode=mode,
+            crbp=CRBPConfig(lipschitz_penalty=False, neumann_g_limit=None, neumann_iters=60),
+        )
         (a.sum() + 2 * b.sum()).backward()
         grads[mode] = torch.cat([w1.grad.flatten(), w2.grad.flatten(), u.grad.flatten(), x.grad.flatten()])
     assert F.cosine_similarity(grads["bptt"], grads["crbp"], dim=0) >= 0.999
@@ -111,13 +119,13 @@ def test_penalty_lowers_the_jacobian_norm():
 def test_crbp_returns_a_differentiable_penalty():
     cell = contractive_hgru()
     x = torch.rand(2, 4, 8, 8)
-    h, stats, _ = run_recurrence(cell, x, torch.zeros_like(x), timesteps=5, mode="crbp",
-                                 crbp=CRBPConfig(penalty_lambda=0.1))
+    h, stats, _ = run_recurrence(
+        cell, x, torch.zeros_like(x), timesteps=5, mode="crbp", crbp=CRBPConfig(penalty_lambda=0.1)
+    )
     assert stats.penalty is not None and stats.penalty.requires_grad and float(stats.penalty.detach()) > 0
     (h.mean() + stats.penalty).backward()
     assert cell.inh.A.grad is not None and torch.isfinite(cell.inh.A.grad).all()
-    expected = lipschitz_penalty(cell, x, run_recurrence(cell, x, torch.zeros_like(x), timesteps=4).state,
-                                 lam=0.1, t=4)
+    expected = lipschitz_penalty(cell, x, run_recurrence(cell, x, torch.zeros_like(x), timesteps=4).state, lam=0.1, t=4)
     torch.testing.assert_close(stats.penalty.detach(), expected.detach())
 
 
@@ -125,8 +133,14 @@ def test_crbp_returns_a_differentiable_penalty():
 def test_non_contractive_step_is_reported(rules):
     w = torch.nn.Parameter(torch.tensor(1.5))
     x = torch.ones(3)
-    h, stats, _ = run_recurrence(lambda x, h, t: w * h + x, x, torch.zeros(3), timesteps=6, mode="crbp",
-                                 crbp=CRBPConfig(neumann_stopping=rules, lipschitz_penalty=False, neumann_iters=5))
+    h, stats, _ = run_recurrence(
+        lambda x, h, t: w * h + x,
+        x,
+        torch.zeros(3),
+        timesteps=6,
+        mode="crbp",
+        crbp=CRBPConfig(neumann_stopping=rules, lipschitz_penalty=False, neumann_iters=5),
+    )
     assert stats.contractive is None  # filled in by backward
     with pytest.warns(RuntimeWarning, match="Neumann series diverges"):
         h.sum().backward()
@@ -155,8 +169,14 @@ def test_stopping_rules_fire_and_are_recorded():
     x = torch.ones(4)
 
     def run(**kw) -> RecurrenceStats:
-        h, stats, _ = run_recurrence(lambda x, h, t: w * h + x, x, torch.zeros(4), timesteps=30, mode="crbp",
-                                     crbp=CRBPConfig(lipschitz_penalty=False, **kw))
+        h, stats, _ = run_recurrence(
+            lambda x, h, t: w * h + x,
+            x,
+            torch.zeros(4),
+            timesteps=30,
+            mode="crbp",
+            crbp=CRBPConfig(lipschitz_penalty=False, **kw),
+        )
         h.sum().backward()
         return stats
 
@@ -198,8 +218,9 @@ def test_truncated_gradient_matches_manual_truncation():
 def test_residuals_recording_and_no_grad_inference():
     cell = contractive_hgru()
     x = torch.rand(1, 4, 8, 8)
-    h, stats, steps = run_recurrence(cell, x, lambda: torch.zeros_like(x), timesteps=12, mode="crbp",
-                                     record_fn=lambda h: h.mean())
+    h, stats, steps = run_recurrence(
+        cell, x, lambda: torch.zeros_like(x), timesteps=12, mode="crbp", record_fn=lambda h: h.mean()
+    )
     assert len(stats.residuals) == 12 and len(steps) == 12
     assert stats.residuals[-1] < stats.residuals[2]  # a contraction settles
     assert stats.final_residual == stats.residuals[-1]

@@ -332,8 +332,21 @@ def test_cli_train_then_distill(tmp_path, capsys):
 def test_diagnose_checks_every_option_before_the_first_cell(tmp_path, capsys):
     """Issue 15: a bad seed, learning rate, encoder, encoder config or expert is one line, exit 2, and leaves
     no folder behind; --out that is a file is refused the same way."""
-    base = ["diagnose", "--games", "coinrun", "--budget", "128", "--preset", "cpu-smoke", "--num-envs", "2",
-            "--num-steps", "64", "--bc-frames", "32"]
+    base = [
+        "diagnose",
+        "--games",
+        "coinrun",
+        "--budget",
+        "128",
+        "--preset",
+        "cpu-smoke",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--bc-frames",
+        "32",
+    ]
     out = tmp_path / "out"
     (tmp_path / "afile").write_text("x")
     cases = [
@@ -353,8 +366,11 @@ def test_diagnose_checks_every_option_before_the_first_cell(tmp_path, capsys):
 
 
 def _cell_curves(out) -> dict[str, tuple]:
-    return {p.stem: (r["x"], r["y"], r["auc"]) for p in sorted((out / "cells").glob("*.json"))
-            for r in [json.loads(p.read_text())]}
+    return {
+        p.stem: (r["x"], r["y"], r["auc"])
+        for p in sorted((out / "cells").glob("*.json"))
+        for r in [json.loads(p.read_text())]
+    }
 
 
 def test_diagnose_killed_then_resumed_equals_uninterrupted_and_recomputes_a_truncated_cell(tmp_path, capsys):
@@ -367,9 +383,27 @@ def test_diagnose_killed_then_resumed_equals_uninterrupted_and_recomputes_a_trun
     import time
     from pathlib import Path
 
-    args = ["diagnose", "--games", "coinrun", "--budget", "128", "--seeds", "0", "--preset", "cpu-smoke",
-            "--num-envs", "2", "--num-steps", "64", "--bc-frames", "32", "--encoder-config", '{"hidden": 16}',
-            "--no-taxonomy", "--quiet"]
+    args = [
+        "diagnose",
+        "--games",
+        "coinrun",
+        "--budget",
+        "128",
+        "--seeds",
+        "0",
+        "--preset",
+        "cpu-smoke",
+        "--num-envs",
+        "2",
+        "--num-steps",
+        "64",
+        "--bc-frames",
+        "32",
+        "--encoder-config",
+        '{"hidden": 16}',
+        "--no-taxonomy",
+        "--quiet",
+    ]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     expected = _cell_curves(tmp_path / "whole")
     assert len(expected) == 3

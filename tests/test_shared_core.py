@@ -152,14 +152,17 @@ def test_empty_and_truncated_checkpoints_name_the_problem(tmp_path):
 
 def test_checkpoint_of_another_subsystem_is_named(tmp_path):
     path = tmp_path / "pf.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "reference",
-                                                       "lipschitz_weight": 10.0}}, path)
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": {"backbone": "hgru", "readout": "reference", "lipschitz_weight": 10.0}},
+        path,
+    )
 
     class IBPModule(_Tiny):  # the class name is what identifies the expected kind
         pass
 
-    with pytest.raises(checkpoints.CheckpointError,
-                       match="this is a Pathfinder checkpoint .*; expected a phenotypic IBP checkpoint"):
+    with pytest.raises(
+        checkpoints.CheckpointError, match="this is a Pathfinder checkpoint .*; expected a phenotypic IBP checkpoint"
+    ):
         checkpoints.load_lightning_module(IBPModule, path)
     with pytest.raises(checkpoints.CheckpointError, match="this is a Pathfinder checkpoint"):
         checkpoints.load_checkpoint(path, expect="ppo")

@@ -60,11 +60,17 @@ def test_atomic_json_and_text_round_trip(tmp_path, obj, text):
 
 
 @FAST
-@given(arrays=st.dictionaries(
-    st.from_regex(r"[a-z]{1,6}", fullmatch=True),
-    hnp.arrays(st.sampled_from([np.uint8, np.int16, np.int64, np.float32, np.float64, np.bool_]),
-               hnp.array_shapes(min_dims=0, max_dims=3, max_side=5)),
-    min_size=1, max_size=3))
+@given(
+    arrays=st.dictionaries(
+        st.from_regex(r"[a-z]{1,6}", fullmatch=True),
+        hnp.arrays(
+            st.sampled_from([np.uint8, np.int16, np.int64, np.float32, np.float64, np.bool_]),
+            hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_atomic_npz_round_trip(tmp_path, arrays):
     with np.load(jobs.atomic_write_npz(tmp_path / "a.npz", **arrays), allow_pickle=False) as back:
         assert set(back.files) == set(arrays)
@@ -73,9 +79,14 @@ def test_atomic_npz_round_trip(tmp_path, arrays):
 
 
 @FAST
-@given(values=hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 4)),
-                         elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False)),
-       suffix=st.sampled_from([".parquet", ".csv", ".csv.gz"]))
+@given(
+    values=hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 6), st.integers(1, 4)),
+        elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=False),
+    ),
+    suffix=st.sampled_from([".parquet", ".csv", ".csv.gz"]),
+)
 def test_atomic_table_round_trip(tmp_path, values, suffix):
     frame = pd.DataFrame(values, columns=[f"f{i}" for i in range(values.shape[1])]).assign(name="w")
     path = jobs.atomic_write_table(tmp_path / f"t{suffix}", frame)
@@ -205,8 +216,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     (tmp_path / ".job").mkdir()
     import socket
 
-    (tmp_path / ".job" / "lock").write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout),
-                                                        "started": "earlier", "command": "test"}))
+    (tmp_path / ".job" / "lock").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "started": "earlier", "command": "test"})
+    )
     with pytest.warns(UserWarning, match="no longer running"), jobs.open_job(tmp_path, "test", {}) as job:
         assert json.loads((job.folder / "lock").read_text())["pid"] == os.getpid()
 
@@ -266,8 +278,12 @@ def test_dataclass_arguments_use_field_docstrings_and_types():
     add_dataclass_arguments(parser, _Options)
     help_text = " ".join(parser.format_help().split())
     assert "optimiser steps per run" in help_text and "extra settings as JSON" in help_text
-    opts = dataclass_from_args(_Options, parser.parse_args(
-        ["--steps", "3", "--rate", "none", "--mode", "exact", "--sizes", "4", "8", "--plot", "--extra", '{"a": 1}']))
+    opts = dataclass_from_args(
+        _Options,
+        parser.parse_args(
+            ["--steps", "3", "--rate", "none", "--mode", "exact", "--sizes", "4", "8", "--plot", "--extra", '{"a": 1}']
+        ),
+    )
     assert opts == _Options(3, None, "exact", [4, 8], True, {"a": 1})
     assert dataclass_from_args(_Options, parser.parse_args([])) == _Options()
     with pytest.raises(SystemExit):
@@ -285,8 +301,9 @@ def _bug(argv):
 def test_user_errors_are_one_line_with_exit_code_2(capsys):
     assert run_guarded("prog sub", _fails, ["x"]) == 2
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["prog sub: error: the input is wrong in two lines (add --verbose for the "
-                                        "traceback)"]
+    assert err.strip().splitlines() == [
+        "prog sub: error: the input is wrong in two lines (add --verbose for the traceback)"
+    ]
     assert run_guarded("prog sub", _fails, ["--verbose"]) == 2
     assert "Traceback" in capsys.readouterr().err
     with pytest.raises(KeyError):  # a bug keeps its traceback

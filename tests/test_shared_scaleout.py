@@ -27,14 +27,18 @@ def test_units_fail_alone_and_only_failed_ones_rerun(tmp_path, thread_cluster, w
     saved = []
 
     def run(fail):
-        with open_job(tmp_path, "test", {"n": 5}) as job, \
-                dask_client(scheduler=thread_cluster if where == "dask" else None) as client:
+        with (
+            open_job(tmp_path, "test", {"n": 5}) as job,
+            dask_client(scheduler=thread_cluster if where == "dask" else None) as client,
+        ):
+
             def save(key, result):
                 saved.append(key)
                 job.write_json(f"{key}.json", result)
 
-            return run_job_units(job, units, square_unless_told, save, common={"fail": fail}, client=client,
-                                 progress=False)
+            return run_job_units(
+                job, units, square_unless_told, save, common={"fail": fail}, client=client, progress=False
+            )
 
     report = run(frozenset({1, 3}))
     assert (report.done, sorted(report.failed)) == (3, ["u1", "u3"])
@@ -50,8 +54,14 @@ def test_units_fail_alone_and_only_failed_ones_rerun(tmp_path, thread_cluster, w
 
 def test_a_broken_setup_stops_after_three_failures(tmp_path):
     with open_job(tmp_path, "test", {}) as job:
-        report = run_job_units(job, {f"u{x}": {"x": x} for x in range(6)}, square_unless_told,
-                               lambda key, result: None, common={"fail": frozenset(range(6))}, progress=False)
+        report = run_job_units(
+            job,
+            {f"u{x}": {"x": x} for x in range(6)},
+            square_unless_told,
+            lambda key, result: None,
+            common={"fail": frozenset(range(6))},
+            progress=False,
+        )
     assert len(report.failed) == 3 and report.not_attempted == ["u3", "u4", "u5"]
 
 

@@ -28,8 +28,13 @@ def packages_loaded_by(package: str, argv: list[str]) -> set[str]:
         f"    main({argv!r})\n"
         "print(' '.join(sys.modules))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {name.split(".")[0] for name in proc.stdout.split()}
 
 
@@ -104,9 +109,14 @@ def test_connectomics_fit_on_a_terminal_speaks_before_lightning_is_loaded():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     leader, follower = pty.openpty()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from connectomics.cli import main; "
-                             "sys.exit(main(['fit', '--help']))"], env=env, stdin=follower, stdout=follower,
-                            stderr=follower, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from connectomics.cli import main; sys.exit(main(['fit', '--help']))"],
+        env=env,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
     os.close(follower)
     first = os.read(leader, 200).decode()
     first_s = time.perf_counter() - start

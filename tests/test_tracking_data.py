@@ -42,8 +42,10 @@ def pt_set():
 
 @pytest.fixture(scope="module")
 def ft_sets():
-    return {c: generate_featuretracker(8, config=dataclasses.replace(FT, condition=c), seed=(6, 0))
-            for c in ("idshapes_idcolors", "oodshapes_oodcolors", "noshapes_nocolors", "idshapes_irregularcolors")}
+    return {
+        c: generate_featuretracker(8, config=dataclasses.replace(FT, condition=c), seed=(6, 0))
+        for c in ("idshapes_idcolors", "oodshapes_oodcolors", "noshapes_nocolors", "idshapes_irregularcolors")
+    }
 
 
 def _colours(videos: np.ndarray) -> set[tuple[int, ...]]:
@@ -51,6 +53,7 @@ def _colours(videos: np.ndarray) -> set[tuple[int, ...]]:
 
 
 # ------------------------------------------------------------------------------------------------ paths
+
 
 def _reference_get_coordinates(a, op, d_angles, direction, *, rigidity=0.95, distance=0.002, win=27.0):
     """``GenCoord.get_coordinates`` transcribed, with its random draws passed in."""
@@ -61,8 +64,12 @@ def _reference_get_coordinates(a, op, d_angles, direction, *, rigidity=0.95, dis
         ang = rigidity * (angle_list[i] + d_ang if op == "add" else angle_list[i] - d_ang)
         angle_list.append(ang)
         for _ in range(5):
-            b = np.array((np.cos(np.radians(ang)) * distance + coordinates[k][0],
-                          np.sin(np.radians(ang)) * distance + coordinates[k][1]))
+            b = np.array(
+                (
+                    np.cos(np.radians(ang)) * distance + coordinates[k][0],
+                    np.sin(np.radians(ang)) * distance + coordinates[k][1],
+                )
+            )
             coordinates.append(b)
             k += 1
     c = np.array(coordinates)
@@ -93,7 +100,7 @@ def test_tracks_are_stride_speed_slices_of_one_curve():
         offsets = rng_b.integers(0, curves.shape[1] - 16 * speed + 1, 4)  # the draw sample_tracks makes next
         tracks = sample_tracks(rng_a, curves, frames=16, speed=speed)
         for k in range(4):
-            expected = np.floor(same[k, offsets[k]:offsets[k] + 16 * speed:speed])
+            expected = np.floor(same[k, offsets[k] : offsets[k] + 16 * speed : speed])
             np.testing.assert_array_equal(tracks[k], expected)
     # faster dots travel further per frame (about `speed` times)
     tracks = {s: generate_pathtracker(8, config=dataclasses.replace(PT, speed=s), seed=1).tracks for s in (1, 4)}
@@ -104,6 +111,7 @@ def test_tracks_are_stride_speed_slices_of_one_curve():
 
 
 # ------------------------------------------------------------------------------------------------ PathTracker
+
 
 def test_pathtracker_deterministic_index_independent_and_balanced(pt_set):
     again = generate_pathtracker(12, config=PT, seed=(5, 0))
@@ -127,8 +135,9 @@ def _box(pixels: np.ndarray) -> tuple[int, int, int, int]:
 
 def _inside(pixels: np.ndarray, box) -> bool:
     rows, cols = np.nonzero(pixels)
-    return rows.size > 0 and bool((rows >= box[0]).all() and (rows <= box[1]).all()
-                                  and (cols >= box[2]).all() and (cols <= box[3]).all())
+    return rows.size > 0 and bool(
+        (rows >= box[0]).all() and (rows <= box[1]).all() and (cols >= box[2]).all() and (cols <= box[3]).all()
+    )
 
 
 def _marker_boxes(data, v: int, side: int):
@@ -152,7 +161,7 @@ def test_pathtracker_labels_follow_from_masks_and_markers(pt_set):
         if not label:
             assert _inside(mask[-1] == 3, blue)  # negatives: the paired distractor ends there
         # no other dot starts under the red marker, so "the dot that leaves the start" is well defined
-        assert set(np.unique(mask[0][red[0]:red[1] + 1, red[2]:red[3] + 1])) <= {1, 2}
+        assert set(np.unique(mask[0][red[0] : red[1] + 1, red[2] : red[3] + 1])) <= {1, 2}
 
 
 def test_pathtracker_objects_markers_and_reference_footprints(pt_set):
@@ -184,7 +193,8 @@ def test_pathtracker_videos_equal_the_reference_drawing_loop(pt_set):
 
     # the transcription lives in the benchmark that times it (benchmarks/ is not a package)
     spec = importlib.util.spec_from_file_location(
-        "tracking_data_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "tracking_data_speed.py")
+        "tracking_data_speed", Path(__file__).resolve().parents[1] / "benchmarks" / "tracking_data_speed.py"
+    )
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     reference_render = benchmark.reference_render
@@ -209,13 +219,14 @@ def test_pathtracker_axes_and_conditions():
 
 # ------------------------------------------------------------------------------------------------ FeatureTracker
 
+
 def _reference_update(grid: np.ndarray, rule: str) -> np.ndarray:
     """``Shape_ID.update`` / ``Shape_OOD.update`` transcribed (without the reseed)."""
     n = grid.shape[0]
     new = np.zeros_like(grid)
     for i in range(n):
         for j in range(n):
-            neighbors = np.sum(grid[max(0, i - 1):min(n, i + 2), max(0, j - 1):min(n, j + 2)]) - grid[i, j]
+            neighbors = np.sum(grid[max(0, i - 1) : min(n, i + 2), max(0, j - 1) : min(n, j + 2)]) - grid[i, j]
             if rule == "ood" and grid[i, j] == 1 and (neighbors < 2 or neighbors > 3):
                 new[i, j] = 0
             elif rule == "id" and grid[i, j] == 0 and neighbors == 3:
@@ -245,8 +256,10 @@ def test_featuretracker_shapes_follow_their_rule_in_the_videos(ft_sets):
         data = ft_sets[condition]
         for v in range(len(data)):
             (r, c) = data.tracks[v, 0, 0].astype(int)
-            grids = [data.masks[v, t][r0:r0 + 5, c0:c0 + 5] == 2
-                     for t, (r0, c0) in enumerate(data.tracks[v, 0].astype(int))]  # the target is drawn on top
+            grids = [
+                data.masks[v, t][r0 : r0 + 5, c0 : c0 + 5] == 2
+                for t, (r0, c0) in enumerate(data.tracks[v, 0].astype(int))
+            ]  # the target is drawn on top
             assert grids[0].any() and not grids[0][[0, -1]].any() and not grids[0][:, [0, -1]].any()
             for t in range(len(grids) - 2):
                 expected = game_of_life_step(grids[t], rule)
@@ -262,6 +275,7 @@ def test_featuretracker_shapes_follow_their_rule_in_the_videos(ft_sets):
 def _reference_plot_frame(frame, shapes, colours, t, target, distractors, goal):
     """``utils_drawing.plot_frame`` transcribed (``plot_objects`` per object, the reference's order), without
     its second drawing of the nearest distractor; shapes (K, T, 5, 5), colours (K, T, 3)."""
+
     def plot_objects(shape, color, x, y):
         for i in range(len(shape)):
             for j in range(len(shape)):
@@ -290,8 +304,9 @@ def test_featuretracker_videos_equal_the_reference_drawing(ft_sets):
             colours = hsv_to_rgb_uint8(hue_degrees(cfg.frames, parts["hue_start"], parts["hue_speed"], half))
             tracks = parts["tracks"]
             for t in range(cfg.frames):
-                expected = _reference_plot_frame(np.zeros((32, 32, 3), np.uint8), shapes, colours, t, tracks[0],
-                                                 tracks[1:], data.markers[v, 1])
+                expected = _reference_plot_frame(
+                    np.zeros((32, 32, 3), np.uint8), shapes, colours, t, tracks[0], tracks[1:], data.markers[v, 1]
+                )
                 np.testing.assert_array_equal(data.videos[v, t], expected)
 
 
@@ -360,6 +375,7 @@ def test_generators_draw_the_target_path_with_the_reference_settings():
 
 # ------------------------------------------------------------------------------------------------ zarr
 
+
 def test_zarr_round_trip_resume_and_config_refusal(tmp_path):
     import zarr
 
@@ -395,8 +411,9 @@ def test_zarr_round_trip_resume_and_config_refusal(tmp_path):
 
     ft = tmp_path / "ft.zarr"
     write_featuretracker_zarr(ft, 4, config=FT, seed=3, block_size=3, progress=False, num_workers=2)
-    np.testing.assert_array_equal(load_featuretracker_zarr(ft, expected_config=FT).videos,
-                                  generate_featuretracker(4, config=FT, seed=3).videos)
+    np.testing.assert_array_equal(
+        load_featuretracker_zarr(ft, expected_config=FT).videos, generate_featuretracker(4, config=FT, seed=3).videos
+    )
     with pytest.raises(ValueError, match="not a FeatureTracker dataset"):
         load_featuretracker_zarr(path)
 
@@ -433,13 +450,23 @@ def test_zarr_writer_never_touches_a_foreign_folder(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ datamodule, figure
 
+
 def test_datamodule_batches_for_both_tasks(tmp_path):
     import torch
 
     from shared.tracking.datamodule import TrackingDataModule
 
-    dm = TrackingDataModule("pathtracker", root=str(tmp_path), n_train=4, n_val=2, n_test=2, frames=8,
-                            num_distractors=2, batch_size=3, test_conditions=["length=6", "distractors=2"])
+    dm = TrackingDataModule(
+        "pathtracker",
+        root=str(tmp_path),
+        n_train=4,
+        n_val=2,
+        n_test=2,
+        frames=8,
+        num_distractors=2,
+        batch_size=3,
+        test_conditions=["length=6", "distractors=2"],
+    )
     dm.prepare_data()
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
@@ -457,8 +484,17 @@ def test_datamodule_batches_for_both_tasks(tmp_path):
     assert [b["condition"].tolist() for b in batches] == [[1, 1], [0, 0]]
     assert (tmp_path / "pathtracker" / "test-length=6.zarr").is_dir()
 
-    ft = TrackingDataModule("featuretracker", root=str(tmp_path), n_train=2, n_val=2, n_test=2, frames=6,
-                            num_distractors=2, batch_size=2, test_conditions=["oodshapes_oodcolors"])
+    ft = TrackingDataModule(
+        "featuretracker",
+        root=str(tmp_path),
+        n_train=2,
+        n_val=2,
+        n_test=2,
+        frames=6,
+        num_distractors=2,
+        batch_size=2,
+        test_conditions=["oodshapes_oodcolors"],
+    )
     ft.prepare_data()
     ft.setup()
     assert next(iter(ft.val_dataloader()))["video"].shape == (2, 3, 6, 32, 32)

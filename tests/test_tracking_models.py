@@ -56,6 +56,7 @@ def conv1x1(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 # --- InT ----------------------------------------------------------------------------------------------------
 
+
 def test_int_step_matches_the_reference_equations():
     torch.manual_seed(0)
     net = create("int", channels=2, kernel_size=3)
@@ -78,11 +79,17 @@ def test_int_step_matches_the_reference_equations():
     e_expected = (1 - g_e) * e + g_e * e_hat
     torch.testing.assert_close(new_i, i_expected)
     torch.testing.assert_close(new_e, e_expected)
-    torch.testing.assert_close(net.readout((new_i, new_e), drive),
-                               net.head.dense(F.conv2d(torch.cat([conv1x1(net.head.readout_conv, new_e),
-                                                                  drive.video[:, 2:3, 0]], 1),
-                                                       net.head.target_conv.weight, net.head.target_conv.bias,
-                                                       padding=2).mean(dim=(2, 3))))
+    torch.testing.assert_close(
+        net.readout((new_i, new_e), drive),
+        net.head.dense(
+            F.conv2d(
+                torch.cat([conv1x1(net.head.readout_conv, new_e), drive.video[:, 2:3, 0]], 1),
+                net.head.target_conv.weight,
+                net.head.target_conv.bias,
+                padding=2,
+            ).mean(dim=(2, 3))
+        ),
+    )
 
 
 def test_int_without_inhibition_follows_the_no_inh_branch():
@@ -94,8 +101,9 @@ def test_int_without_inhibition_follows_the_no_inh_branch():
     new_i, new_e = cell(x, i, e, a)
     gated_e = a * e
     g_e = torch.sigmoid(conv1x1(cell.exc_gate_w, e) + conv1x1(cell.exc_gate_u, gated_e))
-    e_hat = torch.tanh(batch_norm(F.conv2d(gated_e, sym(cell.w_exc.A), padding=1), cell.norm_exc)
-                       * (cell.kappa * gated_e + cell.gamma))
+    e_hat = torch.tanh(
+        batch_norm(F.conv2d(gated_e, sym(cell.w_exc.A), padding=1), cell.norm_exc) * (cell.kappa * gated_e + cell.gamma)
+    )
     torch.testing.assert_close(new_i, gated_e)
     torch.testing.assert_close(new_e, (1 - g_e) * e + g_e * e_hat)
 
@@ -114,7 +122,7 @@ def test_lesions_fix_their_parameter_at_zero_and_remove_the_term(lesion):
         before = intact(x, i, e, a)[1]
         getattr(intact, lesion).zero_()
         after = intact(x, i, e, a)[1]
-    assert not torch.allclose(before, after)            # the term mattered
+    assert not torch.allclose(before, after)  # the term mattered
     torch.testing.assert_close(lesioned(x, i, e, a)[1], after)  # and the lesion removes exactly it
     opt = torch.optim.SGD(lesioned.parameters(), lr=1.0)
     lesioned(x, i, e, a)[1].sum().backward()
@@ -137,7 +145,7 @@ def test_int_initialises_like_the_reference():
         w = conv.weight.flatten(1)
         torch.testing.assert_close(w @ w.T, torch.eye(4))  # orthogonal
     for kernel in (cell.w_inh, cell.w_exc):
-        a = kernel.A.detach().flatten(1)                   # (C, C k k): orthonormal rows
+        a = kernel.A.detach().flatten(1)  # (C, C k k): orthonormal rows
         torch.testing.assert_close(a @ a.T, torch.eye(4), atol=1e-5, rtol=0)
     assert torch.all(net.head.target_conv.bias == 0)
 
@@ -177,12 +185,12 @@ def test_readout_reads_the_blue_channel_of_frame_zero():
     # red of frame 0 reaches the logit through the circuit only (weakly at initialisation: e_0 = 0 and the
     # excitation gate starts at sigma(-2))
     assert (logits(changed(0, 0)) - base).abs().max() > 1e-7
-    with torch.no_grad():                                      # cut the circuit off the video
+    with torch.no_grad():  # cut the circuit off the video
         net.preproc.weight.zero_()
         net.preproc.bias.zero_()
     base = logits(video)
     assert (logits(changed(2, 0)) - base).abs().max() > 1e-3  # blue of frame 0 still reaches the readout
-    for channel, frame in ((0, 0), (1, 0), (2, 1)):           # nothing else does
+    for channel, frame in ((0, 0), (1, 0), (2, 1)):  # nothing else does
         assert torch.equal(logits(changed(channel, frame)), base)
 
 
@@ -238,6 +246,7 @@ def test_registry_lists_video_models_by_input_kind():
 
 # --- complex layers -----------------------------------------------------------------------------------------
 
+
 def test_r2c_matches_a_hand_computation():
     torch.manual_seed(0)
     layer = R2C(1, 2, kernel_size=1)
@@ -248,7 +257,7 @@ def test_r2c_matches_a_hand_computation():
         layer.norm.bias.copy_(torch.tensor([0.2, -0.1]))
     x = torch.rand(1, 1, 3, 3) + 0.1
     mag, phase = layer.polar(x)
-    raw = torch.cat([math.sqrt(5) * x, math.sqrt(10) * x], 1)             # |a x + i b x| = |x| sqrt(a^2 + b^2)
+    raw = torch.cat([math.sqrt(5) * x, math.sqrt(10) * x], 1)  # |a x + i b x| = |x| sqrt(a^2 + b^2)
     torch.testing.assert_close(mag, F.relu(instance_norm(raw, layer.norm)))
     expected_phase = torch.cat([torch.full_like(x, math.atan2(1, 2)), torch.full_like(x, math.atan2(3, -1))], 1)
     torch.testing.assert_close(phase, expected_phase)
@@ -294,14 +303,17 @@ def test_cvrnn_step_composes_the_cvint_equations():
     mag, phase = net.hidden_gate.polar(ff_re + c_re, ff_im + c_im)
     torch.testing.assert_close(h_re, mag * torch.cos(phase))
     torch.testing.assert_close(h_im, mag * torch.sin(phase))
-    att = torch.sigmoid(instance_norm(torch.sqrt((ff_re + au_re + h_re) ** 2 + (ff_im + au_im + h_im) ** 2),
-                                      net.amp_norm))
+    att = torch.sigmoid(
+        instance_norm(torch.sqrt((ff_re + au_re + h_re) ** 2 + (ff_im + au_im + h_im) ** 2), net.amp_norm)
+    )
     expected_i, expected_e = net.cell(x, i, e, att)
     torch.testing.assert_close(new_i, expected_i)
     torch.testing.assert_close(new_e, expected_e)
     torch.testing.assert_close(net._trace["attention"][0], att.mean(dim=1))
-    decoded = F.conv2d(h_re, net.decode_gate.conv.weight, padding=1), F.conv2d(h_im, net.decode_gate.conv.weight,
-                                                                                 padding=1)
+    decoded = (
+        F.conv2d(h_re, net.decode_gate.conv.weight, padding=1),
+        F.conv2d(h_im, net.decode_gate.conv.weight, padding=1),
+    )
     torch.testing.assert_close(net._trace["phase"][0], stable_angle(*decoded)[:, 0])  # 0 + 0i (all-ReLU'd h) -> pi/4
     c0_re, c0_im = net.initial_state(drive)[2:]  # c_0 = CConv(|frame_0| e^{i 0}): a real input
     ref_re, ref_im = net.complex_preproc(drive.video[:, :, 0], torch.zeros(2, 3, 5, 5))
@@ -326,7 +338,7 @@ def test_stable_angle_and_magnitude_have_finite_gradients_at_zero():
     assert torch.atan2(torch.zeros(1), torch.zeros(1)).item() == 0.0  # plain angle(0) ...
     z = torch.zeros(1, requires_grad=True)
     torch.sqrt(z * z + z * z).sum().backward()
-    assert not torch.isfinite(z.grad).all()                            # ... and plain |z| are not safe
+    assert not torch.isfinite(z.grad).all()  # ... and plain |z| are not safe
     layer = CConv(1, 1, kernel_size=3)
     x = torch.zeros(1, 1, 4, 4, requires_grad=True)
     mag, phase = layer.polar(x, torch.zeros(1, 1, 4, 4))
@@ -343,8 +355,10 @@ def test_kuramoto_step_is_a_local_sum_of_sines():
     new = step(mag, phase)
     b, k = torch.tanh(mag)[0, 0, 0], step.kernel.detach()[0, 0, 1]  # the middle row of K acts on a 1-row map
     for i in range(4):
-        coupling = sum(k[j - i + 1] * b[j] * torch.sin(phase[0, 0, 0, j] - phase[0, 0, 0, i])
-                       for j in range(max(0, i - 1), min(4, i + 2)))
+        coupling = sum(
+            k[j - i + 1] * b[j] * torch.sin(phase[0, 0, 0, j] - phase[0, 0, 0, i])
+            for j in range(max(0, i - 1), min(4, i + 2))
+        )
         torch.testing.assert_close(new[0, 0, 0, i], phase[0, 0, 0, i] + 0.7 * coupling)
     net = create("cvrnn", channels=3, kernel_size=3, kuramoto_steps=2, initial_phase="zero")
     net(torch.rand(1, 3, 2, 8, 8)).sum().backward()
@@ -352,6 +366,7 @@ def test_kuramoto_step_is_a_local_sum_of_sines():
 
 
 # --- synchrony loss -----------------------------------------------------------------------------------------
+
 
 def reference_synch_loss_one_frame(phase: torch.Tensor, ids: torch.Tensor) -> float:
     """The reference formula for one frame, written with loops (groups: ids >= 2)."""
@@ -362,9 +377,11 @@ def reference_synch_loss_one_frame(phase: torch.Tensor, ids: torch.Tensor) -> fl
     sums = [complex(torch.cos(p).sum(), torch.sin(p).sum()) for p in groups]
     synch = 1 - sum(abs(s) / len(p) for s, p in zip(sums, groups)) / n
     means = [math.atan2(s.imag, s.real) for s in sums]
-    desynch = sum(abs(sum(complex(math.cos(m * a), math.sin(m * a)) for a in means)) ** 2 / (2 * n * m ** 2)
-                  for m in range(1, n // 2 + 1))
-    bound = 1 + 0.5 * n * sum(1 / m ** 2 for m in range(1, n // 2 + 1))
+    desynch = sum(
+        abs(sum(complex(math.cos(m * a), math.sin(m * a)) for a in means)) ** 2 / (2 * n * m**2)
+        for m in range(1, n // 2 + 1)
+    )
+    bound = 1 + 0.5 * n * sum(1 / m**2 for m in range(1, n // 2 + 1))
     return (synch + desynch) / bound
 
 
@@ -394,14 +411,14 @@ def test_synchrony_loss_is_zero_for_synchronised_evenly_spread_groups_and_larger
 def test_synchrony_loss_vectorised_equals_the_per_frame_reference():
     torch.manual_seed(1)
     ids = torch.randint(0, 6, (3, 4, 6, 6))
-    ids[0, 1] = torch.randint(0, 2, (6, 6))   # a frame without objects
+    ids[0, 1] = torch.randint(0, 2, (6, 6))  # a frame without objects
     ids[1, 2] = torch.where(ids[1, 2] >= 2, torch.tensor(2), ids[1, 2])  # a frame with one object
     phase = torch.rand(3, 4, 6, 6) * 2 * math.pi - math.pi
-    per_frame = torch.tensor([[reference_synch_loss_one_frame(phase[b, t], ids[b, t]) for t in range(4)]
-                              for b in range(3)])
+    per_frame = torch.tensor(
+        [[reference_synch_loss_one_frame(phase[b, t], ids[b, t]) for t in range(4)] for b in range(3)]
+    )
     assert float(synchrony_loss(phase, ids)) == pytest.approx(float(per_frame.mean(0).sum()), abs=1e-5)
-    assert float(synchrony_loss(phase, ids, frame_reduction="mean")) == pytest.approx(
-        float(per_frame.mean()), abs=1e-5)
+    assert float(synchrony_loss(phase, ids, frame_reduction="mean")) == pytest.approx(float(per_frame.mean()), abs=1e-5)
     with_background = float(synchrony_loss(phase, ids + (ids == 0) * 99))  # background as its own object id
     assert float(synchrony_loss(phase, ids, include_background=True)) == pytest.approx(with_background, abs=1e-5)
 
@@ -412,7 +429,7 @@ def test_synchrony_loss_gradients_flow_to_the_phase_and_the_model():
     phase = (torch.rand(2, 3, 8, 8) * 6).requires_grad_()
     synchrony_loss(phase, ids).backward()
     assert torch.isfinite(phase.grad).all() and phase.grad.abs().sum() > 0
-    assert torch.count_nonzero(phase.grad[ids == 1]) == 0           # markers are excluded
+    assert torch.count_nonzero(phase.grad[ids == 1]) == 0  # markers are excluded
     net = create("cvrnn", channels=3, kernel_size=3)
     out = net(torch.rand(2, 3, 3, 8, 8), return_steps=True)
     synchrony_loss(out.aux["phase"], ids).backward()

@@ -65,6 +65,7 @@ def wrapped(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------ pathtracker-models models/InT.py
 
+
 class RefEICell(nn.Module):
     """``rCell.__init__`` (use_attention=True) of InT.py / CVInT.py: the E/I circuit's modules, reference settings."""
 
@@ -87,14 +88,15 @@ class RefEICell(nn.Module):
         self.gamma = nn.Parameter(torch.empty((hidden_size, 1, 1)))
         self.kappa = nn.Parameter(torch.empty((hidden_size, 1, 1)))
         self.bn = nn.ModuleList(
-            [nn.BatchNorm2d(hidden_size, eps=1e-03, affine=True, track_running_stats=False) for i in range(2)])
+            [nn.BatchNorm2d(hidden_size, eps=1e-03, affine=True, track_running_stats=False) for i in range(2)]
+        )
         for bn in self.bn:
             init.constant_(bn.weight, 0.1)
         if not no_inh:
-            init.constant_(self.alpha, 1.)
-            init.constant_(self.mu, 0.)
-        init.constant_(self.gamma, 0.)
-        init.constant_(self.kappa, 1.)
+            init.constant_(self.alpha, 1.0)
+            init.constant_(self.mu, 0.0)
+        init.constant_(self.gamma, 0.0)
+        init.constant_(self.kappa, 1.0)
 
     def ei_forward(self, input_, inhibition, excitation, att_gate, activ):
         """``rCell.forward`` after the attention gate (identical text in InT.py and CVInT.py)."""
@@ -157,8 +159,9 @@ class RefInT(nn.Module):
         inhibition = torch.zeros((x_shape[0], x_shape[1], x_shape[3], x_shape[4]), dtype=x.dtype)
         gates = []
         for t in range(x_shape[2]):
-            inhibition, excitation, gate = self.unit1(input_=xbn[:, :, t], inhibition=inhibition,
-                                                      excitation=excitation, activ=self.nl)
+            inhibition, excitation, gate = self.unit1(
+                input_=xbn[:, :, t], inhibition=inhibition, excitation=excitation, activ=self.nl
+            )
             gates.append(gate)
         output = torch.cat([self.readout_conv(excitation), x[:, 2, 0][:, None]], 1)
         output = self.target_conv(output)
@@ -171,7 +174,7 @@ class RefInT(nn.Module):
 def ref_lesion(param: nn.Parameter) -> None:
     """The lesion lines of ``rCell.__init__`` (e.g. ``if lesion_alpha:``), verbatim."""
     param.requires_grad = False
-    param.weight = 0.
+    param.weight = 0.0
 
 
 def load_ei_(ref: RefEICell, cell, no_inh: bool) -> None:
@@ -180,9 +183,9 @@ def load_ei_(ref: RefEICell, cell, no_inh: bool) -> None:
         ref.e_w_gate.load_state_dict(cell.exc_gate_w.state_dict())
         ref.e_u_gate.load_state_dict(cell.exc_gate_u.state_dict())
         ref.bn[1].load_state_dict(cell.norm_exc.state_dict())
-        ref.w_exc.copy_(cell.w_exc.weight)          # our W = 1/2 (A + A^T); the reference takes any W
+        ref.w_exc.copy_(cell.w_exc.weight)  # our W = 1/2 (A + A^T); the reference takes any W
         names = ("gamma", "kappa") if no_inh else ("alpha", "mu", "gamma", "kappa")
-        for name in names:                          # ours (1, C, 1, 1), the reference's (C, 1, 1)
+        for name in names:  # ours (1, C, 1, 1), the reference's (C, 1, 1)
             getattr(ref, name).copy_(getattr(cell, name)[0])
         if not no_inh:
             ref.i_w_gate.load_state_dict(cell.inh_gate_w.state_dict())
@@ -210,16 +213,20 @@ def reference_int(net, *, kernel_size: int, no_inh: bool, nl) -> RefInT:
 @pytest.mark.parametrize("options", [{}, {"inhibition": False}, {"nonlinearity": "tanh"}])
 def test_int_forward_equals_the_reference_forward(options):
     net = randomise_(create("int", channels=3, kernel_size=3, **options).to(DTYPE), seed=1)
-    ref = reference_int(net, kernel_size=3, no_inh=not options.get("inhibition", True),
-                        nl=torch.tanh if options.get("nonlinearity") == "tanh" else F.softplus)
+    ref = reference_int(
+        net,
+        kernel_size=3,
+        no_inh=not options.get("inhibition", True),
+        nl=torch.tanh if options.get("nonlinearity") == "tanh" else F.softplus,
+    )
     x = video(2, 4, 8, seed=2).requires_grad_()
     ours = net(x, return_steps=True)
     expected, gates = ref(x)
     torch.testing.assert_close(ours.output, expected, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ours.aux["attention"], gates.mean(dim=2), rtol=1e-10, atol=1e-12)
     # backpropagation through every frame (BPTT) gives the same input gradient
-    grad_ours, = torch.autograd.grad(ours.output.sum(), x)
-    grad_ref, = torch.autograd.grad(expected.sum(), x)
+    (grad_ours,) = torch.autograd.grad(ours.output.sum(), x)
+    (grad_ref,) = torch.autograd.grad(expected.sum(), x)
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-8, atol=1e-11)
 
 
@@ -255,23 +262,24 @@ def test_reference_lesion_is_a_no_op_and_ours_fixes_the_parameter_at_zero():
         ref = reference_int(net, kernel_size=3, no_inh=False, nl=F.softplus)
         with torch.no_grad():
             ours = net(x)
-            as_ours = ref(x)[0]                        # lesioned parameters copied from ours: 0
-            for name in lesions:                        # the reference: frozen at its initial value
+            as_ours = ref(x)[0]  # lesioned parameters copied from ours: 0
+            for name in lesions:  # the reference: frozen at its initial value
                 param = getattr(ref.unit1, name)
                 param.fill_({"alpha": 1.0, "mu": 0.0, "gamma": 0.0, "kappa": 1.0}[name])
                 ref_lesion(param)
             as_reference = ref(x)[0]
         torch.testing.assert_close(ours, as_ours, rtol=1e-10, atol=1e-12)  # everything else agrees
-        if lesions == ("mu", "gamma"):                 # initial value 0: the two lesions coincide
+        if lesions == ("mu", "gamma"):  # initial value 0: the two lesions coincide
             torch.testing.assert_close(ours, as_reference, rtol=1e-10, atol=1e-12)
-        else:                                          # initial value 1: the reference keeps the term
+        else:  # initial value 1: the reference keeps the term
             assert not torch.allclose(ours, as_reference, rtol=1e-3, atol=1e-6)
 
 
 # --------------------------------------------------------- feature_tracker utils/complex_functions.py
 
+
 def ref_stable_angle(x: torch.Tensor, eps=1e-7):
-    """ Function to ensure that the gradients of .angle() are well behaved."""
+    """Function to ensure that the gradients of .angle() are well behaved."""
     imag = x.imag
     real = x.real
     y = x.clone()
@@ -316,8 +324,9 @@ class RefComplexConvolution2D(nn.Module):
         self.padding = padding
         self.channels = channels
         self.apply_activ = apply_activ
-        self.kernel_conv = nn.Conv2d(in_channels, channels, kernel_size=kernel_size, stride=stride,
-                                     padding=self.padding, bias=biases)
+        self.kernel_conv = nn.Conv2d(
+            in_channels, channels, kernel_size=kernel_size, stride=stride, padding=self.padding, bias=biases
+        )
 
         self.norm = nn.InstanceNorm2d(channels, affine=True)
 
@@ -336,10 +345,12 @@ class RefRealToComplexConvolution2D(nn.Module):
         self.padding = padding
         self.channels = channels
         self.apply_activ = apply_activ
-        self.kernel_conv_real = nn.Conv2d(in_channels, channels, kernel_size=kernel_size, stride=stride,
-                                          padding=self.padding, bias=biases)
-        self.kernel_conv_imag = nn.Conv2d(in_channels, channels, kernel_size=kernel_size, stride=stride,
-                                          padding=self.padding, bias=biases)
+        self.kernel_conv_real = nn.Conv2d(
+            in_channels, channels, kernel_size=kernel_size, stride=stride, padding=self.padding, bias=biases
+        )
+        self.kernel_conv_imag = nn.Conv2d(
+            in_channels, channels, kernel_size=kernel_size, stride=stride, padding=self.padding, bias=biases
+        )
 
         self.norm = nn.InstanceNorm2d(channels, affine=True)
 
@@ -354,8 +365,9 @@ class RefRealToComplexConvolution2D(nn.Module):
 
 def ref_r2c(ours: R2C, in_channels: int, channels: int) -> RefRealToComplexConvolution2D:
     """CVInT.py's R2C settings (kernel 3, stride 1, padding 1, biases=False, apply_activ=True), our weights."""
-    ref = RefRealToComplexConvolution2D(in_channels, channels, kernel_size=3, stride=1, padding=3 // 2,
-                                        biases=False, apply_activ=True).to(DTYPE)
+    ref = RefRealToComplexConvolution2D(
+        in_channels, channels, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+    ).to(DTYPE)
     ref.kernel_conv_real.load_state_dict(ours.conv_re.state_dict())
     ref.kernel_conv_imag.load_state_dict(ours.conv_im.state_dict())
     ref.norm.load_state_dict(ours.norm.state_dict())
@@ -367,8 +379,9 @@ def ref_cconv(ours: CConv, in_channels: int, channels: int) -> RefComplexConvolu
 
     Our decode gate has no norm (only its phase is read); the reference's then keeps its initial affine 1, 0.
     """
-    ref = RefComplexConvolution2D(in_channels, channels, kernel_size=3, stride=1, padding=3 // 2,
-                                  biases=False, apply_activ=True).to(DTYPE)
+    ref = RefComplexConvolution2D(
+        in_channels, channels, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+    ).to(DTYPE)
     ref.kernel_conv.load_state_dict(ours.conv.state_dict())
     if ours.norm is not None:
         ref.norm.load_state_dict(ours.norm.state_dict())
@@ -404,27 +417,32 @@ def test_stable_angle_equals_the_reference_including_near_zero_parts():
 
 # ------------------------------------------------------------------- feature_tracker models/CVInT.py
 
+
 class RefCVInTCell(RefEICell):
     """CVInT.py ``rCell`` with ``use_attention=True`` (the unused ``a_h_gate`` left out)."""
 
     def __init__(self, hidden_size, kernel_size, no_inh=False):
         super().__init__(hidden_size, kernel_size, no_inh)
         self.bn_amp = nn.InstanceNorm2d(hidden_size, affine=True, track_running_stats=False)
-        self.a_u_gate = RefRealToComplexConvolution2D(hidden_size, hidden_size, kernel_size=3, stride=1,
-                                                      padding=3 // 2, biases=False, apply_activ=True)
-        self.a_w_gate = RefRealToComplexConvolution2D(hidden_size, hidden_size, kernel_size=3, stride=1,
-                                                      padding=3 // 2, biases=False, apply_activ=True)
-        self.h_gate = RefComplexConvolution2D(hidden_size, hidden_size, kernel_size=3, stride=1,
-                                              padding=3 // 2, biases=False, apply_activ=True)
-        self.decode_gate = RefComplexConvolution2D(hidden_size, 1, kernel_size=3, stride=1, padding=3 // 2,
-                                                   biases=False, apply_activ=True)
+        self.a_u_gate = RefRealToComplexConvolution2D(
+            hidden_size, hidden_size, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+        )
+        self.a_w_gate = RefRealToComplexConvolution2D(
+            hidden_size, hidden_size, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+        )
+        self.h_gate = RefComplexConvolution2D(
+            hidden_size, hidden_size, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+        )
+        self.decode_gate = RefComplexConvolution2D(
+            hidden_size, 1, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+        )
 
     def forward(self, input_, cinput, inhibition, excitation, activ=F.softplus):
         ff_drive = self.a_w_gate(input_)
         att_gate = ff_drive + self.a_u_gate(excitation)
         hidden_phases = self.h_gate(ff_drive + cinput)
         new_cinput = hidden_phases
-        decoded = self.decode_gate(hidden_phases)                 # kept to tell where its ReLU cut
+        decoded = self.decode_gate(hidden_phases)  # kept to tell where its ReLU cut
         att_gate_decoded = ref_stable_angle(decoded)
         att_gate = torch.sigmoid(self.bn_amp((att_gate + hidden_phases).abs()))
         inhibition, excitation = self.ei_forward(input_, inhibition, excitation, att_gate, activ)
@@ -437,8 +455,9 @@ class RefCVInT(nn.Module):
     def __init__(self, dimensions, kernel_size, no_inh=False, nl=F.softplus):
         super().__init__()
         self.preproc = nn.Conv3d(3, dimensions, kernel_size=(1, 3, 3), padding=(1 // 2, 3 // 2, 3 // 2))
-        self.complex_preproc = RefComplexConvolution2D(3, dimensions, kernel_size=3, stride=1,
-                                                       padding=3 // 2, biases=False, apply_activ=True)
+        self.complex_preproc = RefComplexConvolution2D(
+            3, dimensions, kernel_size=3, stride=1, padding=3 // 2, biases=False, apply_activ=True
+        )
         self.unit1 = RefCVInTCell(dimensions, kernel_size, no_inh)
         self.readout_conv = nn.Conv2d(dimensions, 1, 3, padding=3 // 2)
         self.target_conv = nn.Conv2d(2, 1, 5, padding=5 // 2)
@@ -459,7 +478,8 @@ class RefCVInT(nn.Module):
                 cinput = ref_get_complex_number(x[:, :, t], phases)
                 cinput = self.complex_preproc(cinput)
             inhibition, excitation, gate, cinput, att, mag = self.unit1(
-                input_=xbn[:, :, t], cinput=cinput, inhibition=inhibition, excitation=excitation, activ=self.nl)
+                input_=xbn[:, :, t], cinput=cinput, inhibition=inhibition, excitation=excitation, activ=self.nl
+            )
             gates.append(gate)
             attention.append(att)
             decoded_magnitude.append(mag)
@@ -507,8 +527,8 @@ def test_cvrnn_forward_equals_the_reference_forward(inhibition):
     assert float(gap[~alive].max()) > 0.5
     # BPTT: the same input gradient of the logits plus a phase objective read where the phases agree
     weights = torch.randn(phase.shape, generator=torch.Generator().manual_seed(12), dtype=DTYPE) * alive
-    grad_ours, = torch.autograd.grad(ours.output.sum() + (ours.aux["phase"] * weights).sum(), x)
-    grad_ref, = torch.autograd.grad(expected.sum() + (phase * weights).sum(), x)
+    (grad_ours,) = torch.autograd.grad(ours.output.sum() + (ours.aux["phase"] * weights).sum(), x)
+    (grad_ref,) = torch.autograd.grad(expected.sum() + (phase * weights).sum(), x)
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-7, atol=1e-10)
 
 
@@ -529,11 +549,12 @@ def test_cvrnn_first_complex_state_uses_the_frame_as_magnitude():
 
 # ---------------------------------------------------------------------- KomplexNet smaller_complex_model.py
 
+
 def ref_gaussian_kernel(h, w, mean_r=0, std_r=0.5, channels=8):
     """``SmallModel.__init__`` (``args.kernel == 'gaussian'``), with the channel count a parameter."""
     x, y = torch.meshgrid([torch.linspace(-1, 1, h), torch.linspace(-1, 1, w)], indexing="ij")
-    dst = torch.sqrt(x ** 2 + y ** 2)
-    g = torch.exp(-((dst - mean_r) ** 2 / (2.0 * std_r ** 2)))
+    dst = torch.sqrt(x**2 + y**2)
+    g = torch.exp(-((dst - mean_r) ** 2 / (2.0 * std_r**2)))
     return g.unsqueeze(0).unsqueeze(0).repeat(channels, channels, 1, 1)
 
 
@@ -550,8 +571,7 @@ def ref_update_phases(amp, phases, kernel_kuramoto, epsilon, lr_kuramoto):
     S_cos = torch.sum(B_cos, dim=(1, 2, 3))[:, None, None, None]
     S_sin = torch.sum(B_sin, dim=(1, 2, 3))[:, None, None, None]
 
-    phases_update = torch.cos(phases) * (C_sin - epsilon * S_sin) - torch.sin(phases) * (
-            C_cos - epsilon * S_cos)
+    phases_update = torch.cos(phases) * (C_sin - epsilon * S_sin) - torch.sin(phases) * (C_cos - epsilon * S_cos)
     final_phases = lr_kuramoto * phases_update
 
     return final_phases
@@ -571,6 +591,7 @@ def test_kuramoto_step_equals_the_reference_update():
 
 # ------------------------------------------------------------ feature_tracker synch_loss and its masks
 
+
 def ref_synch_loss(phases, masks, pixel_eps=1e-6):
     """``synch_loss``; ``pixel_eps`` is its literal ``+ 1e-6`` (0 gives the same loss without it)."""
     phases = phases + math.pi
@@ -579,8 +600,9 @@ def ref_synch_loss(phases, masks, pixel_eps=1e-6):
     new_masks = torch.zeros_like(masks)
     new_masks[:, 1:] = masks[:, 1:]
     new_masks = torch.where(new_masks != 0, torch.ones_like(new_masks), torch.zeros_like(new_masks))
-    new_masks[:, 0] = torch.where(new_masks[:, 1] != 0, torch.zeros_like(new_masks[:, 1]),
-                                  torch.ones_like(new_masks[:, 1]))
+    new_masks[:, 0] = torch.where(
+        new_masks[:, 1] != 0, torch.zeros_like(new_masks[:, 1]), torch.ones_like(new_masks[:, 1])
+    )
     new_masks[:, 0] = torch.where(new_masks[:, 2] != 0, torch.zeros_like(new_masks[:, 2]), new_masks[:, 0])
     new_masks[:, 0] = torch.where(masks[:, 0] != 0, torch.zeros_like(masks[:, 0]), new_masks[:, 0])
 
@@ -590,8 +612,7 @@ def ref_synch_loss(phases, masks, pixel_eps=1e-6):
     group_size = torch.where(group_size == 0, torch.ones_like(group_size), group_size)
 
     # Loss is at least as large as the maxima of each individual loss (total desynchrony + total synchrony)
-    loss_bound = 1 + .5 * num_groups * (1. /
-                                        np.arange(1, num_groups + 1) ** 2)[:int(num_groups / 2.)].sum()
+    loss_bound = 1 + 0.5 * num_groups * (1.0 / np.arange(1, num_groups + 1) ** 2)[: int(num_groups / 2.0)].sum()
 
     # Consider only the phases with active amplitude
     active_phases = phases
@@ -611,9 +632,10 @@ def ref_synch_loss(phases, masks, pixel_eps=1e-6):
 
     # Calculate desynchrony between average group phases
     desynch = 0
-    for m in np.arange(1, int(np.floor(num_groups / 2.)) + 1):
-        desynch += (1.0 / (2 * num_groups * m ** 2)) * (
-                torch.cos(m * mean_angles).sum(-1) ** 2 + torch.sin(m * mean_angles).sum(-1) ** 2)
+    for m in np.arange(1, int(np.floor(num_groups / 2.0)) + 1):
+        desynch += (1.0 / (2 * num_groups * m**2)) * (
+            torch.cos(m * mean_angles).sum(-1) ** 2 + torch.sin(m * mean_angles).sum(-1) ** 2
+        )
 
     # Total loss is average of invidual losses, averaged over time
     loss = (synch + desynch) / loss_bound
@@ -628,7 +650,7 @@ def ref_complex_loss(phase: torch.Tensor, m: torch.Tensor, pixel_eps=1e-6) -> to
     """
     complex_loss = 0
     for t in range(phase.shape[1]):
-        complex_loss = complex_loss + ref_synch_loss(phase[:, t:t + 1], m[:, :, t], pixel_eps)
+        complex_loss = complex_loss + ref_synch_loss(phase[:, t : t + 1], m[:, :, t], pixel_eps)
     return complex_loss
 
 
@@ -656,8 +678,9 @@ def test_synchrony_loss_with_the_reference_groups_equals_the_reference():
     ours = synchrony_loss(phase, ids, merge_distractors=True, include_background=True)
     expected = ref_complex_loss(phase, masks, pixel_eps=0.0)
     torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(ours, phase)[0], torch.autograd.grad(expected, phase)[0],
-                               rtol=1e-8, atol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, phase)[0], torch.autograd.grad(expected, phase)[0], rtol=1e-8, atol=1e-12
+    )
     phase, ours = phase.detach(), ours.detach()
     # documented: the reference's + 1e-6 per pixel (all H W pixels, in every group's sums) shifts it slightly
     literal = ref_complex_loss(phase, masks)
@@ -675,13 +698,14 @@ def test_synchrony_loss_zero_for_the_reference_optimum_and_group_count_documente
         phase[ids == k] = v
     assert float(ref_complex_loss(phase, reference_mask_video(ids), pixel_eps=0.0)) == pytest.approx(0, abs=1e-12)
     assert float(synchrony_loss(phase, ids, merge_distractors=True, include_background=True)) == pytest.approx(
-        0, abs=1e-12)
+        0, abs=1e-12
+    )
     # documented: without distractors the reference keeps G = 3 (an empty group at angle 0 here, pi/4 with its
     # + 1e-6); we count the groups present (G = 2)
     no_distractor = object_ids(1, 1, 6, n_distractors=0, seed=19)
     phase = torch.where(no_distractor == 2, torch.tensor(math.pi, dtype=DTYPE), torch.tensor(0.0, dtype=DTYPE))
     ours = float(synchrony_loss(phase, no_distractor, merge_distractors=True, include_background=True))
-    assert ours == pytest.approx(0, abs=1e-12)                     # two groups, opposite phases: optimal
+    assert ours == pytest.approx(0, abs=1e-12)  # two groups, opposite phases: optimal
     assert float(ref_complex_loss(phase, reference_mask_video(no_distractor), pixel_eps=0.0)) > 0.1
 
 
@@ -713,15 +737,26 @@ def ref_plot_frame_mask(frame, idx_frame, shapes, coordinates_2, coordinates_d, 
     Our generator draws the nearest distractor once (documented), so the reference's second drawing of it
     as ``coordinates_3`` adds no pixel and is left out.
     """
-    frame = ref_plot_objects(frame, ref_blobs(), np.array([255, 0, 0], dtype=np.uint8),
-                             int(coordinates_2[0, 0]), int(coordinates_2[0, 1]))
+    frame = ref_plot_objects(
+        frame, ref_blobs(), np.array([255, 0, 0], dtype=np.uint8), int(coordinates_2[0, 0]), int(coordinates_2[0, 1])
+    )
     frame = ref_plot_objects(frame, ref_blobs(), np.array([255, 0, 0], dtype=np.uint8), int(goal[0]), int(goal[1]))
     color_dist = np.array([0, 255, 0], dtype=np.uint8)
     for i in range(len(coordinates_d)):
-        frame = ref_plot_objects(frame, shapes[1 + i][idx_frame], color_dist,
-                                 int(coordinates_d[i][idx_frame][0]), int(coordinates_d[i][idx_frame][1]))
-    frame = ref_plot_objects(frame, shapes[0][idx_frame], np.array([0, 0, 255], dtype=np.uint8),
-                             int(coordinates_2[idx_frame, 0]), int(coordinates_2[idx_frame, 1]))
+        frame = ref_plot_objects(
+            frame,
+            shapes[1 + i][idx_frame],
+            color_dist,
+            int(coordinates_d[i][idx_frame][0]),
+            int(coordinates_d[i][idx_frame][1]),
+        )
+    frame = ref_plot_objects(
+        frame,
+        shapes[0][idx_frame],
+        np.array([0, 0, 255], dtype=np.uint8),
+        int(coordinates_2[idx_frame, 0]),
+        int(coordinates_2[idx_frame, 1]),
+    )
     return frame
 
 
@@ -740,7 +775,7 @@ def test_featuretracker_masks_hold_the_reference_mask_channels():
         np.testing.assert_array_equal(tracks, data.tracks[v])
         rgb = reference_mask_video(torch.from_numpy(data.masks[v].astype(np.int64))[None])[0]
         for t in range(cfg.frames):
-            expected = ref_plot_frame_mask(np.zeros((32, 32, 3), np.uint8), t, shapes, tracks[0], tracks[1:],
-                                           data.markers[v, 1])
+            expected = ref_plot_frame_mask(
+                np.zeros((32, 32, 3), np.uint8), t, shapes, tracks[0], tracks[1:], data.markers[v, 1]
+            )
             np.testing.assert_array_equal(rgb[:, t].permute(1, 2, 0).numpy() != 0, expected != 0)
-

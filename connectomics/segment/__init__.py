@@ -31,14 +31,24 @@ import importlib
 from connectomics.segment.cli import cli, segment_to_zarr_in_memory  # noqa: F401  (in __all__)
 
 _EXPORTS = {
-    "agglomerate": "agglomeration", "relabel": "agglomeration",
-    "read_affinity_offsets": "blockwise", "segment_blockwise": "blockwise", "threshold_name": "blockwise",
+    "agglomerate": "agglomeration",
+    "relabel": "agglomeration",
+    "read_affinity_offsets": "blockwise",
+    "segment_blockwise": "blockwise",
+    "threshold_name": "blockwise",
     "segment_in_memory": "in_memory",
-    "RegionGraph": "region_graph", "block_region_graph": "region_graph",
-    "FRAGMENT_METHODS": "settings", "SegmentSettings": "settings",
-    "NEAREST_NEIGHBOUR_OFFSETS": "watershed", "block_fragments": "watershed", "boundary_map": "watershed",
-    "edge_watershed": "watershed", "merge_small_fragments": "watershed", "nearest_neighbour_channels": "watershed",
-    "seeded_fragments": "watershed", "waterz_fragments": "watershed",
+    "RegionGraph": "region_graph",
+    "block_region_graph": "region_graph",
+    "FRAGMENT_METHODS": "settings",
+    "SegmentSettings": "settings",
+    "NEAREST_NEIGHBOUR_OFFSETS": "watershed",
+    "block_fragments": "watershed",
+    "boundary_map": "watershed",
+    "edge_watershed": "watershed",
+    "merge_small_fragments": "watershed",
+    "nearest_neighbour_channels": "watershed",
+    "seeded_fragments": "watershed",
+    "waterz_fragments": "watershed",
 }
 
 __all__ = sorted([*_EXPORTS, "cli", "segment_to_zarr_in_memory"])

@@ -82,8 +82,9 @@ def _score(e, sums, counts, links, histogram, quantile):  # pragma: no cover - c
 
 
 @numba.njit(cache=True)
-def merge_regions(ends_u, ends_v, sums, counts, links, histogram, tops, quantile, frozen,
-                  highest):  # pragma: no cover - compiled
+def merge_regions(
+    ends_u, ends_v, sums, counts, links, histogram, tops, quantile, frozen, highest
+):  # pragma: no cover - compiled
     """The merge loop (waterz's ``IterativeRegionMerging``) up to score ``highest``, with frozen regions.
 
     Parameters (all pooled or overwritten in place)
@@ -202,8 +203,9 @@ def merge_regions(ends_u, ends_v, sums, counts, links, histogram, tops, quantile
                     alive[g] = False
                     pooled = _score(f, sums, counts, links, histogram, quantile)
                     if pooled < highest:
-                        queued = _push(heap_scores, heap_keys, queued, pooled, min(tops[a], tops[w]),
-                                       max(tops[a], tops[w]), f)
+                        queued = _push(
+                            heap_scores, heap_keys, queued, pooled, min(tops[a], tops[w]), max(tops[a], tops[w]), f
+                        )
                 else:
                     if ends_u[g] == b:
                         ends_u[g] = a
@@ -252,8 +254,7 @@ def union_merges(parent, merge_a, merge_b, merge_score, low, high):  # pragma: n
                 parent[max(a, b)] = min(a, b)
 
 
-def agglomerate(graph: RegionGraph, settings: SegmentSettings | None = None,
-                **options: Any) -> dict[float, np.ndarray]:
+def agglomerate(graph: RegionGraph, settings: SegmentSettings | None = None, **options: Any) -> dict[float, np.ndarray]:
     """Hierarchical agglomeration of a region graph to several thresholds (waterz's merge loop).
 
     The lowest-score edge is merged next (score ``1 - mean affinity`` or ``1 - quantile``, after
@@ -288,10 +289,17 @@ def agglomerate(graph: RegionGraph, settings: SegmentSettings | None = None,
     index_u = np.searchsorted(graph.fragments, graph.u).astype(np.int64, copy=False)
     index_v = np.searchsorted(graph.fragments, graph.v).astype(np.int64, copy=False)
     merge_a, merge_b, merge_score, _, _ = merge_regions(  # the index arrays are fresh: the kernel may overwrite
-        index_u, index_v, np.array(graph.affinity_sum, np.float64), np.array(graph.count, np.int64),
-        np.array(graph.links, np.int64), np.array(histogram, np.uint32), np.arange(len(graph.fragments)),
-        np.int64(settings.quantile), np.zeros(len(graph.fragments), np.bool_),
-        np.float64(settings.thresholds[-1]))
+        index_u,
+        index_v,
+        np.array(graph.affinity_sum, np.float64),
+        np.array(graph.count, np.int64),
+        np.array(graph.links, np.int64),
+        np.array(histogram, np.uint32),
+        np.arange(len(graph.fragments)),
+        np.int64(settings.quantile),
+        np.zeros(len(graph.fragments), np.bool_),
+        np.float64(settings.thresholds[-1]),
+    )
     parent = np.arange(len(graph.fragments))
     luts, low = {}, -np.inf
     for t in settings.thresholds:

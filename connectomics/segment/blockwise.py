@@ -221,13 +221,13 @@ def segment_blockwise(
     from connectomics.io import open_volume
 
     volume = open_volume(str(affs_path), role="affinities")  # 4 axes, dtype, values in [0, 1]: before any work
-    offsets = read_affinity_offsets(str(affs_path)) or (None if offsets is None else
-                                                         [list(map(int, o)) for o in offsets])
+    offsets = read_affinity_offsets(str(affs_path)) or (
+        None if offsets is None else [list(map(int, o)) for o in offsets]
+    )
     if offsets is None:
         raise ValueError(f"{affs_path} has no 'affinity_offsets' attribute; pass the offsets (--offsets)")
     if len(offsets) != volume.data.shape[0]:
-        raise ValueError(f"{len(offsets)} offsets for {volume.data.shape[0]} affinity channels in "
-                         f"{affs_path}")
+        raise ValueError(f"{len(offsets)} offsets for {volume.data.shape[0]} affinity channels in {affs_path}")
     nn = tuple(nearest_neighbour_channels(offsets))
     settings = resolve(settings, options)
     chunks = settings.block_shape if chunks is None else as_coordinate(chunks, 3, name="chunks")
@@ -235,11 +235,16 @@ def segment_blockwise(
     volume_roi = Roi((0, 0, 0), tuple(volume.data.shape[1:]))
     if image is not None:  # refuse a wrong image before the work, not at the first label image
         if tuple(open_volume(image).spatial_shape) != volume_roi.shape:
-            raise ValueError(f"segmentations of shape {volume_roi.shape} do not match their image {image} of "
-                             f"shape {open_volume(image).spatial_shape}")
+            raise ValueError(
+                f"segmentations of shape {volume_roi.shape} do not match their image {image} of "
+                f"shape {open_volume(image).spatial_shape}"
+            )
     if n_levels is None:
-        n_levels = max(0, int(np.floor(np.log2(max(min(volume_roi.shape[1:]), 1) / 64))) + 1) if \
-            min(volume_roi.shape[1:]) > 64 else 0
+        n_levels = (
+            max(0, int(np.floor(np.log2(max(min(volume_roi.shape[1:]), 1) / 64))) + 1)
+            if min(volume_roi.shape[1:]) > 64
+            else 0
+        )
     root = check_output_folder(output_path, name="output")
     names = [threshold_name(t) for t in settings.thresholds]
     if not job_folder(root).is_dir() and not overwrite:
@@ -247,19 +252,46 @@ def segment_blockwise(
         if foreign:
             raise OutputExistsError(
                 f"{output_path} holds {', '.join(foreign)}, not written by `{JOB_COMMAND}` (no bookkeeping in "
-                f"{job_folder(root)}); pass --overwrite to replace them, or choose another output")
-    config = {"affinities": str(affs_path), "shape": list(volume.data.shape), "offsets": offsets,
-              "chunks": list(chunks), "levels": n_levels, "image": image, **settings.to_manifest()}
+                f"{job_folder(root)}); pass --overwrite to replace them, or choose another output"
+            )
+    config = {
+        "affinities": str(affs_path),
+        "shape": list(volume.data.shape),
+        "offsets": offsets,
+        "chunks": list(chunks),
+        "levels": n_levels,
+        "image": image,
+        **settings.to_manifest(),
+    }
     with open_job(root, JOB_COMMAND, config, overwrite=overwrite, wait=wait, bookkeeping=BOOKKEEPING) as job:
         job.claim("fragments/zarr.json", "fragments/0/zarr.json", "fragments/0/c", *names)
-        return _run_stages(job, str(affs_path), str(output_path), settings, nn=nn, volume=volume, chunks=chunks,
-                           n_levels=n_levels, image=image,
-                           run=dict(scheduler=scheduler, workers=workers, progress=progress))
+        return _run_stages(
+            job,
+            str(affs_path),
+            str(output_path),
+            settings,
+            nn=nn,
+            volume=volume,
+            chunks=chunks,
+            n_levels=n_levels,
+            image=image,
+            run=dict(scheduler=scheduler, workers=workers, progress=progress),
+        )
 
 
-def _run_stages(job: Job, affs_path: str, output_path: str, settings: SegmentSettings, *,
-                nn: tuple[tuple[int, tuple[int, int, int]], ...], volume: Volume, chunks: tuple[int, ...],
-                n_levels: int, image: str | None, run: dict[str, Any]) -> dict[str, Any]:
+def _run_stages(
+    job: Job,
+    affs_path: str,
+    output_path: str,
+    settings: SegmentSettings,
+    *,
+    nn: tuple[tuple[int, tuple[int, int, int]], ...],
+    volume: Volume,
+    chunks: tuple[int, ...],
+    n_levels: int,
+    image: str | None,
+    run: dict[str, Any],
+) -> dict[str, Any]:
     """The four stages of :func:`segment_blockwise` inside its job; finished blocks and stages are skipped."""
     import zarr
 
@@ -273,24 +305,40 @@ def _run_stages(job: Job, affs_path: str, output_path: str, settings: SegmentSet
     blocks = block_grid(volume_roi, block_shape, settings.context, origin=(0, 0, 0))
 
     def create(path: str, dtype: str = "uint64"):
-        return create_ome_zarr_array(path, shape=volume_roi.shape, dtype=dtype, chunks=chunks,
-                                     axes=("z", "y", "x"), voxel_size=voxel_size, offset=spatial_offset,
-                                     fill_value=0, exists_ok=True)
+        return create_ome_zarr_array(
+            path,
+            shape=volume_roi.shape,
+            dtype=dtype,
+            chunks=chunks,
+            axes=("z", "y", "x"),
+            voxel_size=voxel_size,
+            offset=spatial_offset,
+            fill_value=0,
+            exists_ok=True,
+        )
 
     fragments_path = f"{output_path}/fragments"
     fragments = create(fragments_path)
-    links = zarr.open_array(str(folder / "face_links"), mode="a", shape=volume_roi.shape, dtype="uint8",
-                            chunks=chunks, fill_value=0)
+    links = zarr.open_array(
+        str(folder / "face_links"), mode="a", shape=volume_roi.shape, dtype="uint8", chunks=chunks, fill_value=0
+    )
     links_out = (str(links.store.root), links.path)
-    run_blockwise(FragmentsStep(affs_path, nn, (str(fragments.store.root), fragments.path), links_out, settings,
-                                voxel_size),
-                  blocks, DoneMarkers.of_job(job, "fragments"), desc="fragments", **run
-                  ).raise_for_failures("segment (fragments)", records=folder / "failed")
+    run_blockwise(
+        FragmentsStep(affs_path, nn, (str(fragments.store.root), fragments.path), links_out, settings, voxel_size),
+        blocks,
+        DoneMarkers.of_job(job, "fragments"),
+        desc="fragments",
+        **run,
+    ).raise_for_failures("segment (fragments)", records=folder / "failed")
     edges = folder / "region_graph"
     edges.mkdir(parents=True, exist_ok=True)
-    run_blockwise(RegionGraphStep(affs_path, fragments_path, links_out, nn, volume_roi, str(edges), settings),
-                  blocks, DoneMarkers.of_job(job, "graph"), desc="region graph", **run
-                  ).raise_for_failures("segment (region graph)", records=folder / "failed")
+    run_blockwise(
+        RegionGraphStep(affs_path, fragments_path, links_out, nn, volume_roi, str(edges), settings),
+        blocks,
+        DoneMarkers.of_job(job, "graph"),
+        desc="region graph",
+        **run,
+    ).raise_for_failures("segment (region graph)", records=folder / "failed")
 
     agglomeration = folder / "agglomeration"
     if not job.is_done("agglomeration"):
@@ -298,19 +346,32 @@ def _run_stages(job: Job, affs_path: str, output_path: str, settings: SegmentSet
         # an interruption, what an earlier run left there belongs to other settings or is partial
         shutil.rmtree(agglomeration, ignore_errors=True)
         trim_free_memory()  # the agglomeration should not sit on top of the block stages' freed buffers
-    summary: dict[str, Any] = {"fragments": fragments_path,
-                               **agglomerate_block_graphs(edges, blocks, settings, agglomeration)}
+    summary: dict[str, Any] = {
+        "fragments": fragments_path,
+        **agglomerate_block_graphs(edges, blocks, settings, agglomeration),
+    }
     job.mark_done("agglomeration")
     summary["segmentations"] = {}
     for t in thresholds:
         name = threshold_name(t)
-        seg = create_segmentation_image(output_path, name, shape=volume_roi.shape, dtype="uint64", chunks=chunks,
-                                        source_image=image, voxel_size=voxel_size, offset=spatial_offset,
-                                        exists_ok=True)
-        run_blockwise(RelabelStep(fragments_path, str(edges), str(agglomeration / name),
-                                  str(seg.store.root), seg.path), blocks,
-                      DoneMarkers.of_job(job, name), desc=name, **run
-                      ).raise_for_failures(f"segment ({name})", records=folder / "failed")
+        seg = create_segmentation_image(
+            output_path,
+            name,
+            shape=volume_roi.shape,
+            dtype="uint64",
+            chunks=chunks,
+            source_image=image,
+            voxel_size=voxel_size,
+            offset=spatial_offset,
+            exists_ok=True,
+        )
+        run_blockwise(
+            RelabelStep(fragments_path, str(edges), str(agglomeration / name), str(seg.store.root), seg.path),
+            blocks,
+            DoneMarkers.of_job(job, name),
+            desc=name,
+            **run,
+        ).raise_for_failures(f"segment ({name})", records=folder / "failed")
         if n_levels and not job.is_done(f"{name}-levels"):
             add_multiscale_levels(f"{output_path}/{name}", n_levels, method="mode")
             job.mark_done(f"{name}-levels")

@@ -46,12 +46,15 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("affinities", help="affinities (channel, plane, row, column), e.g. pred.zarr/affs")
     parser.add_argument("output", help="output container, e.g. seg.zarr")
     add_dataclass_arguments(parser, SegmentSettings)
-    parser.add_argument("--offsets", default=None,
-                        help="affinity offsets 'z,y,x;z,y,x;...' if the input has no affinity_offsets attr")
+    parser.add_argument(
+        "--offsets", default=None, help="affinity offsets 'z,y,x;z,y,x;...' if the input has no affinity_offsets attr"
+    )
     parser.add_argument("--chunks", default=None, help="storage chunks Z,Y,X (default: the block shape)")
-    parser.add_argument("--image", default=None,
-                        help="raw image the segmentations annotate (e.g. sim.zarr/raw): linked from each "
-                             "label image's source.image")
+    parser.add_argument(
+        "--image",
+        default=None,
+        help="raw image the segmentations annotate (e.g. sim.zarr/raw): linked from each label image's source.image",
+    )
     parser.add_argument("--in-memory", action="store_true", help="load everything and segment in memory")
     parser.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")
     parser.add_argument("--workers", type=int, default=None, help="local threads")
@@ -62,27 +65,46 @@ def cli(argv: list[str]) -> int:
 
     try:
         settings = dataclass_from_args(SegmentSettings, args)
-        offsets = None if args.offsets is None else [parse_coordinate(o, name="--offsets")
-                                                     for o in args.offsets.split(";")]
-        kwargs = dict(offsets=offsets, image=args.image,
-                      chunks=None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"))
+        offsets = (
+            None if args.offsets is None else [parse_coordinate(o, name="--offsets") for o in args.offsets.split(";")]
+        )
+        kwargs = dict(
+            offsets=offsets,
+            image=args.image,
+            chunks=None if args.chunks is None else parse_coordinate(args.chunks, name="--chunks"),
+        )
         if args.in_memory:
-            summary = segment_to_zarr_in_memory(args.affinities, args.output, settings, overwrite=args.overwrite,
-                                                **kwargs)
+            summary = segment_to_zarr_in_memory(
+                args.affinities, args.output, settings, overwrite=args.overwrite, **kwargs
+            )
         else:
-            summary = segment_blockwise(args.affinities, args.output, settings, scheduler=args.scheduler,
-                                        workers=args.workers, progress=not args.no_progress,
-                                        overwrite=args.overwrite, wait=args.wait, **kwargs)
+            summary = segment_blockwise(
+                args.affinities,
+                args.output,
+                settings,
+                scheduler=args.scheduler,
+                workers=args.workers,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+                wait=args.wait,
+                **kwargs,
+            )
     except TypeError as err:  # a wrong dtype of the input: a user error here (run_guarded shows the rest)
         raise UserError(str(err)) from err
     print("segment: " + json.dumps(summary, default=str))
     return 0
 
 
-def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: SegmentSettings, *,
-                              offsets: Sequence[Sequence[int]] | None = None,
-                              chunks: Sequence[int] | None = None, image: str | None = None,
-                              overwrite: bool = False) -> dict[str, Any]:
+def segment_to_zarr_in_memory(
+    affs_path: str,
+    output_path: str,
+    settings: SegmentSettings,
+    *,
+    offsets: Sequence[Sequence[int]] | None = None,
+    chunks: Sequence[int] | None = None,
+    image: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """The fast path of the command: read the whole prediction, :func:`segment_in_memory`, write outputs.
 
     Writes the same ``seg_<t>`` label images as :func:`segment_blockwise`; ``image`` is the raw image they
@@ -98,8 +120,10 @@ def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: Segmen
     check_output_folder(output_path, name="output")
     existing = [threshold_name(t) for t in settings.thresholds if Path(output_path, threshold_name(t)).exists()]
     if existing and not overwrite:
-        raise OutputExistsError(f"{output_path} already holds {', '.join(existing)}; pass --overwrite to replace "
-                                "them, or choose another output")
+        raise OutputExistsError(
+            f"{output_path} already holds {', '.join(existing)}; pass --overwrite to replace "
+            "them, or choose another output"
+        )
     volume = open_volume(str(affs_path), role="affinities")
     offsets = read_affinity_offsets(str(affs_path)) or offsets
     if offsets is None:
@@ -110,9 +134,17 @@ def segment_to_zarr_in_memory(affs_path: str, output_path: str, settings: Segmen
     out = {}
     for t, seg in segs.items():
         path = f"{output_path}/{threshold_name(t)}"
-        array = create_segmentation_image(output_path, threshold_name(t), shape=seg.shape, dtype="uint64",
-                                          chunks=chunks, source_image=image, exists_ok=overwrite,
-                                          voxel_size=tuple(volume.voxel_size[-3:]), offset=tuple(volume.offset[-3:]))
+        array = create_segmentation_image(
+            output_path,
+            threshold_name(t),
+            shape=seg.shape,
+            dtype="uint64",
+            chunks=chunks,
+            source_image=image,
+            exists_ok=overwrite,
+            voxel_size=tuple(volume.voxel_size[-3:]),
+            offset=tuple(volume.offset[-3:]),
+        )
         array[...] = seg
         if min(seg.shape[1:]) > 64:
             add_multiscale_levels(path, int(np.floor(np.log2(min(seg.shape[1:]) / 64))) + 1, method="mode")

@@ -75,8 +75,14 @@ class Edges:
         """The raw edges of a block's region graph (:class:`RegionGraph` fields; ``bins`` 0 drops histograms)."""
         u, v = np.asarray(graph["u"]).astype(np.int64), np.asarray(graph["v"]).astype(np.int64)
         histogram = np.asarray(graph["histogram"]) if bins else np.zeros((len(u), 0), np.uint32)
-        return Edges(u, v, np.asarray(graph["affinity_sum"], np.float64), np.asarray(graph["count"], np.int64),
-                     np.asarray(graph["links"], np.int64), histogram)
+        return Edges(
+            u,
+            v,
+            np.asarray(graph["affinity_sum"], np.float64),
+            np.asarray(graph["count"], np.int64),
+            np.asarray(graph["links"], np.int64),
+            histogram,
+        )
 
     def take(self, index: np.ndarray) -> Edges:
         return Edges(*(getattr(self, f.name)[index] for f in fields(self)))
@@ -100,8 +106,14 @@ class Edges:
         def add(values: np.ndarray) -> np.ndarray:
             return np.add.reduceat(values[order], start)
 
-        return Edges(u[start], v[start], add(self.sums), add(self.counts), add(self.links),
-                     add(self.histogram).astype(np.uint32, copy=False))
+        return Edges(
+            u[start],
+            v[start],
+            add(self.sums),
+            add(self.counts),
+            add(self.links),
+            add(self.histogram).astype(np.uint32, copy=False),
+        )
 
 
 @dataclass
@@ -146,8 +158,13 @@ class BlockHierarchy:
     [([], [], []), ([], [], []), ([1], [11], [0.25])]
     """
 
-    def __init__(self, grid_shape: Sequence[int], block_voxels: int,
-                 load: Callable[[int], Mapping[str, np.ndarray]], settings: SegmentSettings) -> None:
+    def __init__(
+        self,
+        grid_shape: Sequence[int],
+        block_voxels: int,
+        load: Callable[[int], Mapping[str, np.ndarray]],
+        settings: SegmentSettings,
+    ) -> None:
         self.grid_shape = tuple(int(n) for n in grid_shape)
         self.block_shape = np.array(settings.block_shape)
         self.block_voxels = np.int64(block_voxels)
@@ -185,8 +202,9 @@ class BlockHierarchy:
         del children
         # the raw edges between the halves are inside this group: map their fragments onto the halves'
         # regions and pool them (edges inside one half are distinct from them)
-        inner = (self._inside(crossing.u // self.block_voxels, lo, hi)
-                 & self._inside(crossing.v // self.block_voxels, lo, hi))
+        inner = self._inside(crossing.u // self.block_voxels, lo, hi) & self._inside(
+            crossing.v // self.block_voxels, lo, hi
+        )
         joined = crossing.take(inner)
         known, first = np.unique(faces[:, 0], return_index=True)
         joined.u = face_regions[first][np.searchsorted(known, joined.u)]
@@ -212,8 +230,11 @@ class BlockHierarchy:
                 after = list(index)
                 after[axis] += 1
                 other = self.load(int(np.ravel_multi_index(after, self.grid_shape)))
-                faces.append(self._face_rows(np.asarray(other["u"]).astype(np.int64),
-                                             np.asarray(other["v"]).astype(np.int64), block))
+                faces.append(
+                    self._face_rows(
+                        np.asarray(other["u"]).astype(np.int64), np.asarray(other["v"]).astype(np.int64), block
+                    )
+                )
         rows = np.unique(np.concatenate(faces), axis=0)
         lo = np.array(index)
         return self._agglomerate(lo, lo + 1, edges.take(inner), rows, rows[:, 0].copy(), crossing, sink)
@@ -221,11 +242,23 @@ class BlockHierarchy:
     def _face_rows(self, u: np.ndarray, v: np.ndarray, block: int) -> np.ndarray:
         """(fragment of ``block``, block of its partner) for each edge that crosses ``block``'s faces."""
         bu, bv = u // self.block_voxels, v // self.block_voxels
-        return np.concatenate([np.stack([u, bv], axis=1)[(bu == block) & (bv != block)],
-                               np.stack([v, bu], axis=1)[(bv == block) & (bu != block)]]).reshape(-1, 2)
+        return np.concatenate(
+            [
+                np.stack([u, bv], axis=1)[(bu == block) & (bv != block)],
+                np.stack([v, bu], axis=1)[(bv == block) & (bu != block)],
+            ]
+        ).reshape(-1, 2)
 
-    def _agglomerate(self, lo: np.ndarray, hi: np.ndarray, edges: Edges, faces: np.ndarray,
-                     face_regions: np.ndarray, crossing: Edges, sink: MergeSink) -> _Leftover:
+    def _agglomerate(
+        self,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        edges: Edges,
+        faces: np.ndarray,
+        face_regions: np.ndarray,
+        crossing: Edges,
+        sink: MergeSink,
+    ) -> _Leftover:
         outside = ~self._inside(faces[:, 1], lo, hi)
         regions = np.unique(np.concatenate([edges.u, edges.v]))
         frozen = np.zeros(len(regions), np.bool_)
@@ -234,8 +267,17 @@ class BlockHierarchy:
         edges.u, edges.v = np.searchsorted(regions, edges.u), np.searchsorted(regions, edges.v)
         tops = np.arange(len(regions))  # a region is named by its largest fragment, which orders ties
         merge_a, merge_b, merge_score, parent, alive = merge_regions(
-            edges.u, edges.v, edges.sums, edges.counts, edges.links, edges.histogram, tops, self.quantile, frozen,
-            self.highest)
+            edges.u,
+            edges.v,
+            edges.sums,
+            edges.counts,
+            edges.links,
+            edges.histogram,
+            tops,
+            self.quantile,
+            frozen,
+            self.highest,
+        )
         sink(regions[merge_a], regions[merge_b], merge_score)  # a fragment of each of the two regions
         left = edges.take(alive & frozen[edges.u] & frozen[edges.v])  # unfrozen roots are done
         left.u, left.v = regions[tops[left.u]], regions[tops[left.v]]
@@ -253,9 +295,12 @@ def grid_shape(blocks: Iterable[Block]) -> tuple[int, int, int]:
     return tuple(int(n) + 1 for n in np.max([b.grid_index for b in blocks], axis=0))
 
 
-def segment_luts(lengths: Sequence[int], merges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]],
-                 settings: SegmentSettings, sizes: np.ndarray | None = None
-                 ) -> Iterator[tuple[float, list[np.ndarray]]]:
+def segment_luts(
+    lengths: Sequence[int],
+    merges: Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    settings: SegmentSettings,
+    sizes: np.ndarray | None = None,
+) -> Iterator[tuple[float, list[np.ndarray]]]:
     """Segment ids of every fragment per threshold, from recorded merges (a union-find over fragments).
 
     Parameters
@@ -288,8 +333,9 @@ def segment_luts(lengths: Sequence[int], merges: Callable[[], Iterable[tuple[np.
         yield t, [ids[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
-def _record_merges(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path,
-                   fragments: np.ndarray) -> list[Path]:
+def _record_merges(
+    graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path, fragments: np.ndarray
+) -> list[Path]:
     """Run the hierarchy over the block graphs ``graphs/<block_id>.npz``, saving each group's merges in
     ``folder`` by fragment number (position in the sorted ``fragments``), so each threshold's pass needs
     no lookup."""
@@ -304,13 +350,15 @@ def _record_merges(graphs: Path, blocks: Sequence[Block], settings: SegmentSetti
             np.savez(path, a=np.searchsorted(fragments, a), b=np.searchsorted(fragments, b), score=score)
             written.append(path)
 
-    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: np.load(graphs / f"{b}.npz"),
-                   settings).run(sink)
+    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda b: np.load(graphs / f"{b}.npz"), settings).run(
+        sink
+    )
     return written
 
 
-def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings,
-                             folder: Path) -> dict[str, Any]:
+def agglomerate_block_graphs(
+    graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path
+) -> dict[str, Any]:
     """The agglomeration stage of the blockwise path, from the block graphs saved as
     ``graphs/<block_id>.npz``: per-block lookup tables ``folder/seg_<t>/<block_id>.npy`` (uint64 segment
     ids aligned with the block graph's ``fragments``) and ``folder/summary.json``; done when the summary
@@ -338,8 +386,9 @@ def agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: Se
         return_freed_buffers_to_os(32 << 20)
 
 
-def _agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path,
-                              summary_path: Path) -> dict[str, Any]:
+def _agglomerate_block_graphs(
+    graphs: Path, blocks: Sequence[Block], settings: SegmentSettings, folder: Path, summary_path: Path
+) -> dict[str, Any]:
     blocks = sorted(blocks, key=lambda block: block.block_id)
 
     def each(field: str) -> Iterator[np.ndarray]:
@@ -368,7 +417,6 @@ def _agglomerate_block_graphs(graphs: Path, blocks: Sequence[Block], settings: S
         for block, lut in zip(blocks, luts):
             np.save(name / f"{block.block_id}.npy", lut)
         n_segments[t] = int(max((lut.max(initial=0) for lut in luts), default=0))
-    summary = {"n_fragments": n_fragments, "n_edges": n_edges,
-               "n_segments": n_segments}
+    summary = {"n_fragments": n_fragments, "n_edges": n_edges, "n_segments": n_segments}
     atomic_write_text(summary_path, json.dumps(summary))
     return summary

@@ -20,10 +20,14 @@ from connectomics.segment.watershed import (
 )
 
 
-def segment_in_memory(affs: np.ndarray, offsets: Sequence[Sequence[int]] = NEAREST_NEIGHBOUR_OFFSETS,
-                      settings: SegmentSettings | None = None, *,
-                      sampling: Sequence[float] = (1.0, 1.0, 1.0),
-                      **options: Any) -> dict[float, np.ndarray]:
+def segment_in_memory(
+    affs: np.ndarray,
+    offsets: Sequence[Sequence[int]] = NEAREST_NEIGHBOUR_OFFSETS,
+    settings: SegmentSettings | None = None,
+    *,
+    sampling: Sequence[float] = (1.0, 1.0, 1.0),
+    **options: Any,
+) -> dict[float, np.ndarray]:
     """Segment affinities held in memory; the same algorithm and result as
     :func:`connectomics.segment.blockwise.segment_blockwise` with the same settings.
 
@@ -63,19 +67,35 @@ def segment_in_memory(affs: np.ndarray, offsets: Sequence[Sequence[int]] = NEARE
     links = np.zeros(volume.shape, np.uint8)
     for block in blocks:
         fragments[block.write_roi.to_slices()], links[block.write_roi.to_slices()] = block_fragments(
-            affs_nn[(slice(None),) + block.read_roi.to_slices()], block, settings, sampling)
+            affs_nn[(slice(None),) + block.read_roi.to_slices()], block, settings, sampling
+        )
     blocks = sorted(blocks, key=lambda block: block.block_id)
-    parts = [block_region_graph(fragments, affs_nn[(slice(None),) + block.write_roi.to_slices()],
-                                block.write_roi, volume, nn, settings, links[block.write_roi.to_slices()])
-             for block in blocks]
+    parts = [
+        block_region_graph(
+            fragments,
+            affs_nn[(slice(None),) + block.write_roi.to_slices()],
+            block.write_roi,
+            volume,
+            nn,
+            settings,
+            links[block.write_roi.to_slices()],
+        )
+        for block in blocks
+    ]
     ids = np.concatenate([p.fragments for p in parts])
     numbers = ids.astype(np.int64)  # merges name fragments by int64 id; numbered by position in ``ids``
     merges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda block_id: vars(parts[block_id]),
-                   settings).run(lambda a, b, score: merges.append((np.searchsorted(numbers, a),
-                                                                    np.searchsorted(numbers, b), score)))
-    luts = dict(segment_luts([len(p.fragments) for p in parts], lambda: merges, settings,
-                             np.concatenate([p.sizes for p in parts]).astype(np.int64)))
+    BlockHierarchy(grid_shape(blocks), settings.block_voxels, lambda block_id: vars(parts[block_id]), settings).run(
+        lambda a, b, score: merges.append((np.searchsorted(numbers, a), np.searchsorted(numbers, b), score))
+    )
+    luts = dict(
+        segment_luts(
+            [len(p.fragments) for p in parts],
+            lambda: merges,
+            settings,
+            np.concatenate([p.sizes for p in parts]).astype(np.int64),
+        )
+    )
     # one lookup of each voxel's fragment index serves every threshold; background (no fragment) gets the
     # extra last entry, segment 0
     index = relabel(fragments, ids, np.arange(len(ids), dtype=np.int64))

@@ -37,6 +37,7 @@ def discretize(value, bins):  # pragma: no cover - compiled
         return bins - 1
     return min(int(value * bins), bins - 1)
 
+
 @dataclass
 class RegionGraph:
     """Fragment adjacency with summed affinities.
@@ -90,8 +91,16 @@ class RegionGraph:
             histogram = np.add.reduceat(histogram[order], np.searchsorted(inverse[order], np.arange(len(keys))))
         else:
             histogram = np.zeros((len(keys), 0), np.uint32)
-        return RegionGraph(frags[keys // n], frags[keys % n], sums, counts, frags, sizes, links,
-                           histogram.astype(np.uint32, copy=False))
+        return RegionGraph(
+            frags[keys // n],
+            frags[keys % n],
+            sums,
+            counts,
+            frags,
+            sizes,
+            links,
+            histogram.astype(np.uint32, copy=False),
+        )
 
 
 @numba.njit(cache=True)
@@ -143,8 +152,7 @@ def _region_graph_kernel(fragments, origin, affs, links, offsets, bins):  # prag
     linked = np.zeros(capacity, np.int64)
     # for histograms, each pair's (edge, bin) is recorded and counted at the end: growing a 2-D array of
     # histograms as edges appear was 10x slower
-    pair_edges, pair_bins, n_pairs = np.empty(1024 if bins else 0, np.int64), np.empty(1024 if bins else 0,
-                                                                                      np.uint8), 0
+    pair_edges, pair_bins, n_pairs = np.empty(1024 if bins else 0, np.int64), np.empty(1024 if bins else 0, np.uint8), 0
     n = 0
     for z in range(shape[0]):
         for y in range(shape[1]):
@@ -213,9 +221,15 @@ def _region_graph_kernel(fragments, origin, affs, links, offsets, bins):  # prag
     return u, v, sums[:n], counts[:n], linked[:n], histogram[:n], ids[:n_ids][own], sizes[own]
 
 
-def block_region_graph(fragments: np.ndarray, affs_nn: np.ndarray, write_roi: Roi, fragments_roi: Roi,
-                       nn: Sequence[tuple[int, tuple[int, int, int]]], settings: SegmentSettings | None = None,
-                       links: np.ndarray | None = None) -> RegionGraph:
+def block_region_graph(
+    fragments: np.ndarray,
+    affs_nn: np.ndarray,
+    write_roi: Roi,
+    fragments_roi: Roi,
+    nn: Sequence[tuple[int, tuple[int, int, int]]],
+    settings: SegmentSettings | None = None,
+    links: np.ndarray | None = None,
+) -> RegionGraph:
     """The region graph of the voxel pairs owned by one block.
 
     Parameters
@@ -233,11 +247,26 @@ def block_region_graph(fragments: np.ndarray, affs_nn: np.ndarray, write_roi: Ro
     origin = np.array(write_roi.offset, np.int64) - np.array(fragments_roi.offset, np.int64)
     offsets = np.array([offset for _, offset in nn], np.int64)
     u, v, sums, counts, linked, histogram, frags, sizes = _region_graph_kernel(
-        np.ascontiguousarray(fragments), origin, np.ascontiguousarray(affs_nn, np.float32), links, offsets, bins)
+        np.ascontiguousarray(fragments), origin, np.ascontiguousarray(affs_nn, np.float32), links, offsets, bins
+    )
     order = np.lexsort((v, u))  # sorted by (u, v) so the graph does not depend on the scan order
-    u, v, sums, counts, linked, histogram = (u[order], v[order], sums[order], counts[order], linked[order],
-                                             histogram[order])
+    u, v, sums, counts, linked, histogram = (
+        u[order],
+        v[order],
+        sums[order],
+        counts[order],
+        linked[order],
+        histogram[order],
+    )
     order = np.argsort(frags)
     frags, sizes = frags[order], sizes[order]
-    return RegionGraph(u.astype(np.uint64), v.astype(np.uint64), sums, counts, frags.astype(np.uint64),
-                       sizes.astype(np.int64), linked, histogram)
+    return RegionGraph(
+        u.astype(np.uint64),
+        v.astype(np.uint64),
+        sums,
+        counts,
+        frags.astype(np.uint64),
+        sizes.astype(np.int64),
+        linked,
+        histogram,
+    )

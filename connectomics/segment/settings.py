@@ -94,8 +94,10 @@ class SegmentSettings:
         if not self.thresholds:
             raise ValueError("at least one threshold is needed")
         if not all(0.0 <= t <= 1.0 for t in self.thresholds):
-            raise ValueError(f"thresholds are merge scores (1 - affinity statistic) in [0, 1], got "
-                             f"{', '.join(f'{t:g}' for t in self.thresholds)}")
+            raise ValueError(
+                f"thresholds are merge scores (1 - affinity statistic) in [0, 1], got "
+                f"{', '.join(f'{t:g}' for t in self.thresholds)}"
+            )
         if self.fragments not in FRAGMENT_METHODS:
             raise ValueError(f"fragments must be one of {FRAGMENT_METHODS}, got {self.fragments!r}")
         if not 0.0 <= self.low < self.high <= 1.0:

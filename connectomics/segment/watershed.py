@@ -42,8 +42,10 @@ def nearest_neighbour_channels(offsets: Sequence[Sequence[int]]) -> list[tuple[i
         if sorted(off) == [-1, 0, 0]:
             found.setdefault(off.index(-1), (c, off))
     if len(found) != 3:
-        raise ValueError(f"affinity offsets {[list(o) for o in offsets]} need the nearest-neighbour offsets "
-                         "(-1,0,0), (0,-1,0), (0,0,-1) (edge to the previous voxel, as waterz expects)")
+        raise ValueError(
+            f"affinity offsets {[list(o) for o in offsets]} need the nearest-neighbour offsets "
+            "(-1,0,0), (0,-1,0), (0,0,-1) (edge to the previous voxel, as waterz expects)"
+        )
     return [found[a] for a in range(3)]
 
 
@@ -145,8 +147,9 @@ def _flood(labels, levels, n_levels):  # pragma: no cover - compiled
     used, top = np.int64(0), np.int64(-1)
     for v in range(n):
         if labels[v] != 0:
-            nxt, item, used, top = _queue_neighbours(v, labels, flat_levels, shape, strides, queued, head,
-                                                     tail, nxt, item, used, top)
+            nxt, item, used, top = _queue_neighbours(
+                v, labels, flat_levels, shape, strides, queued, head, tail, nxt, item, used, top
+            )
     while top >= 0:
         entry = head[top]
         if entry < 0:
@@ -171,8 +174,9 @@ def _flood(labels, levels, n_levels):  # pragma: no cover - compiled
                 if labels[w] != 0 and level > best:
                     best, best_label = level, labels[w]
         labels[v] = best_label
-        nxt, item, used, top = _queue_neighbours(v, labels, flat_levels, shape, strides, queued, head, tail,
-                                                 nxt, item, used, top)
+        nxt, item, used, top = _queue_neighbours(
+            v, labels, flat_levels, shape, strides, queued, head, tail, nxt, item, used, top
+        )
 
 
 def edge_watershed(seeds: np.ndarray, affs_nn: np.ndarray) -> np.ndarray:
@@ -212,9 +216,14 @@ def edge_watershed(seeds: np.ndarray, affs_nn: np.ndarray) -> np.ndarray:
     return labels
 
 
-def seeded_fragments(affs_nn: np.ndarray, *, seed_threshold: float = 0.5, seed_radius: int = 4,
-                     min_seed_distance: float = 2.0,
-                     sampling: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+def seeded_fragments(
+    affs_nn: np.ndarray,
+    *,
+    seed_threshold: float = 0.5,
+    seed_radius: int = 4,
+    min_seed_distance: float = 2.0,
+    sampling: Sequence[float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
     """Fragments: seeds from the distance transform of the boundary map, grown on the affinity edges.
 
     1. interior = ``boundary_map(affs_nn) < seed_threshold``; its Euclidean distance transform (in nm when
@@ -347,8 +356,9 @@ def _basins(bits, shape):  # pragma: no cover - compiled
     return labels
 
 
-def waterz_fragments(affs_nn: np.ndarray, *, low: float = 0.0001, high: float = 0.9999,
-                     return_pointers: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def waterz_fragments(
+    affs_nn: np.ndarray, *, low: float = 0.0001, high: float = 0.9999, return_pointers: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Fragments by waterz's watershed on the affinity graph (``basic_watershed.hpp``), voxel for voxel.
 
     Parameters
@@ -408,8 +418,7 @@ def _size_merge(u, v, counts, size_threshold):  # pragma: no cover - compiled
     return parent
 
 
-def merge_small_fragments(labels: np.ndarray, affs_nn: np.ndarray, size_threshold: int,
-                          merge_low: float) -> np.ndarray:
+def merge_small_fragments(labels: np.ndarray, affs_nn: np.ndarray, size_threshold: int, merge_low: float) -> np.ndarray:
     """zwatershed's size-based merge of watershed basins (Zlateski & Seung 2015, ``merge_segments_with_function``
     with ``const_above_threshold(size_threshold, merge_low)``, no dust removal).
 
@@ -468,8 +477,9 @@ def merge_small_fragments(labels: np.ndarray, affs_nn: np.ndarray, size_threshol
     return dense.astype(np.int64)[labels]
 
 
-def block_fragments(affs_nn: np.ndarray, block: Block, settings: SegmentSettings,
-                    sampling: Sequence[float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def block_fragments(
+    affs_nn: np.ndarray, block: Block, settings: SegmentSettings, sampling: Sequence[float] = (1.0, 1.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Fragments of one block, with globally unique ids, and the links across its lower faces.
 
     The watershed runs over the block's read ROI and is cropped to its write ROI, so a fragment that a
@@ -505,19 +515,23 @@ def block_fragments(affs_nn: np.ndarray, block: Block, settings: SegmentSettings
             face[axis] = slice(write[axis].start, write[axis].start + 1)
             before = list(face)
             before[axis] = slice(face[axis].start - 1, face[axis].start)
-            linked = (pointers[tuple(face)] & _DIRECTION_BITS[axis]) | (pointers[tuple(before)] &
-                                                                       _REVERSE_BITS[axis])
+            linked = (pointers[tuple(face)] & _DIRECTION_BITS[axis]) | (pointers[tuple(before)] & _REVERSE_BITS[axis])
             face_out = [slice(None)] * 3
             face_out[axis] = slice(0, 1)
             links[tuple(face_out)] |= np.where(linked > 0, np.uint8(1 << axis), np.uint8(0))
     else:
-        labels = seeded_fragments(affs_nn, seed_threshold=settings.seed_threshold,
-                                  seed_radius=settings.seed_radius, min_seed_distance=settings.min_seed_distance,
-                                  sampling=sampling)
+        labels = seeded_fragments(
+            affs_nn,
+            seed_threshold=settings.seed_threshold,
+            seed_radius=settings.seed_radius,
+            min_seed_distance=settings.min_seed_distance,
+            sampling=sampling,
+        )
     labels = labels[write]
     if labels.max(initial=0) > settings.block_voxels:
-        raise ValueError(f"block {block.block_id}: {labels.max()} fragments exceed the id range "
-                         f"{settings.block_voxels}")
+        raise ValueError(
+            f"block {block.block_id}: {labels.max()} fragments exceed the id range {settings.block_voxels}"
+        )
     base = np.uint64(block.block_id) * np.uint64(settings.block_voxels)
     out = labels.astype(np.uint64)
     out[labels > 0] += base

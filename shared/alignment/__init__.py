@@ -26,11 +26,20 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "CLICKME_HUMAN_CEILING": "scores", "alignment_score": "scores", "spearman_per_image": "scores",
-    "HarmonizerCallback": "harmonizer", "harmonizer_loss": "harmonizer",
-    "input_gradients": "saliency", "integrated_gradients": "saliency", "saliency_maps": "saliency",
-    "smoothgrad": "saliency", "score_model": "evaluate", "neural_predictivity": "predictivity",
-    "error_consistency": "behaviour", "adversarial_alignment": "adversarial", "reaction_times": "reaction_times",
+    "CLICKME_HUMAN_CEILING": "scores",
+    "alignment_score": "scores",
+    "spearman_per_image": "scores",
+    "HarmonizerCallback": "harmonizer",
+    "harmonizer_loss": "harmonizer",
+    "input_gradients": "saliency",
+    "integrated_gradients": "saliency",
+    "saliency_maps": "saliency",
+    "smoothgrad": "saliency",
+    "score_model": "evaluate",
+    "neural_predictivity": "predictivity",
+    "error_consistency": "behaviour",
+    "adversarial_alignment": "adversarial",
+    "reaction_times": "reaction_times",
 }
 
 __all__ = sorted(_EXPORTS)

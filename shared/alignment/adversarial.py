@@ -28,9 +28,16 @@ def _norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.ndim - 1)))
 
 
-def l2_pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: torch.Tensor, *,
-           alpha: float = 0.5, n_iter: int = 3,
-           clamp: tuple[float, float] | None = (0.0, 1.0)) -> torch.Tensor:
+def l2_pgd(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    n_iter: int = 3,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+) -> torch.Tensor:
     """Untargeted L2 PGD with the perturbation projected onto the eps sphere (one eps per image).
 
     Parameters
@@ -79,11 +86,18 @@ class MinimalPerturbation:
     success: np.ndarray
 
 
-def minimal_l2_perturbation(model: nn.Module, images, labels, *,
-                            eps_range: tuple[float, float] = (0.01, 10.0),
-                            n_search: int = 10, alpha: float = 0.5, n_iter: int = 3,
-                            clamp: tuple[float, float] | None = (0.0, 1.0),
-                            batch_size: int = 64) -> MinimalPerturbation:
+def minimal_l2_perturbation(
+    model: nn.Module,
+    images,
+    labels,
+    *,
+    eps_range: tuple[float, float] = (0.01, 10.0),
+    n_search: int = 10,
+    alpha: float = 0.5,
+    n_iter: int = 3,
+    clamp: tuple[float, float] | None = (0.0, 1.0),
+    batch_size: int = 64,
+) -> MinimalPerturbation:
     """Binary search, per image, for the smallest eps at which :func:`l2_pgd` flips the prediction.
 
     Parameters
@@ -112,7 +126,7 @@ def minimal_l2_perturbation(model: nn.Module, images, labels, *,
     pert_out = np.zeros(x_all.shape, np.float32)
     try:
         for s in range(0, len(x_all), batch_size):
-            x, y = x_all[s:s + batch_size].to(dev), y_all[s:s + batch_size].to(dev)
+            x, y = x_all[s : s + batch_size].to(dev), y_all[s : s + batch_size].to(dev)
             lo = torch.full((len(x),), float(lo0), device=dev)
             hi = torch.full((len(x),), float(hi0), device=dev)
             best = torch.full((len(x),), float("nan"), device=dev)
@@ -134,8 +148,8 @@ def minimal_l2_perturbation(model: nn.Module, images, labels, *,
                 best_x[improve] = adv[improve]
                 hi = torch.where(ok, mid, hi)
                 lo = torch.where(ok, lo, mid)
-            eps_out[s:s + len(x)] = best.cpu().numpy()
-            pert_out[s:s + len(x)] = (best_x - x).cpu().numpy()
+            eps_out[s : s + len(x)] = best.cpu().numpy()
+            pert_out[s : s + len(x)] = (best_x - x).cpu().numpy()
     finally:
         model.train(was_training)
     return MinimalPerturbation(eps_out, pert_out, ~np.isnan(eps_out))
@@ -184,7 +198,7 @@ def adversarial_alignment(model: nn.Module, images, labels, human_maps, **option
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        correct = torch.cat([model(x[s:s + 64].to(dev)).argmax(1).cpu() for s in range(0, len(x), 64)]) == y
+        correct = torch.cat([model(x[s : s + 64].to(dev)).argmax(1).cpu() for s in range(0, len(x), 64)]) == y
     model.train(was_training)
     correct = correct.numpy()
     rho = np.full(len(x), np.nan)
@@ -197,5 +211,10 @@ def adversarial_alignment(model: nn.Module, images, labels, human_maps, **option
         rho[correct], eps[correct] = r, res.eps
     scored = ~np.isnan(rho)
     nan = float("nan")
-    return AdversarialAlignment(float(np.mean(rho[scored])) if scored.any() else nan,
-                                float(np.mean(eps[scored])) if scored.any() else nan, rho, eps, scored)
+    return AdversarialAlignment(
+        float(np.mean(rho[scored])) if scored.any() else nan,
+        float(np.mean(eps[scored])) if scored.any() else nan,
+        rho,
+        eps,
+        scored,
+    )

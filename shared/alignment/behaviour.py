@@ -59,8 +59,7 @@ def error_consistency(correct_a, correct_b) -> float:
     return float((p_obs - p_exp) / (1 - p_exp))
 
 
-def error_consistency_by_condition(correct_model, correct_subjects, conditions, *,
-                                   absolute: bool = True) -> float:
+def error_consistency_by_condition(correct_model, correct_subjects, conditions, *, absolute: bool = True) -> float:
     """Brain-Score aggregation: kappa per (subject, condition), mean over conditions, then subjects, then abs.
 
     Parameters
@@ -75,10 +74,8 @@ def error_consistency_by_condition(correct_model, correct_subjects, conditions, 
     check_ndim(subj, 2, name="correct_subjects", axes="(n_subjects, n_trials)")
     cond = np.asarray(conditions)
     if subj.shape[1] != m.size or cond.shape != m.shape:
-        raise ValueError(f"correct_subjects {subj.shape} and conditions {cond.shape} must match "
-                         f"{m.size} trials")
-    per_subject = [np.mean([error_consistency(m[cond == c], s[cond == c]) for c in np.unique(cond)])
-                   for s in subj]
+        raise ValueError(f"correct_subjects {subj.shape} and conditions {cond.shape} must match {m.size} trials")
+    per_subject = [np.mean([error_consistency(m[cond == c], s[cond == c]) for c in np.unique(cond)]) for s in subj]
     value = float(np.mean(per_subject))
     return abs(value) if absolute else value
 
@@ -121,8 +118,7 @@ class MatchedComparison:
     accuracy_b: float
 
 
-def accuracy_matched_null(correct_a, correct_b, *, n_permutations: int = 1000,
-                          seed: int = 0) -> MatchedComparison:
+def accuracy_matched_null(correct_a, correct_b, *, n_permutations: int = 1000, seed: int = 0) -> MatchedComparison:
     """Compare the observed kappa with observers of identical accuracy whose errors fall at random."""
     a = _correctness(correct_a, "correct_a")
     b = _correctness(correct_b, "correct_b")
@@ -132,5 +128,6 @@ def accuracy_matched_null(correct_a, correct_b, *, n_permutations: int = 1000,
     null = np.array([error_consistency(rng.permutation(a), b) for _ in range(n_permutations)])
     lo, hi = kappa_bounds(float(a.mean()), float(b.mean()))
     p = (1 + int((null >= observed - 1e-12).sum())) / (1 + n_permutations)
-    return MatchedComparison(observed, float(null.mean()), float(null.std()), p, lo, hi, float(a.mean()),
-                             float(b.mean()))
+    return MatchedComparison(
+        observed, float(null.mean()), float(null.std()), p, lo, hi, float(a.mean()), float(b.mean())
+    )

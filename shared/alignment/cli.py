@@ -78,8 +78,9 @@ def _n_classes(model, images: np.ndarray) -> int:
             logits = model(torch.as_tensor(images[:2]))
     except RuntimeError as err:
         first = str(err).splitlines()[0][:200]
-        raise ValueError(f"the model cannot take images of shape {images.shape[1:]} (channels, rows, columns): "
-                         f"{first}") from err
+        raise ValueError(
+            f"the model cannot take images of shape {images.shape[1:]} (channels, rows, columns): {first}"
+        ) from err
     return int(logits.shape[1])
 
 
@@ -91,16 +92,18 @@ def score_command(argv: Sequence[str]) -> int:
     parser.add_argument("--images", required=True, help="model inputs, same formats as MAPS")
     parser.add_argument("--out", required=True, help="JSON report to write (its figure: the same name, .png)")
     parser.add_argument("--labels", default=None, help=".npy or text file of true class indices")
-    parser.add_argument("--module", default="pathfinder", choices=sorted(KNOWN_MODULES),
-                        help="LightningModule class of the checkpoint")
-    parser.add_argument("--method", default="gradient", choices=("gradient", "smoothgrad",
-                                                                "integrated_gradients"))
-    parser.add_argument("--ceiling", type=float, default=None,
-                        help="human ceiling (default: ClickMe 0.65753; use 1 for raw rho)")
+    parser.add_argument(
+        "--module", default="pathfinder", choices=sorted(KNOWN_MODULES), help="LightningModule class of the checkpoint"
+    )
+    parser.add_argument("--method", default="gradient", choices=("gradient", "smoothgrad", "integrated_gradients"))
+    parser.add_argument(
+        "--ceiling", type=float, default=None, help="human ceiling (default: ClickMe 0.65753; use 1 for raw rho)"
+    )
     parser.add_argument("--maps-key", default=None, help="array name inside an NPZ file / zarr group")
     parser.add_argument("--images-key", default=None, help="array name inside an NPZ file / zarr group")
-    parser.add_argument("--clickme-processing", action="store_true",
-                        help="apply the published ClickMe map processing before scoring")
+    parser.add_argument(
+        "--clickme-processing", action="store_true", help="apply the published ClickMe map processing before scoring"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     add_output_arguments(parser, wait=False)
     args = parser.parse_args(list(argv))
@@ -132,25 +135,44 @@ def score_command(argv: Sequence[str]) -> int:
     if args.clickme_processing:
         maps = process_clickme_maps(maps, output_size=images.shape[2:])
     elif maps.shape[1:] != images.shape[2:]:
-        raise UserError(f"maps are {maps.shape[1:]} but images {images.shape[2:]} (rows, columns); resize them "
-                        "or pass --clickme-processing")
+        raise UserError(
+            f"maps are {maps.shape[1:]} but images {images.shape[2:]} (rows, columns); resize them "
+            "or pass --clickme-processing"
+        )
     labels = _load_labels(args.labels, len(images))
     model = load_model(args.checkpoint, args.module)
     n_classes = _n_classes(model, images)
     if labels is not None and (labels.min() < 0 or labels.max() >= n_classes):
-        raise UserError(f"labels must be class indices in [0, {n_classes}) for this model, got "
-                        f"{labels.min()}..{labels.max()}")
-    report = score_model(model, images, maps, labels, method=args.method, batch_size=args.batch_size,
-                         ceiling=CLICKME_HUMAN_CEILING if args.ceiling is None else args.ceiling)
+        raise UserError(
+            f"labels must be class indices in [0, {n_classes}) for this model, got {labels.min()}..{labels.max()}"
+        )
+    report = score_model(
+        model,
+        images,
+        maps,
+        labels,
+        method=args.method,
+        batch_size=args.batch_size,
+        ceiling=CLICKME_HUMAN_CEILING if args.ceiling is None else args.ceiling,
+    )
     saliency = report.pop("saliency")
     report["per_image"]["name"] = image_names
     report["checkpoint"] = str(Path(args.checkpoint).resolve())
     report["module"] = args.module
     atomic_write_json(claim_output(out, overwrite=args.overwrite), report, indent=2)
-    plot_alignment(images, maps, saliency, np.array(report["per_image"]["spearman"], float),
-                   claim_output(png, overwrite=args.overwrite), ceiling=report["ceiling"], names=image_names)
-    print(f"alignment score {report['score']:.4f} (mean Spearman {report['mean_spearman']:.4f}, "
-          f"Dice {report['dice']:.4f}, IoU {report['iou']:.4f}, {report['n_images']} images) -> {out}")
+    plot_alignment(
+        images,
+        maps,
+        saliency,
+        np.array(report["per_image"]["spearman"], float),
+        claim_output(png, overwrite=args.overwrite),
+        ceiling=report["ceiling"],
+        names=image_names,
+    )
+    print(
+        f"alignment score {report['score']:.4f} (mean Spearman {report['mean_spearman']:.4f}, "
+        f"Dice {report['dice']:.4f}, IoU {report['iou']:.4f}, {report['n_images']} images) -> {out}"
+    )
     print(figure_line(png, "images, human maps and saliency; score distribution"))
     return 0
 

@@ -36,8 +36,16 @@ from shared.alignment.scores import alignment_score
 from shared.alignment.synthetic import add_label_shortcut, pathfinder_with_maps, synthetic_neural_assembly
 from shared.report import Report
 
-DEMO_SIZES: dict[str, Any] = {"image_size": 40, "geometry_scale": 0.3, "n_train": 128, "n_test": 64,
-                              "steps": 200, "batch_size": 16, "n_stimuli": 200, "n_neurons": 40}
+DEMO_SIZES: dict[str, Any] = {
+    "image_size": 40,
+    "geometry_scale": 0.3,
+    "n_train": 128,
+    "n_test": 64,
+    "steps": 200,
+    "batch_size": 16,
+    "n_stimuli": 200,
+    "n_neurons": 40,
+}
 
 
 class TinyClassifier(L.LightningModule):
@@ -47,8 +55,13 @@ class TinyClassifier(L.LightningModule):
     def __init__(self, image_size: int = 40, width: int = 4, lr: float = 1e-2) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                                 nn.Linear(width * (image_size // 2) ** 2, 2))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(width * (image_size // 2) ** 2, 2),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -63,8 +76,9 @@ class TinyClassifier(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def train_pair(images: np.ndarray, labels: np.ndarray, human_maps: np.ndarray, *, steps: int,
-               batch_size: int = 16, seed: int = 0) -> dict[str, TinyClassifier]:
+def train_pair(
+    images: np.ndarray, labels: np.ndarray, human_maps: np.ndarray, *, steps: int, batch_size: int = 16, seed: int = 0
+) -> dict[str, TinyClassifier]:
     """Train the same TinyClassifier with and without :class:`HarmonizerCallback` (same seed and batches)."""
     models = {}
     for name, harmonize in (("unharmonized", False), ("harmonized", True)):
@@ -73,18 +87,26 @@ def train_pair(images: np.ndarray, labels: np.ndarray, human_maps: np.ndarray, *
         tensors = [torch.as_tensor(images), torch.as_tensor(labels)]
         if harmonize:
             tensors.append(torch.as_tensor(human_maps))
-        loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed))
-        trainer = L.Trainer(max_steps=steps, callbacks=[HarmonizerCallback(weight=1.0)] if harmonize else [],
-                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, accelerator="cpu")
+        loader = DataLoader(
+            TensorDataset(*tensors), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+        )
+        trainer = L.Trainer(
+            max_steps=steps,
+            callbacks=[HarmonizerCallback(weight=1.0)] if harmonize else [],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
         trainer.fit(model, loader)
         models[name] = model.eval()
     return models
 
 
-def plot_saliency(images: np.ndarray, human_maps: np.ndarray, saliency: dict[str, np.ndarray], png: Path,
-                  n: int = 5) -> Path:
+def plot_saliency(
+    images: np.ndarray, human_maps: np.ndarray, saliency: dict[str, np.ndarray], png: Path, n: int = 5
+) -> Path:
     """Rows: image, human map, then one row of saliency per model. Arrays (n_images, [1,] rows, columns)."""
     from shared.alignment.figures import draw_image_rows
     from shared.figures import pyplot, save_figure
@@ -107,8 +129,9 @@ def run_alignment_comparison(sizes: dict[str, Any] | None = None, *, seed: int =
     test = pathfinder_with_maps(cfg["n_test"], seed=seed + 1, **gen)
     train_x = add_label_shortcut(train.images, train.labels)
     test_x = add_label_shortcut(test.images, test.labels)
-    models = train_pair(train_x, train.labels, train.human_maps, steps=cfg["steps"],
-                        batch_size=cfg["batch_size"], seed=seed)
+    models = train_pair(
+        train_x, train.labels, train.human_maps, steps=cfg["steps"], batch_size=cfg["batch_size"], seed=seed
+    )
     rows, saliency, correct = [], {}, {}
     for name, model in models.items():
         sal = input_gradients(model, test_x, test.labels)
@@ -117,26 +140,60 @@ def run_alignment_comparison(sizes: dict[str, Any] | None = None, *, seed: int =
         # without the shortcut the models must use the path: their errors there are what kappa compares
         correct[name] = predict_classes(model, test.images) == test.labels
         saliency[name] = sal
-        rows.append({"model": name, "accuracy": float(np.mean(predict_classes(model, test_x) == test.labels)),
-                     "accuracy without shortcut": float(correct[name].mean()),
-                     "spearman (= score, ceiling 1)": scores.mean_spearman, "dice top 10%": scores.dice,
-                     "iou top 10%": scores.iou, "adversarial spearman": adv.mean_spearman,
-                     "min L2 eps": adv.mean_eps})
+        rows.append(
+            {
+                "model": name,
+                "accuracy": float(np.mean(predict_classes(model, test_x) == test.labels)),
+                "accuracy without shortcut": float(correct[name].mean()),
+                "spearman (= score, ceiling 1)": scores.mean_spearman,
+                "dice top 10%": scores.dice,
+                "iou top 10%": scores.iou,
+                "adversarial spearman": adv.mean_spearman,
+                "min L2 eps": adv.mean_eps,
+            }
+        )
     kappa = accuracy_matched_null(correct["unharmonized"], correct["harmonized"], n_permutations=200, seed=seed)
     asm = synthetic_neural_assembly(cfg["n_stimuli"], cfg["n_neurons"], seed=seed)
     true_feats = np.maximum(asm.stimuli_features, 0)
     random_feats = np.random.default_rng(seed + 1000).standard_normal(true_feats.shape)
     neural = []
     for name, feats in (("true features f(X)", true_feats), ("random features", random_feats)):
-        res = neural_predictivity(feats, asm.mean_responses, categories=asm.categories,
-                                  repetitions=asm.responses, n_components=min(25, feats.shape[1]))
-        neural.append({"features": name, "raw r (median over neurons)": res.raw, "sem": res.sem,
-                       "ceiling (split-half SB)": res.ceiling, "ceiled r^2/ceiling": res.ceiled})
-    return {"scores": pd.DataFrame(rows), "saliency": saliency, "images": test_x,
-            "human_maps": test.human_maps,
-            "kappa": pd.DataFrame([{"kappa": kappa.kappa, "null mean": kappa.null_mean, "p": kappa.p_value,
-                                    "kappa min": kappa.kappa_min, "kappa max": kappa.kappa_max}]),
-            "neural": pd.DataFrame(neural), "expected_ceiling": asm.expected_ceiling, "models": models}
+        res = neural_predictivity(
+            feats,
+            asm.mean_responses,
+            categories=asm.categories,
+            repetitions=asm.responses,
+            n_components=min(25, feats.shape[1]),
+        )
+        neural.append(
+            {
+                "features": name,
+                "raw r (median over neurons)": res.raw,
+                "sem": res.sem,
+                "ceiling (split-half SB)": res.ceiling,
+                "ceiled r^2/ceiling": res.ceiled,
+            }
+        )
+    return {
+        "scores": pd.DataFrame(rows),
+        "saliency": saliency,
+        "images": test_x,
+        "human_maps": test.human_maps,
+        "kappa": pd.DataFrame(
+            [
+                {
+                    "kappa": kappa.kappa,
+                    "null mean": kappa.null_mean,
+                    "p": kappa.p_value,
+                    "kappa min": kappa.kappa_min,
+                    "kappa max": kappa.kappa_max,
+                }
+            ]
+        ),
+        "neural": pd.DataFrame(neural),
+        "expected_ceiling": asm.expected_ceiling,
+        "models": models,
+    }
 
 
 def run_demo(out_dir: Path, report: Report) -> None:
@@ -161,10 +218,14 @@ def run_demo(out_dir: Path, report: Report) -> None:
         "since the path map is exact.\n\n"
         "Neural predictivity on a synthetic assembly Y = f(X) W + noise: PLS under stratified shuffle "
         "splits, median Pearson over neurons; the ceiled score is r^2 / ceiling (current Brain-Score), "
-        f"and the true reliability is {result['expected_ceiling']:.3f}.")
+        f"and the true reliability is {result['expected_ceiling']:.3f}.",
+    )
     section.add_table("Human-feature alignment, unharmonized vs harmonized", result["scores"])
-    section.add_table("Error consistency of the two models on the images without the shortcut "
-                      "(Cohen's kappa; null: same accuracy, errors permuted)", result["kappa"])
+    section.add_table(
+        "Error consistency of the two models on the images without the shortcut "
+        "(Cohen's kappa; null: same accuracy, errors permuted)",
+        result["kappa"],
+    )
     section.add_table("Neural predictivity on the synthetic assembly", result["neural"])
     png = plot_saliency(result["images"], result["human_maps"], result["saliency"], out_dir / "saliency.png")
     section.add_figure("Test images, their human maps (path), and each model's saliency", png)

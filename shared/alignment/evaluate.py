@@ -21,15 +21,24 @@ def predict_classes(model: nn.Module, images, *, batch_size: int = 64) -> np.nda
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(x[s:s + batch_size].to(dev)).argmax(1).cpu()
-                          for s in range(0, len(x), batch_size)]).numpy()
+        return torch.cat(
+            [model(x[s : s + batch_size].to(dev)).argmax(1).cpu() for s in range(0, len(x), batch_size)]
+        ).numpy()
     finally:
         model.train(was_training)
 
 
-def score_model(model: nn.Module, images, human_maps, labels=None, *, method: str = "gradient",
-                ceiling: float = CLICKME_HUMAN_CEILING, batch_size: int = 64,
-                saliency_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def score_model(
+    model: nn.Module,
+    images,
+    human_maps,
+    labels=None,
+    *,
+    method: str = "gradient",
+    ceiling: float = CLICKME_HUMAN_CEILING,
+    batch_size: int = 64,
+    saliency_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Human-feature alignment of ``model`` on ``images``.
 
     Parameters
@@ -53,18 +62,25 @@ def score_model(model: nn.Module, images, human_maps, labels=None, *, method: st
     maps = np.asarray(human_maps, np.float64)
     if maps.shape != (images.shape[0], *images.shape[2:]):
         expected = (images.shape[0], *images.shape[2:])
-        raise ValueError(f"human_maps must be (n_images, rows, columns) = {expected} to match the images, "
-                         f"got {maps.shape}")
+        raise ValueError(
+            f"human_maps must be (n_images, rows, columns) = {expected} to match the images, got {maps.shape}"
+        )
     predicted = predict_classes(model, images, batch_size=batch_size)
     targets = predicted if labels is None else np.asarray(labels, np.int64)
-    sal = saliency_maps(model, images, targets, method=method, batch_size=batch_size,
-                        **(saliency_options or {}))
+    sal = saliency_maps(model, images, targets, method=method, batch_size=batch_size, **(saliency_options or {}))
     scores = alignment_score(sal, maps, ceiling=ceiling)
-    report: dict[str, Any] = {**scores.summary(), "method": method,
-                              "target": "label" if labels is not None else "predicted"}
+    report: dict[str, Any] = {
+        **scores.summary(),
+        "method": method,
+        "target": "label" if labels is not None else "predicted",
+    }
     if labels is not None:
         report["accuracy"] = float(np.mean(predicted == targets))
-    report["per_image"] = {"spearman": scores.spearman.tolist(), "dice": scores.dice_per_image.tolist(),
-                           "iou": scores.iou_per_image.tolist(), "target": targets.tolist()}
+    report["per_image"] = {
+        "spearman": scores.spearman.tolist(),
+        "dice": scores.dice_per_image.tolist(),
+        "iou": scores.iou_per_image.tolist(),
+        "target": targets.tolist(),
+    }
     report["saliency"] = sal
     return report

@@ -24,8 +24,9 @@ POOLING = ("flatten", "avg", "max", "cls")
 
 def list_layers(model: nn.Module, *, leaf_only: bool = False) -> list[str]:
     """Hookable module names of ``model`` in definition order (leaves only if asked)."""
-    return [name for name, mod in model.named_modules()
-            if name and (not leaf_only or not any(True for _ in mod.children()))]
+    return [
+        name for name, mod in model.named_modules() if name and (not leaf_only or not any(True for _ in mod.children()))
+    ]
 
 
 def _first_tensor(output) -> torch.Tensor:
@@ -71,8 +72,9 @@ class FeatureExtractor:
         modules = dict(model.named_modules())
         unknown = [name for name in layers if name not in modules]
         if unknown:
-            raise KeyError(f"unknown layer(s) {unknown}; use list_layers(model) to see names, e.g. "
-                           f"{list_layers(model)[:8]}")
+            raise KeyError(
+                f"unknown layer(s) {unknown}; use list_layers(model) to see names, e.g. {list_layers(model)[:8]}"
+            )
         self.model, self.layers = model, list(layers)
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list = []
@@ -80,8 +82,10 @@ class FeatureExtractor:
 
     def __enter__(self) -> FeatureExtractor:
         for name in self.layers:
+
             def hook(_module, _inputs, output, name=name):
                 self.outputs[name] = _first_tensor(output)
+
             self._handles.append(self._modules[name].register_forward_hook(hook))
         return self
 
@@ -92,8 +96,15 @@ class FeatureExtractor:
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, images, layers: Sequence[str], *, pooling: str = "avg",
-                     batch_size: int = 64, progress: bool = False) -> dict[str, np.ndarray]:
+def extract_features(
+    model: nn.Module,
+    images,
+    layers: Sequence[str],
+    *,
+    pooling: str = "avg",
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
     """Run ``model`` over ``images`` in batches and return pooled features of each layer.
 
     Parameters
@@ -125,7 +136,7 @@ def extract_features(model: nn.Module, images, layers: Sequence[str], *, pooling
         with FeatureExtractor(model, layers) as fx:
             for s in starts:
                 fx.outputs.clear()
-                model(x[s:s + batch_size].to(device))
+                model(x[s : s + batch_size].to(device))
                 for name in layers:
                     if name not in fx.outputs:
                         raise RuntimeError(f"layer {name!r} was not called in the forward pass")

@@ -41,9 +41,18 @@ def example_indices(spearman: np.ndarray, n: int) -> np.ndarray:
     return order[np.unique(np.round(np.linspace(0, len(order) - 1, n)).astype(int))]
 
 
-def plot_alignment(images: np.ndarray, human_maps: np.ndarray, saliency: np.ndarray, spearman: np.ndarray,
-                   path: str | Path, *, ceiling: float, names: Sequence[str] | None = None, n_examples: int = 6,
-                   software: str = "shared.alignment score") -> Path:
+def plot_alignment(
+    images: np.ndarray,
+    human_maps: np.ndarray,
+    saliency: np.ndarray,
+    spearman: np.ndarray,
+    path: str | Path,
+    *,
+    ceiling: float,
+    names: Sequence[str] | None = None,
+    n_examples: int = 6,
+    software: str = "shared.alignment score",
+) -> Path:
     """Images, human maps and saliency of ``n_examples`` images (best to worst aligned), and the histogram of
     the per-image Spearman rho with its mean and the human ceiling.
 
@@ -74,9 +83,14 @@ def plot_alignment(images: np.ndarray, human_maps: np.ndarray, saliency: np.ndar
     fig = plt.figure(figsize=(max(1.8 * n, 7), 8.2))
     grid = fig.add_gridspec(4, n, height_ratios=[1, 1, 1, 1.25], hspace=0.45)
     axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(n)] for r in range(3)])
-    draw_image_rows(axes, [("image", [images[i, 0] for i in shown], "gray"),
-                           ("human map", [human_maps[i] for i in shown], "magma"),
-                           ("saliency", [saliency[i] for i in shown], "magma")])
+    draw_image_rows(
+        axes,
+        [
+            ("image", [images[i, 0] for i in shown], "gray"),
+            ("human map", [human_maps[i] for i in shown], "magma"),
+            ("saliency", [saliency[i] for i in shown], "magma"),
+        ],
+    )
     for c, i in enumerate(shown):
         axes[0, c].set_title(f"{names[i]}\nrho {spearman[i]:.2f}", fontsize=7)
     hist = fig.add_subplot(grid[3, :])
@@ -88,6 +102,9 @@ def plot_alignment(images: np.ndarray, human_maps: np.ndarray, saliency: np.ndar
     hist.set(xlim=(-1, 1), xlabel="Spearman rho of saliency with the human map (per image)", ylabel="images")
     hist.legend(fontsize=7, loc="upper left")
     missing = len(spearman) - len(finite)
-    fig.suptitle(f"Human-feature alignment of {len(spearman)} images (best to worst aligned shown)"
-                 + (f"; {missing} without a defined rho" if missing else ""), fontsize=10)
+    fig.suptitle(
+        f"Human-feature alignment of {len(spearman)} images (best to worst aligned shown)"
+        + (f"; {missing} without a defined rho" if missing else ""),
+        fontsize=10,
+    )
     return save_figure(fig, path, software=software)

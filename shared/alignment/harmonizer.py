@@ -67,9 +67,15 @@ def standardize_cut(maps: torch.Tensor, *, epsilon: float = 1e-5, unbiased: bool
     return torch.relu((maps - mean) / (std + epsilon))
 
 
-def harmonizer_loss(saliency: torch.Tensor, human_maps: torch.Tensor, has_map: torch.Tensor | None = None, *,
-                    levels: int = 5, unbiased_std: bool = False,
-                    stop_gradient_max: bool = True) -> torch.Tensor:
+def harmonizer_loss(
+    saliency: torch.Tensor,
+    human_maps: torch.Tensor,
+    has_map: torch.Tensor | None = None,
+    *,
+    levels: int = 5,
+    unbiased_std: bool = False,
+    stop_gradient_max: bool = True,
+) -> torch.Tensor:
     """The pyramidal, token-weighted MSE between standardised-cut saliency and human maps.
 
     Parameters
@@ -90,8 +96,10 @@ def harmonizer_loss(saliency: torch.Tensor, human_maps: torch.Tensor, has_map: t
     >>> harmonizer_loss(s, torch.rand(2, 16, 16)).backward()
     """
     if saliency.shape != human_maps.shape or saliency.ndim != 3:
-        raise ValueError(f"saliency and human_maps must both be (n_images, rows, columns); got "
-                         f"{tuple(saliency.shape)} and {tuple(human_maps.shape)}")
+        raise ValueError(
+            f"saliency and human_maps must both be (n_images, rows, columns); got "
+            f"{tuple(saliency.shape)} and {tuple(human_maps.shape)}"
+        )
     n = saliency.shape[0]
     tokens = torch.ones(n, device=saliency.device) if has_map is None else has_map.to(saliency).view(-1)
     if tokens.shape[0] != n:
@@ -102,13 +110,16 @@ def harmonizer_loss(saliency: torch.Tensor, human_maps: torch.Tensor, has_map: t
     if stop_gradient_max:
         s_max = s_max.detach()
     h = h / (h.flatten(1).amax(1).view(-1, 1, 1) + 1e-6) * (s_max + 1e-6)
-    losses = [((ps - ph) ** 2 * tokens.view(-1, 1, 1)).mean()
-              for ps, ph in zip(gaussian_pyramid(s, levels), gaussian_pyramid(h, levels))]
+    losses = [
+        ((ps - ph) ** 2 * tokens.view(-1, 1, 1)).mean()
+        for ps, ph in zip(gaussian_pyramid(s, levels), gaussian_pyramid(h, levels))
+    ]
     return torch.stack(losses).mean()
 
 
-def training_saliency(model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                      labels: torch.Tensor) -> torch.Tensor:
+def training_saliency(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Signed input gradient of the true-class logit, channel mean, differentiable (create_graph=True).
 
     Returns
@@ -134,9 +145,11 @@ def unpack_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, 
     if isinstance(batch, (tuple, list)) and len(batch) in (3, 4):
         has_map = batch[3] if len(batch) == 4 else None
         return batch[0], batch[1], batch[2], has_map, type(batch)(batch[:2])
-    raise ValueError("a harmonizer batch is (images, labels, human_maps[, has_map]) or a dict with "
-                     f"images/labels/human_maps[/has_map]; got {type(batch).__name__} of length "
-                     f"{len(batch) if hasattr(batch, '__len__') else '?'}")
+    raise ValueError(
+        "a harmonizer batch is (images, labels, human_maps[, has_map]) or a dict with "
+        f"images/labels/human_maps[/has_map]; got {type(batch).__name__} of length "
+        f"{len(batch) if hasattr(batch, '__len__') else '?'}"
+    )
 
 
 def _is_harmonizer_batch(batch: Any) -> bool:
@@ -178,8 +191,9 @@ class HarmonizerCallback(L.Callback):
     levels, unbiased_std, stop_gradient_max : passed to :func:`harmonizer_loss`.
     """
 
-    def __init__(self, weight: float = 1.0, levels: int = 5, unbiased_std: bool = False,
-                 stop_gradient_max: bool = True) -> None:
+    def __init__(
+        self, weight: float = 1.0, levels: int = 5, unbiased_std: bool = False, stop_gradient_max: bool = True
+    ) -> None:
         if weight < 0 or levels < 1:
             raise ValueError(f"weight must be >= 0 and levels >= 1, got {weight}, {levels}")
         self.weight, self.levels = float(weight), int(levels)
@@ -194,8 +208,9 @@ class HarmonizerCallback(L.Callback):
             images, labels, human_maps, has_map, module_batch = unpack_batch(batch)
             out = original(module_batch, *args, **kwargs)
             term = self.loss(pl_module, images, labels, human_maps, has_map)
-            pl_module.log("train/harmonizer_loss", term.detach(), on_step=True, on_epoch=True,
-                          batch_size=images.shape[0])
+            pl_module.log(
+                "train/harmonizer_loss", term.detach(), on_step=True, on_epoch=True, batch_size=images.shape[0]
+            )
             if isinstance(out, dict):
                 return {**out, "loss": out["loss"] + self.weight * term}
             return out + self.weight * term
@@ -205,11 +220,23 @@ class HarmonizerCallback(L.Callback):
             setattr(pl_module, name, _without_maps(getattr(pl_module, name)))
         pl_module._harmonizer_wrapped = True
 
-    def loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, human_maps: torch.Tensor,
-             has_map: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self,
+        model: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        human_maps: torch.Tensor,
+        has_map: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The harmonizer term for one batch (used by the wrapped ``training_step``)."""
         if human_maps.ndim == 4 and human_maps.shape[1] == 1:
             human_maps = human_maps[:, 0]
         saliency = training_saliency(model, images, labels)
-        return harmonizer_loss(saliency, human_maps, has_map, levels=self.levels,
-                               unbiased_std=self.unbiased_std, stop_gradient_max=self.stop_gradient_max)
+        return harmonizer_loss(
+            saliency,
+            human_maps,
+            has_map,
+            levels=self.levels,
+            unbiased_std=self.unbiased_std,
+            stop_gradient_max=self.stop_gradient_max,
+        )

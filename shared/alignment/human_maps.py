@@ -71,8 +71,9 @@ class _KeyNotFound(KeyError, ValueError):
 @_readable
 def _read_array_file(path: Path, key: str | None) -> np.ndarray:
     if path.is_file() and path.suffix.lower() not in (".npz", ".npy"):
-        raise ValueError(f"{path} is neither a .npy/.npz file nor a zarr array (nor a folder of "
-                         f"{'/'.join(IMAGE_SUFFIXES)} files)")
+        raise ValueError(
+            f"{path} is neither a .npy/.npz file nor a zarr array (nor a folder of {'/'.join(IMAGE_SUFFIXES)} files)"
+        )
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
@@ -100,8 +101,7 @@ def _read_array_file(path: Path, key: str | None) -> np.ndarray:
     return np.asarray(node[...])
 
 
-def load_stack(path: str | Path, *, key: str | None = None, name: str = "maps path"
-               ) -> tuple[np.ndarray, list[str]]:
+def load_stack(path: str | Path, *, key: str | None = None, name: str = "maps path") -> tuple[np.ndarray, list[str]]:
     """Load a stack of arrays from a folder of PNG/NPY files, an NPY/NPZ file or a zarr array/group.
 
     Returns
@@ -114,8 +114,7 @@ def load_stack(path: str | Path, *, key: str | None = None, name: str = "maps pa
     FileNotFoundError : no such path. ValueError : anything unreadable, named (``name`` in messages).
     """
     p = check_existing_path(path, name=name)
-    if p.is_dir() and not (p / "zarr.json").exists() and not (p / ".zarray").exists() \
-            and not (p / ".zgroup").exists():
+    if p.is_dir() and not (p / "zarr.json").exists() and not (p / ".zarray").exists() and not (p / ".zgroup").exists():
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"folder {p} holds no {'/'.join(IMAGE_SUFFIXES)} files")
@@ -212,9 +211,14 @@ def _decode_field(value: bytes, shape: Sequence[int], name: str) -> np.ndarray:
     return arr
 
 
-def load_clickme_tfrecords(shards: str | Path | Sequence[str | Path], *, image_shape=(256, 256, 3),
-                           heatmap_shape=(256, 256), check_crc: bool = True,
-                           limit: int | None = None) -> ClickMeData:
+def load_clickme_tfrecords(
+    shards: str | Path | Sequence[str | Path],
+    *,
+    image_shape=(256, 256, 3),
+    heatmap_shape=(256, 256),
+    check_crc: bool = True,
+    limit: int | None = None,
+) -> ClickMeData:
     """Read ClickMe TFRecord shards (fields ``image``, ``heatmap``, ``label``) without TensorFlow.
 
     ``image`` and ``heatmap`` are JPEG bytes (the released train/val shards) or raw float32 arrays (the
@@ -239,13 +243,14 @@ def load_clickme_tfrecords(shards: str | Path | Sequence[str | Path], *, image_s
             ex = parse_example(record)
             missing = {"image", "heatmap", "label"} - set(ex)
             if missing:
-                raise ValueError(f"{path} record {i} lacks ClickMe field(s) {sorted(missing)}; "
-                                 f"has {sorted(ex)}")
+                raise ValueError(f"{path} record {i} lacks ClickMe field(s) {sorted(missing)}; has {sorted(ex)}")
             img = _decode_field(ex["image"][0], image_shape, "image")
             hm = _decode_field(ex["heatmap"][0], heatmap_shape, "heatmap")
             if img.shape != tuple(image_shape) or hm.shape != tuple(heatmap_shape):
-                raise ValueError(f"{path} record {i}: image {img.shape} / heatmap {hm.shape} differ from the "
-                                 f"expected {tuple(image_shape)} / {tuple(heatmap_shape)}")
+                raise ValueError(
+                    f"{path} record {i}: image {img.shape} / heatmap {hm.shape} differ from the "
+                    f"expected {tuple(image_shape)} / {tuple(heatmap_shape)}"
+                )
             images.append(img)
             heatmaps.append(hm.astype(np.float32))
             labels.append(int(ex["label"][0]))
@@ -269,9 +274,13 @@ class SplitHalfResult:
     per_image_floor: np.ndarray
 
 
-def map_split_half_ceiling(participant_maps: Sequence[np.ndarray], *, n_iterations: int = 50,
-                       blur: Callable[[np.ndarray], np.ndarray] | None = None,
-                       seed: int = 0) -> SplitHalfResult:
+def map_split_half_ceiling(
+    participant_maps: Sequence[np.ndarray],
+    *,
+    n_iterations: int = 50,
+    blur: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+) -> SplitHalfResult:
     """Human ceiling and floor of map alignment by split halves of participants.
 
     Per image and iteration: shuffle the participants, split them into two halves, resample each half with
@@ -317,7 +326,7 @@ def map_split_half_ceiling(participant_maps: Sequence[np.ndarray], *, n_iteratio
     def halves(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = m.shape[0]
         perm = rng.permutation(k)
-        a, b = perm[: k // 2], perm[k // 2:]
+        a, b = perm[: k // 2], perm[k // 2 :]
         return m[rng.choice(a, k)].mean(0), m[rng.choice(b, k)].mean(0)
 
     for it in range(n_iterations):

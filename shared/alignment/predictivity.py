@@ -79,7 +79,7 @@ def split_half_ceiling(repetitions, *, n_splits: int = 10, seed: int = 0) -> tup
     k = reps.shape[0]
     for i in range(n_splits):
         perm = rng.permutation(k)
-        r = pearson_per_column(reps[perm[: k // 2]].mean(0), reps[perm[k // 2:]].mean(0))
+        r = pearson_per_column(reps[perm[: k // 2]].mean(0), reps[perm[k // 2 :]].mean(0))
         out[i] = np.nanmedian(spearman_brown(r))
     return float(out.mean()), out
 
@@ -118,11 +118,20 @@ def _regressor(regression: str, n_components: int, alphas: Sequence[float]):
     return RidgeCV(alphas=np.asarray(alphas, np.float64))
 
 
-def neural_predictivity(features, responses, *, categories=None, repetitions=None,
-                        regression: str = "pls", n_components: int = 25,
-                        alphas: Sequence[float] = tuple(10.0 ** np.arange(-3, 6)), n_splits: int = 10,
-                        train_size: float = 0.9, random_state: int = 1,
-                        convention: str = "r2_over_ceiling") -> PredictivityResult:
+def neural_predictivity(
+    features,
+    responses,
+    *,
+    categories=None,
+    repetitions=None,
+    regression: str = "pls",
+    n_components: int = 25,
+    alphas: Sequence[float] = tuple(10.0 ** np.arange(-3, 6)),
+    n_splits: int = 10,
+    train_size: float = 0.9,
+    random_state: int = 1,
+    convention: str = "r2_over_ceiling",
+) -> PredictivityResult:
     """Cross-validated linear predictivity of neural responses from model features.
 
     Parameters
@@ -172,12 +181,28 @@ def neural_predictivity(features, responses, *, categories=None, repetitions=Non
     raw = float(per_split_arr.mean())
     sem = float(per_split_arr.std(ddof=1) / np.sqrt(len(per_split_arr))) if len(per_split_arr) > 1 else 0.0
     ceiling = split_half_ceiling(repetitions)[0] if repetitions is not None else float("nan")
-    return PredictivityResult(raw, sem, per_split_arr, np.nanmean(np.stack(per_neuron), 0), ceiling,
-                              ceiled_score(raw, ceiling, convention=convention), convention)
+    return PredictivityResult(
+        raw,
+        sem,
+        per_split_arr,
+        np.nanmean(np.stack(per_neuron), 0),
+        ceiling,
+        ceiled_score(raw, ceiling, convention=convention),
+        convention,
+    )
 
 
-def layer_sweep(model, images, responses, layers: Sequence[str], *, pooling: str = "avg",
-                batch_size: int = 64, progress: bool = True, **options) -> pd.DataFrame:
+def layer_sweep(
+    model,
+    images,
+    responses,
+    layers: Sequence[str],
+    *,
+    pooling: str = "avg",
+    batch_size: int = 64,
+    progress: bool = True,
+    **options,
+) -> pd.DataFrame:
     """Neural predictivity of each layer, with a tqdm bar over layers.
 
     Brain-Score commits one layer per region on held-out data; picking the best layer of this table on
@@ -204,7 +229,15 @@ def layer_sweep(model, images, responses, layers: Sequence[str], *, pooling: str
     for layer in tqdm(list(layers), desc="layers", unit="layer", disable=not progress):
         feats = extract_features(model, images, [layer], pooling=pooling, batch_size=batch_size)[layer]
         res = neural_predictivity(feats, responses, convention=convention, **options)
-        rows.append({"layer": layer, "raw": res.raw, "sem": res.sem, "ceiling": ceiling,
-                     "ceiled": ceiled_score(res.raw, ceiling, convention=convention),
-                     "convention": convention, "n_features": feats.shape[1]})
+        rows.append(
+            {
+                "layer": layer,
+                "raw": res.raw,
+                "sem": res.sem,
+                "ceiling": ceiling,
+                "ceiled": ceiled_score(res.raw, ceiling, convention=convention),
+                "convention": convention,
+                "n_features": feats.shape[1],
+            }
+        )
     return pd.DataFrame(rows)

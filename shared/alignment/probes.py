@@ -32,8 +32,7 @@ def _xy(features, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def sklearn_probe_pipeline(*, n_cs: int = 10, inner_folds: int = 5, max_iter: int = 1000,
-                           random_state: int = 0):
+def sklearn_probe_pipeline(*, n_cs: int = 10, inner_folds: int = 5, max_iter: int = 1000, random_state: int = 0):
     """The standardise + cross-validated L2 logistic regression pipeline (module docstring)."""
     import sklearn
     from sklearn.linear_model import LogisticRegressionCV
@@ -45,9 +44,13 @@ def sklearn_probe_pipeline(*, n_cs: int = 10, inner_folds: int = 5, max_iter: in
     major, minor = (int(p) for p in sklearn.__version__.split(".")[:2])
     if (major, minor) >= (1, 9):
         kwargs = {"l1_ratios": (0.0,), "use_legacy_attributes": False}
-    clf = LogisticRegressionCV(Cs=np.logspace(-4, 4, n_cs),
-                               cv=StratifiedKFold(inner_folds, shuffle=True, random_state=random_state),
-                               scoring="accuracy", max_iter=max_iter, **kwargs)
+    clf = LogisticRegressionCV(
+        Cs=np.logspace(-4, 4, n_cs),
+        cv=StratifiedKFold(inner_folds, shuffle=True, random_state=random_state),
+        scoring="accuracy",
+        max_iter=max_iter,
+        **kwargs,
+    )
     return make_pipeline(StandardScaler(), clf)
 
 
@@ -62,8 +65,17 @@ class ProbeResult:
     per_fold: np.ndarray
 
 
-def sklearn_probe(features, labels, *, test_features=None, test_labels=None, outer_folds: int = 5,
-                  inner_folds: int = 5, n_cs: int = 10, random_state: int = 0) -> ProbeResult:
+def sklearn_probe(
+    features,
+    labels,
+    *,
+    test_features=None,
+    test_labels=None,
+    outer_folds: int = 5,
+    inner_folds: int = 5,
+    n_cs: int = 10,
+    random_state: int = 0,
+) -> ProbeResult:
     """Linear-probe accuracy with the scikit-learn recipe.
 
     Parameters
@@ -101,8 +113,9 @@ class BinaryProbe(nn.Module):
 
     def __init__(self, n_features: int, dropout: float = 0.3) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.BatchNorm1d(n_features, affine=False, eps=1e-6), nn.Dropout(dropout),
-                                 nn.Linear(n_features, 1))
+        self.net = nn.Sequential(
+            nn.BatchNorm1d(n_features, affine=False, eps=1e-6), nn.Dropout(dropout), nn.Linear(n_features, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)[:, 0]
@@ -125,9 +138,22 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(((model(x) > 0).long() == y).double().mean())
 
 
-def train_3dpc_probe(train_features, train_labels, val_features, val_labels, test_features, test_labels, *,
-                     epochs: int = 30, lr: float = 5e-5, weight_decay: float = 1e-4, batch_size: int = 16,
-                     dropout: float = 0.3, seed: int = 0, progress: bool = False) -> TorchProbeResult:
+def train_3dpc_probe(
+    train_features,
+    train_labels,
+    val_features,
+    val_labels,
+    test_features,
+    test_labels,
+    *,
+    epochs: int = 30,
+    lr: float = 5e-5,
+    weight_decay: float = 1e-4,
+    batch_size: int = 16,
+    dropout: float = 0.3,
+    seed: int = 0,
+    progress: bool = False,
+) -> TorchProbeResult:
     """Train the 3D-PC binary probe and report the best-validation epoch on test.
 
     Parameters
@@ -143,8 +169,11 @@ def train_3dpc_probe(train_features, train_labels, val_features, val_labels, tes
     result : :class:`TorchProbeResult` (test accuracy *at the best validation epoch*, ties -> earliest).
     """
     splits = {}
-    for name, (f, lab) in {"train": (train_features, train_labels), "val": (val_features, val_labels),
-                           "test": (test_features, test_labels)}.items():
+    for name, (f, lab) in {
+        "train": (train_features, train_labels),
+        "val": (val_features, val_labels),
+        "test": (test_features, test_labels),
+    }.items():
         x, y = _xy(f, lab, name)
         if not np.isin(y, (0, 1)).all():
             raise ValueError(f"{name} labels must be 0/1 for the binary 3D-PC probe")
@@ -166,7 +195,7 @@ def train_3dpc_probe(train_features, train_labels, val_features, val_labels, tes
         perm = torch.randperm(len(xtr), generator=gen)
         total = 0.0
         for s in range(0, len(xtr), batch_size):
-            idx = perm[s:s + batch_size]
+            idx = perm[s : s + batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples in training mode
                 continue
             loss = loss_fn(model(xtr[idx]), ytr[idx].float())
@@ -176,8 +205,9 @@ def train_3dpc_probe(train_features, train_labels, val_features, val_labels, tes
             total += loss.item() * len(idx)
         val_acc = _accuracy(model, *splits["val"])
         test_acc = _accuracy(model, *splits["test"])
-        history.append({"epoch": epoch, "train_loss": total / len(xtr), "val_accuracy": val_acc,
-                        "test_accuracy": test_acc})
+        history.append(
+            {"epoch": epoch, "train_loss": total / len(xtr), "val_accuracy": val_acc, "test_accuracy": test_acc}
+        )
         if val_acc > best[0]:
             best = (val_acc, epoch, test_acc)
     return TorchProbeResult(best[1], best[0], best[2], history)

@@ -93,8 +93,9 @@ def blur_maps(maps, kernel: np.ndarray | None = None) -> np.ndarray:
     return conv2d_same(_as_maps(maps)[:, None], k)[:, 0].numpy()
 
 
-def process_clickme_maps(maps, *, output_size: tuple[int, int] | int = 224,
-                         blur_resolution: int = CLICKME_BLUR_RESOLUTION) -> np.ndarray:
+def process_clickme_maps(
+    maps, *, output_size: tuple[int, int] | int = 224, blur_resolution: int = CLICKME_BLUR_RESOLUTION
+) -> np.ndarray:
     """Apply the published ClickMe human-map processing (module docstring, steps 1-4).
 
     Parameters

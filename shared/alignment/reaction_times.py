@@ -48,9 +48,12 @@ def dirichlet_kl_to_uniform(alpha: torch.Tensor) -> torch.Tensor:
     """KL(Dir(alpha) || Dir(1, ..., 1)) per row of (..., K) concentrations (closed form, Sensoy eq. 8)."""
     k = alpha.shape[-1]
     s = alpha.sum(-1)
-    return (torch.lgamma(s) - torch.lgamma(torch.tensor(float(k), dtype=alpha.dtype))
-            - torch.lgamma(alpha).sum(-1)
-            + ((alpha - 1) * (torch.digamma(alpha) - torch.digamma(s).unsqueeze(-1))).sum(-1))
+    return (
+        torch.lgamma(s)
+        - torch.lgamma(torch.tensor(float(k), dtype=alpha.dtype))
+        - torch.lgamma(alpha).sum(-1)
+        + ((alpha - 1) * (torch.digamma(alpha) - torch.digamma(s).unsqueeze(-1))).sum(-1)
+    )
 
 
 def kl_annealing(epoch: int, anneal_epochs: int = 10) -> float:
@@ -72,8 +75,10 @@ def evidential_loss(logits: torch.Tensor, labels: torch.Tensor, *, kl_weight: fl
     loss : scalar Tensor.
     """
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(f"logits must be (batch, n_classes) and labels (batch,); got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}")
+        raise ValueError(
+            f"logits must be (batch, n_classes) and labels (batch,); got {tuple(logits.shape)} "
+            f"and {tuple(labels.shape)}"
+        )
     out = evidential_outputs(logits)
     y = torch.nn.functional.one_hot(labels.long(), logits.shape[-1]).to(logits)
     p, s = out.probabilities, out.strength.unsqueeze(-1)
@@ -115,8 +120,9 @@ def xi(curve) -> np.ndarray:
 
 
 @torch.no_grad()
-def step_logits(backbone: nn.Module, readout: Callable[[torch.Tensor], torch.Tensor], images, *,
-                batch_size: int = 64) -> np.ndarray:
+def step_logits(
+    backbone: nn.Module, readout: Callable[[torch.Tensor], torch.Tensor], images, *, batch_size: int = 64
+) -> np.ndarray:
     """Apply ``readout`` to every timestep of a recurrent backbone.
 
     Parameters
@@ -140,7 +146,7 @@ def step_logits(backbone: nn.Module, readout: Callable[[torch.Tensor], torch.Ten
     try:
         parts = []
         for s in range(0, len(x), batch_size):
-            out = backbone(x[s:s + batch_size].to(dev), return_steps=True)
+            out = backbone(x[s : s + batch_size].to(dev), return_steps=True)
             steps = out.steps or [out.output]
             parts.append(torch.stack([readout(state) for state in steps]).float().cpu())
     finally:
@@ -149,8 +155,9 @@ def step_logits(backbone: nn.Module, readout: Callable[[torch.Tensor], torch.Ten
     return torch.cat(parts, dim=1).numpy()
 
 
-def reaction_times(backbone: nn.Module, readout: Callable[[torch.Tensor], torch.Tensor], images, *,
-                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def reaction_times(
+    backbone: nn.Module, readout: Callable[[torch.Tensor], torch.Tensor], images, *, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """xi per image and the uncertainty curves of a recurrent model.
 
     Returns

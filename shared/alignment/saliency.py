@@ -61,8 +61,9 @@ def reduce_channels(gradients: torch.Tensor, reduce: str) -> torch.Tensor:
     return gradients
 
 
-def target_logit_gradient(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *,
-                          create_graph: bool = False) -> torch.Tensor:
+def target_logit_gradient(
+    model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, create_graph: bool = False
+) -> torch.Tensor:
     """d logit[target] / d input for one batch, as a tensor shaped like ``images`` (differentiable if asked).
 
     The harmonizer uses ``create_graph=True`` so the saliency can itself be trained (double backprop).
@@ -76,8 +77,15 @@ def target_logit_gradient(model: nn.Module, images: torch.Tensor, targets: torch
     return grad
 
 
-def _run(model: nn.Module, images, targets, per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-         *, reduce: str, device) -> np.ndarray:
+def _run(
+    model: nn.Module,
+    images,
+    targets,
+    per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    reduce: str,
+    device,
+) -> np.ndarray:
     check_choice(reduce, REDUCTIONS, name="reduce")
     x = _as_tensor(images)
     t = _as_targets(targets, x.shape[0])
@@ -102,8 +110,15 @@ def _chunks(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
-def input_gradients(model: nn.Module, images, targets, *, reduce: str = "absmax", batch_size: int = 64,
-                    device: str | torch.device | None = None) -> np.ndarray:
+def input_gradients(
+    model: nn.Module,
+    images,
+    targets,
+    *,
+    reduce: str = "absmax",
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Gradient of the target logit with respect to the input (the ClickMe saliency map).
 
     Parameters
@@ -139,9 +154,19 @@ def input_gradients(model: nn.Module, images, targets, *, reduce: str = "absmax"
     return _run(model, images, targets, per_image, reduce=reduce, device=device)
 
 
-def smoothgrad(model: nn.Module, images, targets, *, n_samples: int = 25, noise_level: float = 0.15,
-               reduce: str = "absmax", squared: bool = False, batch_size: int = 64,
-               seed: int = 0, device: str | torch.device | None = None) -> np.ndarray:
+def smoothgrad(
+    model: nn.Module,
+    images,
+    targets,
+    *,
+    n_samples: int = 25,
+    noise_level: float = 0.15,
+    reduce: str = "absmax",
+    squared: bool = False,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """SmoothGrad: input gradients averaged over Gaussian-noised copies of each image.
 
     Noise has standard deviation ``noise_level * (max(x) - min(x))`` per image (Smilkov et al. 2017). The
@@ -186,9 +211,17 @@ def smoothgrad(model: nn.Module, images, targets, *, n_samples: int = 25, noise_
     return _run(model, images, targets, per_image, reduce=reduce, device=device)
 
 
-def integrated_gradients(model: nn.Module, images, targets, *, n_steps: int = 32, baseline: float = 0.0,
-                         reduce: str = "absmax", batch_size: int = 64,
-                         device: str | torch.device | None = None) -> np.ndarray:
+def integrated_gradients(
+    model: nn.Module,
+    images,
+    targets,
+    *,
+    n_steps: int = 32,
+    baseline: float = 0.0,
+    reduce: str = "absmax",
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Integrated gradients (Sundararajan et al. 2017) through captum, with a bounded internal batch.
 
     captum's ``IntegratedGradients`` expands each image into ``n_steps`` path points; its
@@ -221,8 +254,13 @@ def integrated_gradients(model: nn.Module, images, targets, *, n_steps: int = 32
         out = torch.empty(x.shape, dtype=torch.float64)
         for sl in _chunks(x.shape[0], max(1, batch_size // n_steps)):
             xb = x[sl].to(dev)
-            attr = ig.attribute(xb, baselines=torch.full_like(xb, baseline), target=t[sl].to(dev),
-                                n_steps=n_steps, internal_batch_size=batch_size)
+            attr = ig.attribute(
+                xb,
+                baselines=torch.full_like(xb, baseline),
+                target=t[sl].to(dev),
+                n_steps=n_steps,
+                internal_batch_size=batch_size,
+            )
             out[sl] = attr.detach().double().cpu()
         return out
 
@@ -232,6 +270,5 @@ def integrated_gradients(model: nn.Module, images, targets, *, n_steps: int = 32
 def saliency_maps(model: nn.Module, images, targets, *, method: str = "gradient", **options) -> np.ndarray:
     """Dispatch to :func:`input_gradients`, :func:`smoothgrad` or :func:`integrated_gradients` by name."""
     check_choice(method, METHODS, name="method")
-    func = {"gradient": input_gradients, "smoothgrad": smoothgrad,
-            "integrated_gradients": integrated_gradients}[method]
+    func = {"gradient": input_gradients, "smoothgrad": smoothgrad, "integrated_gradients": integrated_gradients}[method]
     return func(model, images, targets, **options)

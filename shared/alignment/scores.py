@@ -138,8 +138,9 @@ class AlignmentScores:
         return {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
 
 
-def alignment_score(saliency, human_maps, *, ceiling: float = CLICKME_HUMAN_CEILING,
-                    fraction: float = 0.1, nan_policy: str = "omit") -> AlignmentScores:
+def alignment_score(
+    saliency, human_maps, *, ceiling: float = CLICKME_HUMAN_CEILING, fraction: float = 0.1, nan_policy: str = "omit"
+) -> AlignmentScores:
     """The ClickMe alignment score of model saliency maps against human maps.
 
     Parameters
@@ -169,12 +170,23 @@ def alignment_score(saliency, human_maps, *, ceiling: float = CLICKME_HUMAN_CEIL
     rho = spearman_per_image(saliency, human_maps)
     nan = np.isnan(rho)
     if nan.any() and nan_policy == "raise":
-        raise ValueError(f"{int(nan.sum())} image(s) have a constant saliency or human map (rho is NaN), "
-                         f"first at index {int(np.flatnonzero(nan)[0])}")
+        raise ValueError(
+            f"{int(nan.sum())} image(s) have a constant saliency or human map (rho is NaN), "
+            f"first at index {int(np.flatnonzero(nan)[0])}"
+        )
     kept = rho[~nan] if nan_policy == "omit" else rho
     mean_rho = float(kept.mean()) if kept.size else float("nan")
     dice = dice_top_fraction(saliency, human_maps, fraction=fraction)
     iou = iou_top_fraction(saliency, human_maps, fraction=fraction)
-    return AlignmentScores(score=mean_rho / ceiling, mean_spearman=mean_rho, ceiling=float(ceiling),
-                           dice=float(dice.mean()), iou=float(iou.mean()), spearman=rho, dice_per_image=dice,
-                           iou_per_image=iou, n_images=int(len(rho)), n_nan=int(nan.sum()))
+    return AlignmentScores(
+        score=mean_rho / ceiling,
+        mean_spearman=mean_rho,
+        ceiling=float(ceiling),
+        dice=float(dice.mean()),
+        iou=float(iou.mean()),
+        spearman=rho,
+        dice_per_image=dice,
+        iou_per_image=iou,
+        n_images=int(len(rho)),
+        n_nan=int(nan.sum()),
+    )

@@ -33,8 +33,9 @@ class MappedImages:
     human_maps: np.ndarray
 
 
-def pathfinder_with_maps(n: int, *, image_size: int = 48, contour_length: int = 6,
-                         geometry_scale: float = 0.35, seed: int = 0) -> MappedImages:
+def pathfinder_with_maps(
+    n: int, *, image_size: int = 48, contour_length: int = 6, geometry_scale: float = 0.35, seed: int = 0
+) -> MappedImages:
     """Pathfinder images with their path masks as human maps (CPU-sized defaults: 48 x 48, 6 paddles).
 
     Examples
@@ -43,8 +44,7 @@ def pathfinder_with_maps(n: int, *, image_size: int = 48, contour_length: int = 
     >>> d.images.shape, d.human_maps.shape
     ((4, 1, 48, 48), (4, 48, 48))
     """
-    cfg = PathfinderConfig(image_size=image_size, contour_length=contour_length,
-                           geometry_scale=geometry_scale)
+    cfg = PathfinderConfig(image_size=image_size, contour_length=contour_length, geometry_scale=geometry_scale)
     data = generate_pathfinder(n, config=cfg, seed=seed)
     return MappedImages(data.images, data.labels.astype(np.int64), data.path_masks[:, 0].astype(np.float32))
 
@@ -81,9 +81,17 @@ class NeuralAssembly:
         return float(np.median(self.reliability))
 
 
-def synthetic_neural_assembly(n_stimuli: int = 200, n_neurons: int = 40, *, n_features: int = 16,
-                              n_repetitions: int = 4, noise_sd: float = 1.0, n_categories: int = 4,
-                              nonlinearity: str = "relu", seed: int = 0) -> NeuralAssembly:
+def synthetic_neural_assembly(
+    n_stimuli: int = 200,
+    n_neurons: int = 40,
+    *,
+    n_features: int = 16,
+    n_repetitions: int = 4,
+    noise_sd: float = 1.0,
+    n_categories: int = 4,
+    nonlinearity: str = "relu",
+    seed: int = 0,
+) -> NeuralAssembly:
     """``Y_r = f(X) W + noise_r`` for repetitions r, with X ~ N(0, 1), W ~ N(0, 1/n_features).
 
     ``f`` is ``"relu"``, ``"tanh"`` or ``"identity"``. A model whose features are f(X) (or any invertible
@@ -105,8 +113,9 @@ def synthetic_neural_assembly(n_stimuli: int = 200, n_neurons: int = 40, *, n_fe
     return NeuralAssembly(x, signal, responses, categories, reliability)
 
 
-def planted_correctness(n_trials: int, accuracy_a: float, accuracy_b: float, kappa: float, *,
-                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def planted_correctness(
+    n_trials: int, accuracy_a: float, accuracy_b: float, kappa: float, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two correctness vectors with exact accuracies and (up to rounding to whole trials) Cohen's kappa.
 
     The joint table has p_obs = p_exp + kappa (1 - p_exp), p_exp = a b + (1 - a)(1 - b), so
@@ -151,5 +160,5 @@ def add_label_shortcut(images: np.ndarray, labels: np.ndarray, *, size: int = 4,
         raise ValueError(f"size must be in [1, {min(out.shape[-2:]) // 2 - 2}], got {size}")
     for i, label in enumerate(np.asarray(labels)):
         c0 = 1 if label else cols - 1 - size
-        out[i, :, 1:1 + size, c0:c0 + size] = value
+        out[i, :, 1 : 1 + size, c0 : c0 + size] = value
     return out

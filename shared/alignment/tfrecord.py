@@ -107,6 +107,7 @@ def write_tfrecord(path: str | Path, records: Iterable[bytes]) -> int:
 
 # ------------------------------------------------------------------------------ protobuf wire format
 
+
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -131,12 +132,12 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
         if wire == 0:
             value, pos = _read_varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             length, pos = _read_varint(buf, pos)
-            value, pos = buf[pos:pos + length], pos + length
+            value, pos = buf[pos : pos + length], pos + length
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported protobuf wire type {wire} (field {number})")
         if pos > len(buf):

@@ -19,5 +19,16 @@ from shared.backbones.cells import FGRUCell, HGRUCell
 from shared.backbones.recurrent import RecurrentBackbone, RecurrentConfig
 from shared.backbones.registry import ModelInfo, create, list_models, model_info, register_backbone
 
-__all__ = ["Backbone", "BackboneOutput", "FGRUCell", "HGRUCell", "ModelInfo", "RecurrentBackbone",
-           "RecurrentConfig", "create", "list_models", "model_info", "register_backbone"]
+__all__ = [
+    "Backbone",
+    "BackboneOutput",
+    "FGRUCell",
+    "HGRUCell",
+    "ModelInfo",
+    "RecurrentBackbone",
+    "RecurrentConfig",
+    "create",
+    "list_models",
+    "model_info",
+    "register_backbone",
+]

@@ -75,8 +75,9 @@ class Backbone(nn.Module):
         check_ndim(x, self.spatial_dims + 2, name=name, axes=axes)
         check_dtype_kind(x, "f", name=name)
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"{name} must have {self.in_channels} channel(s) on axis 1, got {x.shape[1]} "
-                             f"(shape {tuple(x.shape)})")
+            raise ValueError(
+                f"{name} must have {self.in_channels} channel(s) on axis 1, got {x.shape[1]} (shape {tuple(x.shape)})"
+            )
         finite = torch.isfinite(x)
         if not bool(finite.all()):
             n_bad = int((~finite).sum())

@@ -192,16 +192,17 @@ class StepNorm(nn.Module):
     then grows ~1e9-fold in 6 steps at initialisation (overflowing float16 under AMP).
     """
 
-    def __init__(self, kind: str, channels: int, dims: int, timesteps: int, *,
-                 init_scale: float | None = None) -> None:
+    def __init__(self, kind: str, channels: int, dims: int, timesteps: int, *, init_scale: float | None = None) -> None:
         super().__init__()
         if kind not in CELL_NORMS:
             raise ValueError(f"norm must be one of {', '.join(map(repr, CELL_NORMS))}; got {kind!r}")
         self.per_step = kind == "batch_per_step"
         bn = nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d
         self.norms = nn.ModuleList(
-            [bn(channels) for _ in range(timesteps)] if self.per_step
-            else [make_norm(kind, channels, dims, affine=init_scale is not None)])
+            [bn(channels) for _ in range(timesteps)]
+            if self.per_step
+            else [make_norm(kind, channels, dims, affine=init_scale is not None)]
+        )
         if init_scale is not None:
             for norm in self.norms:
                 if getattr(norm, "weight", None) is not None:
@@ -341,9 +342,19 @@ class HGRUCell(_GatedCell):
     torch.Size([2, 4, 16, 16])
     """
 
-    def __init__(self, channels: int, *, kernel_size: int | Sequence[int] = 15, timesteps: int = 8,
-                 norm: str = "batch", share_kernel: bool | None = None, nonlinearity: str | None = None,
-                 norm_scale: float = 0.1, variant: str = "crbp", padding: str = "reflect") -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        kernel_size: int | Sequence[int] = 15,
+        timesteps: int = 8,
+        norm: str = "batch",
+        share_kernel: bool | None = None,
+        nonlinearity: str | None = None,
+        norm_scale: float = 0.1,
+        variant: str = "crbp",
+        padding: str = "reflect",
+    ) -> None:
         super().__init__(2, channels, timesteps)
         if variant not in HGRU_VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(map(repr, HGRU_VARIANTS))}; got {variant!r}")
@@ -351,8 +362,9 @@ class HGRUCell(_GatedCell):
         is_2018 = variant == "2018"
         nonlinearity = nonlinearity or ("tanh" if is_2018 else "softplus")
         if nonlinearity not in HGRU_NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {', '.join(map(repr, HGRU_NONLINEARITIES))}, "
-                             f"got {nonlinearity!r}")
+            raise ValueError(
+                f"nonlinearity must be one of {', '.join(map(repr, HGRU_NONLINEARITIES))}, got {nonlinearity!r}"
+            )
         self.act = HGRU_NONLINEARITIES[nonlinearity]
         self.inh = SymmetricConv(2, channels, kernel_size, padding)
         shared = is_2018 if share_kernel is None else share_kernel
@@ -449,17 +461,28 @@ class FGRUCell(_GatedCell):
     torch.Size([1, 4, 3, 8, 8])
     """
 
-    def __init__(self, dims: int, channels: int, *, kernel_size: int | Sequence[int] = 3, timesteps: int = 8,
-                 norm: str = "instance", norm_scale: float = 0.1, norm_order: str = "output",
-                 gate_bias: str = "before_norm", scalar_init: str = "gammanet_pytorch",
-                 attention: str = "none", saliency_kernel: int | Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        dims: int,
+        channels: int,
+        *,
+        kernel_size: int | Sequence[int] = 3,
+        timesteps: int = 8,
+        norm: str = "instance",
+        norm_scale: float = 0.1,
+        norm_order: str = "output",
+        gate_bias: str = "before_norm",
+        scalar_init: str = "gammanet_pytorch",
+        attention: str = "none",
+        saliency_kernel: int | Sequence[int] | None = None,
+    ) -> None:
         super().__init__(dims, channels, timesteps)
-        check_fgru_options(norm_order=norm_order, gate_bias=gate_bias, scalar_init=scalar_init,
-                           attention=attention)
+        check_fgru_options(norm_order=norm_order, gate_bias=gate_bias, scalar_init=scalar_init, attention=attention)
         self.norm_output, self.bias_before_norm = norm_order == "output", gate_bias == "before_norm"
         if attention == "gala":
-            self.gain = GALAAttention(dims, channels, saliency_kernel if saliency_kernel is not None
-                                      else (5 if dims == 2 else (1, 5, 5)))
+            self.gain = GALAAttention(
+                dims, channels, saliency_kernel if saliency_kernel is not None else (5 if dims == 2 else (1, 5, 5))
+            )
         self.inh = SymmetricConv(dims, channels, kernel_size)
         self.exc = SymmetricConv(dims, channels, kernel_size)
         self.norm_gain = StepNorm(norm, channels, dims, timesteps, init_scale=norm_scale)
@@ -498,10 +521,12 @@ FGRU_ATTENTIONS = ("none", "gala")
 
 def check_fgru_options(*, norm_order: str, gate_bias: str, scalar_init: str, attention: str) -> None:
     """Raise ``ValueError`` naming the option when an fGRU option is not one of its documented values."""
-    for name, value, allowed in (("norm_order", norm_order, FGRU_NORM_ORDERS),
-                                 ("gate_bias", gate_bias, FGRU_GATE_BIASES),
-                                 ("scalar_init", scalar_init, tuple(FGRU_SCALAR_INITS)),
-                                 ("attention", attention, FGRU_ATTENTIONS)):
+    for name, value, allowed in (
+        ("norm_order", norm_order, FGRU_NORM_ORDERS),
+        ("gate_bias", gate_bias, FGRU_GATE_BIASES),
+        ("scalar_init", scalar_init, tuple(FGRU_SCALAR_INITS)),
+        ("attention", attention, FGRU_ATTENTIONS),
+    ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
 

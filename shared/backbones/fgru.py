@@ -48,14 +48,23 @@ class FGRUCellConfig(RecurrentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_fgru_options(norm_order=self.norm_order, gate_bias=self.gate_bias, scalar_init=self.scalar_init,
-                           attention=self.attention or "none")
+        check_fgru_options(
+            norm_order=self.norm_order,
+            gate_bias=self.gate_bias,
+            scalar_init=self.scalar_init,
+            attention=self.attention or "none",
+        )
 
     def cell_options(self, dims: int) -> dict[str, Any]:
         """Keyword arguments of :class:`FGRUCell` for a ``dims``-D model."""
         attention = self.attention or ("gala" if dims == 2 else "none")
-        return {"norm": self.norm, "norm_order": self.norm_order, "gate_bias": self.gate_bias,
-                "scalar_init": self.scalar_init, "attention": attention}
+        return {
+            "norm": self.norm,
+            "norm_order": self.norm_order,
+            "gate_bias": self.gate_bias,
+            "scalar_init": self.scalar_init,
+            "attention": attention,
+        }
 
 
 @dataclass
@@ -89,8 +98,13 @@ class FGRUNet(RecurrentBackbone):
         front = cfg.frontend_kernel if cfg.frontend_kernel is not None else (5 if d == 2 else (1, 5, 5))
         horizontal = cfg.kernel_size if cfg.kernel_size is not None else (9 if d == 2 else (3, 7, 7))
         self.frontend = conv_nd(d, cfg.in_channels, k, as_tuple(front, d, name="frontend_kernel"))
-        self.cell = FGRUCell(d, k, kernel_size=as_tuple(horizontal, d, name="kernel_size"),
-                             timesteps=cfg.timesteps, **cfg.cell_options(d))
+        self.cell = FGRUCell(
+            d,
+            k,
+            kernel_size=as_tuple(horizontal, d, name="kernel_size"),
+            timesteps=cfg.timesteps,
+            **cfg.cell_options(d),
+        )
         self.head = conv_nd(d, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or k
 
@@ -107,14 +121,24 @@ class FGRUNet(RecurrentBackbone):
         return self.head(h)
 
 
-@register_backbone("fgru2d", FGRUConfig, spatial_dims=2, recurrent=True,
-                   description="2D front end + one horizontal fGRU, dense readout")
+@register_backbone(
+    "fgru2d",
+    FGRUConfig,
+    spatial_dims=2,
+    recurrent=True,
+    description="2D front end + one horizontal fGRU, dense readout",
+)
 def fgru2d(cfg: FGRUConfig) -> FGRUNet:
     return FGRUNet(cfg, 2)
 
 
-@register_backbone("fgru3d", FGRUConfig, spatial_dims=3, recurrent=True,
-                   description="3D front end + one horizontal fGRU (anisotropic kernels), dense readout")
+@register_backbone(
+    "fgru3d",
+    FGRUConfig,
+    spatial_dims=3,
+    recurrent=True,
+    description="3D front end + one horizontal fGRU (anisotropic kernels), dense readout",
+)
 def fgru3d(cfg: FGRUConfig) -> FGRUNet:
     """Create a 3D :class:`FGRUNet`.
 

@@ -16,9 +16,16 @@ import math
 import torch
 
 
-def gabor_bank(n_filters: int = 25, kernel_size: int = 7, *, wavelength: float = 3.5, sigma: float = 2.8,
-               aspect: float = 0.3, phases: tuple[float, ...] = (0.0, math.pi / 2),
-               luminance: bool = True) -> torch.Tensor:
+def gabor_bank(
+    n_filters: int = 25,
+    kernel_size: int = 7,
+    *,
+    wavelength: float = 3.5,
+    sigma: float = 2.8,
+    aspect: float = 0.3,
+    phases: tuple[float, ...] = (0.0, math.pi / 2),
+    luminance: bool = True,
+) -> torch.Tensor:
     """Zero-mean, unit-norm oriented Gabors plus one unit-norm Gaussian luminance filter.
 
     The ``n_filters - 1`` Gabors (all ``n_filters`` when ``luminance`` is False) tile orientation evenly

@@ -74,14 +74,14 @@ class GammaNetConfig(FGRUCellConfig):
         levels = len(self.features)
         if self.downsample is not None:
             if len(self.downsample) != levels - 1:
-                raise ValueError(f"downsample needs {levels - 1} entries (one per level transition), "
-                                 f"got {len(self.downsample)}")
+                raise ValueError(
+                    f"downsample needs {levels - 1} entries (one per level transition), got {len(self.downsample)}"
+                )
             if any(f < 1 for factor in self.downsample for f in factor):
                 raise ValueError(f"downsample factors must be >= 1, got {self.downsample}")
         if self.kernel_sizes is not None:
             if len(self.kernel_sizes) != levels:
-                raise ValueError(f"kernel_sizes needs {levels} entries (one per level), "
-                                 f"got {len(self.kernel_sizes)}")
+                raise ValueError(f"kernel_sizes needs {levels} entries (one per level), got {len(self.kernel_sizes)}")
             for i, k in enumerate(self.kernel_sizes):
                 check_odd_kernel(k, f"kernel_sizes[{i}]")
         check_odd_kernel(self.frontend_kernel, "frontend_kernel")
@@ -103,23 +103,30 @@ class GammaNet(RecurrentBackbone):
         d, feats, T = spatial_dims, list(cfg.features), cfg.timesteps
         levels = len(feats)
         aniso = (1,) + (2,) * (d - 1) if d == 3 else (2,) * d
-        self.factors = [as_tuple(f, d, name="downsample") for f in cfg.downsample] if cfg.downsample \
-            else [aniso] * (levels - 1)
-        kernels = [as_tuple(k, d, name="kernel_sizes") for k in cfg.kernel_sizes] if cfg.kernel_sizes \
+        self.factors = (
+            [as_tuple(f, d, name="downsample") for f in cfg.downsample] if cfg.downsample else [aniso] * (levels - 1)
+        )
+        kernels = (
+            [as_tuple(k, d, name="kernel_sizes") for k in cfg.kernel_sizes]
+            if cfg.kernel_sizes
             else _default_kernels(levels, d)
+        )
         front = cfg.frontend_kernel if cfg.frontend_kernel is not None else (5 if d == 2 else (1, 5, 5))
         enc = cfg.encoder_kernel if cfg.encoder_kernel is not None else (3 if d == 2 else (1, 3, 3))
         self.frontend = conv_nd(d, cfg.in_channels, feats[0], as_tuple(front, d, name="frontend_kernel"))
         self.encoders = nn.ModuleList(
             conv_nd(d, feats[i - 1], feats[i], as_tuple(enc, d, name="encoder_kernel"), bias=False)
-            for i in range(1, levels))
+            for i in range(1, levels)
+        )
         fgru = cfg.cell_options(d)
         self.encoder_norms = nn.ModuleList(StepNorm(cfg.norm, feats[i], d, T) for i in range(1, levels))
         self.horizontal = nn.ModuleList(
-            FGRUCell(d, feats[i], kernel_size=kernels[i], timesteps=T, **fgru) for i in range(levels))
+            FGRUCell(d, feats[i], kernel_size=kernels[i], timesteps=T, **fgru) for i in range(levels)
+        )
         self.reductions = nn.ModuleList(conv_nd(d, feats[i + 1], feats[i], 1) for i in range(levels - 1))
         self.topdown = nn.ModuleList(
-            FGRUCell(d, feats[i], kernel_size=1, timesteps=T, **fgru) for i in range(levels - 1))
+            FGRUCell(d, feats[i], kernel_size=1, timesteps=T, **fgru) for i in range(levels - 1)
+        )
         self.head = conv_nd(d, feats[0], cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or feats[0]
 
@@ -151,8 +158,13 @@ class GammaNet(RecurrentBackbone):
         return self.head(h[0])
 
 
-@register_backbone("gammanet2d", GammaNetConfig, spatial_dims=2, recurrent=True,
-                   description="2D gamma-Net: horizontal + top-down fGRU hierarchy, full-resolution readout")
+@register_backbone(
+    "gammanet2d",
+    GammaNetConfig,
+    spatial_dims=2,
+    recurrent=True,
+    description="2D gamma-Net: horizontal + top-down fGRU hierarchy, full-resolution readout",
+)
 def gammanet2d(cfg: GammaNetConfig) -> GammaNet:
     """Create a 2D :class:`GammaNet`.
 
@@ -166,8 +178,13 @@ def gammanet2d(cfg: GammaNetConfig) -> GammaNet:
     return GammaNet(cfg, 2)
 
 
-@register_backbone("gammanet3d", GammaNetConfig, spatial_dims=3, recurrent=True,
-                   description="3D gamma-Net with anisotropic kernels/pooling for EM volumes")
+@register_backbone(
+    "gammanet3d",
+    GammaNetConfig,
+    spatial_dims=3,
+    recurrent=True,
+    description="3D gamma-Net with anisotropic kernels/pooling for EM volumes",
+)
 def gammanet3d(cfg: GammaNetConfig) -> GammaNet:
     """Create a 3D :class:`GammaNet`.
 

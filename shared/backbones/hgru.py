@@ -89,9 +89,11 @@ class HGRUConfig(RecurrentConfig):
         if self.variant not in ("crbp", "2018"):
             raise ValueError(f"variant must be 'crbp' or '2018', got {self.variant!r}")
         if self.variant == "2018" and self.mode == "crbp":
-            raise ValueError("variant='2018' scales the state by a learned eta per timestep, so the step is not "
-                             "the same map at every timestep; mode='crbp' needs variant='crbp' (use "
-                             "mode='bptt' or 'truncated' for the 2018 hGRU)")
+            raise ValueError(
+                "variant='2018' scales the state by a learned eta per timestep, so the step is not "
+                "the same map at every timestep; mode='crbp' needs variant='crbp' (use "
+                "mode='bptt' or 'truncated' for the 2018 hGRU)"
+            )
         for name in ("frontend_kernel", "kernel_size"):
             value = getattr(self, name)
             if value < 1 or value % 2 == 0:
@@ -104,8 +106,14 @@ class HGRUNet(RecurrentBackbone):
     def __init__(self, cfg: HGRUConfig) -> None:
         super().__init__(cfg, 2)
         k = cfg.hidden_channels
-        self.frontend = nn.Conv2d(cfg.in_channels, k, cfg.frontend_kernel, padding=cfg.frontend_kernel // 2,
-                                  bias=cfg.frontend_bias, padding_mode=cfg.frontend_padding)
+        self.frontend = nn.Conv2d(
+            cfg.in_channels,
+            k,
+            cfg.frontend_kernel,
+            padding=cfg.frontend_kernel // 2,
+            bias=cfg.frontend_bias,
+            padding_mode=cfg.frontend_padding,
+        )
         if cfg.frontend_init == "gabor":
             with torch.no_grad():
                 bank = gabor_bank(k, cfg.frontend_kernel, luminance=k > 1)
@@ -113,9 +121,17 @@ class HGRUNet(RecurrentBackbone):
                 if self.frontend.bias is not None:
                     self.frontend.bias.zero_()
         self.square = cfg.frontend == "square"
-        self.cell = HGRUCell(k, kernel_size=cfg.kernel_size, timesteps=cfg.timesteps, norm=cfg.norm,
-                             share_kernel=cfg.share_kernel, nonlinearity=cfg.nonlinearity, variant=cfg.variant,
-                             padding=cfg.horizontal_padding, norm_scale=cfg.norm_scale)
+        self.cell = HGRUCell(
+            k,
+            kernel_size=cfg.kernel_size,
+            timesteps=cfg.timesteps,
+            norm=cfg.norm,
+            share_kernel=cfg.share_kernel,
+            nonlinearity=cfg.nonlinearity,
+            variant=cfg.variant,
+            padding=cfg.horizontal_padding,
+            norm_scale=cfg.norm_scale,
+        )
         self.head = conv_nd(2, k, cfg.out_channels, 1) if cfg.out_channels else nn.Identity()
         self.out_channels = cfg.out_channels or k
 
@@ -133,8 +149,13 @@ class HGRUNet(RecurrentBackbone):
         return self.head(h)
 
 
-@register_backbone("hgru", HGRUConfig, spatial_dims=2, recurrent=True,
-                   description="2D hGRU: conv front end, one hGRU layer, dense readout")
+@register_backbone(
+    "hgru",
+    HGRUConfig,
+    spatial_dims=2,
+    recurrent=True,
+    description="2D hGRU: conv front end, one hGRU layer, dense readout",
+)
 def hgru(cfg: HGRUConfig) -> HGRUNet:
     """Create an :class:`HGRUNet`.
 

@@ -42,8 +42,7 @@ def make_norm(kind: str, channels: int, dims: int, *, affine: bool = False) -> n
     if kind == "batch":
         return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels)
     if kind == "batch_stats":
-        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels, affine=affine,
-                                                               track_running_stats=False)
+        return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm3d)(channels, affine=affine, track_running_stats=False)
     if kind == "group":
         groups = next(g for g in (8, 4, 2, 1) if channels % g == 0)
         return nn.GroupNorm(groups, channels)
@@ -59,9 +58,11 @@ class ConvBlock(nn.Sequential):
 
     def __init__(self, dims: int, in_ch: int, out_ch: int, kernel_size: int | Sequence[int], norm: str) -> None:
         super().__init__(
-            conv_nd(dims, in_ch, out_ch, kernel_size, bias=norm == "none"), make_norm(norm, out_ch, dims),
+            conv_nd(dims, in_ch, out_ch, kernel_size, bias=norm == "none"),
+            make_norm(norm, out_ch, dims),
             nn.ReLU(inplace=True),
-            conv_nd(dims, out_ch, out_ch, kernel_size, bias=norm == "none"), make_norm(norm, out_ch, dims),
+            conv_nd(dims, out_ch, out_ch, kernel_size, bias=norm == "none"),
+            make_norm(norm, out_ch, dims),
             nn.ReLU(inplace=True),
         )
 

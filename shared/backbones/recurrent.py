@@ -81,9 +81,11 @@ class RecurrentConfig:
             raise ValueError(f"out_channels must be >= 1 or None, got {self.out_channels}")
         check_mode(self.mode, timesteps=self.timesteps, truncate_k=self.truncate_k)
         if self.mode == "crbp" and self.norm == "batch_per_step":
-            raise ValueError("norm='batch_per_step' keeps one BatchNorm per timestep, so the step is not the "
-                             "same map at every timestep; mode='crbp' needs a time-invariant norm "
-                             "('batch', 'batch_stats', 'group', 'instance' or 'none')")
+            raise ValueError(
+                "norm='batch_per_step' keeps one BatchNorm per timestep, so the step is not the "
+                "same map at every timestep; mode='crbp' needs a time-invariant norm "
+                "('batch', 'batch_stats', 'group', 'instance' or 'none')"
+            )
         self.crbp_config()  # validates neumann_* and penalty_lambda with messages naming them
 
     def crbp_config(self) -> CRBPConfig:
@@ -127,12 +129,21 @@ class RecurrentBackbone(Backbone, abc.ABC):
     def forward_steps(self, x: torch.Tensor, return_steps: bool) -> BackboneOutput:
         check_mode(self.mode, timesteps=self.timesteps, truncate_k=self.truncate_k)
         if self.mode == "crbp" and any(getattr(m, "per_step", False) for m in self.modules()):
-            raise ValueError("mode='crbp' cannot be used with per-timestep parameters (norm='batch_per_step' "
-                             "or the 2018 hGRU's eta): they break the fixed point C-RBP differentiates")
+            raise ValueError(
+                "mode='crbp' cannot be used with per-timestep parameters (norm='batch_per_step' "
+                "or the 2018 hGRU's eta): they break the fixed point C-RBP differentiates"
+            )
         drive = self.make_drive(x)
-        result = run_recurrence(self.step, drive, lambda: self.initial_state(drive), timesteps=self.timesteps,
-                                mode=self.mode, truncate_k=self.truncate_k, crbp=self.crbp,
-                                record_fn=self.readout if return_steps else None)
+        result = run_recurrence(
+            self.step,
+            drive,
+            lambda: self.initial_state(drive),
+            timesteps=self.timesteps,
+            mode=self.mode,
+            truncate_k=self.truncate_k,
+            crbp=self.crbp,
+            record_fn=self.readout if return_steps else None,
+        )
         self.last_stats = result.stats
         output = result.steps[-1] if return_steps else self.readout(result.state)
         return BackboneOutput(output, result.steps, result.stats)
@@ -153,7 +164,12 @@ class RecurrentBackbone(Backbone, abc.ABC):
         """
         self.check_input(x)
         drive = self.make_drive(x)
-        result = run_recurrence(self.step, drive, lambda: self.initial_state(drive),
-                                timesteps=timesteps or self.timesteps, record_fn=lambda h: h)
+        result = run_recurrence(
+            self.step,
+            drive,
+            lambda: self.initial_state(drive),
+            timesteps=timesteps or self.timesteps,
+            record_fn=lambda h: h,
+        )
         self.last_stats = result.stats
         return result.steps

@@ -41,15 +41,15 @@ class ModelInfo:
         if not self.input_kind:
             object.__setattr__(self, "input_kind", "image" if self.spatial_dims == 2 else "volume")
         if self.input_kind not in INPUT_KINDS:
-            raise ValueError(f"input_kind must be one of {', '.join(map(repr, INPUT_KINDS))}; "
-                             f"got {self.input_kind!r}")
+            raise ValueError(f"input_kind must be one of {', '.join(map(repr, INPUT_KINDS))}; got {self.input_kind!r}")
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_backbone(name: str, config_class: type, *, spatial_dims: int, recurrent: bool, description: str,
-                      input_kind: str = ""):
+def register_backbone(
+    name: str, config_class: type, *, spatial_dims: int, recurrent: bool, description: str, input_kind: str = ""
+):
     """Decorator filing ``factory(config) -> nn.Module`` under ``name`` (``input_kind``: see :class:`ModelInfo`)."""
 
     def decorator(factory):
@@ -61,8 +61,9 @@ def register_backbone(name: str, config_class: type, *, spatial_dims: int, recur
     return decorator
 
 
-def list_models(pattern: str = "*", *, spatial_dims: int | None = None, recurrent: bool | None = None,
-                input_kind: str | None = None) -> list[str]:
+def list_models(
+    pattern: str = "*", *, spatial_dims: int | None = None, recurrent: bool | None = None, input_kind: str | None = None
+) -> list[str]:
     """Registered model names matching a glob ``pattern`` and optional capability filters, sorted.
 
     Examples
@@ -72,7 +73,8 @@ def list_models(pattern: str = "*", *, spatial_dims: int | None = None, recurren
     True
     """
     return sorted(
-        n for n, info in _REGISTRY.items()
+        n
+        for n, info in _REGISTRY.items()
         if fnmatch.fnmatch(n, pattern)
         and (spatial_dims is None or info.spatial_dims == spatial_dims)
         and (recurrent is None or info.recurrent == recurrent)

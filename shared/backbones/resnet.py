@@ -45,8 +45,11 @@ class BasicBlock(nn.Module):
         self.norm1 = make_norm(norm, out_ch, 2)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
         self.norm2 = make_norm(norm, out_ch, 2)
-        self.shortcut = nn.Identity() if stride == 1 and in_ch == out_ch else nn.Sequential(
-            nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), make_norm(norm, out_ch, 2))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), make_norm(norm, out_ch, 2))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
@@ -61,8 +64,11 @@ class ResNet(Backbone):
     def __init__(self, cfg: ResNetConfig) -> None:
         super().__init__()
         self.config, self.in_channels = cfg, cfg.in_channels
-        self.stem = nn.Sequential(nn.Conv2d(cfg.in_channels, cfg.stem_channels, 7, 2, 3, bias=False),
-                                  make_norm(cfg.norm, cfg.stem_channels, 2), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, cfg.stem_channels, 7, 2, 3, bias=False),
+            make_norm(cfg.norm, cfg.stem_channels, 2),
+            nn.ReLU(inplace=True),
+        )
         layers, prev = [], cfg.stem_channels
         for i, w in enumerate(cfg.widths):
             for b in range(cfg.blocks_per_stage):
@@ -77,7 +83,8 @@ class ResNet(Backbone):
         return BackboneOutput(y, [y] if return_steps else [], None)
 
 
-@register_backbone("resnet_small", ResNetConfig, spatial_dims=2, recurrent=False,
-                   description="small 2D ResNet feedforward baseline")
+@register_backbone(
+    "resnet_small", ResNetConfig, spatial_dims=2, recurrent=False, description="small 2D ResNet feedforward baseline"
+)
 def resnet_small(cfg: ResNetConfig) -> ResNet:
     return ResNet(cfg)

@@ -39,8 +39,10 @@ class UNetConfig:
         if not self.features or any(f < 1 for f in self.features):
             raise ValueError(f"features must be a non-empty tuple of positive ints, got {self.features}")
         if self.downsample is not None and len(self.downsample) != len(self.features) - 1:
-            raise ValueError(f"downsample needs {len(self.features) - 1} entries (one per level transition), "
-                             f"got {len(self.downsample)}")
+            raise ValueError(
+                f"downsample needs {len(self.features) - 1} entries (one per level transition), "
+                f"got {len(self.downsample)}"
+            )
 
 
 class UNet(Backbone):
@@ -51,8 +53,11 @@ class UNet(Backbone):
         self.config, self.spatial_dims, self.in_channels = cfg, spatial_dims, cfg.in_channels
         d = spatial_dims
         k = as_tuple(cfg.kernel_size, d, name="kernel_size")
-        self.factors = [as_tuple(f, d, name="downsample") for f in cfg.downsample] if cfg.downsample \
+        self.factors = (
+            [as_tuple(f, d, name="downsample") for f in cfg.downsample]
+            if cfg.downsample
             else [(2,) * d] * (len(cfg.features) - 1)
+        )
         chans = list(cfg.features)
         self.down = nn.ModuleList()
         prev = cfg.in_channels
@@ -83,7 +88,8 @@ def unet2d(cfg: UNetConfig) -> UNet:
     return UNet(cfg, 2)
 
 
-@register_backbone("unet3d", UNetConfig, spatial_dims=3, recurrent=False,
-                   description="3D U-Net baseline with anisotropic pooling")
+@register_backbone(
+    "unet3d", UNetConfig, spatial_dims=3, recurrent=False, description="3D U-Net baseline with anisotropic pooling"
+)
 def unet3d(cfg: UNetConfig) -> UNet:
     return UNet(cfg, 3)

@@ -80,13 +80,28 @@ from shared.data.tracking_video import (
     write_tracking_zarr,
 )
 
-__all__ = ["FEATURETRACKER_CONDITIONS", "FeatureTrackerConfig", "game_of_life_step", "generate_featuretracker",
-           "hue_degrees", "hsv_to_rgb_uint8", "load_featuretracker_zarr", "parse_condition",
-           "write_featuretracker_zarr"]
+__all__ = [
+    "FEATURETRACKER_CONDITIONS",
+    "FeatureTrackerConfig",
+    "game_of_life_step",
+    "generate_featuretracker",
+    "hue_degrees",
+    "hsv_to_rgb_uint8",
+    "load_featuretracker_zarr",
+    "parse_condition",
+    "write_featuretracker_zarr",
+]
 
 FEATURETRACKER_CONDITIONS = (
-    "noshapes_nocolors", "noshapes_idcolors", "idshapes_nocolors", "idshapes_idcolors", "idshapes_oodcolors",
-    "oodshapes_idcolors", "oodshapes_oodcolors", "idshapes_irregularcolors", "idshapes_idcolors_irregular",
+    "noshapes_nocolors",
+    "noshapes_idcolors",
+    "idshapes_nocolors",
+    "idshapes_idcolors",
+    "idshapes_oodcolors",
+    "oodshapes_idcolors",
+    "oodshapes_oodcolors",
+    "idshapes_irregularcolors",
+    "idshapes_idcolors_irregular",
 )
 """The condition folders the reference writes (``idshapes_idcolors`` is its training set)."""
 
@@ -148,16 +163,22 @@ class FeatureTrackerConfig:
         object.__setattr__(self, "irregular_hue_speed", tuple(float(v) for v in self.irregular_hue_speed))
         parse_condition(self.condition)
         if self.frames < 2 or self.speed < 1 or self.num_distractors < 1:
-            raise ValueError(f"need frames >= 2, speed >= 1 and num_distractors >= 1 (a negative's goal), got "
-                             f"{self.frames}, {self.speed}, {self.num_distractors}")
+            raise ValueError(
+                f"need frames >= 2, speed >= 1 and num_distractors >= 1 (a negative's goal), got "
+                f"{self.frames}, {self.speed}, {self.num_distractors}"
+            )
         check_track_span(self.frames, self.speed, self.curve_points)
         low, high = self.irregular_hue_speed
         if not 0 <= low <= high or self.clearance < 0:
-            raise ValueError(f"need 0 <= irregular_hue_speed low <= high and clearance >= 0, got "
-                             f"{self.irregular_hue_speed}, {self.clearance}")
+            raise ValueError(
+                f"need 0 <= irregular_hue_speed low <= high and clearance >= 0, got "
+                f"{self.irregular_hue_speed}, {self.clearance}"
+            )
         if self.window + CELL > self.image_size:
-            raise ValueError(f"paths in a {self.window}-pixel window with {CELL}x{CELL} objects overflow a "
-                             f"{self.image_size}-pixel frame; raise margin")
+            raise ValueError(
+                f"paths in a {self.window}-pixel window with {CELL}x{CELL} objects overflow a "
+                f"{self.image_size}-pixel frame; raise margin"
+            )
 
     @property
     def window(self) -> int:
@@ -185,6 +206,7 @@ class FeatureTrackerConfig:
 
 # ------------------------------------------------------------------------------------------------ shapes
 
+
 def game_of_life_step(grids: np.ndarray, rule: str) -> np.ndarray:
     """One half-Game-of-Life step (``Shape_ID.update`` / ``Shape_OOD.update`` without the reseed).
 
@@ -209,8 +231,12 @@ def game_of_life_step(grids: np.ndarray, rule: str) -> np.ndarray:
     g = np.asarray(grids, bool)
     padded = np.pad(g.astype(np.int8), [(0, 0)] * (g.ndim - 2) + [(1, 1), (1, 1)])
     h, w = g.shape[-2:]
-    neighbours = sum(padded[..., 1 + dr:1 + dr + h, 1 + dc:1 + dc + w]
-                     for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0))
+    neighbours = sum(
+        padded[..., 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+        for dr in (-1, 0, 1)
+        for dc in (-1, 0, 1)
+        if (dr, dc) != (0, 0)
+    )
     if rule == "id":
         return g | (neighbours == 3)
     if rule == "ood":
@@ -246,6 +272,7 @@ def _shape_frames(start: np.ndarray, reseeds: np.ndarray, rule: str, frames: int
 
 # ------------------------------------------------------------------------------------------------ colours
 
+
 def hue_degrees(frames: int, start: np.ndarray, speed: np.ndarray | float, half: str) -> np.ndarray:
     """Hue trajectories of ``utils_color.generate_trajectory``: (..., frames) degrees.
 
@@ -274,13 +301,19 @@ def hsv_to_rgb_uint8(hue_deg: np.ndarray) -> np.ndarray:
     f = h * 6.0 - sector
     # the same float operations as colorsys (q = v(1 - sf), t = v(1 - s(1 - f))), so the truncation agrees
     one, zero, q, t = np.ones_like(f), np.zeros_like(f), 1.0 - f, 1.0 - (1.0 - f)
-    table = np.stack([np.stack(c, -1) for c in ((one, t, zero), (q, one, zero), (zero, one, t),
-                                                (zero, q, one), (t, zero, one), (one, zero, q))], axis=0)
+    table = np.stack(
+        [
+            np.stack(c, -1)
+            for c in ((one, t, zero), (q, one, zero), (zero, one, t), (zero, q, one), (t, zero, one), (one, zero, q))
+        ],
+        axis=0,
+    )
     rgb = np.take_along_axis(table, (sector % 6)[None, ..., None].repeat(3, -1), axis=0)[0]
     return (rgb * 255.0).astype(np.uint8)  # truncation, as int() in the reference
 
 
 # ------------------------------------------------------------------------------------------------ samples
+
 
 def _draw_sample(rng: np.random.Generator, cfg: FeatureTrackerConfig) -> dict[str, np.ndarray]:
     """Random parts of one video: tracks (K, T, 2), shape codes, hue starts and speed."""
@@ -288,29 +321,44 @@ def _draw_sample(rng: np.random.Generator, cfg: FeatureTrackerConfig) -> dict[st
     k = cfg.num_objects
 
     def draw(count: int) -> np.ndarray:
-        return spline_tracks(rng, count, frames=cfg.frames, speed=cfg.speed, window=cfg.window,
-                             delta_angle_max=cfg.irregular_delta_angle_max if irregular_paths else cfg.delta_angle_max,
-                             wiggle_room=cfg.wiggle_room, rigidity=cfg.rigidity, curve_points=cfg.curve_points)
+        return spline_tracks(
+            rng,
+            count,
+            frames=cfg.frames,
+            speed=cfg.speed,
+            window=cfg.window,
+            delta_angle_max=cfg.irregular_delta_angle_max if irregular_paths else cfg.delta_angle_max,
+            wiggle_room=cfg.wiggle_room,
+            rigidity=cfg.rigidity,
+            curve_points=cfg.curve_points,
+        )
 
     tracks = draw(k)
     for _ in range(cfg.max_redraws):
-        bad = (chebyshev(tracks[1:, 0], tracks[0, 0]) < cfg.clearance) | \
-              (chebyshev(tracks[1:, -1], tracks[0, -1]) < cfg.clearance)
+        bad = (chebyshev(tracks[1:, 0], tracks[0, 0]) < cfg.clearance) | (
+            chebyshev(tracks[1:, -1], tracks[0, -1]) < cfg.clearance
+        )
         if not bad.any():
             break
         tracks[1:][bad] = draw(int(bad.sum()))
     else:
-        raise RuntimeError(f"no unambiguous FeatureTracker video in {cfg.max_redraws} redraws: too many "
-                           f"distractors ({cfg.num_distractors}) for clearance {cfg.clearance}")
+        raise RuntimeError(
+            f"no unambiguous FeatureTracker video in {cfg.max_redraws} redraws: too many "
+            f"distractors ({cfg.num_distractors}) for clearance {cfg.clearance}"
+        )
     low, high = cfg.irregular_hue_speed
-    return {"tracks": tracks,
-            "start": rng.integers(1, 512, k), "reseeds": rng.integers(1, 512, (k, cfg.frames)),
-            "hue_start": rng.integers(0, 360, k),
-            "hue_speed": np.float64(rng.uniform(low, high) if colours == "irregular" else cfg.hue_speed)}
+    return {
+        "tracks": tracks,
+        "start": rng.integers(1, 512, k),
+        "reseeds": rng.integers(1, 512, (k, cfg.frames)),
+        "hue_start": rng.integers(0, 360, k),
+        "hue_speed": np.float64(rng.uniform(low, high) if colours == "irregular" else cfg.hue_speed),
+    }
 
 
-def _render(parts: dict[str, np.ndarray], labels: np.ndarray, cfg: FeatureTrackerConfig
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render(
+    parts: dict[str, np.ndarray], labels: np.ndarray, cfg: FeatureTrackerConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw a block of videos from stacked parts (leading axis m). Returns videos, masks, markers (m, 2, 2)."""
     shapes, colours, _ = parse_condition(cfg.condition)
     tracks = parts["tracks"]
@@ -344,8 +392,14 @@ def _render(parts: dict[str, np.ndarray], labels: np.ndarray, cfg: FeatureTracke
     return videos, masks, np.stack([start, goal], axis=1)
 
 
-def generate_featuretracker(n: int, *, config: FeatureTrackerConfig, seed: int | Sequence[int] = 0,
-                            indices: Sequence[int] | None = None, progress: bool = False) -> TrackingSet:
+def generate_featuretracker(
+    n: int,
+    *,
+    config: FeatureTrackerConfig,
+    seed: int | Sequence[int] = 0,
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
+) -> TrackingSet:
     """Generate FeatureTracker videos of one condition, balanced and deterministic.
 
     Parameters
@@ -381,30 +435,60 @@ def generate_featuretracker(n: int, *, config: FeatureTrackerConfig, seed: int |
     samples = [_draw_sample(sample_rng(seed_t, i), config) for i in iterator]
     if not samples:
         empty = np.zeros((0, config.frames, config.image_size, config.image_size), np.uint8)
-        return TrackingSet(empty[..., None].repeat(3, -1), labels[:0].copy(), empty, config, seed_t,
-                           np.zeros((0, config.num_objects, config.frames, 2), np.int16), np.zeros((0, 2, 2), np.int16))
+        return TrackingSet(
+            empty[..., None].repeat(3, -1),
+            labels[:0].copy(),
+            empty,
+            config,
+            seed_t,
+            np.zeros((0, config.num_objects, config.frames, 2), np.int16),
+            np.zeros((0, 2, 2), np.int16),
+        )
     parts = {key: np.stack([s[key] for s in samples]) for key in samples[0]}
     videos, masks, markers = _render(parts, labels[idx], config)
-    return TrackingSet(videos, labels[idx].copy(), masks, config, seed_t, parts["tracks"].astype(np.int16),
-                       markers.astype(np.int16))
+    return TrackingSet(
+        videos, labels[idx].copy(), masks, config, seed_t, parts["tracks"].astype(np.int16), markers.astype(np.int16)
+    )
 
 
-FEATURETRACKER = TrackingTask(title="FeatureTracker", format_name="recurrent-vision/featuretracker",
-                              writer="write_featuretracker_zarr", generate=generate_featuretracker,
-                              config_type=FeatureTrackerConfig)
+FEATURETRACKER = TrackingTask(
+    title="FeatureTracker",
+    format_name="recurrent-vision/featuretracker",
+    writer="write_featuretracker_zarr",
+    generate=generate_featuretracker,
+    config_type=FeatureTrackerConfig,
+)
 """The FeatureTracker generator as :mod:`shared.data.tracking_video` stores it."""
 
 
-def write_featuretracker_zarr(path: str | Path, n: int, *, config: FeatureTrackerConfig,
-                              seed: int | Sequence[int] = 0, block_size: int = 64, overwrite: bool = False,
-                              progress: bool = True, num_workers: int = 1, wait: bool = False) -> Path:
+def write_featuretracker_zarr(
+    path: str | Path,
+    n: int,
+    *,
+    config: FeatureTrackerConfig,
+    seed: int | Sequence[int] = 0,
+    block_size: int = 64,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_workers: int = 1,
+    wait: bool = False,
+) -> Path:
     """Generate a FeatureTracker set into a zarr group, resumably (see
     :func:`shared.data.tracking_video.write_tracking_zarr`)."""
-    return write_tracking_zarr(path, n, task=FEATURETRACKER, config=config, seed=seed, block_size=block_size,
-                               overwrite=overwrite, progress=progress, num_workers=num_workers, wait=wait)
+    return write_tracking_zarr(
+        path,
+        n,
+        task=FEATURETRACKER,
+        config=config,
+        seed=seed,
+        block_size=block_size,
+        overwrite=overwrite,
+        progress=progress,
+        num_workers=num_workers,
+        wait=wait,
+    )
 
 
-def load_featuretracker_zarr(path: str | Path, *, expected_config: FeatureTrackerConfig | None = None
-                             ) -> TrackingSet:
+def load_featuretracker_zarr(path: str | Path, *, expected_config: FeatureTrackerConfig | None = None) -> TrackingSet:
     """Read a complete FeatureTracker group; a group made with another config than ``expected_config`` is refused."""
     return load_tracking_zarr(path, task=FEATURETRACKER, expected_config=expected_config)

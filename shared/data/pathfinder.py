@@ -133,8 +133,14 @@ class PathfinderConfig:
             raise ValueError(f"contour_length must be >= 2 paddles, got {self.contour_length}")
         if self.geometry_scale is not None and not self.geometry_scale > 0:
             raise ValueError(f"geometry_scale must be > 0 or None, got {self.geometry_scale}")
-        for name in ("continuity", "paddle_length", "paddle_thickness", "paddle_margin", "seed_distance",
-                     "marker_radius"):
+        for name in (
+            "continuity",
+            "paddle_length",
+            "paddle_thickness",
+            "paddle_margin",
+            "seed_distance",
+            "marker_radius",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.padding < 0 or self.distractor_paddles < 0:
@@ -210,6 +216,7 @@ class PathfinderSet:
 
 
 # ----------------------------------------------------------------------------------------------- geometry
+
 
 def _unit(theta: float) -> np.ndarray:
     """Unit vector (row, column) of orientation ``theta`` (radians; 0 points along +column)."""
@@ -296,10 +303,12 @@ class _Canvas:
         rows, cols = paddle.slices
         for o in pending:
             reach = 2 * self.band
-            if (min(o.start[0], o.end[0]) - reach >= rows.stop
-                    or max(o.start[0], o.end[0]) + reach < rows.start
-                    or min(o.start[1], o.end[1]) - reach >= cols.stop
-                    or max(o.start[1], o.end[1]) + reach < cols.start):
+            if (
+                min(o.start[0], o.end[0]) - reach >= rows.stop
+                or max(o.start[0], o.end[0]) + reach < rows.start
+                or min(o.start[1], o.end[1]) - reach >= cols.stop
+                or max(o.start[1], o.end[1]) + reach < cols.start
+            ):
                 continue  # too far apart for the bands to meet
             if (band & (_distance_in_box(o.start, o.end, paddle.slices) <= self.band)).any():
                 return True
@@ -326,7 +335,7 @@ class _Canvas:
         if border > 0:
             b = int(round(border))
             inner = np.zeros(self.shape, bool)
-            inner[b:self.shape[0] - b, b:self.shape[1] - b] = True
+            inner[b : self.shape[0] - b, b : self.shape[1] - b] = True
             free &= inner
         candidates = np.flatnonzero(free)
         # the original stops adding clutter once fewer than 1% of the pixels are free
@@ -417,8 +426,9 @@ def _grow_distractor(canvas: _Canvas, rng: np.random.Generator) -> _Snake | None
     return None
 
 
-def _draw_segments(out: np.ndarray, segments: Iterable[tuple[np.ndarray, np.ndarray]], radius: float,
-                   value: float = 1.0) -> None:
+def _draw_segments(
+    out: np.ndarray, segments: Iterable[tuple[np.ndarray, np.ndarray]], radius: float, value: float = 1.0
+) -> None:
     """Anti-aliased capsules: ``out = max(out, value * clip(radius + 0.5 - distance, 0, 1))`` in place."""
     for a, b in segments:
         found = _segment_distance(a, b, radius + 1, out.shape)
@@ -509,8 +519,13 @@ def render_pathfinder_image(label: int, rng: np.random.Generator, config: Pathfi
         path_mask = (path >= 0.5).astype(np.uint8)
         if markers_connected(path_mask, markers) != bool(label):
             continue  # rasterisation merged or broke a path at this scale: resample rather than mislabel
-        return {"image": image, "path_mask": path_mask, "markers": markers.astype(np.float32),
-                "num_distractor_paddles": sum(len(d.paddles) for d in distractors), "attempts": attempt}
+        return {
+            "image": image,
+            "path_mask": path_mask,
+            "markers": markers.astype(np.float32),
+            "num_distractor_paddles": sum(len(d.paddles) for d in distractors),
+            "attempts": attempt,
+        }
     raise RuntimeError(
         f"could not build a Pathfinder image in {cfg.max_image_retrial} attempts: contour_length "
         f"{cfg.contour_length} at geometry_scale {s:.3g} does not fit a {cfg.image_size} image; lower "
@@ -518,8 +533,14 @@ def render_pathfinder_image(label: int, rng: np.random.Generator, config: Pathfi
     )
 
 
-def generate_pathfinder(n: int, *, config: PathfinderConfig, seed: int | Sequence[int] = 0,
-                        indices: Sequence[int] | None = None, progress: bool = False) -> PathfinderSet:
+def generate_pathfinder(
+    n: int,
+    *,
+    config: PathfinderConfig,
+    seed: int | Sequence[int] = 0,
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
+) -> PathfinderSet:
     """Generate Pathfinder images, balanced and deterministic.
 
     Parameters
@@ -571,24 +592,44 @@ JOB_COMMAND = "pathfinder generate"
 def _store_kind(config: PathfinderConfig) -> StoreKind:
     rows, cols = config.image_size
     return StoreKind(
-        format_name=FORMAT_NAME, title="Pathfinder", writer="write_pathfinder_zarr", version=FORMAT_VERSION,
+        format_name=FORMAT_NAME,
+        title="Pathfinder",
+        writer="write_pathfinder_zarr",
+        version=FORMAT_VERSION,
         job_command=JOB_COMMAND,
-        arrays=(ArraySpec("images", (1, rows, cols), "float32", 0.0),  # holds the job bookkeeping
-                ArraySpec("path_masks", (1, rows, cols), "uint8", 0),
-                ArraySpec("labels", (), "int64", -1, per_sample=False),
-                ArraySpec("markers", (2, 2), "float32", 0.0, per_sample=False),
-                ArraySpec("num_distractor_paddles", (), "int32", 0, per_sample=False)))
+        arrays=(
+            ArraySpec("images", (1, rows, cols), "float32", 0.0),  # holds the job bookkeeping
+            ArraySpec("path_masks", (1, rows, cols), "uint8", 0),
+            ArraySpec("labels", (), "int64", -1, per_sample=False),
+            ArraySpec("markers", (2, 2), "float32", 0.0, per_sample=False),
+            ArraySpec("num_distractor_paddles", (), "int32", 0, per_sample=False),
+        ),
+    )
 
 
 def _pathfinder_block(n: int, config: PathfinderConfig, seed: tuple[int, ...], indices: range) -> dict:
     data = generate_pathfinder(n, config=config, seed=seed, indices=indices)
-    return {"images": data.images, "path_masks": data.path_masks, "labels": data.labels,
-            "markers": data.markers, "num_distractor_paddles": data.num_distractor_paddles}
+    return {
+        "images": data.images,
+        "path_masks": data.path_masks,
+        "labels": data.labels,
+        "markers": data.markers,
+        "num_distractor_paddles": data.num_distractor_paddles,
+    }
 
 
-def write_pathfinder_zarr(path: str | Path, n: int, *, config: PathfinderConfig,
-                          seed: int | Sequence[int] = 0, block_size: int = 256, overwrite: bool = False,
-                          progress: bool = True, num_workers: int = 1, wait: bool = False) -> Path:
+def write_pathfinder_zarr(
+    path: str | Path,
+    n: int,
+    *,
+    config: PathfinderConfig,
+    seed: int | Sequence[int] = 0,
+    block_size: int = 256,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_workers: int = 1,
+    wait: bool = False,
+) -> Path:
     """Generate a Pathfinder set into a zarr group, resumably (:func:`shared.data.zarr_store.write_sample_zarr`).
 
     The group holds ``images`` (n, 1, rows, columns) float32, ``path_masks`` (n, 1, rows, columns) uint8
@@ -622,13 +663,22 @@ def write_pathfinder_zarr(path: str | Path, n: int, *, config: PathfinderConfig,
     shared.jobs.JobLockedError : another process is writing ``path`` (and not ``wait``).
     """
     seed_t = seed_tuple(seed)
-    return write_sample_zarr(path, n, kind=_store_kind(config), config=config.to_dict(), seed=seed_t,
-                             generate_block=partial(_pathfinder_block, n, config, seed_t), block_size=block_size,
-                             overwrite=overwrite, progress=progress, num_workers=num_workers, wait=wait)
+    return write_sample_zarr(
+        path,
+        n,
+        kind=_store_kind(config),
+        config=config.to_dict(),
+        seed=seed_t,
+        generate_block=partial(_pathfinder_block, n, config, seed_t),
+        block_size=block_size,
+        overwrite=overwrite,
+        progress=progress,
+        num_workers=num_workers,
+        wait=wait,
+    )
 
 
-def load_pathfinder_zarr(path: str | Path, *,
-                         expected_config: PathfinderConfig | None = None) -> PathfinderSet:
+def load_pathfinder_zarr(path: str | Path, *, expected_config: PathfinderConfig | None = None) -> PathfinderSet:
     """Read a complete Pathfinder zarr group into memory.
 
     Parameters
@@ -647,10 +697,18 @@ def load_pathfinder_zarr(path: str | Path, *,
         inconsistent shape.
     """
     kind = _store_kind(expected_config or PathfinderConfig())  # the loader uses the names, not the shapes
-    attrs, arrays = load_sample_zarr(path, kind=kind,
-                                     expected_config=None if expected_config is None else expected_config.to_dict())
+    attrs, arrays = load_sample_zarr(
+        path, kind=kind, expected_config=None if expected_config is None else expected_config.to_dict()
+    )
     config = PathfinderConfig.from_dict(attrs["config"])
     if arrays["images"].shape[1:] != (1, *config.image_size):
         raise ValueError(f"Pathfinder dataset {path} has inconsistent shapes: images {arrays['images'].shape}")
-    return PathfinderSet(arrays["images"], arrays["labels"], arrays["path_masks"], arrays["markers"],
-                         arrays["num_distractor_paddles"], config, tuple(attrs["seed"]))
+    return PathfinderSet(
+        arrays["images"],
+        arrays["labels"],
+        arrays["path_masks"],
+        arrays["markers"],
+        arrays["num_distractor_paddles"],
+        config,
+        tuple(attrs["seed"]),
+    )

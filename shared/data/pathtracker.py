@@ -70,8 +70,14 @@ from shared.data.tracking_video import (
     write_tracking_zarr,
 )
 
-__all__ = ["PATHTRACKER_AXES", "PathTrackerConfig", "config_for_condition", "generate_pathtracker",
-           "load_pathtracker_zarr", "write_pathtracker_zarr"]
+__all__ = [
+    "PATHTRACKER_AXES",
+    "PathTrackerConfig",
+    "config_for_condition",
+    "generate_pathtracker",
+    "load_pathtracker_zarr",
+    "write_pathtracker_zarr",
+]
 
 PATHTRACKER_AXES = {"distractors": (0, 5, 14, 25), "length": (32, 64, 128), "speed": (1, 2, 4)}
 """The published difficulty axes (PT-models ``engine.ALL_DATASETS``); each varies one setting of the default."""
@@ -114,15 +120,19 @@ class PathTrackerConfig:
 
     def __post_init__(self) -> None:
         if self.frames < 2 or self.speed < 1 or self.num_distractors < 0:
-            raise ValueError(f"need frames >= 2, speed >= 1 and num_distractors >= 0, got {self.frames}, "
-                             f"{self.speed}, {self.num_distractors}")
+            raise ValueError(
+                f"need frames >= 2, speed >= 1 and num_distractors >= 0, got {self.frames}, "
+                f"{self.speed}, {self.num_distractors}"
+            )
         check_track_span(self.frames, self.speed, self.curve_points)
         if self.dot_size < 1 or self.marker_size < 3 or self.margin < 1 or self.clearance < 0:
             raise ValueError("need dot_size >= 1, marker_size >= 3, margin >= 1 and clearance >= 0")
         reach = self.window + max(self.dot_size, self.marker_size - 1)
         if reach >= self.image_size:
-            raise ValueError(f"paths in a {self.window}-pixel window with dots of {self.dot_size} and markers of "
-                             f"{self.marker_size} overflow a {self.image_size}-pixel frame; raise margin")
+            raise ValueError(
+                f"paths in a {self.window}-pixel window with dots of {self.dot_size} and markers of "
+                f"{self.marker_size} overflow a {self.image_size}-pixel frame; raise margin"
+            )
 
     @property
     def window(self) -> int:
@@ -159,17 +169,28 @@ def config_for_condition(base: PathTrackerConfig, condition: str) -> PathTracker
     axis, sep, value = condition.partition("=")
     axis = axis.strip()
     if not sep or axis not in _AXIS_FIELDS or not value.strip().isdigit():
-        raise ValueError(f"PathTracker condition must be 'axis=value' with axis in {sorted(_AXIS_FIELDS)} and an "
-                         f"integer value (published values {PATHTRACKER_AXES}), got {condition!r}")
+        raise ValueError(
+            f"PathTracker condition must be 'axis=value' with axis in {sorted(_AXIS_FIELDS)} and an "
+            f"integer value (published values {PATHTRACKER_AXES}), got {condition!r}"
+        )
     return dataclasses.replace(base, **{_AXIS_FIELDS[axis]: int(value)})
 
 
 def _draw_tracks(rng: np.random.Generator, cfg: PathTrackerConfig) -> np.ndarray:
     """Tracks (K, T, 2) of target (0), paired distractor (1) and distractors, with ambiguous ones redrawn."""
+
     def draw(k: int) -> np.ndarray:
-        return spline_tracks(rng, k, frames=cfg.frames, speed=cfg.speed, window=cfg.window,
-                             delta_angle_max=cfg.delta_angle_max, wiggle_room=cfg.wiggle_room,
-                             rigidity=cfg.rigidity, curve_points=cfg.curve_points)
+        return spline_tracks(
+            rng,
+            k,
+            frames=cfg.frames,
+            speed=cfg.speed,
+            window=cfg.window,
+            delta_angle_max=cfg.delta_angle_max,
+            wiggle_room=cfg.wiggle_room,
+            rigidity=cfg.rigidity,
+            curve_points=cfg.curve_points,
+        )
 
     tracks = draw(cfg.num_objects)
     for _ in range(cfg.max_redraws):
@@ -178,12 +199,15 @@ def _draw_tracks(rng: np.random.Generator, cfg: PathTrackerConfig) -> np.ndarray
         if not bad.any():
             return tracks
         tracks[1:][bad] = draw(int(bad.sum()))
-    raise RuntimeError(f"no unambiguous PathTracker video in {cfg.max_redraws} redraws: too many distractors "
-                       f"({cfg.num_distractors}) for clearance {cfg.clearance} in a {cfg.window}-pixel window")
+    raise RuntimeError(
+        f"no unambiguous PathTracker video in {cfg.max_redraws} redraws: too many distractors "
+        f"({cfg.num_distractors}) for clearance {cfg.clearance} in a {cfg.window}-pixel window"
+    )
 
 
-def _render(tracks: np.ndarray, labels: np.ndarray, cfg: PathTrackerConfig
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render(
+    tracks: np.ndarray, labels: np.ndarray, cfg: PathTrackerConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw a block of videos. tracks (m, K, T, 2) int; labels (m,). Returns videos, masks, markers (m, 2, 2)."""
     m, k, frames = tracks.shape[:3]
     size, nd = cfg.image_size, cfg.num_distractors
@@ -211,8 +235,14 @@ def _render(tracks: np.ndarray, labels: np.ndarray, cfg: PathTrackerConfig
     return videos, masks, np.stack([start, goal], axis=1)
 
 
-def generate_pathtracker(n: int, *, config: PathTrackerConfig, seed: int | Sequence[int] = 0,
-                         indices: Sequence[int] | None = None, progress: bool = False) -> TrackingSet:
+def generate_pathtracker(
+    n: int,
+    *,
+    config: PathTrackerConfig,
+    seed: int | Sequence[int] = 0,
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
+) -> TrackingSet:
     """Generate PathTracker videos, balanced and deterministic.
 
     Parameters
@@ -246,28 +276,55 @@ def generate_pathtracker(n: int, *, config: PathTrackerConfig, seed: int | Seque
         from tqdm.auto import tqdm
 
         iterator = tqdm(idx, desc="pathtracker", unit="video")
-    tracks = np.stack([_draw_tracks(sample_rng(seed_t, i), config) for i in iterator]) if idx.size else \
-        np.zeros((0, config.num_objects, config.frames, 2), np.int64)
+    tracks = (
+        np.stack([_draw_tracks(sample_rng(seed_t, i), config) for i in iterator])
+        if idx.size
+        else np.zeros((0, config.num_objects, config.frames, 2), np.int64)
+    )
     videos, masks, markers = _render(tracks, labels[idx], config)
-    return TrackingSet(videos, labels[idx].copy(), masks, config, seed_t, tracks.astype(np.int16),
-                       markers.astype(np.int16))
+    return TrackingSet(
+        videos, labels[idx].copy(), masks, config, seed_t, tracks.astype(np.int16), markers.astype(np.int16)
+    )
 
 
-PATHTRACKER = TrackingTask(title="PathTracker", format_name="recurrent-vision/pathtracker",
-                           writer="write_pathtracker_zarr", generate=generate_pathtracker,
-                           config_type=PathTrackerConfig)
+PATHTRACKER = TrackingTask(
+    title="PathTracker",
+    format_name="recurrent-vision/pathtracker",
+    writer="write_pathtracker_zarr",
+    generate=generate_pathtracker,
+    config_type=PathTrackerConfig,
+)
 """The PathTracker generator as :mod:`shared.data.tracking_video` stores it."""
 
 
-def write_pathtracker_zarr(path: str | Path, n: int, *, config: PathTrackerConfig, seed: int | Sequence[int] = 0,
-                           block_size: int = 64, overwrite: bool = False, progress: bool = True,
-                           num_workers: int = 1, wait: bool = False) -> Path:
+def write_pathtracker_zarr(
+    path: str | Path,
+    n: int,
+    *,
+    config: PathTrackerConfig,
+    seed: int | Sequence[int] = 0,
+    block_size: int = 64,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_workers: int = 1,
+    wait: bool = False,
+) -> Path:
     """Generate a PathTracker set into a zarr group, resumably (see
     :func:`shared.data.tracking_video.write_tracking_zarr`; the parameters are those of
     :func:`generate_pathtracker` plus the store's).
     """
-    return write_tracking_zarr(path, n, task=PATHTRACKER, config=config, seed=seed, block_size=block_size,
-                               overwrite=overwrite, progress=progress, num_workers=num_workers, wait=wait)
+    return write_tracking_zarr(
+        path,
+        n,
+        task=PATHTRACKER,
+        config=config,
+        seed=seed,
+        block_size=block_size,
+        overwrite=overwrite,
+        progress=progress,
+        num_workers=num_workers,
+        wait=wait,
+    )
 
 
 def load_pathtracker_zarr(path: str | Path, *, expected_config: PathTrackerConfig | None = None) -> TrackingSet:

@@ -44,8 +44,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CURVE_POINTS", "SUBSTEPS", "check_track_span", "curve_length", "curves_from_draws", "gencoord_curves",
-           "sample_tracks", "spline_tracks"]
+__all__ = [
+    "CURVE_POINTS",
+    "SUBSTEPS",
+    "check_track_span",
+    "curve_length",
+    "curves_from_draws",
+    "gencoord_curves",
+    "sample_tracks",
+    "spline_tracks",
+]
 
 CURVE_POINTS = 66
 """``length_curve`` of the reference callers (``nTimes * 3``, nTimes = 22)."""
@@ -63,13 +71,22 @@ def check_track_span(frames: int, speed: int, curve_points: int = CURVE_POINTS) 
     if frames < 1 or speed < 1:
         raise ValueError(f"frames and speed must be >= 1, got {frames} and {speed}")
     if frames * speed > curve_length(curve_points):
-        raise ValueError(f"frames * speed = {frames * speed} exceeds the {curve_length(curve_points)} points of a "
-                         f"spline (curve_points {curve_points}); lower frames or speed, or raise curve_points")
+        raise ValueError(
+            f"frames * speed = {frames * speed} exceeds the {curve_length(curve_points)} points of a "
+            f"spline (curve_points {curve_points}); lower frames or speed, or raise curve_points"
+        )
 
 
-def gencoord_curves(rng: np.random.Generator, n_curves: int, *, window: float = 27.0,
-                    delta_angle_max: float = 90.0, wiggle_room: float = 0.95, rigidity: float = 0.95,
-                    curve_points: int = CURVE_POINTS) -> np.ndarray:
+def gencoord_curves(
+    rng: np.random.Generator,
+    n_curves: int,
+    *,
+    window: float = 27.0,
+    delta_angle_max: float = 90.0,
+    wiggle_room: float = 0.95,
+    rigidity: float = 0.95,
+    curve_points: int = CURVE_POINTS,
+) -> np.ndarray:
     """Full ``GenCoord`` curves (steps 1-4 of the module docstring), all scaled onto ``[0, window]``.
 
     Parameters
@@ -86,8 +103,10 @@ def gencoord_curves(rng: np.random.Generator, n_curves: int, *, window: float = 
         ``[0, window]``, each axis of each curve spanning the whole range.
     """
     if n_curves < 0 or curve_points < 2 or not 0 < wiggle_room < delta_angle_max or not window > 0:
-        raise ValueError(f"need n_curves >= 0, curve_points >= 2, 0 < wiggle_room < delta_angle_max and "
-                         f"window > 0; got {n_curves}, {curve_points}, {wiggle_room}, {delta_angle_max}, {window}")
+        raise ValueError(
+            f"need n_curves >= 0, curve_points >= 2, 0 < wiggle_room < delta_angle_max and "
+            f"window > 0; got {n_curves}, {curve_points}, {wiggle_room}, {delta_angle_max}, {window}"
+        )
     steps = curve_points - 1
     seeds = rng.random((n_curves, 2)) * 200.0
     sign = np.where(rng.integers(0, 2, n_curves) == 1, 1.0, -1.0)  # the reference's op: 'add' or 'sub'
@@ -97,8 +116,15 @@ def gencoord_curves(rng: np.random.Generator, n_curves: int, *, window: float = 
     return curves_from_draws(seeds, sign, d_angle, reverse, window=window, rigidity=rigidity)
 
 
-def curves_from_draws(seeds: np.ndarray, sign: np.ndarray, d_angle: np.ndarray, reverse: np.ndarray, *,
-                      window: float = 27.0, rigidity: float = 0.95) -> np.ndarray:
+def curves_from_draws(
+    seeds: np.ndarray,
+    sign: np.ndarray,
+    d_angle: np.ndarray,
+    reverse: np.ndarray,
+    *,
+    window: float = 27.0,
+    rigidity: float = 0.95,
+) -> np.ndarray:
     """The deterministic part of ``GenCoord.get_coordinates``: curves from the random draws.
 
     Parameters
@@ -117,8 +143,7 @@ def curves_from_draws(seeds: np.ndarray, sign: np.ndarray, d_angle: np.ndarray, 
 
     first = np.arctan2(seeds[:, 1], seeds[:, 0])  # radians used as degrees, as in the reference
     # heading_i = rigidity * (heading_{i-1} + sign * d_i): a first-order recursive filter, run by lfilter
-    headings, _ = lfilter([rigidity], [1.0, -rigidity], sign[:, None] * d_angle, axis=1,
-                          zi=(rigidity * first)[:, None])
+    headings, _ = lfilter([rigidity], [1.0, -rigidity], sign[:, None] * d_angle, axis=1, zi=(rigidity * first)[:, None])
     n_curves = d_angle.shape[0]
     radians = np.radians(np.repeat(headings, SUBSTEPS, axis=1))
     # distance_points (.002) drops out of the min-max scaling below; unit steps keep the numbers well scaled
@@ -153,9 +178,18 @@ def sample_tracks(rng: np.random.Generator, curves: np.ndarray, *, frames: int, 
     return np.floor(np.take_along_axis(curves, index[..., None], axis=1)).astype(np.int64)
 
 
-def spline_tracks(rng: np.random.Generator, n_tracks: int, *, frames: int, speed: int = 1, window: float = 27.0,
-                  delta_angle_max: float = 90.0, wiggle_room: float = 0.95, rigidity: float = 0.95,
-                  curve_points: int = CURVE_POINTS) -> np.ndarray:
+def spline_tracks(
+    rng: np.random.Generator,
+    n_tracks: int,
+    *,
+    frames: int,
+    speed: int = 1,
+    window: float = 27.0,
+    delta_angle_max: float = 90.0,
+    wiggle_room: float = 0.95,
+    rigidity: float = 0.95,
+    curve_points: int = CURVE_POINTS,
+) -> np.ndarray:
     """Tracks of ``n_tracks`` dots as the reference makes them (:func:`gencoord_curves` then :func:`sample_tracks`).
 
     Returns
@@ -168,6 +202,13 @@ def spline_tracks(rng: np.random.Generator, n_tracks: int, *, frames: int, speed
     >>> t.shape, int(t.min()) >= 0, int(t.max()) <= 27
     ((4, 32, 2), True, True)
     """
-    curves = gencoord_curves(rng, n_tracks, window=window, delta_angle_max=delta_angle_max,
-                             wiggle_room=wiggle_room, rigidity=rigidity, curve_points=curve_points)
+    curves = gencoord_curves(
+        rng,
+        n_tracks,
+        window=window,
+        delta_angle_max=delta_angle_max,
+        wiggle_room=wiggle_room,
+        rigidity=rigidity,
+        curve_points=curve_points,
+    )
     return sample_tracks(rng, curves, frames=frames, speed=speed)

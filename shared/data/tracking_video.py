@@ -31,8 +31,19 @@ import numpy as np
 from shared.data.sampling import seed_tuple
 from shared.data.zarr_store import ArraySpec, StoreKind, load_sample_zarr, write_sample_zarr
 
-__all__ = ["MARKER_ID", "TARGET_ID", "TrackingSet", "TrackingTask", "chebyshev", "composite", "load_tracking_zarr",
-           "new_layers", "outline", "paint", "write_tracking_zarr"]
+__all__ = [
+    "MARKER_ID",
+    "TARGET_ID",
+    "TrackingSet",
+    "TrackingTask",
+    "chebyshev",
+    "composite",
+    "load_tracking_zarr",
+    "new_layers",
+    "outline",
+    "paint",
+    "write_tracking_zarr",
+]
 
 MARKER_ID = 1
 """Mask id of both markers."""
@@ -80,6 +91,7 @@ class TrackingSet:
 
 
 # ------------------------------------------------------------------------------------------------ drawing
+
 
 def outline(side: int) -> np.ndarray:
     """Footprint of an open square of ``side`` pixels (the markers), bool (side, side)."""
@@ -151,6 +163,7 @@ def composite(layers: np.ndarray, palette: np.ndarray, ids: np.ndarray) -> tuple
 
 # ------------------------------------------------------------------------------------------------ zarr
 
+
 @dataclass(frozen=True)
 class TrackingTask:
     """One tracking generator, as the shared store sees it.
@@ -173,24 +186,45 @@ class TrackingTask:
     def store_kind(self, config: TrackingConfig) -> StoreKind:
         size, frames = config.image_size, config.frames
         return StoreKind(
-            format_name=self.format_name, title=self.title, writer=self.writer,
-            arrays=(ArraySpec("videos", (frames, size, size, 3), "uint8"),  # holds the job bookkeeping
-                    ArraySpec("masks", (frames, size, size), "uint8"),
-                    ArraySpec("labels", (), "int64", -1, per_sample=False),
-                    ArraySpec("tracks", (config.num_objects, frames, 2), "int16", per_sample=False),
-                    ArraySpec("markers", (2, 2), "int16", per_sample=False)))
+            format_name=self.format_name,
+            title=self.title,
+            writer=self.writer,
+            arrays=(
+                ArraySpec("videos", (frames, size, size, 3), "uint8"),  # holds the job bookkeeping
+                ArraySpec("masks", (frames, size, size), "uint8"),
+                ArraySpec("labels", (), "int64", -1, per_sample=False),
+                ArraySpec("tracks", (config.num_objects, frames, 2), "int16", per_sample=False),
+                ArraySpec("markers", (2, 2), "int16", per_sample=False),
+            ),
+        )
 
 
-def _tracking_block(generate: Callable[..., TrackingSet], n: int, config: Any, seed: tuple[int, ...],
-                    indices: range) -> dict[str, np.ndarray]:
+def _tracking_block(
+    generate: Callable[..., TrackingSet], n: int, config: Any, seed: tuple[int, ...], indices: range
+) -> dict[str, np.ndarray]:
     data = generate(n, config=config, seed=seed, indices=indices)
-    return {"videos": data.videos, "masks": data.masks, "labels": data.labels, "tracks": data.tracks,
-            "markers": data.markers}
+    return {
+        "videos": data.videos,
+        "masks": data.masks,
+        "labels": data.labels,
+        "tracks": data.tracks,
+        "markers": data.markers,
+    }
 
 
-def write_tracking_zarr(path: str | Path, n: int, *, task: TrackingTask, config: TrackingConfig,
-                        seed: int | Sequence[int] = 0, block_size: int = 64, overwrite: bool = False,
-                        progress: bool = True, num_workers: int = 1, wait: bool = False) -> Path:
+def write_tracking_zarr(
+    path: str | Path,
+    n: int,
+    *,
+    task: TrackingTask,
+    config: TrackingConfig,
+    seed: int | Sequence[int] = 0,
+    block_size: int = 64,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_workers: int = 1,
+    wait: bool = False,
+) -> Path:
     """Generate ``n`` videos of ``task`` into a zarr group, resumably.
 
     The group holds ``videos`` (n, T, H, W, 3) uint8 and ``masks`` (n, T, H, W) uint8 (one chunk per video),
@@ -203,14 +237,24 @@ def write_tracking_zarr(path: str | Path, n: int, *, task: TrackingTask, config:
     path : the resolved group path.
     """
     seed_t = seed_tuple(seed)
-    return write_sample_zarr(path, n, kind=task.store_kind(config), config=config.to_dict(), seed=seed_t,
-                             generate_block=partial(_tracking_block, task.generate, n, config, seed_t),
-                             block_size=block_size, overwrite=overwrite, progress=progress,
-                             num_workers=num_workers, wait=wait)
+    return write_sample_zarr(
+        path,
+        n,
+        kind=task.store_kind(config),
+        config=config.to_dict(),
+        seed=seed_t,
+        generate_block=partial(_tracking_block, task.generate, n, config, seed_t),
+        block_size=block_size,
+        overwrite=overwrite,
+        progress=progress,
+        num_workers=num_workers,
+        wait=wait,
+    )
 
 
-def load_tracking_zarr(path: str | Path, *, task: TrackingTask, expected_config: TrackingConfig | None = None
-                       ) -> TrackingSet:
+def load_tracking_zarr(
+    path: str | Path, *, task: TrackingTask, expected_config: TrackingConfig | None = None
+) -> TrackingSet:
     """Read a complete group written by :func:`write_tracking_zarr` into memory.
 
     Raises
@@ -219,12 +263,22 @@ def load_tracking_zarr(path: str | Path, *, task: TrackingTask, expected_config:
         Missing path; not a group of this task; unfinished (interrupted) write; configuration mismatch.
     """
     kind = task.store_kind(expected_config or task.config_type())  # loading uses the names, not the shapes
-    attrs, arrays = load_sample_zarr(path, kind=kind,
-                                     expected_config=None if expected_config is None else expected_config.to_dict())
+    attrs, arrays = load_sample_zarr(
+        path, kind=kind, expected_config=None if expected_config is None else expected_config.to_dict()
+    )
     config = task.config_type.from_dict(attrs["config"])
     expected_shape = (config.frames, config.image_size, config.image_size, 3)
     if arrays["videos"].shape[1:] != expected_shape:
-        raise ValueError(f"{task.title} dataset {path} has videos of shape {arrays['videos'].shape[1:]}, its config "
-                         f"says {expected_shape}")
-    return TrackingSet(arrays["videos"], arrays["labels"], arrays["masks"], config, tuple(attrs["seed"]),
-                       arrays["tracks"], arrays["markers"])
+        raise ValueError(
+            f"{task.title} dataset {path} has videos of shape {arrays['videos'].shape[1:]}, its config "
+            f"says {expected_shape}"
+        )
+    return TrackingSet(
+        arrays["videos"],
+        arrays["labels"],
+        arrays["masks"],
+        config,
+        tuple(attrs["seed"]),
+        arrays["tracks"],
+        arrays["markers"],
+    )

@@ -46,8 +46,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ArraySpec", "StoreKind", "describe_mismatch", "load_sample_zarr", "read_store_attrs",
-           "write_sample_zarr"]
+__all__ = ["ArraySpec", "StoreKind", "describe_mismatch", "load_sample_zarr", "read_store_attrs", "write_sample_zarr"]
 
 
 @dataclass(frozen=True)
@@ -104,11 +103,16 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def expected_attrs(kind: StoreKind, n: int, config: Mapping[str, Any], seed: tuple[int, ...],
-                   block_size: int) -> dict:
+def expected_attrs(kind: StoreKind, n: int, config: Mapping[str, Any], seed: tuple[int, ...], block_size: int) -> dict:
     """The attrs a store of ``kind`` generated with these parameters carries."""
-    return {"format": kind.format_name, "version": kind.version, "n": int(n), "seed": list(seed),
-            "block_size": int(block_size), "config": _jsonable(dict(config))}
+    return {
+        "format": kind.format_name,
+        "version": kind.version,
+        "n": int(n),
+        "seed": list(seed),
+        "block_size": int(block_size),
+        "config": _jsonable(dict(config)),
+    }
 
 
 def describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
@@ -131,24 +135,36 @@ def read_store_attrs(path: Path, kind: StoreKind) -> dict:
     try:
         group = zarr.open_group(path, mode="r")
     except Exception as err:
-        raise ValueError(f"{path} exists but is not a readable zarr group ({type(err).__name__}: {err}); "
-                         "refusing to touch it") from err
+        raise ValueError(
+            f"{path} exists but is not a readable zarr group ({type(err).__name__}: {err}); refusing to touch it"
+        ) from err
     attrs = dict(group.attrs)
     if attrs.get("format") != kind.format_name:
-        raise ValueError(f"{path} is a zarr group but not a {kind.title} dataset (attrs format "
-                         f"{attrs.get('format')!r}); refusing to touch it")
+        raise ValueError(
+            f"{path} is a zarr group but not a {kind.title} dataset (attrs format "
+            f"{attrs.get('format')!r}); refusing to touch it"
+        )
     return attrs
 
 
-def _run_block(generate_block: Callable[[range], Mapping[str, np.ndarray]], indices: range
-               ) -> Mapping[str, np.ndarray]:
+def _run_block(generate_block: Callable[[range], Mapping[str, np.ndarray]], indices: range) -> Mapping[str, np.ndarray]:
     return generate_block(indices)
 
 
-def write_sample_zarr(path: str | Path, n: int, *, kind: StoreKind, config: Mapping[str, Any],
-                      seed: tuple[int, ...], generate_block: Callable[[range], Mapping[str, np.ndarray]],
-                      block_size: int = 256, overwrite: bool = False, progress: bool = True,
-                      num_workers: int = 1, wait: bool = False) -> Path:
+def write_sample_zarr(
+    path: str | Path,
+    n: int,
+    *,
+    kind: StoreKind,
+    config: Mapping[str, Any],
+    seed: tuple[int, ...],
+    generate_block: Callable[[range], Mapping[str, np.ndarray]],
+    block_size: int = 256,
+    overwrite: bool = False,
+    progress: bool = True,
+    num_workers: int = 1,
+    wait: bool = False,
+) -> Path:
     """Generate a set of ``n`` samples into a zarr group, resumably (see the module docstring).
 
     Parameters
@@ -194,8 +210,10 @@ def write_sample_zarr(path: str | Path, n: int, *, kind: StoreKind, config: Mapp
         mismatch = describe_mismatch(found, expected) if ours else f"not written by {kind.writer}"
         if mismatch and not overwrite:
             error = JobConfigError if ours else OutputExistsError
-            raise error(f"existing {kind.title} dataset at {path} was generated with a different configuration "
-                        f"({mismatch}); use another path or pass overwrite=True to regenerate it")
+            raise error(
+                f"existing {kind.title} dataset at {path} was generated with a different configuration "
+                f"({mismatch}); use another path or pass overwrite=True to regenerate it"
+            )
         if mismatch:
             shutil.rmtree(path)
     n_blocks = math.ceil(n / block_size)
@@ -205,8 +223,9 @@ def write_sample_zarr(path: str | Path, n: int, *, kind: StoreKind, config: Mapp
             for spec in kind.arrays:
                 if spec.name not in group:  # one this job created before an interruption is kept
                     chunks = (1, *spec.sample_shape) if spec.per_sample else (block_size, *spec.sample_shape)
-                    group.create_array(spec.name, shape=(n, *spec.sample_shape), chunks=chunks, dtype=spec.dtype,
-                                       fill_value=spec.fill)
+                    group.create_array(
+                        spec.name, shape=(n, *spec.sample_shape), chunks=chunks, dtype=spec.dtype, fill_value=spec.fill
+                    )
             group.create_array("done", shape=(n_blocks,), chunks=(1,), dtype="bool", fill_value=False)
             group.attrs.update(expected)  # attrs last: a group without them is recognisably unfinished
         done = job.done_units()
@@ -225,7 +244,7 @@ def write_sample_zarr(path: str | Path, n: int, *, kind: StoreKind, config: Mapp
                 results = map(_run_block, [generate_block] * len(blocks), blocks)
             for b, rows, data in zip(todo, blocks, results):
                 for spec in kind.arrays:
-                    group[spec.name][rows.start:rows.stop] = data[spec.name]
+                    group[spec.name][rows.start : rows.stop] = data[spec.name]
                 group["done"][b] = True  # for the loader
                 job.mark_done(f"block-{b}")  # after the block's data: a crash mid-block redoes only that block
                 if bar is not None:
@@ -235,8 +254,9 @@ def write_sample_zarr(path: str | Path, n: int, *, kind: StoreKind, config: Mapp
     return path
 
 
-def load_sample_zarr(path: str | Path, *, kind: StoreKind, expected_config: Mapping[str, Any] | None = None
-                     ) -> tuple[dict, dict[str, np.ndarray]]:
+def load_sample_zarr(
+    path: str | Path, *, kind: StoreKind, expected_config: Mapping[str, Any] | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Read a complete group written by :func:`write_sample_zarr` into memory.
 
     Parameters
@@ -264,16 +284,20 @@ def load_sample_zarr(path: str | Path, *, kind: StoreKind, expected_config: Mapp
     attrs = read_store_attrs(path, kind)
     if expected_config is not None and _jsonable(dict(expected_config)) != attrs.get("config"):
         expected = expected_attrs(kind, attrs["n"], expected_config, tuple(attrs["seed"]), attrs["block_size"])
-        raise ValueError(f"{kind.title} dataset {path} was generated with a different configuration "
-                         f"({describe_mismatch(attrs, expected)})")
+        raise ValueError(
+            f"{kind.title} dataset {path} was generated with a different configuration "
+            f"({describe_mismatch(attrs, expected)})"
+        )
     group = zarr.open_group(path, mode="r")
     missing = [s.name for s in kind.arrays if s.name not in group] + (["done"] if "done" not in group else [])
     if missing:
         raise ValueError(f"{kind.title} dataset {path} lacks array(s) {missing}; regenerate it")
     done = group["done"][:]
     if not done.all():
-        raise ValueError(f"{kind.title} dataset {path} is incomplete ({int(done.sum())}/{done.size} blocks "
-                         f"written); rerun {kind.writer} with the same settings to resume")
+        raise ValueError(
+            f"{kind.title} dataset {path} is incomplete ({int(done.sum())}/{done.size} blocks "
+            f"written); rerun {kind.writer} with the same settings to resume"
+        )
     arrays = {s.name: group[s.name][:] for s in kind.arrays}
     bad = {name: a.shape for name, a in arrays.items() if a.shape[0] != attrs["n"]}
     if bad:

@@ -11,8 +11,12 @@
 from importlib import import_module
 
 __all__ = ["PathfinderClassifier", "PathfinderDataModule", "PathfinderDataset", "count_parameters"]
-_HOMES = {"PathfinderDataModule": "datamodule", "PathfinderDataset": "datamodule",
-          "PathfinderClassifier": "module", "count_parameters": "module"}
+_HOMES = {
+    "PathfinderDataModule": "datamodule",
+    "PathfinderDataset": "datamodule",
+    "PathfinderClassifier": "module",
+    "count_parameters": "module",
+}
 
 
 def __getattr__(name: str):

@@ -26,8 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shared.pathfinder.datamodule import PathfinderDataModule
         from shared.pathfinder.module import PathfinderClassifier
 
-        lightning_cli(PathfinderClassifier, PathfinderDataModule, args=args,
-                      parser_kwargs={"prog": PROG, "description": __doc__})
+        lightning_cli(
+            PathfinderClassifier, PathfinderDataModule, args=args, parser_kwargs={"prog": PROG, "description": __doc__}
+        )
         return 0
 
     if help_cache_file(PROG, args) is not None:  # Lightning's import is most of a --help: keep the text

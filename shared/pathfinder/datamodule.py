@@ -26,8 +26,9 @@ class PathfinderDataset(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, augment: bool = False) -> None:
         if images.ndim != 4 or images.shape[1] != 1 or images.shape[0] != labels.shape[0]:
-            raise ValueError(f"images must be (n, 1, rows, columns) matching labels (n,), got {images.shape} "
-                             f"and {labels.shape}")
+            raise ValueError(
+                f"images must be (n, 1, rows, columns) matching labels (n,), got {images.shape} and {labels.shape}"
+            )
         self.images = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
         self.augment = augment
@@ -83,12 +84,25 @@ class PathfinderDataModule(L.LightningDataModule):
     generation_workers : processes generating the data in ``prepare_data``.
     """
 
-    def __init__(self, root: str = "data/pathfinder", image_size: int = 64, contour_length: int = 6,
-                 geometry_scale: float | None = None, continuity: float = 1.8, distractor_paddles: int = 30,
-                 padding: float = 22.0,
-                 n_train: int = 2000, n_val: int = 500, n_test: int = 500, seed: int = 0,
-                 batch_size: int = 32, num_workers: int = 0, augment: bool = True, overwrite: bool = False,
-                 generation_workers: int = 1) -> None:
+    def __init__(
+        self,
+        root: str = "data/pathfinder",
+        image_size: int = 64,
+        contour_length: int = 6,
+        geometry_scale: float | None = None,
+        continuity: float = 1.8,
+        distractor_paddles: int = 30,
+        padding: float = 22.0,
+        n_train: int = 2000,
+        n_val: int = 500,
+        n_test: int = 500,
+        seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        augment: bool = True,
+        overwrite: bool = False,
+        generation_workers: int = 1,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.root = validate_root(root)
@@ -97,9 +111,14 @@ class PathfinderDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be >= 2 (one image per label), got {n}")
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
-        self.config = PathfinderConfig(image_size=(image_size, image_size), contour_length=contour_length,
-                                       geometry_scale=geometry_scale, continuity=continuity,
-                                       distractor_paddles=distractor_paddles, padding=padding)
+        self.config = PathfinderConfig(
+            image_size=(image_size, image_size),
+            contour_length=contour_length,
+            geometry_scale=geometry_scale,
+            continuity=continuity,
+            distractor_paddles=distractor_paddles,
+            padding=padding,
+        )
         self.sizes = {"train": n_train, "val": n_val, "test": n_test}
         self.datasets: dict[str, PathfinderDataset] = {}
 
@@ -108,9 +127,14 @@ class PathfinderDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         for k, split in enumerate(SPLITS):
-            write_pathfinder_zarr(self.split_path(split), self.sizes[split], config=self.config,
-                                  seed=(self.hparams.seed, k), overwrite=self.hparams.overwrite,
-                                  num_workers=self.hparams.generation_workers)
+            write_pathfinder_zarr(
+                self.split_path(split),
+                self.sizes[split],
+                config=self.config,
+                seed=(self.hparams.seed, k),
+                overwrite=self.hparams.overwrite,
+                num_workers=self.hparams.generation_workers,
+            )
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
@@ -119,18 +143,26 @@ class PathfinderDataModule(L.LightningDataModule):
                 continue
             data = load_pathfinder_zarr(self.split_path(split), expected_config=self.config)
             if len(data) != self.sizes[split]:
-                raise ValueError(f"{self.split_path(split)} holds {len(data)} images, config asks "
-                                 f"{self.sizes[split]}; pass overwrite=True to regenerate")
-            self.datasets[split] = PathfinderDataset(data.images, data.labels,
-                                                     augment=self.hparams.augment and split == "train")
+                raise ValueError(
+                    f"{self.split_path(split)} holds {len(data)} images, config asks "
+                    f"{self.sizes[split]}; pass overwrite=True to regenerate"
+                )
+            self.datasets[split] = PathfinderDataset(
+                data.images, data.labels, augment=self.hparams.augment and split == "train"
+            )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"the {split} split is not set up; call setup() first")
         workers = self.hparams.num_workers
-        return DataLoader(self.datasets[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -31,14 +31,33 @@ from shared.training import LearningCurve
 # start at scale 0.5 instead of the published 0.1: at 0.1 the horizontal maps start ~10x weaker than the Gabor
 # drive and the circuit spends much of the step budget as a feed-forward model (BENCHMARKS.md, "Pathfinder demo").
 DEMO_MODEL: dict[str, Any] = {
-    "name": "hGRU (1 layer)", "backbone": "hgru",
-    "backbone_config": {"hidden_channels": 8, "frontend_kernel": 7, "frontend_init": "gabor", "kernel_size": 7,
-                        "timesteps": 6, "norm": "batch_stats", "norm_scale": 0.5},
-    "readout": "reference", "lr": 3e-3, "lr_schedule": "onecycle",
+    "name": "hGRU (1 layer)",
+    "backbone": "hgru",
+    "backbone_config": {
+        "hidden_channels": 8,
+        "frontend_kernel": 7,
+        "frontend_init": "gabor",
+        "kernel_size": 7,
+        "timesteps": 6,
+        "norm": "batch_stats",
+        "norm_scale": 0.5,
+    },
+    "readout": "reference",
+    "lr": 3e-3,
+    "lr_schedule": "onecycle",
 }
-DEMO_DATA: dict[str, Any] = {"image_size": 32, "contour_length": 6, "geometry_scale": 0.3, "padding": 6.0,
-                             "distractor_paddles": 15, "n_train": 1000, "n_val": 100, "n_test": 300,
-                             "batch_size": 32, "generation_workers": 2}
+DEMO_DATA: dict[str, Any] = {
+    "image_size": 32,
+    "contour_length": 6,
+    "geometry_scale": 0.3,
+    "padding": 6.0,
+    "distractor_paddles": 15,
+    "n_train": 1000,
+    "n_val": 100,
+    "n_test": 300,
+    "batch_size": 32,
+    "generation_workers": 2,
+}
 # Optimiser steps, sized for the 3-minute budget: on 2 idle CPU cores (2 torch threads) one step of this
 # model took ~0.14 s before the CPU forms of the cell's convolutions (~0.9x the step time since) and
 # generating the 1,400 images ~25 s, so ~105-115 s of training + ~25 s of generation + testing and figures
@@ -56,8 +75,7 @@ def _plt():
     return plt
 
 
-def plot_examples(images: np.ndarray, labels: np.ndarray, path_masks: np.ndarray, png: Path,
-                  n: int = 6) -> Path:
+def plot_examples(images: np.ndarray, labels: np.ndarray, path_masks: np.ndarray, png: Path, n: int = 6) -> Path:
     """Stimuli (top) and the same with their target path(s) in red (bottom).
 
     Parameters
@@ -72,8 +90,9 @@ def plot_examples(images: np.ndarray, labels: np.ndarray, path_masks: np.ndarray
         img = images[i, 0]
         axes[0, i].imshow(img, cmap="gray", vmin=0, vmax=1)
         axes[0, i].set_title("connected" if labels[i] else "not connected", fontsize=9)
-        overlay = np.stack([np.maximum(img, path_masks[i, 0]), img * (1 - path_masks[i, 0]),
-                            img * (1 - path_masks[i, 0])], axis=-1)
+        overlay = np.stack(
+            [np.maximum(img, path_masks[i, 0]), img * (1 - path_masks[i, 0]), img * (1 - path_masks[i, 0])], axis=-1
+        )
         axes[1, i].imshow(overlay)
         for ax in axes[:, i]:
             ax.set_xticks([])
@@ -85,8 +104,7 @@ def plot_examples(images: np.ndarray, labels: np.ndarray, path_masks: np.ndarray
     return png
 
 
-def plot_timesteps(images: np.ndarray, labels: np.ndarray, readouts: dict[str, torch.Tensor],
-                   png: Path) -> Path:
+def plot_timesteps(images: np.ndarray, labels: np.ndarray, readouts: dict[str, torch.Tensor], png: Path) -> Path:
     """Hidden-state energy and readout evidence over timesteps for two images, plus P(connected) per step.
 
     Parameters
@@ -124,8 +142,13 @@ def plot_timesteps(images: np.ndarray, labels: np.ndarray, readouts: dict[str, t
     for label, color in ((1, "tab:red"), (0, "tab:blue")):
         sel = labels == label
         if sel.any():
-            ax.plot(t_axis, prob[:, sel].mean(axis=1), "o-", color=color,
-                    label=f"{'connected' if label else 'not connected'} (n={int(sel.sum())})")
+            ax.plot(
+                t_axis,
+                prob[:, sel].mean(axis=1),
+                "o-",
+                color=color,
+                label=f"{'connected' if label else 'not connected'} (n={int(sel.sum())})",
+            )
     ax.axhline(0.5, color="gray", ls="--", lw=1)
     ax.set_xlabel("timestep")
     ax.set_ylabel("mean P(connected)")
@@ -149,9 +172,17 @@ class DemoRun:
     spec: dict[str, Any]
 
 
-def train_demo_model(out_dir: Path, *, model: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
-                     steps: int = DEMO_STEPS, max_seconds: float | None = None, seed: int = 0,
-                     data_seed: int | None = None, val_every_steps: int = DEMO_VAL_EVERY) -> DemoRun:
+def train_demo_model(
+    out_dir: Path,
+    *,
+    model: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    steps: int = DEMO_STEPS,
+    max_seconds: float | None = None,
+    seed: int = 0,
+    data_seed: int | None = None,
+    val_every_steps: int = DEMO_VAL_EVERY,
+) -> DemoRun:
     """Generate (or reuse) the demo's Pathfinder splits under ``out_dir/data`` and train one model on them.
 
     Parameters
@@ -168,22 +199,28 @@ def train_demo_model(out_dir: Path, *, model: dict[str, Any] | None = None, data
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = dict(model or DEMO_MODEL)
     settings = {**DEMO_DATA, **(data or {})}
-    dm = PathfinderDataModule(root=str(out_dir / "data"), seed=seed if data_seed is None else data_seed,
-                              **settings)
+    dm = PathfinderDataModule(root=str(out_dir / "data"), seed=seed if data_seed is None else data_seed, **settings)
     start = time.perf_counter()
     dm.prepare_data()
     generation_seconds = time.perf_counter() - start
     curve = LearningCurve()
-    row, trained = train_and_test(spec, dm, out_dir=out_dir / "run", max_seconds=max_seconds, max_steps=steps,
-                                  val_every_steps=val_every_steps, callbacks=[curve], seed=seed,
-                                  progress=False)
+    row, trained = train_and_test(
+        spec,
+        dm,
+        out_dir=out_dir / "run",
+        max_seconds=max_seconds,
+        max_steps=steps,
+        val_every_steps=val_every_steps,
+        callbacks=[curve],
+        seed=seed,
+        progress=False,
+    )
     row["generation_seconds"] = round(generation_seconds, 1)
     row["chance"] = 0.5
     return DemoRun(row, trained, dm, curve, settings, spec)
 
 
-def plot_learning_curves(curves: dict[str, LearningCurve], png: Path, *, title: str = "",
-                         smooth: int = 25) -> Path:
+def plot_learning_curves(curves: dict[str, LearningCurve], png: Path, *, title: str = "", smooth: int = 25) -> Path:
     """Training loss (moving average over ``smooth`` steps) and validation accuracy against optimiser steps.
 
     Parameters
@@ -197,7 +234,7 @@ def plot_learning_curves(curves: dict[str, LearningCurve], png: Path, *, title: 
         if curve.train:
             steps, losses = np.array(curve.train).T
             width = max(1, min(smooth, len(losses)))
-            ax_loss.plot(steps[width - 1:], np.convolve(losses, np.ones(width) / width, mode="valid"), label=label)
+            ax_loss.plot(steps[width - 1 :], np.convolve(losses, np.ones(width) / width, mode="valid"), label=label)
         if curve.val:
             steps, acc = np.array(curve.val).T
             ax_acc.plot(steps, acc, "o-", ms=3, label=label)
@@ -219,9 +256,16 @@ def plot_learning_curves(curves: dict[str, LearningCurve], png: Path, *, title: 
     return png
 
 
-def run_demo(out_dir: Path, report: Report, *, model: dict[str, Any] | None = None,
-             data: dict[str, Any] | None = None, steps: int = DEMO_STEPS, max_seconds: float | None = None,
-             seed: int = 0) -> dict[str, Any]:
+def run_demo(
+    out_dir: Path,
+    report: Report,
+    *,
+    model: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    steps: int = DEMO_STEPS,
+    max_seconds: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Generate a small Pathfinder set, train an hGRU for :data:`DEMO_STEPS` steps, and add a report section.
 
     Parameters
@@ -253,11 +297,15 @@ def run_demo(out_dir: Path, report: Report, *, model: dict[str, Any] | None = No
     # a 95% binomial interval around chance for this test-set size tells luck from learning
     margin = 1.96 * 0.5 / np.sqrt(len(labels))
     if row["test_acc"] > 0.5 + margin:
-        verdict = (f"{row['test_acc']:.3f} is above chance (beyond the 95% band 0.5 +/- {margin:.3f} for "
-                   f"{len(labels)} test images).")
+        verdict = (
+            f"{row['test_acc']:.3f} is above chance (beyond the 95% band 0.5 +/- {margin:.3f} for "
+            f"{len(labels)} test images)."
+        )
     else:
-        verdict = (f"{row['test_acc']:.3f} is within the 95% band of chance (0.5 +/- {margin:.3f}): in "
-                   f"{row['train_steps']} optimiser steps the model has not learned the task.")
+        verdict = (
+            f"{row['test_acc']:.3f} is within the 95% band of chance (0.5 +/- {margin:.3f}): in "
+            f"{row['train_steps']} optimiser steps the model has not learned the task."
+        )
     backbone = spec.get("backbone_config", {})
     section = report.section(
         "Pathfinder: hGRU on contour integration",
@@ -279,5 +327,4 @@ def run_demo(out_dir: Path, report: Report, *, model: dict[str, Any] | None = No
     section.add_figure("Example stimuli; bottom row: the target path(s) that carry the markers", examples)
     section.add_figure("Learning curve: training loss and validation accuracy", curve_png)
     section.add_figure("Hidden state and readout evidence over timesteps (return_steps=True)", timesteps)
-    return {**row, "examples_png": str(examples), "learning_curve_png": str(curve_png),
-            "timesteps_png": str(timesteps)}
+    return {**row, "examples_png": str(examples), "learning_curve_png": str(curve_png), "timesteps_png": str(timesteps)}

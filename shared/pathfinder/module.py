@@ -27,8 +27,14 @@ from shared.training import count_parameters, lipschitz_penalty, recurrence_metr
 READOUTS = ("reference", "pool_mlp")
 READOUT_NORMS = ("batch_stats", "batch")
 LR_SCHEDULES = ("constant", "onecycle")
-__all__ = ["PathfinderClassifier", "PoolMLPReadout", "ReferenceReadout", "count_parameters", "lipschitz_penalty",
-           "recurrence_metrics"]
+__all__ = [
+    "PathfinderClassifier",
+    "PoolMLPReadout",
+    "ReferenceReadout",
+    "count_parameters",
+    "lipschitz_penalty",
+    "recurrence_metrics",
+]
 
 
 class ReferenceReadout(nn.Module):
@@ -63,8 +69,7 @@ class PoolMLPReadout(nn.Module):
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
-        self.head = nn.Sequential(nn.Linear(2 * channels, hidden), nn.ReLU(inplace=True),
-                                  nn.Linear(hidden, 2))
+        self.head = nn.Sequential(nn.Linear(2 * channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2))
 
     def class_maps(self, features: torch.Tensor) -> torch.Tensor:
         """The head applied to each pixel as if it were the whole image: (batch, 2, rows, columns)."""
@@ -100,10 +105,18 @@ class PathfinderClassifier(L.LightningModule):
     torch.Size([2, 2])
     """
 
-    def __init__(self, backbone: str = "hgru", backbone_config: dict[str, Any] | None = None,
-                 readout: str = "reference", readout_hidden: int = 32, readout_norm: str = "batch_stats",
-                 lr: float = 1e-3, weight_decay: float = 0.0, lipschitz_weight: float = 10.0,
-                 lr_schedule: str = "constant") -> None:
+    def __init__(
+        self,
+        backbone: str = "hgru",
+        backbone_config: dict[str, Any] | None = None,
+        readout: str = "reference",
+        readout_hidden: int = 32,
+        readout_norm: str = "batch_stats",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        lipschitz_weight: float = 10.0,
+        lr_schedule: str = "constant",
+    ) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(map(repr, READOUTS))}; got {readout!r}")
@@ -117,19 +130,32 @@ class PathfinderClassifier(L.LightningModule):
             config.setdefault("in_channels", 1)
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}; got {lr_schedule!r}")
-        self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "readout": readout,
-                                   "readout_hidden": readout_hidden, "readout_norm": readout_norm, "lr": lr,
-                                   "weight_decay": weight_decay, "lipschitz_weight": lipschitz_weight,
-                                   "lr_schedule": lr_schedule})
+        self.save_hyperparameters(
+            {
+                "backbone": backbone,
+                "backbone_config": config,
+                "readout": readout,
+                "readout_hidden": readout_hidden,
+                "readout_norm": readout_norm,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "lipschitz_weight": lipschitz_weight,
+                "lr_schedule": lr_schedule,
+            }
+        )
         self.backbone = create(backbone, **config)
         self.recurrent = bool(info.recurrent)
         self._train_stats: Any = None
         channels = self.backbone.out_channels
-        self.readout = (ReferenceReadout(channels, readout_norm) if readout == "reference"
-                        else PoolMLPReadout(channels, readout_hidden))
+        self.readout = (
+            ReferenceReadout(channels, readout_norm)
+            if readout == "reference"
+            else PoolMLPReadout(channels, readout_hidden)
+        )
         # ModuleDict keys may not shadow nn.Module attributes such as ``train``
-        self.accuracy = nn.ModuleDict({f"{stage}_acc": MulticlassAccuracy(num_classes=2)
-                                       for stage in ("train", "val", "test")})
+        self.accuracy = nn.ModuleDict(
+            {f"{stage}_acc": MulticlassAccuracy(num_classes=2) for stage in ("train", "val", "test")}
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape (batch, 2) for images (batch, 1, rows, columns)."""
@@ -161,8 +187,11 @@ class PathfinderClassifier(L.LightningModule):
             evidence.append(maps[:, 1] - maps[:, 0])
             prob.append(self.readout(state).softmax(dim=1)[:, 1])
         self.train(was_training)
-        return {"state_energy": torch.stack(energy), "evidence": torch.stack(evidence),
-                "probability": torch.stack(prob)}
+        return {
+            "state_energy": torch.stack(energy),
+            "evidence": torch.stack(evidence),
+            "probability": torch.stack(prob),
+        }
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -184,8 +213,7 @@ class PathfinderClassifier(L.LightningModule):
             self._log_stats(stats, stage)
         accuracy = self.accuracy[f"{stage}_acc"]
         accuracy(logits.detach(), y)
-        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True,
-                 sync_dist=True)
+        self.log(f"{stage}/loss", loss.detach(), on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return total
 
@@ -218,7 +246,7 @@ class PathfinderClassifier(L.LightningModule):
         if hp.get("lr_schedule", "constant") == "constant":
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=hp.lr, total_steps=max(total, 1),
-                                                       pct_start=0.15)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=hp.lr, total_steps=max(total, 1), pct_start=0.15
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-

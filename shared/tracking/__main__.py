@@ -20,8 +20,12 @@ def _run(argv: list[str]) -> int:
     from shared.tracking.datamodule import TrackingDataModule
     from shared.tracking.module import TrackingClassifier
 
-    lightning_cli(TrackingClassifier, TrackingDataModule, args=argv,
-                  parser_kwargs={"prog": "python -m shared.tracking", "description": __doc__})
+    lightning_cli(
+        TrackingClassifier,
+        TrackingDataModule,
+        args=argv,
+        parser_kwargs={"prog": "python -m shared.tracking", "description": __doc__},
+    )
     return 0
 
 

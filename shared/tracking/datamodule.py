@@ -127,11 +127,26 @@ class TrackingDataModule(L.LightningDataModule):
     block_size : videos per resumable block of the zarr writer.
     """
 
-    def __init__(self, task: str = "pathtracker", root: str = "data/tracking", n_train: int = 2000,
-                 n_val: int = 500, n_test: int = 500, seed: int = 0, batch_size: int = 32, num_workers: int = 0,
-                 overwrite: bool = False, generation_workers: int = 1, frames: int | None = None,
-                 num_distractors: int | None = None, speed: int = 1, condition: str = "idshapes_idcolors",
-                 image_size: int = 32, test_conditions: list[str] | None = None, block_size: int = 64) -> None:
+    def __init__(
+        self,
+        task: str = "pathtracker",
+        root: str = "data/tracking",
+        n_train: int = 2000,
+        n_val: int = 500,
+        n_test: int = 500,
+        seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        overwrite: bool = False,
+        generation_workers: int = 1,
+        frames: int | None = None,
+        num_distractors: int | None = None,
+        speed: int = 1,
+        condition: str = "idshapes_idcolors",
+        image_size: int = 32,
+        test_conditions: list[str] | None = None,
+        block_size: int = 64,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if task not in TASKS:
@@ -143,8 +158,11 @@ class TrackingDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         self.task, self.root = task, validate_root(root) / task
         # None keeps the generator's published default
-        settings = {"image_size": image_size, "speed": speed,
-                    **{k: v for k, v in (("frames", frames), ("num_distractors", num_distractors)) if v is not None}}
+        settings = {
+            "image_size": image_size,
+            "speed": speed,
+            **{k: v for k, v in (("frames", frames), ("num_distractors", num_distractors)) if v is not None},
+        }
         if task == "pathtracker":
             self.config: Any = PathTrackerConfig(**settings)
             train_name = f"distractors={self.config.num_distractors},length={self.config.frames},speed={speed}"
@@ -154,8 +172,9 @@ class TrackingDataModule(L.LightningDataModule):
             train_name = condition
             unknown = [c for c in test_conditions or [] if c not in FEATURETRACKER_CONDITIONS]
             if unknown:
-                raise ValueError(f"unknown FeatureTracker test condition(s) {unknown}; valid: "
-                                 f"{list(FEATURETRACKER_CONDITIONS)}")
+                raise ValueError(
+                    f"unknown FeatureTracker test condition(s) {unknown}; valid: {list(FEATURETRACKER_CONDITIONS)}"
+                )
             tests = [(c, dataclasses.replace(self.config, condition=c)) for c in test_conditions or []]
         self.condition_names: list[str] = [train_name]
         # (split file stem, config, condition index); a test condition equal to the training one is index 0
@@ -177,20 +196,29 @@ class TrackingDataModule(L.LightningDataModule):
     def _splits(self) -> list[tuple[str, Any, int, int]]:
         """(file stem, config, size, seed offset) of every split."""
         n = self.hparams
-        return [("train", self.config, n.n_train, 0), ("val", self.config, n.n_val, 1),
-                *[(stem, config, n.n_test, 2 + j) for j, (stem, config, _) in enumerate(self.test_splits)]]
+        return [
+            ("train", self.config, n.n_train, 0),
+            ("val", self.config, n.n_val, 1),
+            *[(stem, config, n.n_test, 2 + j) for j, (stem, config, _) in enumerate(self.test_splits)],
+        ]
 
     def _write(self, path: Path, n: int, config: Any, seed: tuple[int, int]) -> None:
         writer = write_pathtracker_zarr if self.task == "pathtracker" else write_featuretracker_zarr
-        writer(path, n, config=config, seed=seed, block_size=self.hparams.block_size,
-               overwrite=self.hparams.overwrite, num_workers=self.hparams.generation_workers)
+        writer(
+            path,
+            n,
+            config=config,
+            seed=seed,
+            block_size=self.hparams.block_size,
+            overwrite=self.hparams.overwrite,
+            num_workers=self.hparams.generation_workers,
+        )
 
     def _load(self, path: Path, config: Any, n: int) -> TrackingSet:
         loader = load_pathtracker_zarr if self.task == "pathtracker" else load_featuretracker_zarr
         data = loader(path, expected_config=config)
         if len(data) != n:
-            raise ValueError(f"{path} holds {len(data)} videos, the config asks {n}; pass overwrite=True to "
-                             "regenerate")
+            raise ValueError(f"{path} holds {len(data)} videos, the config asks {n}; pass overwrite=True to regenerate")
         return data
 
     def prepare_data(self) -> None:
@@ -205,9 +233,12 @@ class TrackingDataModule(L.LightningDataModule):
             if split in self.datasets:
                 continue
             if split == "test":
-                self.datasets["test"] = ConcatDataset([
-                    TrackingDataset(self._load(self.split_path(stem), config, self.hparams.n_test), index)
-                    for stem, config, index in self.test_splits])
+                self.datasets["test"] = ConcatDataset(
+                    [
+                        TrackingDataset(self._load(self.split_path(stem), config, self.hparams.n_test), index)
+                        for stem, config, index in self.test_splits
+                    ]
+                )
             else:
                 config, n = by_stem[split]
                 self.datasets[split] = TrackingDataset(self._load(self.split_path(split), config, n), 0)
@@ -217,8 +248,13 @@ class TrackingDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"the {split} split is not set up; call setup() first")
         workers = self.hparams.num_workers
-        return DataLoader(self.datasets[split], num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available(), **kwargs)
+        return DataLoader(
+            self.datasets[split],
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", batch_size=self.hparams.batch_size, shuffle=True)

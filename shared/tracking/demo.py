@@ -27,13 +27,21 @@ from shared.tracking.module import TrackingClassifier
 # PathTracker scaled to the CPU: 32x32 px as published, 16 frames at speed 4 (the published 64 frames' path
 # length, every 4th point; shorter paths would leak the label through the marker distance), 2 distractors for
 # training (published 14), 256 training videos; tested on 0, 2 (the training condition) and 5 distractors.
-DEMO_DATA: dict[str, Any] = {"task": "pathtracker", "frames": 16, "speed": 4, "num_distractors": 2,
-                             "n_train": 256, "n_val": 16, "n_test": 48, "batch_size": 16, "generation_workers": 1,
-                             "test_conditions": ["distractors=0", "distractors=2", "distractors=5"]}
+DEMO_DATA: dict[str, Any] = {
+    "task": "pathtracker",
+    "frames": 16,
+    "speed": 4,
+    "num_distractors": 2,
+    "n_train": 256,
+    "n_val": 16,
+    "n_test": 48,
+    "batch_size": 16,
+    "generation_workers": 1,
+    "test_conditions": ["distractors=0", "distractors=2", "distractors=5"],
+}
 # InT with the published gates, kernels and readout at 8 channels (published 32) and 5x5 horizontal kernels
 # (published 7x7); lr above the published 3e-4 because the budget is a few hundred steps.
-DEMO_MODEL: dict[str, Any] = {"backbone": "int", "backbone_config": {"channels": 8, "kernel_size": 5},
-                              "lr": 1e-3}
+DEMO_MODEL: dict[str, Any] = {"backbone": "int", "backbone_config": {"channels": 8, "kernel_size": 5}, "lr": 1e-3}
 DEMO_STEPS = 150
 
 
@@ -93,8 +101,14 @@ def plot_condition_accuracy(rows: list[dict[str, Any]], png: Path, *, chance_ban
     return png
 
 
-def train_demo(out_dir: Path, *, data: dict[str, Any] | None = None, model: dict[str, Any] | None = None,
-               steps: int = DEMO_STEPS, seed: int = 0) -> tuple[TrackingClassifier, TrackingDataModule, dict]:
+def train_demo(
+    out_dir: Path,
+    *,
+    data: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    steps: int = DEMO_STEPS,
+    seed: int = 0,
+) -> tuple[TrackingClassifier, TrackingDataModule, dict]:
     """Generate the demo data under ``out_dir/data`` and train InT for ``steps`` optimiser steps.
 
     Returns the trained model (eval mode), the datamodule (set up for testing) and the test metrics.
@@ -105,9 +119,19 @@ def train_demo(out_dir: Path, *, data: dict[str, Any] | None = None, model: dict
     dm = TrackingDataModule(root=str(out_dir / "data"), seed=seed, **settings)
     L.seed_everything(seed, workers=True, verbose=False)
     classifier = TrackingClassifier(spec["backbone"], dict(spec["backbone_config"]), lr=spec["lr"])
-    trainer = L.Trainer(max_steps=steps, max_epochs=-1, accelerator="auto", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=str(out_dir / "run"))
+    trainer = L.Trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        default_root_dir=str(out_dir / "run"),
+    )
     with quiet_lightning_fit():  # no validation on purpose: the test conditions are scored after training
         trainer.fit(classifier, datamodule=dm)
     metrics = trainer.test(classifier, datamodule=dm, verbose=False)[0]
@@ -115,8 +139,14 @@ def train_demo(out_dir: Path, *, data: dict[str, Any] | None = None, model: dict
     return classifier, dm, metrics
 
 
-def run_demo(out_dir: Path, report: Report, *, data: dict[str, Any] | None = None,
-             model: dict[str, Any] | None = None, steps: int = DEMO_STEPS) -> dict[str, Any]:
+def run_demo(
+    out_dir: Path,
+    report: Report,
+    *,
+    data: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    steps: int = DEMO_STEPS,
+) -> dict[str, Any]:
     """Generate PathTracker, train InT briefly, and add a report section (examples, accuracy, attention).
 
     Parameters
@@ -140,9 +170,16 @@ def run_demo(out_dir: Path, report: Report, *, data: dict[str, Any] | None = Non
     seconds = time.perf_counter() - start
     n_test = dm.hparams.n_test
     band = 1.96 * 0.5 / np.sqrt(n_test)
-    rows = [{"condition": name, "videos": n_test, "accuracy": round(float(metrics[f"test/acc/{name}"]), 3),
-             "balanced accuracy": round(float(metrics[f"test/balanced_acc/{name}"]), 3)}
-            for name in dm.condition_names if f"test/acc/{name}" in metrics]
+    rows = [
+        {
+            "condition": name,
+            "videos": n_test,
+            "accuracy": round(float(metrics[f"test/acc/{name}"]), 3),
+            "balanced accuracy": round(float(metrics[f"test/balanced_acc/{name}"]), 3),
+        }
+        for name in dm.condition_names
+        if f"test/acc/{name}" in metrics
+    ]
 
     test = next(iter(dm.test_dataloader()))
     video = test["video"][:1]
@@ -156,10 +193,13 @@ def run_demo(out_dir: Path, report: Report, *, data: dict[str, Any] | None = Non
     examples_png = plot_example_frames(examples, out_dir / "tracking_examples.png", n_videos=4)
 
     above = [r["condition"] for r in rows if r["accuracy"] > 0.5 + band]
-    verdict = (f"above the 95% chance band (0.5 +/- {band:.3f}) on: {', '.join(above)}." if above else
-               f"within the 95% chance band (0.5 +/- {band:.3f}) on every condition: {steps} optimiser steps "
-               "are too few for InT to learn PathTracker on a CPU (the published runs train for thousands of "
-               "epochs on a GPU).")
+    verdict = (
+        f"above the 95% chance band (0.5 +/- {band:.3f}) on: {', '.join(above)}."
+        if above
+        else f"within the 95% chance band (0.5 +/- {band:.3f}) on every condition: {steps} optimiser steps "
+        "are too few for InT to learn PathTracker on a CPU (the published runs train for thousands of "
+        "epochs on a GPU)."
+    )
     settings = {**DEMO_DATA, **(data or {})}
     spec = {**DEMO_MODEL, **(model or {})}
     section = report.section(
@@ -177,5 +217,10 @@ def run_demo(out_dir: Path, report: Report, *, data: dict[str, Any] | None = Non
     section.add_table("Test accuracy per condition (chance 0.5)", rows)
     section.add_figure("Test accuracy per condition, with the 95% chance band", accuracy_png)
     section.add_figure("InT attention A_t over time", attention_png)
-    return {"rows": rows, "seconds": round(seconds, 1), "examples_png": str(examples_png),
-            "accuracy_png": str(accuracy_png), "attention_png": str(attention_png)}
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 1),
+        "examples_png": str(examples_png),
+        "accuracy_png": str(accuracy_png),
+        "attention_png": str(attention_png),
+    }

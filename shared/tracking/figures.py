@@ -23,8 +23,9 @@ from shared.data.tracking_video import TARGET_ID, TrackingSet
 __all__ = ["plot_example_frames"]
 
 
-def plot_example_frames(data: TrackingSet, path: str | Path, *, n_videos: int = 4,
-                        frames: Sequence[int] | None = None) -> Path:
+def plot_example_frames(
+    data: TrackingSet, path: str | Path, *, n_videos: int = 4, frames: Sequence[int] | None = None
+) -> Path:
     """Save a PNG grid of example frames: one row per video, one column per chosen frame.
 
     Each row is titled with the video's label ("positive: the target ends in the goal" or "negative"); a thin
@@ -70,7 +71,8 @@ def plot_example_frames(data: TrackingSet, path: str | Path, *, n_videos: int = 
         axes[row, 0].set_ylabel("positive" if label else "negative", fontsize=8)
         axes[row, shown.size // 2].set_title(
             f"video {row}: label {label} ({'the target ends in the goal' if label else 'another dot ends there'})",
-            fontsize=8)
+            fontsize=8,
+        )
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

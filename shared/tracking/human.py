@@ -90,8 +90,10 @@ def validate_responses(df: pd.DataFrame, *, source: str = "responses") -> pd.Dat
     """
     missing = [c for c in HUMAN_COLUMNS if c not in df.columns]
     if missing:
-        raise HumanFormatError(f"{source}: missing column(s) {', '.join(missing)}; a human response file needs "
-                               f"{', '.join(HUMAN_COLUMNS)} (found {', '.join(map(str, df.columns)) or 'none'})")
+        raise HumanFormatError(
+            f"{source}: missing column(s) {', '.join(missing)}; a human response file needs "
+            f"{', '.join(HUMAN_COLUMNS)} (found {', '.join(map(str, df.columns)) or 'none'})"
+        )
     if df.empty:
         raise HumanFormatError(f"{source}: no rows")
     for column in HUMAN_COLUMNS:
@@ -111,12 +113,15 @@ def validate_responses(df: pd.DataFrame, *, source: str = "responses") -> pd.Dat
         out[column] = numbers.astype(np.int64)
     repeated = out.duplicated(["subject", *TRIAL_KEY], keep="first")
     if repeated.any():
-        raise HumanFormatError(f"{source}: the same subject, condition and trial appear twice; second at "
-                               f"{_first_bad_row(df, repeated)}")
+        raise HumanFormatError(
+            f"{source}: the same subject, condition and trial appear twice; second at {_first_bad_row(df, repeated)}"
+        )
     labels = out.groupby(TRIAL_KEY)["label"].transform("nunique")
     if (labels > 1).any():
-        raise HumanFormatError(f"{source}: one video has two labels (label differs between subjects for the same "
-                               f"condition and trial) at {_first_bad_row(df, labels > 1)}")
+        raise HumanFormatError(
+            f"{source}: one video has two labels (label differs between subjects for the same "
+            f"condition and trial) at {_first_bad_row(df, labels > 1)}"
+        )
     return out
 
 
@@ -130,14 +135,16 @@ def read_human_responses(path: str | Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as err:
-        raise HumanFormatError(f"{path}: not a readable {path.suffix[1:]} table ({' '.join(str(err).split())})") \
-            from err
+        raise HumanFormatError(
+            f"{path}: not a readable {path.suffix[1:]} table ({' '.join(str(err).split())})"
+        ) from err
     return validate_responses(df, source=str(path))
 
 
 @torch.no_grad()
-def model_responses(model: torch.nn.Module, loader: Any, condition_names: Sequence[str], *,
-                    subject: str = "model") -> pd.DataFrame:
+def model_responses(
+    model: torch.nn.Module, loader: Any, condition_names: Sequence[str], *, subject: str = "model"
+) -> pd.DataFrame:
     """Run a tracking model over a test loader and return its answers in the human format.
 
     Parameters
@@ -165,10 +172,18 @@ def model_responses(model: torch.nn.Module, loader: Any, condition_names: Sequen
         for i, c in enumerate(conditions):
             trials[i] = seen.get(int(c), 0)
             seen[int(c)] = trials[i] + 1
-        rows.append(pd.DataFrame({"subject": subject, "condition": [condition_names[int(c)] for c in conditions],
-                                  "trial": trials, "label": batch["label"].cpu().numpy().astype(np.int64),
-                                  "response": (logits > 0).numpy().astype(np.int64),
-                                  "probability": torch.sigmoid(logits).numpy()}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "subject": subject,
+                    "condition": [condition_names[int(c)] for c in conditions],
+                    "trial": trials,
+                    "label": batch["label"].cpu().numpy().astype(np.int64),
+                    "response": (logits > 0).numpy().astype(np.int64),
+                    "probability": torch.sigmoid(logits).numpy(),
+                }
+            )
+        )
     model.train(was_training)
     return pd.concat(rows, ignore_index=True)
 
@@ -197,18 +212,25 @@ def _aligned(model: pd.DataFrame, humans: pd.DataFrame) -> pd.DataFrame:
     known = set(model["condition"])
     unknown = sorted(set(humans["condition"]) - known)
     if unknown:
-        raise HumanFormatError(f"human conditions {unknown} are not among the model's test conditions "
-                               f"{sorted(known)}")
-    merged = humans.merge(model[[*TRIAL_KEY, "label", "response"]], on=TRIAL_KEY, how="left",
-                          suffixes=("", "_model"), validate="many_to_one")
+        raise HumanFormatError(f"human conditions {unknown} are not among the model's test conditions {sorted(known)}")
+    merged = humans.merge(
+        model[[*TRIAL_KEY, "label", "response"]],
+        on=TRIAL_KEY,
+        how="left",
+        suffixes=("", "_model"),
+        validate="many_to_one",
+    )
     absent = merged["response_model"].isna()
     if absent.any():
-        raise HumanFormatError(f"human trials without a model answer (trial beyond the test set?) at "
-                               f"{_first_bad_row(humans, absent)}")
+        raise HumanFormatError(
+            f"human trials without a model answer (trial beyond the test set?) at {_first_bad_row(humans, absent)}"
+        )
     mismatch = merged["label"] != merged["label_model"]
     if mismatch.any():
-        raise HumanFormatError(f"human labels disagree with the stimuli (file not aligned with this test set) at "
-                               f"{_first_bad_row(humans, mismatch)}")
+        raise HumanFormatError(
+            f"human labels disagree with the stimuli (file not aligned with this test set) at "
+            f"{_first_bad_row(humans, mismatch)}"
+        )
     merged["human_correct"] = merged["response"] == merged["label"]
     merged["model_correct"] = merged["response_model"].astype(np.int64) == merged["label"]
     return merged
@@ -233,8 +255,9 @@ class HumanComparison:
     error_consistency: float
 
 
-def compare_with_humans(model: pd.DataFrame, humans: pd.DataFrame, *, n_permutations: int = 1000, seed: int = 0,
-                        absolute: bool = True) -> HumanComparison:
+def compare_with_humans(
+    model: pd.DataFrame, humans: pd.DataFrame, *, n_permutations: int = 1000, seed: int = 0, absolute: bool = True
+) -> HumanComparison:
     """Per-condition accuracy and error consistency of a model against human subjects.
 
     Parameters
@@ -253,20 +276,37 @@ def compare_with_humans(model: pd.DataFrame, humans: pd.DataFrame, *, n_permutat
     for condition, group in merged.groupby("condition", sort=True):
         stats = []
         for _, trials in group.groupby("subject"):
-            stats.append(accuracy_matched_null(trials["model_correct"].to_numpy(), trials["human_correct"].to_numpy(),
-                                               n_permutations=n_permutations, seed=seed))
-        rows.append({"condition": condition, "subjects": group["subject"].nunique(), "trials": len(group),
-                     "human_accuracy": float(group.groupby("subject")["human_correct"].mean().mean()),
-                     "model_accuracy": float(group["model_correct"].mean()),
-                     "kappa": float(np.mean([s.kappa for s in stats])),
-                     "null_mean": float(np.mean([s.null_mean for s in stats])),
-                     "null_sd": float(np.mean([s.null_sd for s in stats])),
-                     "kappa_min": float(np.mean([s.kappa_min for s in stats])),
-                     "kappa_max": float(np.mean([s.kappa_max for s in stats])),
-                     "significant_subjects": int(sum(s.p_value < 0.05 for s in stats))})
+            stats.append(
+                accuracy_matched_null(
+                    trials["model_correct"].to_numpy(),
+                    trials["human_correct"].to_numpy(),
+                    n_permutations=n_permutations,
+                    seed=seed,
+                )
+            )
+        rows.append(
+            {
+                "condition": condition,
+                "subjects": group["subject"].nunique(),
+                "trials": len(group),
+                "human_accuracy": float(group.groupby("subject")["human_correct"].mean().mean()),
+                "model_accuracy": float(group["model_correct"].mean()),
+                "kappa": float(np.mean([s.kappa for s in stats])),
+                "null_mean": float(np.mean([s.null_mean for s in stats])),
+                "null_sd": float(np.mean([s.null_sd for s in stats])),
+                "kappa_min": float(np.mean([s.kappa_min for s in stats])),
+                "kappa_max": float(np.mean([s.kappa_max for s in stats])),
+                "significant_subjects": int(sum(s.p_value < 0.05 for s in stats)),
+            }
+        )
     for _, trials in merged.groupby("subject"):
-        per_subject.append(error_consistency_by_condition(
-            trials["model_correct"].to_numpy(), trials["human_correct"].to_numpy()[None],
-            trials["condition"].to_numpy(), absolute=False))
+        per_subject.append(
+            error_consistency_by_condition(
+                trials["model_correct"].to_numpy(),
+                trials["human_correct"].to_numpy()[None],
+                trials["condition"].to_numpy(),
+                absolute=False,
+            )
+        )
     overall = float(np.mean(per_subject))
     return HumanComparison(pd.DataFrame(rows), abs(overall) if absolute else overall)

@@ -36,8 +36,12 @@ STAGES = ("train", "val", "test")
 
 def _accuracies() -> nn.ModuleDict:
     """Plain and balanced (mean per-class recall) accuracy of 0/1 predictions."""
-    return nn.ModuleDict({"acc": MulticlassAccuracy(num_classes=2, average="micro"),
-                          "balanced_acc": MulticlassAccuracy(num_classes=2, average="macro")})
+    return nn.ModuleDict(
+        {
+            "acc": MulticlassAccuracy(num_classes=2, average="micro"),
+            "balanced_acc": MulticlassAccuracy(num_classes=2, average="macro"),
+        }
+    )
 
 
 def condition_names_of(datamodule: Any, n: int) -> list[str]:
@@ -70,10 +74,17 @@ class TrackingClassifier(L.LightningModule):
     torch.Size([2])
     """
 
-    def __init__(self, backbone: str = "int", backbone_config: dict[str, Any] | None = None, lr: float = 3e-4,
-                 weight_decay: float = 0.0, synchrony_weight: float = 1.0,
-                 synchrony_groups: Literal["reference", "objects"] = "reference", lipschitz_weight: float = 10.0,
-                 max_conditions: int = 16) -> None:
+    def __init__(
+        self,
+        backbone: str = "int",
+        backbone_config: dict[str, Any] | None = None,
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        synchrony_weight: float = 1.0,
+        synchrony_groups: Literal["reference", "objects"] = "reference",
+        lipschitz_weight: float = 10.0,
+        max_conditions: int = 16,
+    ) -> None:
         super().__init__()
         if lr <= 0 or weight_decay < 0 or synchrony_weight < 0 or lipschitz_weight < 0:
             raise ValueError("lr must be > 0 and weight_decay, synchrony_weight, lipschitz_weight >= 0")
@@ -91,10 +102,18 @@ class TrackingClassifier(L.LightningModule):
         config = dict(backbone_config or {})
         if "in_channels" in {f.name for f in dataclasses.fields(info.config_class)}:
             config.setdefault("in_channels", 3)
-        self.save_hyperparameters({"backbone": backbone, "backbone_config": config, "lr": lr,
-                                   "weight_decay": weight_decay, "synchrony_weight": synchrony_weight,
-                                   "synchrony_groups": synchrony_groups,
-                                   "lipschitz_weight": lipschitz_weight, "max_conditions": max_conditions})
+        self.save_hyperparameters(
+            {
+                "backbone": backbone,
+                "backbone_config": config,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "synchrony_weight": synchrony_weight,
+                "synchrony_groups": synchrony_groups,
+                "lipschitz_weight": lipschitz_weight,
+                "max_conditions": max_conditions,
+            }
+        )
         self.backbone = create(backbone, **config)
         self.recurrent = bool(info.recurrent)
         self._train_stats: Any = None
@@ -150,8 +169,10 @@ class TrackingClassifier(L.LightningModule):
 
     def _update_conditions(self, predicted: torch.Tensor, label: torch.Tensor, condition: torch.Tensor) -> None:
         if int(condition.max()) >= len(self.condition_metrics):
-            raise ValueError(f"test condition {int(condition.max())} exceeds max_conditions "
-                             f"{len(self.condition_metrics)}; raise model.max_conditions")
+            raise ValueError(
+                f"test condition {int(condition.max())} exceeds max_conditions "
+                f"{len(self.condition_metrics)}; raise model.max_conditions"
+            )
         for c in condition.unique().tolist():
             sel = condition == c
             for metric in self.condition_metrics[c].values():

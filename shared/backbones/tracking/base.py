@@ -78,16 +78,18 @@ class TrackingRecurrentConfig:
 def check_settle(mode: str, settle_steps: int) -> None:
     """Reject C-RBP without a settle phase: without a fixed drive there is no fixed point."""
     if mode == "crbp" and settle_steps < 1:
-        raise ValueError("mode='crbp' needs settle_steps >= 1: the drive changes at every frame, so a fixed "
-                         "point (what C-RBP differentiates) exists only when the circuit keeps stepping on the "
-                         "last frame; set settle_steps (e.g. 8) or use mode='bptt'/'truncated'")
+        raise ValueError(
+            "mode='crbp' needs settle_steps >= 1: the drive changes at every frame, so a fixed "
+            "point (what C-RBP differentiates) exists only when the circuit keeps stepping on the "
+            "last frame; set settle_steps (e.g. 8) or use mode='bptt'/'truncated'"
+        )
 
 
 class VideoDrive(NamedTuple):
     """The fixed input of every step: front-end features of all frames and the raw video."""
 
-    features: torch.Tensor   # (batch, channels, frame, row, column)
-    video: torch.Tensor      # (batch, in_channels, frame, row, column)
+    features: torch.Tensor  # (batch, channels, frame, row, column)
+    video: torch.Tensor  # (batch, in_channels, frame, row, column)
 
     @property
     def frames(self) -> int:
@@ -186,9 +188,16 @@ class RecurrentVideoBackbone(Backbone, abc.ABC):
         check_settle(self.mode, self.settle_steps)
         self._trace = {}
         drive = self.make_drive(x)
-        result = run_recurrence(self.step, drive, lambda: self.initial_state(drive), timesteps=steps,
-                                mode=self.mode, truncate_k=self.truncate_k, crbp=self.crbp,
-                                record_fn=(lambda h: self.readout(h, drive)) if return_steps else None)
+        result = run_recurrence(
+            self.step,
+            drive,
+            lambda: self.initial_state(drive),
+            timesteps=steps,
+            mode=self.mode,
+            truncate_k=self.truncate_k,
+            crbp=self.crbp,
+            record_fn=(lambda h: self.readout(h, drive)) if return_steps else None,
+        )
         self.last_stats = result.stats
         output = result.steps[-1] if return_steps else self.readout(result.state, drive)
         aux = {name: self._per_frame(values, frames) for name, values in self._trace.items()}
@@ -198,4 +207,4 @@ class RecurrentVideoBackbone(Backbone, abc.ABC):
     @staticmethod
     def _per_frame(values: list[torch.Tensor], frames: int) -> torch.Tensor:
         """One entry per frame, (batch, frame, row, column); the last frame's is the last settle step's."""
-        return torch.stack(values[:frames - 1] + values[-1:], dim=1)
+        return torch.stack(values[: frames - 1] + values[-1:], dim=1)

@@ -45,8 +45,9 @@ def magnitude(re: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
     """
     square = re * re + im * im
     positive = square > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, square, torch.ones_like(square))),
-                       torch.zeros_like(square))
+    return torch.where(
+        positive, torch.sqrt(torch.where(positive, square, torch.ones_like(square))), torch.zeros_like(square)
+    )
 
 
 def stable_angle(re: torch.Tensor, im: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -120,8 +121,15 @@ class R2C(_ComplexLayer):
     True
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *,
-                 complex_valued: bool = True, activation: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        complex_valued: bool = True,
+        activation: bool = True,
+    ) -> None:
         super().__init__(out_channels, complex_valued, activation)
         self.conv_re = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
         self.conv_im = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
@@ -148,8 +156,15 @@ class CConv(_ComplexLayer):
     1.5708
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, *,
-                 complex_valued: bool = True, activation: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        complex_valued: bool = True,
+        activation: bool = True,
+    ) -> None:
         super().__init__(out_channels, complex_valued, activation)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
 
@@ -179,8 +194,8 @@ def gaussian_kernel(channels: int, size: int, *, mean_r: float = 0.0, std_r: flo
     """
     axis = torch.linspace(-1.0, 1.0, size)
     y, x = torch.meshgrid(axis, axis, indexing="ij")
-    dist = torch.sqrt(x ** 2 + y ** 2)
-    profile = torch.exp(-((dist - mean_r) ** 2) / (2.0 * std_r ** 2))
+    dist = torch.sqrt(x**2 + y**2)
+    profile = torch.exp(-((dist - mean_r) ** 2) / (2.0 * std_r**2))
     return profile.expand(channels, channels, size, size).clone()
 
 
@@ -229,4 +244,3 @@ class KuramotoCoupling(nn.Module):
         s_sin = b_sin.sum(dim=(1, 2, 3), keepdim=True)
         update = torch.cos(phase) * (c_sin - self.epsilon * s_sin) - torch.sin(phase) * (c_cos - self.epsilon * s_cos)
         return phase + self.lr * update
-

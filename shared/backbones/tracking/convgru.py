@@ -44,15 +44,15 @@ class ConvGRUConfig(TrackingRecurrentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.channels < 1 or self.hidden_channels < 1:
-            raise ValueError(f"channels and hidden_channels must be >= 1, got {self.channels}, "
-                             f"{self.hidden_channels}")
+            raise ValueError(f"channels and hidden_channels must be >= 1, got {self.channels}, {self.hidden_channels}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size}")
         if self.readout not in ("goal", "pool"):
             raise ValueError(f"readout must be 'goal' or 'pool', got {self.readout!r}")
         if self.readout == "goal" and self.in_channels < 3:
-            raise ValueError(f"in_channels must be >= 3 with readout='goal' (it reads the blue goal marker), "
-                             f"got {self.in_channels}")
+            raise ValueError(
+                f"in_channels must be >= 3 with readout='goal' (it reads the blue goal marker), got {self.in_channels}"
+            )
 
 
 class ConvGRU(RecurrentVideoBackbone):
@@ -86,8 +86,14 @@ class ConvGRU(RecurrentVideoBackbone):
         return self.head(h.mean(dim=(2, 3)))
 
 
-@register_backbone("convgru", ConvGRUConfig, spatial_dims=3, recurrent=True, input_kind="video",
-                   description="ConvGRU over frames with InT's goal readout (tracking baseline)")
+@register_backbone(
+    "convgru",
+    ConvGRUConfig,
+    spatial_dims=3,
+    recurrent=True,
+    input_kind="video",
+    description="ConvGRU over frames with InT's goal readout (tracking baseline)",
+)
 def convgru(cfg: ConvGRUConfig) -> ConvGRU:
     """Create a :class:`ConvGRU`.
 

@@ -97,8 +97,9 @@ class CVRNNConfig(InTConfig):
         if self.kuramoto_kernel < 1 or self.kuramoto_kernel % 2 == 0:
             raise ValueError(f"kuramoto_kernel must be a positive odd integer, got {self.kuramoto_kernel}")
         if self.kuramoto_steps and not self.complex_valued:
-            raise ValueError("kuramoto_steps > 0 couples phases, which the real-valued control "
-                             "(complex_valued=False) does not have")
+            raise ValueError(
+                "kuramoto_steps > 0 couples phases, which the real-valued control (complex_valued=False) does not have"
+            )
 
 
 class CVRNN(RecurrentVideoBackbone):
@@ -123,11 +124,20 @@ class CVRNN(RecurrentVideoBackbone):
         self.hidden_gate = CConv(c, c, 3, complex_valued=cv)
         self.decode_gate = CConv(c, 1, 3, complex_valued=cv, activation=False)  # only its phase is read
         self.amp_norm = nn.InstanceNorm2d(c, affine=True)
-        self.kuramoto = (KuramotoCoupling(c, cfg.kuramoto_kernel, lr=cfg.kuramoto_lr, epsilon=cfg.kuramoto_epsilon)
-                         if cfg.kuramoto_steps else None)
+        self.kuramoto = (
+            KuramotoCoupling(c, cfg.kuramoto_kernel, lr=cfg.kuramoto_lr, epsilon=cfg.kuramoto_epsilon)
+            if cfg.kuramoto_steps
+            else None
+        )
         self.kuramoto_steps = cfg.kuramoto_steps
-        self.cell = InTCell(c, cfg.kernel_size, inhibition=cfg.inhibition, lesions=cfg.lesions,
-                            nonlinearity=cfg.nonlinearity, padding=cfg.horizontal_padding)
+        self.cell = InTCell(
+            c,
+            cfg.kernel_size,
+            inhibition=cfg.inhibition,
+            lesions=cfg.lesions,
+            nonlinearity=cfg.nonlinearity,
+            padding=cfg.horizontal_padding,
+        )
         self.head = GoalReadout(c, 3)
 
     def make_drive(self, video: torch.Tensor) -> VideoDrive:
@@ -143,8 +153,9 @@ class CVRNN(RecurrentVideoBackbone):
         zeros = torch.zeros_like(drive.frame(0))
         return zeros, zeros.clone(), c_re, c_im
 
-    def hidden(self, ff: tuple[torch.Tensor, torch.Tensor], c_re: torch.Tensor,
-               c_im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def hidden(
+        self, ff: tuple[torch.Tensor, torch.Tensor], c_re: torch.Tensor, c_im: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``h_t = CConv_h(ff + c_{t-1})`` as (magnitude, phase), after the optional Kuramoto steps."""
         mag, phase = self.hidden_gate.polar(ff[0] + c_re, ff[1] + c_im)
         for _ in range(self.kuramoto_steps):
@@ -168,8 +179,14 @@ class CVRNN(RecurrentVideoBackbone):
         return self.head(h[1], drive.goal)
 
 
-@register_backbone("cvrnn", CVRNNConfig, spatial_dims=3, recurrent=True, input_kind="video",
-                   description="CV-RNN (FeatureTracker): InT with complex-valued attention/state and a phase map")
+@register_backbone(
+    "cvrnn",
+    CVRNNConfig,
+    spatial_dims=3,
+    recurrent=True,
+    input_kind="video",
+    description="CV-RNN (FeatureTracker): InT with complex-valued attention/state and a phase map",
+)
 def cvrnn(cfg: CVRNNConfig) -> CVRNN:
     """Create a :class:`CVRNN`.
 

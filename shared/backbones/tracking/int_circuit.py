@@ -105,11 +105,20 @@ class InTCell(nn.Module):
     torch.Size([2, 4, 8, 8])
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, *, inhibition: bool = True,
-                 lesions: tuple[str, ...] = (), nonlinearity: str = "softplus", padding: str = "zeros") -> None:
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 7,
+        *,
+        inhibition: bool = True,
+        lesions: tuple[str, ...] = (),
+        nonlinearity: str = "softplus",
+        padding: str = "zeros",
+    ) -> None:
         super().__init__()
-        check_circuit_options(kernel_size=kernel_size, lesions=lesions, nonlinearity=nonlinearity,
-                              inhibition=inhibition)
+        check_circuit_options(
+            kernel_size=kernel_size, lesions=lesions, nonlinearity=nonlinearity, inhibition=inhibition
+        )
         self.inhibition, self.act = inhibition, NONLINEARITIES[nonlinearity]
         shape = (1, channels, 1, 1)
         names = ("alpha", "mu", "gamma", "kappa") if inhibition else ("gamma", "kappa")
@@ -127,8 +136,9 @@ class InTCell(nn.Module):
         self.norm_exc = batch_stats_norm(channels)
         self.exc_gate_w, self.exc_gate_u = gate_conv(channels, -1.0), gate_conv(channels, -1.0)
 
-    def step(self, x: torch.Tensor, i: torch.Tensor, e: torch.Tensor,
-             attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def step(
+        self, x: torch.Tensor, i: torch.Tensor, e: torch.Tensor, attention: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """One step; also returns the intermediate maps (``gated_e, i_hat, g_i, g_e, e_hat``) for tests."""
         act = self.act
         gated_e = attention * e
@@ -148,15 +158,15 @@ class InTCell(nn.Module):
         maps.update(g_e=g_e, e_hat=e_hat)
         return new_i, new_e, maps
 
-    def forward(self, x: torch.Tensor, i: torch.Tensor, e: torch.Tensor,
-                attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, i: torch.Tensor, e: torch.Tensor, attention: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """New ``(i, e)``, each (batch, channels, row, column)."""
         new_i, new_e, _ = self.step(x, i, e, attention)
         return new_i, new_e
 
 
-def check_circuit_options(*, kernel_size: int, lesions: tuple[str, ...], nonlinearity: str,
-                          inhibition: bool) -> None:
+def check_circuit_options(*, kernel_size: int, lesions: tuple[str, ...], nonlinearity: str, inhibition: bool) -> None:
     """Raise ``ValueError`` naming the option when an InT option is invalid."""
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
@@ -164,11 +174,11 @@ def check_circuit_options(*, kernel_size: int, lesions: tuple[str, ...], nonline
     if unknown:
         raise ValueError(f"lesions must be names among {', '.join(map(repr, LESIONS))}; got {unknown}")
     if not inhibition and set(lesions) & {"alpha", "mu"}:
-        raise ValueError("lesions of 'alpha' or 'mu' need inhibition=True: without inhibition those "
-                         "parameters do not exist")
+        raise ValueError(
+            "lesions of 'alpha' or 'mu' need inhibition=True: without inhibition those parameters do not exist"
+        )
     if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be one of {', '.join(map(repr, NONLINEARITIES))}; "
-                         f"got {nonlinearity!r}")
+        raise ValueError(f"nonlinearity must be one of {', '.join(map(repr, NONLINEARITIES))}; got {nonlinearity!r}")
 
 
 @dataclass
@@ -193,12 +203,18 @@ class InTConfig(TrackingRecurrentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.in_channels < 3:
-            raise ValueError(f"in_channels must be >= 3 (RGB: the readout reads the goal marker in channel 2, "
-                             f"blue), got {self.in_channels}")
+            raise ValueError(
+                f"in_channels must be >= 3 (RGB: the readout reads the goal marker in channel 2, "
+                f"blue), got {self.in_channels}"
+            )
         if self.channels < 1:
             raise ValueError(f"channels must be >= 1, got {self.channels}")
-        check_circuit_options(kernel_size=self.kernel_size, lesions=self.lesions, nonlinearity=self.nonlinearity,
-                              inhibition=self.inhibition)
+        check_circuit_options(
+            kernel_size=self.kernel_size,
+            lesions=self.lesions,
+            nonlinearity=self.nonlinearity,
+            inhibition=self.inhibition,
+        )
 
 
 class InT(RecurrentVideoBackbone):
@@ -213,8 +229,14 @@ class InT(RecurrentVideoBackbone):
         self.act = NONLINEARITIES[cfg.nonlinearity]
         self.preproc = nn.Conv3d(cfg.in_channels, c, 1)
         self.att_gate_w, self.att_gate_u = gate_conv(c, 1.0), gate_conv(c, 1.0)
-        self.cell = InTCell(c, cfg.kernel_size, inhibition=cfg.inhibition, lesions=cfg.lesions,
-                            nonlinearity=cfg.nonlinearity, padding=cfg.horizontal_padding)
+        self.cell = InTCell(
+            c,
+            cfg.kernel_size,
+            inhibition=cfg.inhibition,
+            lesions=cfg.lesions,
+            nonlinearity=cfg.nonlinearity,
+            padding=cfg.horizontal_padding,
+        )
         self.head = GoalReadout(c, 1)
 
     def make_drive(self, video: torch.Tensor) -> VideoDrive:
@@ -235,8 +257,14 @@ class InT(RecurrentVideoBackbone):
         return self.head(h[1], drive.goal)
 
 
-@register_backbone("int", InTConfig, spatial_dims=3, recurrent=True, input_kind="video",
-                   description="InT tracking circuit (PathTracker): attention + E/I horizontal circuit per frame")
+@register_backbone(
+    "int",
+    InTConfig,
+    spatial_dims=3,
+    recurrent=True,
+    input_kind="video",
+    description="InT tracking circuit (PathTracker): attention + E/I horizontal circuit per frame",
+)
 def int_circuit(cfg: InTConfig) -> InT:
     """Create an :class:`InT`.
 

@@ -38,8 +38,9 @@ class R3DConfig:
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         if self.stem_channels < 1 or self.blocks_per_stage < 1:
-            raise ValueError(f"stem_channels and blocks_per_stage must be >= 1, got {self.stem_channels}, "
-                             f"{self.blocks_per_stage}")
+            raise ValueError(
+                f"stem_channels and blocks_per_stage must be >= 1, got {self.stem_channels}, {self.blocks_per_stage}"
+            )
         if not self.widths or any(w < 1 for w in self.widths):
             raise ValueError(f"widths must be a non-empty tuple of positive ints, got {self.widths}")
 
@@ -53,8 +54,11 @@ class BasicBlock3d(nn.Module):
         self.norm1 = nn.BatchNorm3d(out_ch)
         self.conv2 = nn.Conv3d(out_ch, out_ch, 3, 1, 1, bias=False)
         self.norm2 = nn.BatchNorm3d(out_ch)
-        self.shortcut = nn.Identity() if stride == 1 and in_ch == out_ch else nn.Sequential(
-            nn.Conv3d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm3d(out_ch))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_ch == out_ch
+            else nn.Sequential(nn.Conv3d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm3d(out_ch))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.norm1(self.conv1(x)))
@@ -73,7 +77,9 @@ class R3D(Backbone):
         self.config, self.in_channels = cfg, cfg.in_channels
         self.stem = nn.Sequential(
             nn.Conv3d(cfg.in_channels, cfg.stem_channels, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
-            nn.BatchNorm3d(cfg.stem_channels), nn.ReLU(inplace=True))
+            nn.BatchNorm3d(cfg.stem_channels),
+            nn.ReLU(inplace=True),
+        )
         blocks, prev = [], cfg.stem_channels
         for i, width in enumerate(cfg.widths):
             for b in range(cfg.blocks_per_stage):
@@ -87,8 +93,14 @@ class R3D(Backbone):
         return BackboneOutput(y, [y] if return_steps else [], None)
 
 
-@register_backbone("r3d_small", R3DConfig, spatial_dims=3, recurrent=False, input_kind="video",
-                   description="small 3D ResNet (r3d_18 design) video classifier")
+@register_backbone(
+    "r3d_small",
+    R3DConfig,
+    spatial_dims=3,
+    recurrent=False,
+    input_kind="video",
+    description="small 3D ResNet (r3d_18 design) video classifier",
+)
 def r3d_small(cfg: R3DConfig) -> R3D:
     """Create an :class:`R3D`.
 

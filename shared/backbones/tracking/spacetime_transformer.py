@@ -57,8 +57,7 @@ class SpaceTimeTransformerConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "image_size", "patch_size", "tubelet", "max_frames", "embed_dim", "depth",
-                     "heads"):
+        for name in ("in_channels", "image_size", "patch_size", "tubelet", "max_frames", "embed_dim", "depth", "heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size % self.patch_size:
@@ -82,8 +81,9 @@ class DividedBlock(nn.Module):
         self.attn_time = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.attn_space = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         hidden = max(1, round(dim * mlp_ratio))
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim),
-                                 nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, tokens: torch.Tensor, cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (batch, T', N, D), cls (batch, 1, D) -> the same shapes."""
@@ -128,16 +128,20 @@ class SpaceTimeTransformer(Backbone):
         super().check_input(x)
         cfg = self.config
         if x.shape[3] != cfg.image_size or x.shape[4] != cfg.image_size:
-            raise ValueError(f"input to {self.model_name or 'spacetime_transformer'} must be {cfg.image_size}x"
-                             f"{cfg.image_size} (image_size) on its row and column axes, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"input to {self.model_name or 'spacetime_transformer'} must be {cfg.image_size}x"
+                f"{cfg.image_size} (image_size) on its row and column axes, got shape {tuple(x.shape)}"
+            )
         if not cfg.tubelet <= x.shape[2] <= cfg.max_frames or x.shape[2] % cfg.tubelet:
-            raise ValueError(f"input to {self.model_name or 'spacetime_transformer'} must have a multiple of "
-                             f"{cfg.tubelet} (tubelet) frames, at most {cfg.max_frames} (max_frames), got "
-                             f"{x.shape[2]}")
+            raise ValueError(
+                f"input to {self.model_name or 'spacetime_transformer'} must have a multiple of "
+                f"{cfg.tubelet} (tubelet) frames, at most {cfg.max_frames} (max_frames), got "
+                f"{x.shape[2]}"
+            )
 
     def forward_steps(self, x: torch.Tensor, return_steps: bool) -> BackboneOutput:
-        tokens = self.embed(x).flatten(3).permute(0, 2, 3, 1)          # (B, T', N, D)
-        tokens = tokens + self.pos_space + self.pos_time[:, :tokens.shape[1]]
+        tokens = self.embed(x).flatten(3).permute(0, 2, 3, 1)  # (B, T', N, D)
+        tokens = tokens + self.pos_space + self.pos_time[:, : tokens.shape[1]]
         cls = self.cls.expand(x.shape[0], -1, -1)
         for block in self.blocks:
             tokens, cls = block(tokens, cls)
@@ -146,8 +150,14 @@ class SpaceTimeTransformer(Backbone):
         return BackboneOutput(y, [y] if return_steps else [], None)
 
 
-@register_backbone("spacetime_transformer", SpaceTimeTransformerConfig, spatial_dims=3, recurrent=False,
-                   input_kind="video", description="small divided space-time transformer (TimeSformer-style)")
+@register_backbone(
+    "spacetime_transformer",
+    SpaceTimeTransformerConfig,
+    spatial_dims=3,
+    recurrent=False,
+    input_kind="video",
+    description="small divided space-time transformer (TimeSformer-style)",
+)
 def spacetime_transformer(cfg: SpaceTimeTransformerConfig) -> SpaceTimeTransformer:
     """Create a :class:`SpaceTimeTransformer`.
 

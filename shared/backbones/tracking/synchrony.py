@@ -51,9 +51,14 @@ from shared.backbones.tracking.complex_ops import magnitude, stable_angle
 from shared.validation import check_ndim, check_shape_equal
 
 
-def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_background: bool = False,
-                   merge_distractors: bool = False,
-                   frame_reduction: Literal["sum", "mean"] = "sum") -> torch.Tensor:
+def synchrony_loss(
+    phase: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    include_background: bool = False,
+    merge_distractors: bool = False,
+    frame_reduction: Literal["sum", "mean"] = "sum",
+) -> torch.Tensor:
     """The reference's synch + desynch loss of a phase video against per-frame object masks.
 
     Parameters
@@ -87,25 +92,25 @@ def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_backgrou
         raise TypeError(f"masks must hold integer object ids, got dtype {masks.dtype}")
     if frame_reduction not in ("sum", "mean"):
         raise ValueError(f"frame_reduction must be 'sum' or 'mean', got {frame_reduction!r}")
-    ids = masks.long().flatten(2)                                  # (B, T, P)
+    ids = masks.long().flatten(2)  # (B, T, P)
     if merge_distractors:
         ids = ids.clamp_max(3)
     n_ids = max(int(ids.max()) + 1, 3) if ids.numel() else 3
-    one_hot = F.one_hot(ids.clamp_min(0), n_ids).to(phase.dtype)   # (B, T, P, K)
+    one_hot = F.one_hot(ids.clamp_min(0), n_ids).to(phase.dtype)  # (B, T, P, K)
     keep = torch.ones(n_ids, dtype=torch.bool, device=phase.device)
     keep[1] = False
     keep[0] = include_background
-    groups = one_hot[..., keep]                                    # (B, T, P, G)
+    groups = one_hot[..., keep]  # (B, T, P, G)
     theta = phase.flatten(2)
     cos_sum = torch.einsum("btpg,btp->btg", groups, torch.cos(theta))
     sin_sum = torch.einsum("btpg,btp->btg", groups, torch.sin(theta))
     size = groups.sum(dim=2)
     present = size > 0
-    n_groups = present.sum(dim=-1)                                 # (B, T)
+    n_groups = present.sum(dim=-1)  # (B, T)
     denominator = n_groups.clamp_min(1).to(phase.dtype)
     order = magnitude(cos_sum, sin_sum) / size.clamp_min(1)
     synch = 1 - (order * present).sum(-1) / denominator
-    mean_angle = stable_angle(cos_sum, sin_sum)                    # (B, T, G)
+    mean_angle = stable_angle(cos_sum, sin_sum)  # (B, T, G)
     max_m = int(n_groups.max()) // 2 if n_groups.numel() else 0
     desynch = torch.zeros_like(synch)
     bound = torch.ones_like(synch)
@@ -113,8 +118,8 @@ def synchrony_loss(phase: torch.Tensor, masks: torch.Tensor, *, include_backgrou
         active = (n_groups // 2 >= m).to(phase.dtype)
         re = (torch.cos(m * mean_angle) * present).sum(-1)
         im = (torch.sin(m * mean_angle) * present).sum(-1)
-        desynch = desynch + active * (re ** 2 + im ** 2) / (2 * denominator * m ** 2)
-        bound = bound + active * 0.5 * denominator / m ** 2
-    per_frame = (synch + desynch) / bound * (n_groups > 0)         # (B, T)
+        desynch = desynch + active * (re**2 + im**2) / (2 * denominator * m**2)
+        bound = bound + active * 0.5 * denominator / m**2
+    per_frame = (synch + desynch) / bound * (n_groups > 0)  # (B, T)
     batch_mean = per_frame.mean(dim=0)
     return batch_mean.sum() if frame_reduction == "sum" else batch_mean.mean()
