@@ -181,6 +181,7 @@ class InTConfig(TrackingRecurrentConfig):
     lesions : parameters fixed at 0, names among ``"alpha", "mu", "gamma", "kappa"``.
     nonlinearity : ``"softplus"`` (reference) or ``"tanh"`` (reference ``InT_tanh``), front end and circuit.
     horizontal_padding : ``"zeros"`` (reference) or ``"reflect"``.
+    readout_pool : ``"mean"`` (reference) or ``"goal"`` (:class:`GoalReadout` ``pool``; not in the reference).
     """
 
     channels: int = 32
@@ -189,6 +190,7 @@ class InTConfig(TrackingRecurrentConfig):
     lesions: tuple[str, ...] = ()
     nonlinearity: Literal["softplus", "tanh"] = "softplus"
     horizontal_padding: Literal["zeros", "reflect"] = "zeros"
+    readout_pool: Literal["mean", "goal"] = "mean"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -215,7 +217,7 @@ class InT(RecurrentVideoBackbone):
         self.att_gate_w, self.att_gate_u = gate_conv(c, 1.0), gate_conv(c, 1.0)
         self.cell = InTCell(c, cfg.kernel_size, inhibition=cfg.inhibition, lesions=cfg.lesions,
                             nonlinearity=cfg.nonlinearity, padding=cfg.horizontal_padding)
-        self.head = GoalReadout(c, 1)
+        self.head = GoalReadout(c, 1, pool=cfg.readout_pool)
 
     def make_drive(self, video: torch.Tensor) -> VideoDrive:
         return VideoDrive(self.act(self.preproc(video)), video)
