@@ -47,7 +47,9 @@ def main() -> None:
                  norm_scale=args.norm_scale)
     optimiser = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
 
+    rng = torch.random.get_rng_state()  # the probe's shuffle must not change the training batches
     batch = next(iter(dm.train_dataloader()))
+    torch.random.set_rng_state(rng)
     frames = []
     cell_step = net.cell.step
 

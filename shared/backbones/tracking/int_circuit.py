@@ -34,6 +34,10 @@ Differences from the reference, by name:
 * **Unused parameters are not created**: the reference's never-initialised ``w``, and, without
   inhibition, ``w_inh``'s companions (alpha, mu, the inhibition gates and BN).
 * ``horizontal_padding="reflect"`` is available; the default ``"zeros"`` is the reference's.
+* Two optional switches, off by default (defaults are the reference's): ``readout_pool="goal"`` reads the
+  readout map at the goal marker instead of averaging it over the whole map, and ``norm_scale`` sets the
+  initial BN scale (reference 0.1). Neither changes the circuit's equations; at CPU scale the reference
+  readout's logits differ across videos by ~1e-4 (BENCHMARKS.md "Tracking", InT diagnosis).
 
 Verified against a line-by-line transcription of ``rCell.forward`` and ``InT.forward`` (same weights;
 ``tests/test_tracking_reference.py``): logits and attention agree to float64 precision, with and without
