@@ -485,3 +485,11 @@ def test_goal_pool_reads_the_state_at_the_goal_marker_only():
                 > 10 * (mean_head(near, goal) - mean_head(state, goal)).abs().item())
     with pytest.raises(ValueError, match="pool"):
         GoalReadout(2, pool="max")
+
+
+def test_int_norm_scale_sets_the_initial_bn_scale_and_defaults_to_the_reference():
+    assert torch.all(create("int", channels=3, kernel_size=3).cell.norm_exc.weight == 0.1)
+    cell = create("int", channels=3, kernel_size=3, norm_scale=1.0).cell
+    assert torch.all(cell.norm_exc.weight == 1.0) and torch.all(cell.norm_inh.weight == 1.0)
+    with pytest.raises(ValueError, match="norm_scale"):
+        create("int", channels=3, kernel_size=3, norm_scale=0.0)
