@@ -481,3 +481,33 @@ def test_every_model_fits_a_memorised_batch(name, config):
     assert bce < 0.5 * first_bce
     if name == "cvrnn" and config.get("complex_valued", True):
         assert extra < first_extra  # the phases group by object
+
+
+def test_goal_pool_reads_the_state_at_the_goal_marker_only():
+    from shared.backbones.tracking.base import GoalReadout
+
+    torch.manual_seed(0)
+    mean_head, goal_head = GoalReadout(2), GoalReadout(2, pool="goal")
+    goal_head.load_state_dict(mean_head.state_dict())
+    state, goal = torch.rand(1, 2, 16, 16), torch.zeros(1, 1, 16, 16)
+    goal[..., 4:6, 4:6] = 1.0
+    far, near = state.clone(), state.clone()
+    far[..., 12:, 12:] += 1.0  # more than 2 px (target_conv's reach) from the goal
+    near[..., 4:6, 4:6] += 1.0
+    with torch.no_grad():
+        assert torch.equal(goal_head(far, goal), goal_head(state, goal))
+        assert (mean_head(far, goal) - mean_head(state, goal)).abs().item() > 0
+        # at the goal, the goal pool sees the change undiluted by the map's area
+        assert (goal_head(near, goal) - goal_head(state, goal)).abs().item() > 10 * (
+            mean_head(near, goal) - mean_head(state, goal)
+        ).abs().item()
+    with pytest.raises(ValueError, match="pool"):
+        GoalReadout(2, pool="max")
+
+
+def test_int_norm_scale_sets_the_initial_bn_scale_and_defaults_to_the_reference():
+    assert torch.all(create("int", channels=3, kernel_size=3).cell.norm_exc.weight == 0.1)
+    cell = create("int", channels=3, kernel_size=3, norm_scale=1.0).cell
+    assert torch.all(cell.norm_exc.weight == 1.0) and torch.all(cell.norm_inh.weight == 1.0)
+    with pytest.raises(ValueError, match="norm_scale"):
+        create("int", channels=3, kernel_size=3, norm_scale=0.0)

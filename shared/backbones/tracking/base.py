@@ -116,6 +116,9 @@ class GoalReadout(nn.Module):
     ----------
     channels : channels of the state read.
     kernel_size : size of ``readout_conv`` (InT 1, CV-RNN 3).
+    pool : ``"mean"`` (reference): the mean over the whole map, so a response at the goal is diluted by
+        the map's area (1/1024 at 32x32 px); ``"goal"``: the mean weighted by the goal map, which reads the
+        map at the goal marker (not in the reference; see BENCHMARKS.md "Tracking").
 
     Examples
     --------
@@ -124,8 +127,11 @@ class GoalReadout(nn.Module):
     torch.Size([2, 1])
     """
 
-    def __init__(self, channels: int, kernel_size: int = 1) -> None:
+    def __init__(self, channels: int, kernel_size: int = 1, pool: Literal["mean", "goal"] = "mean") -> None:
         super().__init__()
+        if pool not in ("mean", "goal"):
+            raise ValueError(f"pool must be 'mean' or 'goal', got {pool!r}")
+        self.pool = pool
         self.readout_conv = nn.Conv2d(channels, 1, kernel_size, padding=kernel_size // 2)
         self.target_conv = nn.Conv2d(2, 1, 5, padding=2)
         nn.init.zeros_(self.target_conv.bias)
@@ -134,6 +140,9 @@ class GoalReadout(nn.Module):
     def forward(self, state: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """Logits (batch, 1) from a state (batch, channels, row, column) and the goal map (batch, 1, row, column)."""
         y = self.target_conv(torch.cat([self.readout_conv(state), goal], dim=1))
+        if self.pool == "goal":
+            weight = goal.clamp(min=0)
+            return self.dense((y * weight).sum(dim=(2, 3)) / weight.sum(dim=(2, 3)).clamp(min=1e-6))
         return self.dense(y.mean(dim=(2, 3)))
 
 

@@ -34,6 +34,10 @@ Differences from the reference, by name:
 * **Unused parameters are not created**: the reference's never-initialised ``w``, and, without
   inhibition, ``w_inh``'s companions (alpha, mu, the inhibition gates and BN).
 * ``horizontal_padding="reflect"`` is available; the default ``"zeros"`` is the reference's.
+* Two optional switches, off by default (defaults are the reference's): ``readout_pool="goal"`` reads the
+  readout map at the goal marker instead of averaging it over the whole map, and ``norm_scale`` sets the
+  initial BN scale (reference 0.1). Neither changes the circuit's equations; at CPU scale the reference
+  readout's logits differ across videos by ~1e-4 (BENCHMARKS.md "Tracking", InT diagnosis).
 
 Verified against a line-by-line transcription of ``rCell.forward`` and ``InT.forward`` (same weights;
 ``tests/test_tracking_reference.py``): logits and attention agree to float64 precision, with and without
@@ -77,10 +81,10 @@ def horizontal_kernel(channels: int, kernel_size: int, padding: str) -> Symmetri
     return conv
 
 
-def batch_stats_norm(channels: int) -> nn.BatchNorm2d:
-    """The reference's BN: batch statistics in training and testing, eps 1e-3, scale 0.1, shift 0."""
+def batch_stats_norm(channels: int, scale: float = 0.1) -> nn.BatchNorm2d:
+    """The reference's BN: batch statistics in training and testing, eps 1e-3, initial scale 0.1, shift 0."""
     norm = nn.BatchNorm2d(channels, eps=1e-3, affine=True, track_running_stats=False)
-    nn.init.constant_(norm.weight, 0.1)
+    nn.init.constant_(norm.weight, scale)
     return norm
 
 
@@ -95,6 +99,7 @@ class InTCell(nn.Module):
     lesions : names among ``alpha, mu, gamma, kappa`` fixed at 0.
     nonlinearity : ``"softplus"`` or ``"tanh"``.
     padding : ``"zeros"`` (reference) or ``"reflect"`` for the horizontal convolutions.
+    norm_scale : initial BN scale of both horizontal paths (reference 0.1).
 
     Examples
     --------
@@ -114,6 +119,7 @@ class InTCell(nn.Module):
         lesions: tuple[str, ...] = (),
         nonlinearity: str = "softplus",
         padding: str = "zeros",
+        norm_scale: float = 0.1,
     ) -> None:
         super().__init__()
         check_circuit_options(
@@ -130,10 +136,10 @@ class InTCell(nn.Module):
                 setattr(self, name, nn.Parameter(value))
         if inhibition:
             self.w_inh = horizontal_kernel(channels, kernel_size, padding)
-            self.norm_inh = batch_stats_norm(channels)
+            self.norm_inh = batch_stats_norm(channels, norm_scale)
             self.inh_gate_w, self.inh_gate_u = gate_conv(channels, -1.0), gate_conv(channels, -1.0)
         self.w_exc = horizontal_kernel(channels, kernel_size, padding)
-        self.norm_exc = batch_stats_norm(channels)
+        self.norm_exc = batch_stats_norm(channels, norm_scale)
         self.exc_gate_w, self.exc_gate_u = gate_conv(channels, -1.0), gate_conv(channels, -1.0)
 
     def step(
@@ -191,6 +197,9 @@ class InTConfig(TrackingRecurrentConfig):
     lesions : parameters fixed at 0, names among ``"alpha", "mu", "gamma", "kappa"``.
     nonlinearity : ``"softplus"`` (reference) or ``"tanh"`` (reference ``InT_tanh``), front end and circuit.
     horizontal_padding : ``"zeros"`` (reference) or ``"reflect"``.
+    readout_pool : ``"mean"`` (reference) or ``"goal"`` (:class:`GoalReadout` ``pool``; not in the reference).
+    norm_scale : initial BN scale of the horizontal paths (reference 0.1). With gamma 0, e^ = sp(BN(W_E * i) .
+        kappa . i) starts at sp(~0) = ln 2 almost everywhere at 0.1 (BENCHMARKS.md "Tracking").
     """
 
     channels: int = 32
@@ -199,6 +208,8 @@ class InTConfig(TrackingRecurrentConfig):
     lesions: tuple[str, ...] = ()
     nonlinearity: Literal["softplus", "tanh"] = "softplus"
     horizontal_padding: Literal["zeros", "reflect"] = "zeros"
+    readout_pool: Literal["mean", "goal"] = "mean"
+    norm_scale: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -209,6 +220,8 @@ class InTConfig(TrackingRecurrentConfig):
             )
         if self.channels < 1:
             raise ValueError(f"channels must be >= 1, got {self.channels}")
+        if not self.norm_scale > 0:
+            raise ValueError(f"norm_scale must be > 0, got {self.norm_scale}")
         check_circuit_options(
             kernel_size=self.kernel_size,
             lesions=self.lesions,
@@ -236,8 +249,9 @@ class InT(RecurrentVideoBackbone):
             lesions=cfg.lesions,
             nonlinearity=cfg.nonlinearity,
             padding=cfg.horizontal_padding,
+            norm_scale=cfg.norm_scale,
         )
-        self.head = GoalReadout(c, 1)
+        self.head = GoalReadout(c, 1, pool=cfg.readout_pool)
 
     def make_drive(self, video: torch.Tensor) -> VideoDrive:
         return VideoDrive(self.act(self.preproc(video)), video)
