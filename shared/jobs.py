@@ -420,7 +420,7 @@ class Job:
         overwrite: bool = False,
         bookkeeping: str = BOOKKEEPING,
     ) -> None:
-        self.root = check_output_folder(root)
+        self.root = check_output_folder(root).absolute()  # paths it returns stay valid whatever the cwd
         self.command = command
         self.config = _jsonable(dict(config))
         self.fingerprint = config_fingerprint(self.config)

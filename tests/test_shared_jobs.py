@@ -342,3 +342,13 @@ def test_done_units_without_a_manifest_do_not_count_for_new_settings(tmp_path):
         jobs.open_job(tmp_path, "demo", {"size": 2})
     with jobs.open_job(tmp_path, "demo", {"size": 2}, overwrite=True) as job:
         assert job.done_units() == set()
+
+
+def test_a_job_opened_with_a_relative_root_returns_paths_that_stay_inside_it(tmp_path, monkeypatch):
+    """A claimed folder given back to write_json must land in the output, not in output/output (STAR did)."""
+    monkeypatch.chdir(tmp_path)
+    with jobs.open_job("runs/out", "test", {"a": 1}) as job:
+        run_dir = job.claim("unit_1")
+        written = job.write_json(run_dir / "result.json", {"ok": True})
+    assert written == tmp_path / "runs/out/unit_1/result.json" and written.is_file()
+    assert not (tmp_path / "runs/out/runs").exists()
