@@ -29,12 +29,12 @@ RecurrentNorm = Literal["batch", "group", "instance", "none", "batch_stats", "ba
 
 
 @dataclass
-class RecurrentConfig:
-    """Options shared by every recurrent backbone.
+class EngineOptions:
+    """How the recurrence engine trains a circuit: the options every recurrent config shares (image circuits
+    here, the tracking circuits in :mod:`shared.backbones.tracking.base`). The ``neumann_*``,
+    ``lipschitz_penalty`` and ``penalty_lambda`` fields are :class:`shared.recurrence.CRBPConfig`'s, by name:
+    one vocabulary from the YAML config to the engine.
 
-    in_channels : input channels.
-    out_channels : channels of the full-resolution readout (1x1 conv); None returns the hidden state itself.
-    timesteps : T >= 1, the number of recurrent steps (also sets the chrono gate-bias initialisation).
     mode : ``"bptt"``, ``"truncated"`` (gradient through the last ``truncate_k`` steps) or ``"crbp"``.
     truncate_k : steps with a graph in ``truncated`` mode.
     neumann_iters : maximum Neumann terms in the C-RBP backward (published 15).
@@ -53,15 +53,8 @@ class RecurrentConfig:
         ``mode="bptt"`` is C-BPTT (the C-RBP paper's comparison arm); ``False`` with ``crbp`` is plain RBP.
         Resolved at every call, so it follows a later change of ``model.mode``.
     penalty_lambda : the penalty's target ``lambda`` (published 0.9 for Pathfinder).
-    norm : normalisation inside the recurrent step: ``"batch"``, ``"batch_stats"`` (BatchNorm with batch
-        statistics in training and testing), ``"group"``, ``"instance"``, ``"none"`` (the same map at
-        every step) or ``"batch_per_step"`` (one BatchNorm per timestep, BPTT/truncated
-        only: rejected in C-RBP mode).
     """
 
-    in_channels: int = 1
-    out_channels: int | None = None
-    timesteps: int = 8
     mode: Literal["bptt", "truncated", "crbp"] = "bptt"
     truncate_k: int = 1
     neumann_iters: int = 15
@@ -72,6 +65,31 @@ class RecurrentConfig:
     neumann_damping: float = 1.0
     lipschitz_penalty: bool | None = None
     penalty_lambda: float = 0.9
+
+    def __post_init__(self) -> None:
+        self.crbp_config()  # validates neumann_* and penalty_lambda with messages naming them
+
+    def crbp_config(self) -> CRBPConfig:
+        """The engine's :class:`CRBPConfig`: the fields of the same names (one vocabulary, no renaming)."""
+        return CRBPConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(CRBPConfig)})
+
+
+@dataclass
+class RecurrentConfig(EngineOptions):
+    """Options shared by every recurrent image/volume backbone: :class:`EngineOptions` plus
+
+    in_channels : input channels.
+    out_channels : channels of the full-resolution readout (1x1 conv); None returns the hidden state itself.
+    timesteps : T >= 1, the number of recurrent steps (also sets the chrono gate-bias initialisation).
+    norm : normalisation inside the recurrent step: ``"batch"``, ``"batch_stats"`` (BatchNorm with batch
+        statistics in training and testing), ``"group"``, ``"instance"``, ``"none"`` (the same map at
+        every step) or ``"batch_per_step"`` (one BatchNorm per timestep, BPTT/truncated
+        only: rejected in C-RBP mode).
+    """
+
+    in_channels: int = 1
+    out_channels: int | None = None
+    timesteps: int = 8
     norm: RecurrentNorm = "instance"
 
     def __post_init__(self) -> None:
@@ -86,11 +104,7 @@ class RecurrentConfig:
                 "same map at every timestep; mode='crbp' needs a time-invariant norm "
                 "('batch', 'batch_stats', 'group', 'instance' or 'none')"
             )
-        self.crbp_config()  # validates neumann_* and penalty_lambda with messages naming them
-
-    def crbp_config(self) -> CRBPConfig:
-        """The engine's :class:`CRBPConfig`: the fields of the same names (one vocabulary, no renaming)."""
-        return CRBPConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(CRBPConfig)})
+        super().__post_init__()
 
 
 class RecurrentBackbone(Backbone, abc.ABC):

@@ -30,36 +30,22 @@ import torch
 import torch.nn as nn
 
 from shared.backbones.base import Backbone, BackboneOutput
-from shared.backbones.recurrent import RecurrentConfig
-from shared.recurrence import CRBPConfig, RecurrenceStats, check_mode, run_recurrence
+from shared.backbones.recurrent import EngineOptions
+from shared.recurrence import RecurrenceStats, check_mode, run_recurrence
 
 
 @dataclass
-class TrackingRecurrentConfig:
-    """Options shared by the recurrent tracking models.
+class TrackingRecurrentConfig(EngineOptions):
+    """Options shared by the recurrent tracking models: :class:`shared.backbones.recurrent.EngineOptions`
+    (``mode``, ``truncate_k``, the C-RBP ``neumann_*`` options and the Lipschitz penalty, reaching the engine
+    exactly as the image circuits' do; see the module docstring for what C-RBP means here) plus
 
     in_channels : input channels (RGB: 3).
-    mode : ``"bptt"``, ``"truncated"`` or ``"crbp"`` (see the module docstring for C-RBP here).
-    truncate_k : steps with a graph in ``truncated`` mode.
     settle_steps : extra steps on the last frame after the video (needed, >= 1, by ``crbp``).
-    neumann_iters, neumann_stopping, neumann_g_limit, neumann_stop_on_growth, neumann_tol, neumann_damping,
-    lipschitz_penalty, penalty_lambda : the C-RBP options of :class:`shared.backbones.recurrent.RecurrentConfig`
-        (same names and defaults; :meth:`crbp_config` is RecurrentConfig's, so they reach the engine exactly
-        as the image circuits' do).
     """
 
     in_channels: int = 3
-    mode: Literal["bptt", "truncated", "crbp"] = "bptt"
-    truncate_k: int = 1
     settle_steps: int = 0
-    neumann_iters: int = 15
-    neumann_stopping: bool = True
-    neumann_g_limit: float | None = 1.0
-    neumann_stop_on_growth: bool = True
-    neumann_tol: float = 1e-9
-    neumann_damping: float = 1.0
-    lipschitz_penalty: bool | None = None
-    penalty_lambda: float = 0.9
 
     def __post_init__(self) -> None:
         if self.in_channels < 1:
@@ -68,11 +54,7 @@ class TrackingRecurrentConfig:
             raise ValueError(f"settle_steps must be an integer >= 0, got {self.settle_steps!r}")
         check_mode(self.mode, timesteps=1, truncate_k=self.truncate_k)
         check_settle(self.mode, self.settle_steps)
-        self.crbp_config()
-
-    def crbp_config(self) -> CRBPConfig:
-        """The engine's :class:`CRBPConfig` (errors name the ``neumann_*`` keys)."""
-        return RecurrentConfig.crbp_config(self)
+        super().__post_init__()
 
 
 def check_settle(mode: str, settle_steps: int) -> None:
