@@ -109,8 +109,8 @@ def time_run(argv: list[str], env: dict[str, str], first_output: bool) -> tuple[
     os.read(leader, 1)
     elapsed = time.perf_counter() - start
     with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
-        while os.read(leader, 65536):
-            pass
+        while os.read(leader, 65536):  # drain what the child printed until it closes the terminal
+            continue
     os.close(leader)
     return elapsed, proc.wait(timeout=600)
 

@@ -232,11 +232,11 @@ class _ChannelMatmul:
 
 
 class _ChannelMatmul2d(_ChannelMatmul, nn.Conv2d):
-    pass
+    """The 2-D gate convolution (state-dict keys of ``nn.Conv2d``)."""
 
 
 class _ChannelMatmul3d(_ChannelMatmul, nn.Conv3d):
-    pass
+    """The 3-D gate convolution (state-dict keys of ``nn.Conv3d``)."""
 
 
 def _one_by_one(dims: int, channels: int) -> nn.Module:
