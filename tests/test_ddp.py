@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from pathfinder_cli_args import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,32 +28,7 @@ def test_pathfinder_fit_with_two_ddp_processes_on_cpu(tmp_path):
         str(REPO / "configs/pathfinder/resnet.yaml"),
         "--config",
         str(REPO / "configs/trainer/ddp_cpu.yaml"),
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_val_batches",
-        "1",
-        "--trainer.default_root_dir",
-        str(tmp_path / "runs"),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.logger",
-        "false",
-        "--data.root",
-        str(tmp_path / "data"),
-        "--data.image_size",
-        "48",
-        "--data.geometry_scale",
-        "0.3",
-        "--data.n_train",
-        "16",
-        "--data.n_val",
-        "8",
-        "--data.n_test",
-        "8",
-        "--data.batch_size",
-        "4",
-        "--model.backbone_config",
-        '{"widths": [8, 16], "stem_channels": 8}',
+        *tiny_fit_args(tmp_path),
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     log = proc.stdout + proc.stderr

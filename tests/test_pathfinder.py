@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pathfinder_cli_args import tiny_fit_args
 from scipy import ndimage
 
 from shared.checkpoints import load_lightning_module
@@ -247,41 +248,7 @@ def test_recurrence_metrics_flattens_stats():
 
 def test_cli_fit_two_batches_writes_reloadable_checkpoint(tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "pathfinder" / "resnet.yaml"
-    pathfinder_main(
-        [
-            "fit",
-            "--config",
-            str(config),
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "2",
-            "--trainer.limit_val_batches",
-            "1",
-            "--trainer.default_root_dir",
-            str(tmp_path / "runs"),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger",
-            "false",
-            "--data.root",
-            str(tmp_path / "data"),
-            "--data.image_size",
-            "48",
-            "--data.geometry_scale",
-            "0.3",
-            "--data.n_train",
-            "16",
-            "--data.n_val",
-            "8",
-            "--data.n_test",
-            "8",
-            "--data.batch_size",
-            "4",
-            "--model.backbone_config",
-            '{"widths": [8, 16], "stem_channels": 8}',
-        ]
-    )
+    pathfinder_main(["fit", "--config", str(config), *tiny_fit_args(tmp_path), "--trainer.limit_train_batches", "2"])
     ckpts = sorted((tmp_path / "runs").rglob("*.ckpt"))
     assert ckpts, "Lightning saved no checkpoint"
     model = load_lightning_module(PathfinderClassifier, ckpts[-1])
